@@ -1,0 +1,1 @@
+"""Commands of the analyze area (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Commands of the cle area (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Commands of the grid area (filled in by its issue)."""

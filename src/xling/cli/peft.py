@@ -1,0 +1,1 @@
+"""Commands of the peft area (filled in by its issue)."""

@@ -1,0 +1,131 @@
+"""Pydantic specs: YAML in, validated, extra fields forbidden.
+
+Every spec a user writes (a model, LoRA and training parameters, scoring options, a grid) is a
+``Spec``; ``load_spec`` reads YAML safely and turns validation errors into one-line ``XlingError``s
+that name the file and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from xling.errors import XlingError
+
+S = TypeVar("S", bound="Spec")
+
+
+class Spec(BaseModel):
+    """Base of every spec: unknown fields are an error, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line: ``source: field a.b: message (got value)`` for the first error, plus a count of the rest."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    got = first.get("input")
+    got_txt = "" if first["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
+    more = len(err.errors()) - 1
+    tail = f"; and {more} more error(s)" if more else ""
+    return f"{source}: field '{loc}': {first['msg']}{got_txt}{tail}"
+
+
+def parse_spec(cls: type[S], data: object, source: str = "config") -> S:
+    """Validate ``data`` as ``cls``; raise ``XlingError`` naming ``source`` and the field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise XlingError(f"{source}: expected a mapping at the top level, found {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise XlingError(format_validation_error(err, source)) from None
+
+
+def load_yaml(path: str | Path) -> object:
+    """Read a YAML file with ``yaml.safe_load``; unreadable or malformed files raise ``XlingError``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise XlingError(f"{path}: cannot read file ({err.strerror or err})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise XlingError(f"{path}:{where} invalid YAML: {problem}") from None
+
+
+def load_spec(cls: type[S], path: str | Path) -> S:
+    """Load and validate a YAML spec file."""
+    return parse_spec(cls, load_yaml(path), str(path))
+
+
+# --- models, adapters, training, scoring: shared by train.py, score.py and the grid -----------------
+
+
+class ModelSpec(Spec):
+    """A model to fine-tune and score.
+
+    ``kind`` is ``causal`` (multiple-choice by continuation log-likelihood, lm-eval rules) or ``encoder``
+    (a sentence encoder: score(choice) = cosine(enc(context), enc(choice))).
+    ``path`` is a hub id or a local folder; ``family`` and ``size`` are parsed from the name when empty.
+    """
+
+    name: str
+    path: str | None = None
+    kind: Literal["causal", "encoder"] = "causal"
+    revision: str | None = None
+    family: str | None = None
+    size: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    trust_remote_code: bool = False
+    chat_template: bool = False
+
+    @property
+    def location(self) -> str:
+        """Where to load the weights from: ``path`` if given, else ``name``."""
+        return self.path or self.name
+
+
+class LoraSpec(Spec):
+    """LoRA adapter parameters (the paper's defaults). ``target_modules`` 'all-linear' = every attention and MLP projection."""
+
+    r: int = Field(32, gt=0)
+    alpha: int = Field(64, gt=0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class TrainSpec(Spec):
+    """Fine-tuning of one source cell (the paper's defaults)."""
+
+    epochs: int = Field(3, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    batch_size: int = Field(8, gt=0)
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    split_seed: int = 0
+    max_train_items: int | None = Field(None, gt=0)
+    max_length: int = Field(512, gt=0)
+    gradient_checkpointing: bool = False
+    keep_best_epoch: bool = True
+    prompt_format: Literal["auto", "letters", "continuation", "lm"] = "auto"
+    temperature: float = Field(0.05, gt=0)
+
+
+class ScoreSpec(Spec):
+    """Multiple-choice scoring options."""
+
+    batch_size: int = Field(16, gt=0)
+    max_items: int | None = Field(None, gt=0)
+    split: str = "test"
+    prompt_format: Literal["auto", "letters", "continuation"] = "auto"
+    adapters_per_batch: int = Field(8, gt=0)

@@ -1,0 +1,52 @@
+"""What every run records so a number can be traced to how it was made."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import xling
+
+_LIBRARIES = (
+    "numpy", "scipy", "pandas", "pyarrow", "duckdb", "pydantic", "statsmodels", "torch", "transformers",
+    "peft", "accelerate", "datasets", "tokenizers", "sentence-transformers", "faiss-cpu", "ray", "submitit",
+    "lm-eval", "babel", "num2words", "lang2vec",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the installed libraries that can change a result (missing ones are left out)."""
+    versions = {"python": platform.python_version(), "xling": xling.__version__}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_record(config: Any = None, seed: int | None = None, **extra: Any) -> dict[str, Any]:
+    """A JSON-able record of a run: command line, config, seed, library versions, time, host."""
+    if hasattr(config, "model_dump"):
+        config = config.model_dump(mode="json")
+    return {
+        "argv": sys.argv,
+        "config": config,
+        "seed": seed,
+        "versions": library_versions(),
+        "platform": platform.platform(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def write_run_record(folder: str | Path, config: Any = None, seed: int | None = None, **extra: Any) -> Path:
+    """Write ``run.json`` into ``folder`` and return its path."""
+    path = Path(folder) / "run.json"
+    path.write_text(json.dumps(run_record(config, seed, **extra), indent=2, default=str) + "\n")
+    return path
