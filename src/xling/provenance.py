@@ -45,8 +45,10 @@ def run_record(config: Any = None, seed: int | None = None, **extra: Any) -> dic
     }
 
 
-def write_run_record(folder: str | Path, config: Any = None, seed: int | None = None, **extra: Any) -> Path:
-    """Write ``run.json`` into ``folder`` and return its path."""
-    path = Path(folder) / "run.json"
+def write_run_record(
+    folder: str | Path, config: Any = None, seed: int | None = None, name: str = "run.json", **extra: Any
+) -> Path:
+    """Write the run record (``run.json`` unless ``name`` says otherwise) into ``folder``; return its path."""
+    path = Path(folder) / name
     path.write_text(json.dumps(run_record(config, seed, **extra), indent=2, default=str) + "\n")
     return path
