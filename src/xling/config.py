@@ -129,3 +129,73 @@ class ScoreSpec(Spec):
     split: str = "test"
     prompt_format: Literal["auto", "letters", "continuation"] = "auto"
     adapters_per_batch: int = Field(8, gt=0)
+
+
+# --- the transfer grid -------------------------------------------------------------------------------
+
+
+class Cell(Spec):
+    """One task × language cell."""
+
+    task: str
+    language: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}/{self.language}"
+
+
+class SlurmSpec(Spec):
+    """Slurm job-array settings (submitit). ``cluster: local`` runs the same jobs as local subprocesses."""
+
+    partition: str | None = None
+    time_min: int = Field(240, gt=0)
+    gpus_per_node: int = Field(1, ge=0)
+    cpus_per_task: int = Field(4, gt=0)
+    mem_gb: int = Field(32, gt=0)
+    array_parallelism: int = Field(64, gt=0)
+    folder: str | None = None
+    cluster: Literal["slurm", "local", "debug"] | None = None
+    additional_parameters: dict[str, str] = Field(default_factory=dict)
+
+
+class ExecutorSpec(Spec):
+    """Where units of work run. Resource numbers are per unit; GPUs only count where GPUs exist."""
+
+    kind: Literal["local", "ray", "slurm"] = "local"
+    address: str | None = None
+    cpus_per_unit: float = Field(1.0, gt=0)
+    gpus_per_train: float = Field(1.0, ge=0)
+    gpus_per_score: float = Field(1.0, ge=0)
+    num_workers: int | None = Field(None, gt=0)
+    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
+
+
+class GridSpec(Spec):
+    """A whole transfer study: models × source cells × seeds trained, base and adapters scored on every target."""
+
+    name: str = "grid"
+    models: list[ModelSpec] = Field(min_length=1)
+    tasks: list[str] = Field(min_length=1)
+    languages: list[str] = Field(min_length=1)
+    sources: list[Cell] | None = None
+    targets: list[Cell] | None = None
+    seeds: list[int] = Field(default_factory=lambda: [17, 42, 101], min_length=1)
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    score: ScoreSpec = Field(default_factory=ScoreSpec)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    output: str = "xling-out/grid"
+    max_retries: int = Field(2, ge=0)
+    analyze: bool = True
+
+    def source_cells(self) -> list[Cell]:
+        """The cells adapters are trained on (default: every task × language)."""
+        return self.sources if self.sources is not None else self.all_cells()
+
+    def target_cells(self) -> list[Cell]:
+        """The cells every model is scored on (default: every task × language)."""
+        return self.targets if self.targets is not None else self.all_cells()
+
+    def all_cells(self) -> list[Cell]:
+        return [Cell(task=t, language=lang) for t in self.tasks for lang in self.languages]

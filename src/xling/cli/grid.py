@@ -1,1 +1,133 @@
-"""Commands of the grid area (filled in by its issue)."""
+"""Commands of `xling grid`: plan, run, status and export a transfer grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xling.cli.app import app
+
+grid_app = typer.Typer(help="Run a whole transfer study from one YAML spec, resumably.", no_args_is_help=True)
+app.add_typer(grid_app, name="grid")
+
+SpecArg = Annotated[Path, typer.Argument(help="Grid spec (YAML).")]
+console = Console()
+
+
+def _load(spec_path: Path, executor: str | None = None, address: str | None = None):
+    from xling.config import GridSpec, load_spec
+
+    spec = load_spec(GridSpec, spec_path)
+    if executor:
+        if executor not in ("local", "ray", "slurm"):
+            from xling.errors import XlingError
+
+            raise XlingError(f"--executor: expected one of local, ray, slurm; got {executor!r}")
+        spec.executor.kind = executor
+    if address:
+        spec.executor.address = address
+    return spec
+
+
+@grid_app.command("plan")
+def plan_cmd(spec_path: SpecArg) -> None:
+    """Show the units of work, their counts and an estimate of the work; nothing runs."""
+    from xling.grid.run import stages, store_for
+    from xling.grid.units import make_plan
+    from xling.tasks.registry import load_items
+
+    spec = _load(spec_path)
+    plan = make_plan(spec)
+    store = store_for(spec)
+    table = Table(title=f"grid {spec.name}: {len(spec.models)} model(s), {len(spec.source_cells())} source cell(s), "
+                        f"{len(spec.target_cells())} target cell(s), {len(spec.seeds)} seed(s)")
+    for col in ("stage", "units", "done", "to run"):
+        table.add_column(col, justify="right" if col != "stage" else "left")
+    for name, units in stages(plan):
+        done = sum(store.done(u.key) for u in units)
+        table.add_row(name, str(len(units)), str(done), str(len(units) - done))
+    console.print(table)
+    n_choices = sum(len(i.choices) for c in spec.target_cells() for i in load_items(c.task, c.language, spec.score.split))
+    n_train = sum(len(load_items(c.task, c.language, "train")) for c in spec.source_cells())
+    scored = len(plan.score) * n_choices
+    steps = len(spec.models) * len(spec.seeds) * n_train * spec.train.epochs
+    console.print(f"work: {scored:,} choice scorings ({n_choices:,} choices × {len(plan.score)} model/adapter "
+                  f"evaluations); {steps:,} training examples seen ({spec.train.epochs} epoch(s))")
+
+
+@grid_app.command("run")
+def run_cmd(
+    spec_path: SpecArg,
+    executor: Annotated[Optional[str], typer.Option(help="local, ray or slurm (overrides the spec).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address, e.g. 'auto'.")] = None,
+    max_retries: Annotated[Optional[int], typer.Option(help="Retries of a failing unit (overrides the spec).")] = None,
+    analyze: Annotated[bool, typer.Option(help="Aggregate and run the analysis and report at the end.")] = True,
+) -> None:
+    """Run every unit that is missing, then export the results table and write the report."""
+    from xling.grid.run import run_grid
+
+    spec = _load(spec_path, executor, address)
+    final = run_grid(spec, max_retries=max_retries, console=console)
+    _print_status(final)
+    _finish(spec, analyze and spec.analyze)
+    if any(st.failed for st in final):
+        console.print("[red]some units failed; see `xling grid status`. Rerun the same command to retry them.")
+        raise typer.Exit(1)
+
+
+def _finish(spec, analyze: bool) -> None:
+    from xling.grid.results import export
+    from xling.grid.run import store_for
+    from xling.grid.units import make_plan
+
+    out = Path(spec.output)
+    table, seeds, n = export(make_plan(spec), store_for(spec), out / "results.csv")
+    console.print(f"results: {table} ({n} cells), per seed: {seeds}")
+    if analyze and n:
+        import pandas as pd
+
+        from xling.analysis import run_analysis
+
+        report = run_analysis(pd.read_csv(table), out / "analysis", console=console)
+        console.print(f"report: {report}")
+
+
+@grid_app.command("status")
+def status_cmd(spec_path: SpecArg) -> None:
+    """Done / failed / pending per stage, and the last error of each failed unit."""
+    from xling.grid.run import status, store_for
+    from xling.grid.units import make_plan
+
+    spec = _load(spec_path)
+    _print_status(status(make_plan(spec), store_for(spec)))
+
+
+def _print_status(stages) -> None:
+    table = Table(title="grid status")
+    for col in ("stage", "done", "failed", "pending", "total"):
+        table.add_column(col, justify="right" if col != "stage" else "left")
+    for st in stages:
+        table.add_row(st.name, str(st.done), str(len(st.failed)), str(st.pending), str(st.total))
+    console.print(table)
+    for st in stages:
+        for unit, error in st.failed.items():
+            console.print(f"[red]failed[/red] {unit}: {error}")
+
+
+@grid_app.command("export")
+def export_cmd(
+    spec_path: SpecArg,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Results table (release schema, CSV).")] = Path("results.csv"),
+) -> None:
+    """Write the results table in the Donors-and-Recipients release schema, plus the per-seed long table."""
+    from xling.grid.results import export
+    from xling.grid.run import store_for
+    from xling.grid.units import make_plan
+
+    spec = _load(spec_path)
+    table, seeds, n = export(make_plan(spec), store_for(spec), out)
+    console.print(f"wrote {table} ({n} cells) and {seeds}")

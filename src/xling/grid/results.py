@@ -1,0 +1,84 @@
+"""From the store to results tables: the per-seed long table and the release-schema table.
+
+DuckDB reads the published ``scores.parquet`` of every finished score unit of the plan as one view and joins each
+adapter's scores with its model's base scores; units not (yet) finished are simply absent, so partial grids export
+what they have.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from xling.grid.store import Store
+from xling.grid.units import Plan
+
+LONG_COLUMNS = [
+    "model_name", "model_size", "fine_tuned_dataset", "fine_tuned_language", "eval_dataset", "eval_language",
+    "seed", "score", "score_base", "score_norm", "score_norm_base",
+]
+
+
+def long_table(plan: Plan, store: Store) -> pd.DataFrame:
+    """One row per (model, source cell, seed, target cell) with fine-tuned and base acc / acc_norm."""
+    import duckdb
+
+    base_key = {u.model.name: u.key for u in plan.base_scores}
+    meta = pd.DataFrame(
+        [
+            {
+                "key": u.key,
+                "base_key": base_key[u.model.name],
+                "model_name": u.model.name,
+                "model_size": u.model.size or "",
+                "fine_tuned_dataset": plan.task_labels[u.adapter.source.task],
+                "fine_tuned_language": u.adapter.source.language,
+                "seed": u.adapter.seed,
+            }
+            for u in plan.adapter_scores
+        ]
+    )
+    keys = [u.key for u in plan.score if store.done(u.key)]
+    files = [str(store.result_dir(k) / "scores.parquet") for k in keys]
+    if meta.empty or not files:
+        return pd.DataFrame(columns=LONG_COLUMNS)
+    con = duckdb.connect()
+    con.register("meta", meta)
+    con.register("files", pd.DataFrame({"key": keys, "path": files}))
+    con.execute(
+        "create view scores as select s.*, f.key from read_parquet(?, filename = true) s "
+        "join files f on s.filename = f.path",
+        [files],
+    )
+    df = con.execute(
+        """
+        select m.model_name, m.model_size, m.fine_tuned_dataset, m.fine_tuned_language,
+               a.task as eval_dataset, a.language as eval_language, m.seed,
+               a.acc as score, b.acc as score_base, a.acc_norm as score_norm, b.acc_norm as score_norm_base
+        from meta m
+        join scores a on a.key = m.key
+        join scores b on b.key = m.base_key and b.task = a.task and b.language = a.language
+        order by m.model_name, m.fine_tuned_dataset, m.fine_tuned_language, m.seed, a.task, a.language
+        """
+    ).df()
+    return df[LONG_COLUMNS]
+
+
+def export(plan: Plan, store: Store, out: str | Path) -> tuple[Path, Path, int]:
+    """Write the release-schema table to ``out`` and the per-seed table beside it (``*.seeds.csv``).
+
+    Returns both paths and the number of cells.
+    """
+    from xling.analysis.results import aggregate_seeds
+    from xling.io import atomic_file
+
+    out = Path(out)
+    long = long_table(plan, store)
+    table = aggregate_seeds(long)
+    seeds_path = out.with_name(out.stem + ".seeds" + out.suffix)
+    with atomic_file(seeds_path) as fh:
+        long.to_csv(fh, index=False)
+    with atomic_file(out) as fh:
+        table.to_csv(fh, index=False)
+    return out, seeds_path, len(table)

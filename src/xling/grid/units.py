@@ -1,0 +1,158 @@
+"""Units of work of a grid and their keys.
+
+A grid is two kinds of unit: ``train(model, source cell, seed)`` produces an adapter, and
+``score(model, base | adapter, targets)`` produces the scores of that model on every target cell. A unit's key
+hashes everything that determines its result (model revision, data fingerprint, prompt format, hyper-parameters,
+seed, the version of the training or scoring rules) and nothing that does not (labels such as the model's display
+name), so rerunning a spec skips finished units and changing one hyper-parameter reruns exactly the units it affects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from xling.config import Cell, GridSpec, ModelSpec
+from xling.errors import XlingError
+from xling.grid.store import unit_key
+
+# Bump when a change to train.py or score.py changes results, so stale units are recomputed.
+TRAINING_RULES_VERSION = "train-1"
+SCORING_RULES_VERSION = "lm-eval-0.4-mc-1"
+
+
+@dataclass(frozen=True)
+class TrainUnit:
+    """Fine-tune ``model`` with LoRA on one source cell with one seed."""
+
+    key: str
+    model: ModelSpec
+    source: Cell
+    seed: int
+
+
+@dataclass(frozen=True)
+class ScoreUnit:
+    """Score the base model (``adapter is None``) or one adapter on every target cell."""
+
+    key: str
+    model: ModelSpec
+    adapter: TrainUnit | None
+    targets: tuple[Cell, ...]
+
+    @property
+    def label(self) -> str:
+        """The adapter's name in score tables: ``base`` or the train unit's key."""
+        return "base" if self.adapter is None else self.adapter.key
+
+
+@dataclass
+class Plan:
+    """Every unit of a grid, with the task labels read from the data."""
+
+    spec: GridSpec
+    train: list[TrainUnit] = field(default_factory=list)
+    score: list[ScoreUnit] = field(default_factory=list)
+    task_labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_scores(self) -> list[ScoreUnit]:
+        return [u for u in self.score if u.adapter is None]
+
+    @property
+    def adapter_scores(self) -> list[ScoreUnit]:
+        return [u for u in self.score if u.adapter is not None]
+
+
+def model_fingerprint(model: ModelSpec) -> dict[str, object]:
+    """What identifies a model's weights: hub id + revision, or a local folder's config and file sizes."""
+    ident: dict[str, object] = {
+        "location": model.location,
+        "revision": model.revision,
+        "kind": model.kind,
+        "dtype": model.dtype,
+        "chat_template": model.chat_template,
+    }
+    folder = Path(model.location)
+    if folder.is_dir():
+        ident["location"] = "local"
+        ident["content"] = _folder_digest(folder)
+    return ident
+
+
+@cache
+def _folder_digest(folder: Path) -> str:
+    """Hash of a model folder: the text of its JSON configs and the names and sizes of its other files."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel.startswith("."):
+            continue
+        h.update(rel.encode())
+        if path.suffix == ".json" and path.stat().st_size < 1_000_000:
+            h.update(path.read_bytes())
+        else:
+            h.update(str(path.stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+def make_plan(spec: GridSpec) -> Plan:
+    """Expand a grid spec into its train and score units (nothing runs)."""
+    from xling.tasks.registry import load_items, task_fingerprint
+
+    sources, targets = spec.source_cells(), spec.target_cells()
+    if not sources or not targets:
+        raise XlingError("grid spec: the grid is empty (no source or no target cells)")
+    for cell in [*sources, *targets]:
+        if cell.task not in spec.tasks or cell.language not in spec.languages:
+            raise XlingError(
+                f"grid spec: cell {cell.name} uses a task or language not listed in 'tasks'/'languages'"
+            )
+    target_names = {c.name for c in targets}
+    missing = [c.name for c in sources if c.name not in target_names]
+    if missing:
+        raise XlingError(
+            f"grid spec: source cells {', '.join(missing[:3])} are not among the targets; "
+            "the regime analysis needs every source cell scored"
+        )
+
+    plan = Plan(spec=spec)
+    for cell in targets:  # loading validates task and language names early, with one-line errors
+        items = load_items(cell.task, cell.language, spec.score.split)
+        plan.task_labels[cell.task] = items[0].task
+    target_prints = [task_fingerprint(c.task, c.language, spec.score.split) for c in targets]
+    score_params = spec.score.model_dump(exclude={"batch_size", "adapters_per_batch"})
+    train_params = {"lora": spec.lora.model_dump(), "train": spec.train.model_dump()}
+
+    for model in spec.models:
+        mprint = model_fingerprint(model)
+        base = {"rules": SCORING_RULES_VERSION, "model": mprint, "targets": target_prints, "score": score_params}
+        plan.score.append(ScoreUnit(unit_key({"unit": "score", "adapter": "base", **base}), model, None, tuple(targets)))
+        for cell in sources:
+            data = task_fingerprint(cell.task, cell.language, "train")
+            for seed in spec.seeds:
+                tkey = unit_key(
+                    {"unit": "train", "rules": TRAINING_RULES_VERSION, "model": mprint, "data": data,
+                     "language": cell.language, "seed": seed, **train_params}
+                )
+                tu = TrainUnit(tkey, model, cell, seed)
+                plan.train.append(tu)
+                skey = unit_key({"unit": "score", "adapter": tkey, **base})
+                plan.score.append(ScoreUnit(skey, model, tu, tuple(targets)))
+    return plan
+
+
+def describe(unit: TrainUnit | ScoreUnit) -> str:
+    """A short human-readable name of a unit for progress and status lines."""
+    if isinstance(unit, TrainUnit):
+        return f"train {unit.model.name} {unit.source.name} seed={unit.seed}"
+    who = "base" if unit.adapter is None else f"{unit.adapter.source.name} seed={unit.adapter.seed}"
+    return f"score {unit.model.name} {who} on {len(unit.targets)} targets"
+
+
+def spec_digest(spec: GridSpec) -> str:
+    """A digest of the spec (for run records)."""
+    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
