@@ -1,0 +1,82 @@
+"""One entry point for every task: ``load_items(task, language, split)``.
+
+``task`` is a path to an xling task YAML or an lm-eval task YAML, a paper benchmark name
+(``arc_challenge``, ``global_mmlu``, ``hellaswag``, ``truthfulqa``), or ``mini:<name>`` for the built-in
+offline suite. Every load checks item ids are unique; ``load_aligned`` also checks that all languages
+share the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from xling.errors import XlingError
+from xling.tasks.items import MCItem, check_aligned
+
+SPLITS = ("train", "test")
+
+
+def _load_yaml_task(path: Path, language: str, split: str) -> list[MCItem]:
+    from xling.config import load_yaml
+    from xling.tasks.lmeval import is_lmeval_yaml, load_lmeval_task
+    from xling.tasks.local import is_xling_task_yaml, load_task_file
+
+    if not path.is_file():
+        raise XlingError(f"unknown task {str(path)!r}: no such file")
+    try:
+        data = load_yaml(path)
+    except XlingError:
+        data = None  # lm-eval YAMLs may use tags safe_load rejects (e.g. !function); its own reader says why
+    if is_xling_task_yaml(data):
+        return load_task_file(path, language, split)
+    if data is None or is_lmeval_yaml(data):
+        return load_lmeval_task(path, language, split)
+    raise XlingError(f"{path}: not a task YAML (an xling task needs 'name' and 'data'; "
+                     "an lm-eval task needs 'task', 'doc_to_text' and 'doc_to_choice')")
+
+
+def load_items(task: str, language: str, split: str) -> list[MCItem]:
+    """Items of ``task`` in ``language`` and ``split`` (``train`` or ``test``); unknown names raise ``XlingError``."""
+    if split not in SPLITS:
+        raise XlingError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
+    if task.startswith("mini:"):
+        from xling.tasks import mini
+
+        items = mini.load_items(task.removeprefix("mini:"), language, split)
+    elif task.endswith((".yaml", ".yml")) or Path(task).is_file():
+        items = _load_yaml_task(Path(task), language, split)
+    else:
+        from xling.tasks.paper import BENCHMARKS, load_paper_items
+
+        if task not in BENCHMARKS:
+            raise XlingError(f"unknown task {task!r} (expected a task YAML path, mini:<name>, or one of "
+                             f"{', '.join(BENCHMARKS)})")
+        items = load_paper_items(task, language, split)
+    check_aligned({language: items}, task)  # unique ids
+    return items
+
+
+def load_aligned(task: str, languages: Iterable[str], split: str) -> dict[str, list[MCItem]]:
+    """Items of every language of ``task``, checked to share exactly the same item ids."""
+    by_lang = {lang: load_items(task, lang, split) for lang in languages}
+    check_aligned(by_lang, task)
+    return by_lang
+
+
+def items_fingerprint(items: Sequence[MCItem]) -> str:
+    """sha256 over the items' content (ids, contexts, choices, gold, fields), order included."""
+    h = hashlib.sha256()
+    for it in items:
+        payload = [it.id, it.task, it.language, it.context, list(it.choices), it.gold,
+                   {k: it.fields[k] for k in sorted(it.fields)}]
+        h.update(json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def task_fingerprint(task: str, language: str, split: str) -> str:
+    """A hash of the content of ``task``'s items in ``language``/``split`` (for store keys)."""
+    return items_fingerprint(load_items(task, language, split))
