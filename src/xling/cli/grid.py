@@ -131,3 +131,28 @@ def export_cmd(
     spec = _load(spec_path)
     table, seeds, n = export(make_plan(spec), store_for(spec), out)
     console.print(f"wrote {table} ({n} cells) and {seeds}")
+
+
+@app.command("quickstart")
+def quickstart_cmd(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("xling-out/quickstart"),
+    langs: Annotated[Optional[str], typer.Option(help="Comma-separated languages (default: 6).")] = None,
+    tasks: Annotated[Optional[str], typer.Option(help="Comma-separated xling-mini tasks (default: all).")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per source cell (default 1; 3 with --full).")] = None,
+    full: Annotated[bool, typer.Option(help="A larger grid: every language, 3 seeds, all training items.")] = False,
+) -> None:
+    """The whole transfer study offline on CPU: built-in tasks, a shipped encoder, LoRA per cell, report."""
+    from xling.grid.run import run_grid
+    from xling.quickstart import quickstart_spec
+
+    spec = quickstart_spec(out, _csv_list(langs), _csv_list(tasks), seeds, full)
+    final = run_grid(spec, console=console)
+    _print_status(final)
+    _finish(spec, analyze=True)
+    if any(st.failed for st in final):
+        raise typer.Exit(1)
+
+
+def _csv_list(text: str | None) -> list[str] | None:
+    """``"en, de,fr"`` -> ``["en", "de", "fr"]``; None stays None."""
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
