@@ -117,8 +117,9 @@ class TrainSpec(Spec):
     max_length: int = Field(512, gt=0)
     gradient_checkpointing: bool = False
     keep_best_epoch: bool = True
-    prompt_format: Literal["auto", "letters", "continuation", "lm"] = "auto"
+    prompt_format: Literal["auto", "paper", "letters", "continuation", "lm"] = "auto"
     temperature: float = Field(0.05, gt=0)
+    chat_template: bool | None = None
 
 
 class ScoreSpec(Spec):
@@ -129,6 +130,7 @@ class ScoreSpec(Spec):
     split: str = "test"
     prompt_format: Literal["auto", "letters", "continuation"] = "auto"
     adapters_per_batch: int = Field(8, gt=0)
+    chat_template: bool | None = None
 
 
 # --- the transfer grid -------------------------------------------------------------------------------
