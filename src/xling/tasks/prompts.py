@@ -58,25 +58,33 @@ def lettered_prompt(item: MCItem) -> str:
     return f"{question(item).strip()}\n{options}\nAnswer:"
 
 
-def eval_requests(item: MCItem, fmt: str = "auto") -> Requests:
-    """The requests lm-eval would build for ``item`` in format ``fmt`` (zero-shot)."""
+def eval_requests(item: MCItem, fmt: str = "auto", chat: bool = False) -> Requests:
+    """The requests lm-eval would build for ``item`` in format ``fmt`` (zero-shot).
+
+    With ``chat`` (the context goes through a chat template) the target delimiter is dropped, as lm-eval does.
+    """
     fmt = resolve_format(item, fmt)
-    delim = str(item.fields.get("target_delimiter", " "))
+    delim = "" if chat else str(item.fields.get("target_delimiter", " "))
     if fmt == "letters":
         letters = tuple(LETTERS[i] for i in range(len(item.choices)))
         return Requests(lettered_prompt(item), tuple(f"{delim}{x}" for x in letters), letters)
     if fmt == "lm":
         context = f"Question: {question(item).strip()}\nAnswer:"
-        return Requests(context, tuple(f" {c}" for c in item.choices), tuple(item.choices))
+        return Requests(context, tuple(f"{delim}{c}" for c in item.choices), tuple(item.choices))
     return Requests(item.context, tuple(f"{delim}{c}" for c in item.choices), tuple(item.choices))
 
 
-def train_example(item: MCItem, fmt: str = "auto") -> tuple[str, str]:
-    """``(prompt, target)`` for fine-tuning on the gold answer; loss is taken on ``target`` only."""
+def train_example(item: MCItem, fmt: str = "auto", chat: bool = False) -> tuple[str, str]:
+    """``(prompt, target)`` for fine-tuning on the gold answer; loss is taken on ``target`` only.
+
+    ``paper`` is the paper's training format: ``lm`` where the task says so (TruthfulQA), else ``letters``.
+    """
+    if fmt == "paper":
+        fmt = str(item.fields.get("train_format", "letters"))
     fmt = resolve_format(item, fmt)
     if fmt == "lm":
         return "", f"Question: {question(item).strip()}\nAnswer: {item.choices[item.gold]}"
-    req = eval_requests(item, fmt)
+    req = eval_requests(item, fmt, chat)
     return req.context, req.continuations[item.gold]
 
 

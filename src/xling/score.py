@@ -1,0 +1,319 @@
+"""Multiple-choice scoring of a base model and many LoRA adapters in one pass, by lm-eval's rules.
+
+The rules are lm-evaluation-harness 0.4.x's for causal LMs (``HFLM._encode_pair`` and
+``_loglikelihood_tokens``; ``ConfigurableTask.process_results``): continuation = target delimiter + choice;
+trailing whitespace of the context moves to the continuation; context+continuation and the context are
+tokenised separately (tokenizer's default special tokens, so BOS as the tokenizer adds it) and the
+continuation tokens are the difference; the input is left-truncated to ``max_length + 1`` tokens minus the
+last; acc_norm divides by the choice's character length, acc_bytes by its UTF-8 byte length.
+
+What differs is only the cost:
+
+1. the base model is loaded once and every adapter is attached unmerged (peft);
+2. each forward pass mixes adapters (peft ``adapter_names=`` per row, ``__base__`` for the base);
+3. inputs are deduplicated — choices whose inputs coincide (single-token letters) share one row, so such a
+   task costs one forward per item — and sorted by length so padding is small;
+4. the LM head and log-softmax run only over the window of continuation positions (``logits_to_keep``).
+"""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xling.config import ModelSpec, ScoreSpec
+from xling.errors import XlingError
+from xling.tasks.items import MCItem
+from xling.tasks.prompts import apply_chat, eval_requests
+
+COLUMNS = ["adapter", "task", "language", "item_id", "choice", "loglik", "n_tokens", "n_chars", "n_bytes",
+           "is_greedy", "is_gold", "kind"]
+BASE = "__base__"
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One (item, choice) request in tokens, as lm-eval encodes it."""
+
+    item: int
+    choice: int
+    context: tuple[int, ...]
+    continuation: tuple[int, ...]
+    choice_text: str
+
+
+@dataclass
+class Row:
+    """One distinct model input and the requests it answers (their continuations end the input)."""
+
+    tokens: tuple[int, ...]
+    requests: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def need(self) -> int:
+        return max(len(cont) for _, cont in self.requests)
+
+
+# --- step 1: tokenise like lm-eval ------------------------------------------------------------------------
+
+
+class LMEvalTokens:
+    """lm-eval's ``tok_encode``/``_encode_pair``/empty-context rules for one tokenizer."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.prefix_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        self.prefix_str = tokenizer.decode(self.prefix_id) if self.prefix_id is not None else None
+        self._cache: dict[str, list[int]] = {}
+
+    def encode(self, text: str) -> list[int]:
+        """Default special tokens, except none when the text already starts with the BOS string."""
+        if text not in self._cache:
+            if self.prefix_str and text.startswith(self.prefix_str):
+                self._cache[text] = self.tokenizer.encode(text, add_special_tokens=False)
+            else:
+                self._cache[text] = self.tokenizer.encode(text)
+        return self._cache[text]
+
+    def pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        if context == "":
+            cont = self.tokenizer.encode(continuation, add_special_tokens=False)
+            if self.prefix_id != cont[0]:
+                return [self.prefix_id], cont
+            return cont[:1], cont[1:]
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces > 0:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        whole = self.encode(context + continuation)
+        ctx = self.encode(context)
+        return ctx, whole[len(ctx):]
+
+
+def encode_items(items: Sequence[MCItem], tokenizer, fmt: str = "auto", chat: bool = False) -> list[Encoded]:
+    """Every (item, choice) request of ``items`` in tokens."""
+    tok = LMEvalTokens(tokenizer)
+    out = []
+    for i, item in enumerate(items):
+        req = eval_requests(item, fmt, chat)
+        context = apply_chat(tokenizer, req.context) if chat else req.context
+        for c, (cont, text) in enumerate(zip(req.continuations, req.choice_texts)):
+            ctx_enc, cont_enc = tok.pair(context, cont)
+            if not cont_enc:
+                raise XlingError(f"task {item.task!r} item {item.id!r} choice {c}: continuation {cont!r} has no tokens")
+            out.append(Encoded(i, c, tuple(ctx_enc), tuple(cont_enc), text))
+    return out
+
+
+# --- step 2: distinct inputs, length-sorted ---------------------------------------------------------------
+
+
+def plan_rows(encoded: Sequence[Encoded], max_length: int) -> list[Row]:
+    """Group requests by their (left-truncated) model input; sort longest first (as lm-eval does)."""
+    rows: dict[tuple[int, ...], Row] = {}
+    for idx, enc in enumerate(encoded):
+        if len(enc.continuation) > max_length:
+            raise XlingError(f"choice {enc.choice} of item #{enc.item}: continuation longer than the model's "
+                             f"context ({len(enc.continuation)} > {max_length} tokens)")
+        tokens = (enc.context + enc.continuation)[-(max_length + 1):][:-1]
+        rows.setdefault(tokens, Row(tokens)).requests.append((idx, enc.continuation))
+    return sorted(rows.values(), key=lambda r: (-len(r.tokens), r.tokens))
+
+
+# --- step 3: mixed-adapter forward passes -------------------------------------------------------------------
+
+
+def forward_rows(model, rows: Sequence[Row], adapter_names: Sequence[str], n_requests: int, device,
+                 pad_id: int, use_adapters: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Log-likelihood and is-greedy of every request under every adapter in ``adapter_names`` for ``rows``.
+
+    The batch is rows × adapters, right-padded, no attention mask (causal attention never sees the padding,
+    as in lm-eval); only the window of continuation positions goes through the LM head and log-softmax.
+    """
+    import torch
+
+    n_ad = len(adapter_names)
+    lengths = [len(r.tokens) for r in rows]
+    lo = min(n - r.need for n, r in zip(lengths, rows))
+    hi = max(lengths)
+    ids = torch.full((len(rows) * n_ad, hi), pad_id, dtype=torch.long)
+    b_idx, p_idx, t_idx, seg = [], [], [], []
+    out_keys = []  # (adapter position, request index) per segment
+    for r, (row, n) in enumerate(zip(rows, lengths)):
+        for a in range(n_ad):
+            b = r * n_ad + a
+            ids[b, :n] = torch.tensor(row.tokens, dtype=torch.long)
+            for req, cont in row.requests:
+                start = n - len(cont) - lo
+                b_idx += [b] * len(cont)
+                p_idx += range(start, start + len(cont))
+                t_idx += cont
+                seg += [len(out_keys)] * len(cont)
+                out_keys.append((a, req))
+    kwargs = {"adapter_names": [name for _ in rows for name in adapter_names]} if use_adapters else {}
+    with torch.inference_mode():
+        logits = model(input_ids=ids.to(device), logits_to_keep=torch.arange(lo, hi, device=device), **kwargs).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        b_t, p_t, t_t = (torch.tensor(x, device=device) for x in (b_idx, p_idx, t_idx))
+        seg_t = torch.tensor(seg, device=device)
+        token_lp = logp[b_t, p_t, t_t]
+        missed = (logp[b_t, p_t].argmax(-1) != t_t).to(torch.float32)
+        ll = torch.zeros(len(out_keys), device=device, dtype=torch.float64).index_add_(0, seg_t, token_lp.double())
+        miss = torch.zeros(len(out_keys), device=device).index_add_(0, seg_t, missed)
+    loglik = np.full((n_ad, n_requests), np.nan)
+    greedy = np.zeros((n_ad, n_requests), dtype=bool)
+    a_idx = np.array([k[0] for k in out_keys])
+    r_idx = np.array([k[1] for k in out_keys])
+    loglik[a_idx, r_idx] = ll.cpu().numpy()
+    greedy[a_idx, r_idx] = miss.cpu().numpy() == 0
+    return loglik, greedy
+
+
+def peak_memory_bytes(device) -> int:
+    """Peak GPU memory allocated (CUDA) or the process's peak resident memory (CPU)."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+# --- the API --------------------------------------------------------------------------------------------------
+
+
+def _limit_items(items: Sequence[MCItem], max_items: int | None) -> list[MCItem]:
+    """The first ``max_items`` items of each (task, language) cell; duplicate ids in a cell are an error."""
+    kept, count, seen = [], {}, set()
+    for it in items:
+        key = (it.task, it.language, it.id)
+        if key in seen:
+            raise XlingError(f"task {it.task!r} language {it.language!r}: duplicate item id {it.id!r}")
+        seen.add(key)
+        cell = (it.task, it.language)
+        count[cell] = count.get(cell, 0) + 1
+        if max_items is None or count[cell] <= max_items:
+            kept.append(it)
+    return kept
+
+
+def score_items(model: ModelSpec, adapters: Mapping[str, str | Path | None], items: Sequence[MCItem],
+                spec: ScoreSpec = ScoreSpec(), *, progress: bool = False) -> pd.DataFrame:
+    """Log-likelihood of every choice of every item under every entry of ``adapters`` (label → adapter folder,
+    or ``None`` for the base model). Returns one row per (adapter, item, choice), columns ``COLUMNS``;
+    ``attrs['peak_memory_bytes']`` holds the peak memory."""
+    if model.kind == "encoder":
+        from xling.models.encoder import score_encoder
+
+        return score_encoder(model, adapters, items, spec)
+    import torch
+
+    from xling.models.adapters import attach_adapters, check_adapter
+    from xling.models.causal import load_causal
+
+    adapters = dict(adapters) or {"base": None}
+    items = _limit_items(items, spec.max_items)
+    if not items:
+        raise XlingError("no items to score")
+    for label, path in adapters.items():
+        if path is not None and not Path(path).is_dir():
+            raise XlingError(f"adapter {label!r}: no such folder {str(path)!r}")
+    lm = load_causal(model)
+    internal = {label: (BASE if path is None else f"a{i}") for i, (label, path) in enumerate(adapters.items())}
+    for label, path in adapters.items():
+        if path is not None:
+            check_adapter(Path(path), model.name, model.location, lm.fingerprint)
+    net = attach_adapters(lm.model, {internal[k]: Path(p) for k, p in adapters.items() if p is not None})
+    use_adapters = net is not lm.model
+    if lm.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(lm.device)
+
+    chat = model.chat_template if spec.chat_template is None else spec.chat_template
+    encoded = encode_items(items, lm.tokenizer, spec.prompt_format, chat)
+    rows = plan_rows(encoded, lm.max_length)
+    labels = list(adapters)
+    names = list(dict.fromkeys(internal[label] for label in labels))  # the base once, however many labels
+    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    loglik = np.full((len(names), len(encoded)), np.nan)
+    greedy = np.zeros((len(names), len(encoded)), dtype=bool)
+    batches = [(r0, a0) for r0 in range(0, len(rows), spec.batch_size)
+               for a0 in range(0, len(names), spec.adapters_per_batch)]
+    for r0, a0 in _progress(batches, progress, "scoring"):
+        group = names[a0:a0 + spec.adapters_per_batch]
+        ll, gr = forward_rows(net, rows[r0:r0 + spec.batch_size], group, len(encoded), lm.device, pad_id,
+                              use_adapters)
+        done = ~np.isnan(ll)
+        loglik[a0:a0 + len(group)][done] = ll[done]
+        greedy[a0:a0 + len(group)] |= gr
+    frame = _frame(items, encoded, labels, [names.index(internal[x]) for x in labels], loglik, greedy, model.kind)
+    frame.attrs["peak_memory_bytes"] = peak_memory_bytes(lm.device)
+    return frame
+
+
+def _progress(seq, enabled: bool, what: str):
+    if not enabled:
+        return seq
+    from rich.progress import track
+
+    return track(seq, description=what, transient=True)
+
+
+def _frame(items, encoded, labels, label_rows, loglik, greedy, kind) -> pd.DataFrame:
+    base = pd.DataFrame({
+        "task": [items[e.item].task for e in encoded],
+        "language": [items[e.item].language for e in encoded],
+        "item_id": [items[e.item].id for e in encoded],
+        "choice": [e.choice for e in encoded],
+        "n_tokens": [len(e.continuation) for e in encoded],
+        "n_chars": [len(e.choice_text) for e in encoded],
+        "n_bytes": [len(e.choice_text.encode("utf-8")) for e in encoded],
+        "is_gold": [items[e.item].gold == e.choice for e in encoded],
+    })
+    parts = []
+    for label, row in zip(labels, label_rows):
+        part = base.copy()
+        part.insert(0, "adapter", label)
+        part["loglik"] = loglik[row]
+        part["is_greedy"] = greedy[row]
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)
+    frame["kind"] = kind
+    return frame[COLUMNS]
+
+
+def summarize(loglik_df: pd.DataFrame) -> pd.DataFrame:
+    """Per (adapter, task, language): n items and acc, acc_norm, acc_bytes as lm-eval computes them
+    (argmax of loglik, of loglik / characters, of loglik / UTF-8 bytes; ties go to the first choice)."""
+    keys = ["adapter", "task", "language", "item_id"]
+    d = loglik_df.sort_values(keys + ["choice"], kind="stable").reset_index(drop=True)
+    by = [d[k] for k in keys]
+    hits = {}
+    for metric, score in (("acc", d["loglik"]), ("acc_norm", d["loglik"] / d["n_chars"]),
+                          ("acc_bytes", d["loglik"] / d["n_bytes"])):
+        best = score.groupby(by, sort=False).idxmax()
+        hits[metric] = pd.Series(d.loc[best.to_numpy(), "is_gold"].to_numpy(dtype=float), index=best.index)
+    per_item = pd.DataFrame(hits).reset_index()
+    if "kind" in d and (d["kind"] == "encoder").any():
+        enc = per_item.set_index(keys).index.isin(d.loc[d["kind"] == "encoder", keys].drop_duplicates()
+                                                 .set_index(keys).index)
+        per_item.loc[enc, "acc_norm"] = per_item.loc[enc, "acc"]
+        per_item.loc[enc, "acc_bytes"] = per_item.loc[enc, "acc"]
+    out = per_item.groupby(["adapter", "task", "language"], sort=True).agg(
+        n=("acc", "size"), acc=("acc", "mean"), acc_norm=("acc_norm", "mean"), acc_bytes=("acc_bytes", "mean"))
+    return out.reset_index()
+
+
+def write_outputs(loglik_df: pd.DataFrame, out_dir: str | Path, config=None) -> Path:
+    """``OUT/loglikelihoods.parquet``, ``OUT/scores.csv`` and ``OUT/run.json``, written atomically."""
+    from xling.io import atomic_dir
+    from xling.provenance import write_run_record
+
+    with atomic_dir(out_dir) as tmp:
+        loglik_df.to_parquet(tmp / "loglikelihoods.parquet", index=False)
+        summarize(loglik_df).to_csv(tmp / "scores.csv", index=False)
+        write_run_record(tmp, config, peak_memory_bytes=loglik_df.attrs.get("peak_memory_bytes"))
+    return Path(out_dir)
