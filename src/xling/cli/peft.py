@@ -1,1 +1,130 @@
-"""Commands of the peft area (filled in by its issue)."""
+"""``xling train``, ``xling eval`` and ``xling data prepare``: parse, call the library, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import Field
+
+from xling.cli.app import app, data_app
+from xling.config import LoraSpec, ModelSpec, ScoreSpec, Spec, TrainSpec, load_spec
+from xling.errors import XlingError
+
+
+class EngineConfig(Spec):
+    """``--config`` of ``xling train``/``xling eval``: LoRA, training and scoring options (all optional)."""
+
+    model: Optional[ModelSpec] = None
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    score: ScoreSpec = Field(default_factory=ScoreSpec)
+
+
+def _config(path: Optional[Path]) -> EngineConfig:
+    return load_spec(EngineConfig, path) if path else EngineConfig()
+
+
+def model_spec(arg: Optional[str], kind: str, config: EngineConfig) -> ModelSpec:
+    """``--model``: a model YAML, a local folder, or a hub id (else the config's ``model``)."""
+    if arg is None:
+        if config.model is None:
+            raise XlingError("no model: pass --model or set 'model' in --config")
+        return config.model
+    if arg.endswith((".yaml", ".yml")):
+        return load_spec(ModelSpec, arg)
+    local = Path(arg).expanduser()
+    if local.exists() or arg.startswith((".", "/", "~")):
+        return ModelSpec(name=local.name, path=str(local), kind=kind)
+    return ModelSpec(name=arg, kind=kind)
+
+
+def _check_fresh(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise XlingError(f"{out}: output folder exists and is not empty (remove it or pick another -o)")
+
+
+@app.command()
+def train(
+    task: str = typer.Option(..., "--task", help="Task YAML path, mini:<name>, or a paper benchmark name."),
+    lang: str = typer.Option(..., "--lang", help="Source language."),
+    out: Path = typer.Option(..., "-o", "--out", help="Adapter folder to write."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model folder, hub id or model YAML."),
+    seed: int = typer.Option(0, "--seed"),
+    kind: str = typer.Option("causal", "--kind", help="causal or encoder (for a folder or hub id)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML with lora/train sections."),
+) -> None:
+    """Fine-tune LoRA on one source cell (task × language) and save the adapter."""
+    from rich.console import Console
+
+    from xling.train import train_cell
+
+    cfg = _config(config)
+    spec = model_spec(model, kind, cfg)
+    _check_fresh(out)
+    folder = train_cell(spec, task, lang, seed, out, cfg.lora, cfg.train, progress=True)
+    import json
+
+    log = json.loads((folder / "train_log.json").read_text())
+    Console().print(f"adapter written to [bold]{folder}[/] (kept epoch {log['kept_epoch']}, "
+                    f"val loss {log['best_val_loss']})")
+
+
+@app.command("eval")
+def evaluate(
+    task: list[str] = typer.Option(..., "--task", help="Task (repeatable): YAML path, mini:<name> or benchmark."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model folder, hub id or model YAML."),
+    adapter: list[str] = typer.Option([], "--adapter", help="Adapter folder, or NAME=FOLDER (repeatable)."),
+    lang: list[str] = typer.Option([], "--lang", help="Languages (repeatable; default: all of each task)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to score (default: config or test)."),
+    kind: str = typer.Option("causal", "--kind", help="causal or encoder (for a folder or hub id)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML with a score section."),
+) -> None:
+    """Score the base model and every adapter on every task × language; write log-likelihoods and scores."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from xling.score import score_items, summarize, write_outputs
+    from xling.tasks.registry import load_aligned, task_languages
+
+    cfg = _config(config)
+    spec = model_spec(model, kind, cfg)
+    score = cfg.score if split is None else cfg.score.model_copy(update={"split": split})
+    adapters: dict[str, Optional[str]] = {"base": None}
+    for entry in adapter:
+        name, _, folder = entry.rpartition("=") if "=" in entry else (Path(entry).name, "", entry)
+        if name in adapters:
+            raise XlingError(f"adapter name {name!r} given twice (use NAME=FOLDER to tell them apart)")
+        adapters[name] = folder
+    items = []
+    for t in task:
+        langs = list(lang) or task_languages(t)
+        for lang_items in load_aligned(t, langs, score.split).values():
+            items += lang_items
+    _check_fresh(out)
+    loglik = score_items(spec, adapters, items, score, progress=True)
+    write_outputs(loglik, out, {"model": spec, "adapters": adapters, "tasks": task, "languages": lang,
+                                "score": score})
+    table = Table("adapter", "task", "language", "n", "acc", "acc_norm", "acc_bytes")
+    for row in summarize(loglik).itertuples(index=False):
+        table.add_row(row.adapter, row.task, row.language, str(row.n), f"{row.acc:.4f}", f"{row.acc_norm:.4f}",
+                      f"{row.acc_bytes:.4f}")
+    console = Console()
+    console.print(table)
+    peak = loglik.attrs.get("peak_memory_bytes") or 0
+    console.print(f"wrote {out}/loglikelihoods.parquet and {out}/scores.csv; peak memory {peak / 2**20:.0f} MiB")
+
+
+@data_app.command("prepare")
+def prepare(config: Path = typer.Argument(..., help="A data YAML (tasks, languages, source) or a grid config.")) -> None:
+    """Fetch every dataset CONFIG needs into the local cache, so later runs work offline."""
+    from rich.console import Console
+
+    from xling.tasks.prepare import prepare_data, read_data_spec
+
+    done = prepare_data(read_data_spec(config))
+    Console().print(f"prepared {len(done)} dataset(s)" + "".join(f"\n  {d}" for d in done))
+
+

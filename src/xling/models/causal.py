@@ -89,7 +89,9 @@ def base_fingerprint(model) -> str:
 def load_causal(spec: ModelSpec, *, device=None) -> LoadedLM:
     """Load the base model (eval mode) and tokenizer once."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     device = device or pick_device()
     tokenizer = load_tokenizer(spec)
     try:

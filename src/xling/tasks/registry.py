@@ -80,3 +80,34 @@ def items_fingerprint(items: Sequence[MCItem]) -> str:
 def task_fingerprint(task: str, language: str, split: str) -> str:
     """A hash of the content of ``task``'s items in ``language``/``split`` (for store keys)."""
     return items_fingerprint(load_items(task, language, split))
+
+
+def task_languages(task: str) -> list[str]:
+    """The languages a task offers: an xling task YAML's ``languages``, the mini suite's, the paper's eleven;
+    an lm-eval YAML is one language, ``metadata.language`` or ``und`` (undetermined)."""
+    if task.startswith("mini:"):
+        from xling.tasks import mini
+
+        return list(mini.LANGUAGES)
+    if task.endswith((".yaml", ".yml")) or Path(task).is_file():
+        from xling.config import load_spec, load_yaml
+        from xling.tasks.lmeval import read_lmeval_yaml
+        from xling.tasks.local import TaskFileSpec, is_xling_task_yaml
+
+        path = Path(task)
+        if not path.is_file():
+            raise XlingError(f"unknown task {task!r}: no such file")
+        try:
+            data = load_yaml(path)
+        except XlingError:
+            data = None
+        if is_xling_task_yaml(data):
+            return list(load_spec(TaskFileSpec, path).languages)
+        meta = read_lmeval_yaml(path).get("metadata") or {}
+        return [str(meta.get("language", "und"))]
+    from xling.tasks.paper import BENCHMARKS, LANGUAGES
+
+    if task not in BENCHMARKS:
+        raise XlingError(f"unknown task {task!r} (expected a task YAML path, mini:<name>, or one of "
+                         f"{', '.join(BENCHMARKS)})")
+    return list(LANGUAGES)
