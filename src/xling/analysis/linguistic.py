@@ -1,0 +1,123 @@
+"""Does transfer follow typology? URIEL (lang2vec) distances against MT-CL transfer.
+
+For each ordered language pair, the cosine distance between the two languages' lang2vec vectors
+(``syntax_knn``, ``phonology_knn``, ``inventory_knn``, ``geo``, ``fam``) is set against the pair's mean
+MT-CL delta: Spearman rho (p, Fisher-z CI), Pearson r, N. lang2vec's ``distance()`` is not in its PyPI
+release, so distances are computed here from the same vectors ``get_features`` returns (read directly
+from lang2vec's data, see ``uriel_vectors``); a language URIEL does not know is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from xling.analysis.stats import fisher_ci
+
+FEATURE_SETS = ("syntax_knn", "phonology_knn", "inventory_knn", "geo", "fam")
+
+
+def _letter_codes() -> dict[str, str]:
+    """lang2vec's own ISO 639-1 -> 639-3 table, read from its data without importing the (slow) module."""
+    try:
+        return json.loads((resources.files("lang2vec") / "data" / "letter_codes.json").read_text())
+    except (ModuleNotFoundError, FileNotFoundError):
+        return {}
+
+
+def to_iso3(code: str, letter_codes: dict[str, str]) -> str | None:
+    """``en``/``en-US``/``eng`` -> ``eng``; None when the code is not ISO 639-1/3 shaped."""
+    base = str(code).strip().lower().replace("_", "-").split("-")[0]
+    iso = letter_codes.get(base) if len(base) == 2 else base if len(base) == 3 and base.isalpha() else None
+    return _MACRO.get(iso, iso) if iso else None
+
+
+# lang2vec's named feature sets: (data file, source, feature-name prefix), as in lang2vec.FEATURE_SETS_DICT.
+_SETS = {
+    "syntax_knn": ("feature_predictions.npz", "predicted", "S_"),
+    "phonology_knn": ("feature_predictions.npz", "predicted", "P_"),
+    "inventory_knn": ("feature_predictions.npz", "predicted", "INV_"),
+    "geo": ("geocoord_features.npz", "GEOCOORDS", ""),
+    "fam": ("family_features.npz", "FAM", ""),
+}
+# ISO 639-1 codes whose lang2vec 639-3 code is a macrolanguage URIEL lacks -> its main individual language.
+_MACRO = {"ara": "arb", "zho": "cmn", "fas": "pes", "msa": "zsm", "swa": "swh", "est": "ekk", "lav": "lvs",
+          "uzb": "uzn", "nep": "npi", "aze": "azj", "sqi": "als", "mon": "khk", "orm": "gaz", "pus": "pbu",
+          "yid": "ydd", "kur": "kmr", "que": "quy", "grn": "gug", "nor": "nob"}
+
+
+def uriel_vectors(iso3: list[str], feature_set: str) -> dict[str, np.ndarray]:
+    """URIEL vectors (NaN = missing) of the languages it knows, as ``lang2vec.get_features`` returns them.
+
+    Read straight from lang2vec's bundled ``.npz`` data with the same indexing as its ``get_named_set``:
+    lang2vec itself re-reads the archive once per feature name (~30 s for these five sets), this takes
+    well under a second; ``tests/test_analysis_linguistic.py`` checks equality with ``get_features``.
+    """
+    filename, source, prefix = _SETS[feature_set]
+    with resources.as_file(resources.files("lang2vec") / "data" / filename) as path:
+        with np.load(path, allow_pickle=False) as db:
+            langs, feats, sources, data = db["langs"], db["feats"], db["sources"], db["data"]
+    index = {str(code): i for i, code in enumerate(langs)}
+    feat_idx = np.array([i for i, f in enumerate(feats) if str(f).startswith(prefix)])
+    src_idx = np.flatnonzero(sources == source)
+    out = {}
+    for code in iso3:
+        if code in index:
+            vec = data[index[code]][feat_idx][:, src_idx].squeeze(axis=1).astype(float)
+            out[code] = np.where(vec == -1, np.nan, vec)
+    return out
+
+
+def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - cosine similarity over the dimensions both vectors have; NaN for a zero vector."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(1.0 - a @ b / norm) if norm > 0 else float("nan")
+
+
+def language_distances(languages: list[str], notes: list[str]) -> pd.DataFrame:
+    """Ordered pairs ``lang_a, lang_b`` with one distance column per feature set."""
+    letter = _letter_codes()
+    iso = {lang: to_iso3(lang, letter) for lang in languages}
+    unmapped = sorted(lang for lang, c in iso.items() if c is None)
+    if unmapped:
+        notes.append(f"linguistic_correlations: no ISO 639-3 code for {', '.join(unmapped)}; skipped")
+    codes = sorted({c for c in iso.values() if c})
+    rows = [(a, b) for a in languages for b in languages if a != b and iso[a] and iso[b]]
+    out = pd.DataFrame(rows, columns=["lang_a", "lang_b"])
+    for fs in FEATURE_SETS:
+        vecs = uriel_vectors(codes, fs)
+        missing = sorted(lang for lang in languages if iso[lang] and iso[lang] not in vecs)
+        if missing:
+            notes.append(f"linguistic_correlations: URIEL has no {fs} vector for {', '.join(missing)}; skipped")
+        dist = {}
+        for a, b in rows:
+            va, vb = vecs.get(iso[a]), vecs.get(iso[b])
+            dist[(a, b)] = cosine_distance(va, vb) if va is not None and vb is not None else np.nan
+        out[fs] = [dist[(a, b)] for a, b in rows]
+    return out
+
+
+def linguistic_correlations(language_pairs: pd.DataFrame, distances: pd.DataFrame) -> pd.DataFrame:
+    """Per feature set: ``feature,spearman_rho,spearman_p,pearson_r,pearson_p,n`` (+ rho CI)."""
+    merged = language_pairs.rename(columns={"source": "lang_a", "target": "lang_b"}).merge(
+        distances, on=["lang_a", "lang_b"]
+    )
+    rows = []
+    for fs in FEATURE_SETS:
+        sub = merged[["mean", fs]].dropna() if fs in merged else merged.iloc[:0]
+        n = len(sub)
+        if n >= 3 and sub[fs].nunique() > 1 and sub["mean"].nunique() > 1:
+            rho, rp = stats.spearmanr(sub[fs], sub["mean"])
+            r, pp = stats.pearsonr(sub[fs], sub["mean"])
+        else:
+            rho = rp = r = pp = np.nan
+        lo, hi = fisher_ci(rho, n, spearman=True)
+        rows.append({"feature": fs, "spearman_rho": rho, "spearman_p": rp, "pearson_r": r, "pearson_p": pp, "n": n,
+                     "rho_ci_low": lo, "rho_ci_high": hi})
+    return pd.DataFrame(rows)

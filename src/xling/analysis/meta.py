@@ -1,0 +1,115 @@
+"""What the analysis knows beyond the table: model family and size, task metadata, language groups.
+
+Family and size are parsed from model names (``Llama-3.2-1B`` -> Llama, 1.0) unless the optional
+analysis YAML overrides them; task construction types (human- vs machine-translated) and language
+groups come from the same YAML.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from xling.config import Spec, load_spec
+from xling.errors import XlingError
+
+_FAMILIES = (("llama", "Llama"), ("qwen", "Qwen"), ("gemma", "Gemma"), ("mistral", "Mistral"), ("phi", "Phi"))
+_SIZE = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)\s*([bBmM])(?![A-Za-z])")
+SIZE_BUCKETS = ("S", "M", "L")
+
+# The paper's benchmarks: Global-MMLU is human-translated, the others machine-translated.
+DEFAULT_CONSTRUCTION = {
+    "global_mmlu": "human-translated",
+    "arc_challenge": "machine-translated",
+    "hellaswag": "machine-translated",
+    "truthfulqa": "machine-translated",
+}
+
+
+class ModelMeta(Spec):
+    """Override of a model's family and/or size (billions of parameters)."""
+
+    family: str | None = None
+    size: float | None = Field(None, gt=0)
+
+
+class TaskMeta(Spec):
+    """Task metadata: how the benchmark's translations were made."""
+
+    construction: str | None = None
+
+
+class AnalysisSpec(Spec):
+    """Options of ``xling analyze`` (all optional; the YAML file holds any subset)."""
+
+    metric: str = "delta_score_norm_mean"
+    positive_threshold: float = 0.0
+    harm_threshold: float = Field(1.0, ge=0)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    n_boot: int = Field(1000, ge=50)
+    seed: int = 0
+    models: dict[str, ModelMeta] = {}
+    tasks: dict[str, TaskMeta] = {}
+    language_groups: dict[str, list[str]] = {}
+    mixed_models: bool = True
+    linguistic: bool = True
+
+
+def load_analysis_spec(path: str | Path | None) -> AnalysisSpec:
+    """Read the optional analysis YAML (``None`` -> defaults)."""
+    return AnalysisSpec() if path is None else load_spec(AnalysisSpec, path)
+
+
+def parse_family(name: str) -> str:
+    """Model family from a name: Llama/Qwen/Gemma/... by substring, else the name without its size part."""
+    low = name.lower()
+    for needle, family in _FAMILIES:
+        if needle in low:
+            return family
+    stem = _SIZE.split(name)[0].rstrip("-_ ./")
+    return stem or name
+
+
+def parse_size(name: str) -> float:
+    """Size in billions from a name (``1.5B`` -> 1.5, ``270M`` -> 0.27); NaN when none is written."""
+    match = _SIZE.search(name)
+    if match is None:
+        return float("nan")
+    value = float(match.group(1))
+    return value / 1000.0 if match.group(2).lower() == "m" else value
+
+
+def size_bucket(size: float) -> str:
+    """The paper's buckets: S <= 1.5B < M < 7B <= L."""
+    if not np.isfinite(size):
+        return "unknown"
+    if size <= 1.5:
+        return "S"
+    return "M" if size < 7 else "L"
+
+
+def annotate(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
+    """Add ``family``, ``size`` (billions), ``size_bucket`` and ``construction`` columns to the cells."""
+    unknown = sorted(set(spec.models) - set(cells["model_name"]))
+    if unknown:
+        raise XlingError(f"analysis config: models.{unknown[0]}: no such model in the results table")
+    out = cells.copy()
+    models = pd.DataFrame({"model_name": sorted(cells["model_name"].unique())})
+    sizes = cells.groupby("model_name")["model_size"].first()
+    fam, size = [], []
+    for name in models["model_name"]:
+        meta = spec.models.get(name, ModelMeta())
+        fam.append(meta.family or parse_family(name))
+        given = float(sizes.get(name, np.nan))
+        size.append(meta.size if meta.size is not None else (given if np.isfinite(given) and given > 0 else parse_size(name)))
+    models["family"] = fam
+    models["size"] = size
+    models["size_bucket"] = [size_bucket(s) for s in size]
+    out = out.merge(models, on="model_name", how="left")
+    construction = {**DEFAULT_CONSTRUCTION, **{t: m.construction for t, m in spec.tasks.items() if m.construction}}
+    out["construction"] = out["eval_dataset"].map(construction).fillna("unspecified")
+    return out

@@ -1,0 +1,224 @@
+"""The whole analysis as named steps: validate -> annotate -> tables -> report, written atomically.
+
+``analyze`` computes every table in memory; ``run_analysis`` also writes ``OUT/tables``,
+``OUT/figures``, ``OUT/report.html``, ``OUT/summary.md`` and ``OUT/run.json`` into a temporary folder
+that replaces ``OUT`` only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from xling.analysis import asymmetry, consistency, linguistic, matrices, profiles, roles, uplift, variance
+from xling.analysis.meta import AnalysisSpec, annotate
+from xling.analysis.results import RELEASE_COLUMNS, aggregate_seeds, se_column, validate_long, validate_release
+from xling.errors import XlingError
+
+# Tables also written as LaTeX (the ones a paper would show).
+MAIN_TABLES = (
+    "global_uplift", "regime_summary", "mtcl_by_construction_type", "language_donor_recipient",
+    "task_donor_recipient", "task_on_off_summary", "linguistic_correlations", "variance_mixedlm",
+    "variance_crossed", "consistency_by_model", "consistency_by_family", "consistency_by_size",
+    "significance_by_regime",
+)
+
+
+@dataclass
+class Analysis:
+    """Every table of one analysis, plus what was skipped and how complete the grid was."""
+
+    spec: AnalysisSpec
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    coverage: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def headline(self) -> pd.DataFrame:
+        """The headline table: ``regime_summary``."""
+        return self.tables["regime_summary"]
+
+
+def prepare(results: pd.DataFrame, spec: AnalysisSpec, source: str = "results") -> pd.DataFrame:
+    """Validate either schema and return annotated cells with ``delta`` (the metric) and ``delta_se``."""
+    if "seed" in results.columns:
+        cells = aggregate_seeds(validate_long(results, source))
+    else:
+        cells = validate_release(results, source, spec.metric)
+    if spec.metric not in RELEASE_COLUMNS or not spec.metric.endswith("_mean"):
+        raise XlingError(f"analysis config: metric {spec.metric!r} is not a *_mean column of the release schema")
+    cells = annotate(cells, spec)
+    cells["delta"] = cells[spec.metric].astype(float)
+    cells["delta_se"] = cells[se_column(spec.metric)].astype(float)
+    return cells
+
+
+def grid_coverage(cells: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """How complete the grid is: every model x source cell x target cell seen anywhere in the table."""
+    sources = cells[["fine_tuned_dataset", "fine_tuned_language"]].drop_duplicates()
+    targets = cells[["eval_dataset", "eval_language"]].drop_duplicates()
+    per_model_expected = len(sources) * len(targets)
+    per_model = cells.groupby("model_name").size().rename("n_cells").reset_index()
+    per_model["expected"] = per_model_expected
+    per_model["coverage"] = 100.0 * per_model["n_cells"] / per_model_expected
+    summary = {
+        "models": int(cells["model_name"].nunique()),
+        "tasks": int(pd.concat([cells["fine_tuned_dataset"], cells["eval_dataset"]]).nunique()),
+        "languages": int(pd.concat([cells["fine_tuned_language"], cells["eval_language"]]).nunique()),
+        "source_cells": len(sources),
+        "target_cells": len(targets),
+        "cells": len(cells),
+        "expected": int(per_model_expected * len(per_model)),
+        "n_seeds_min": int(cells["n_seeds"].min()),
+        "n_seeds_max": int(cells["n_seeds"].max()),
+    }
+    summary["coverage"] = 100.0 * summary["cells"] / summary["expected"]
+    summary["complete"] = summary["cells"] == summary["expected"]
+    return summary, per_model
+
+
+def analyze(cells: pd.DataFrame, spec: AnalysisSpec, mixed_models: bool = True, linguistic_distances: bool = True) -> Analysis:
+    """Compute every table from annotated cells (see ``prepare``)."""
+    res = Analysis(spec=spec)
+    t = res.tables
+
+    def step(name: str, fn, *args):
+        start = time.perf_counter()
+        out = fn(*args)
+        res.timings[name] = time.perf_counter() - start
+        return out
+
+    res.coverage, t["coverage"] = grid_coverage(cells)
+    if not res.coverage["complete"]:
+        res.notes.append(
+            f"incomplete grid: {res.coverage['cells']} of {res.coverage['expected']} cells "
+            f"({res.coverage['coverage']:.1f}%); analyses use the cells present"
+        )
+    present = set(cells["regime"])
+    for regime in ("MT-ML", "MT-CL", "CT-ML", "CT-CL"):
+        if regime not in present:
+            res.notes.append(f"no {regime} cells: analyses of that regime are skipped")
+
+    # 1-2. regimes and uplift
+    t["regime_summary"] = step("regime_summary", uplift.regime_summary, cells, spec)
+    t["global_uplift"] = step("global_uplift", uplift.global_uplift, cells, spec)
+    t["mtcl_harm_breakdown"] = step("mtcl_harm_breakdown", uplift.mtcl_harm_breakdown, cells, spec)
+    t["mtcl_by_construction_type"] = step("mtcl_by_construction_type", uplift.mtcl_by_construction_type, cells, spec)
+    # 9. per-cell significance
+    t["cell_significance"] = step("cell_significance", uplift.cell_significance, cells, spec)
+    t["significance_by_regime"] = uplift.significance_by_regime(t["cell_significance"])
+    untested = int((t["cell_significance"]["call"] == "untested").sum())
+    if untested:
+        res.notes.append(f"cell_significance: {untested} cells untested (fewer than 2 seeds or zero SE)")
+
+    # 3. roles
+    t["language_donor_recipient"] = step("language_roles", roles.language_donor_recipient, cells, spec)
+    t["task_donor_recipient"] = step("task_roles", roles.task_donor_recipient, cells, spec)
+    t["named_roles"] = roles.named_roles(t["language_donor_recipient"], t["task_donor_recipient"])
+    if spec.language_groups:
+        t["language_group_roles"] = step("group_roles", roles.language_group_roles, cells, spec)
+    else:
+        res.notes.append("language_group_roles: skipped (no language_groups in the analysis config)")
+    if cells.loc[cells["regime"] == "MT-CL", "construction"].nunique() >= 2:
+        t["language_roles_by_task_subset"], t["task_subset_agreement"] = step(
+            "task_subsets", roles.roles_by_task_subset, cells, spec
+        )
+    else:
+        res.notes.append("language_roles_by_task_subset: skipped (fewer than two task construction types)")
+
+    # 4. matrices
+    t["task_transfer_matrix"], t["task_transfer_pairs"] = step("task_matrix", matrices.task_transfer, cells, spec)
+    t["language_transfer_matrix"], t["language_transfer_pairs"] = step(
+        "language_matrix", matrices.language_transfer, cells, spec
+    )
+
+    # 5. on-task vs off-task profiles
+    t["pareto_profiles"] = step("pareto_profiles", profiles.pareto_profiles, cells)
+    if len(t["pareto_profiles"]):
+        t["task_on_off_summary"] = step("task_on_off", profiles.task_on_off_summary, t["pareto_profiles"], spec)
+    else:
+        res.notes.append("pareto_profiles: skipped (no source has both MT-CL and other-task targets)")
+
+    # 6. typology
+    if linguistic_distances:
+        langs = sorted(set(cells["fine_tuned_language"]) | set(cells["eval_language"]))
+        dist = step("uriel_distances", linguistic.language_distances, langs, res.notes)
+        t["language_distances"] = dist
+        t["linguistic_correlations"] = step(
+            "linguistic_correlations", linguistic.linguistic_correlations, t["language_transfer_pairs"], dist
+        )
+    else:
+        res.notes.append("linguistic_correlations: skipped (turned off)")
+
+    # 7. variance decomposition
+    t["variance_crossed"] = step("variance_crossed", variance.crossed_decomposition, cells)
+    if mixed_models:
+        t["variance_mixedlm"] = step("variance_mixedlm", variance.mixedlm_decomposition, cells)
+    else:
+        res.notes.append("variance_mixedlm: skipped (mixed-model fits turned off)")
+
+    # 8. consistency index
+    t.update(step("consistency", consistency.consistency_tables, cells, spec, res.notes))
+
+    # 10. asymmetry
+    t["language_asymmetry"] = step("language_asymmetry", asymmetry.language_asymmetry, cells, spec)
+    t["cell_asymmetry"] = step("cell_asymmetry", asymmetry.cell_asymmetry, cells)
+    return res
+
+
+def headline_table(results: pd.DataFrame, spec: AnalysisSpec | None = None) -> pd.DataFrame:
+    """The headline table (``regime_summary``) of a results table in either schema."""
+    spec = spec or AnalysisSpec()
+    return uplift.regime_summary(prepare(results, spec), spec)
+
+
+def run_analysis(
+    results: pd.DataFrame,
+    out_dir: str | Path,
+    spec: AnalysisSpec | None = None,
+    *,
+    mixed_models: bool | None = None,
+    linguistic_distances: bool | None = None,
+    source: str = "results",
+    input_path: str | Path | None = None,
+) -> Analysis:
+    """Analyse ``results`` (either schema) and write tables, figures, report and run record to ``out_dir``.
+
+    ``mixed_models`` / ``linguistic_distances`` default to the spec's ``mixed_models`` / ``linguistic``.
+    Nothing is left at ``out_dir`` if anything fails.
+    """
+    from xling.io import atomic_dir
+    from xling.provenance import write_run_record
+    from xling.report.write import write_report
+
+    spec = spec or AnalysisSpec()
+    mixed = spec.mixed_models if mixed_models is None else mixed_models
+    ling = spec.linguistic if linguistic_distances is None else linguistic_distances
+    cells = prepare(results, spec, source)
+    analysis = analyze(cells, spec, mixed_models=mixed, linguistic_distances=ling)
+    with atomic_dir(out_dir) as tmp:
+        start = time.perf_counter()
+        write_report(analysis, cells, tmp)
+        analysis.timings["report"] = time.perf_counter() - start
+        extra = {"coverage": analysis.coverage, "notes": analysis.notes, "timings_s": analysis.timings,
+                 "mixed_models": mixed, "linguistic": ling, "tables": sorted(analysis.tables)}
+        if input_path is not None:
+            extra["input"] = {"path": str(input_path), "sha256": _sha256(Path(input_path))}
+        write_run_record(tmp, config=spec, seed=spec.seed, **extra)
+    return analysis
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+

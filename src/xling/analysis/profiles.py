@@ -1,0 +1,55 @@
+"""On-task vs off-task profiles (the paper's Figure 1).
+
+One point per (model, source task, source language): x = mean MT-CL delta (same task, other
+languages), y = mean delta over every other-task target (CT-ML and CT-CL). A point is Pareto-optimal
+when no other point of the same family is at least as good on both axes and better on one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from xling.analysis.meta import AnalysisSpec
+from xling.analysis.stats import two_stage
+
+SOURCE = ["model_name", "family", "size", "fine_tuned_dataset", "fine_tuned_language"]
+
+
+def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Boolean mask of points not dominated by any other point (larger is better on both axes)."""
+    ge = (x[None, :] >= x[:, None]) & (y[None, :] >= y[:, None])
+    gt = (x[None, :] > x[:, None]) | (y[None, :] > y[:, None])
+    return ~(ge & gt).any(axis=1)
+
+
+def pareto_profiles(cells: pd.DataFrame) -> pd.DataFrame:
+    """``model_name,family,size,fine_tuned_dataset,fine_tuned_language,on_task,off_task,n_on,n_off,pareto``."""
+    on = cells[cells["regime"] == "MT-CL"].groupby(SOURCE)["delta"].agg(on_task="mean", n_on="size")
+    off = cells[cells["regime"].isin(["CT-ML", "CT-CL"])].groupby(SOURCE)["delta"].agg(off_task="mean", n_off="size")
+    out = on.join(off, how="inner").reset_index()
+    out["pareto"] = False
+    for _, idx in out.groupby("family").groups.items():
+        sub = out.loc[idx]
+        out.loc[idx, "pareto"] = pareto_front(sub["on_task"].to_numpy(), sub["off_task"].to_numpy())
+    return out[[*SOURCE, "on_task", "off_task", "n_on", "n_off", "pareto"]]
+
+
+def task_on_off_summary(profiles: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
+    """Per source task: on- and off-task two-stage means with model-resampled CIs, and the trade-off share.
+
+    ``tradeoff_rate`` = % of source points with on_task > 0 and off_task < 0 (helps its task, hurts others).
+    """
+    rng = np.random.default_rng(spec.seed)
+    on = two_stage(profiles.rename(columns={"on_task": "delta"}), "fine_tuned_dataset", "delta", rng, spec.n_boot)
+    off = two_stage(profiles.rename(columns={"off_task": "delta"}), "fine_tuned_dataset", "delta", rng, spec.n_boot)
+    out = pd.DataFrame({
+        "task": on["fine_tuned_dataset"],
+        "on_task": on["mean"], "on_ci_low": on["ci_low"], "on_ci_high": on["ci_high"],
+        "off_task": off["mean"], "off_ci_low": off["ci_low"], "off_ci_high": off["ci_high"],
+    })
+    trade = profiles.assign(t=(profiles["on_task"] > 0) & (profiles["off_task"] < 0))
+    per_task = trade.groupby("fine_tuned_dataset").agg(n=("t", "size"), tradeoff_rate=("t", "mean"))
+    out["n"] = out["task"].map(per_task["n"]).to_numpy()
+    out["tradeoff_rate"] = 100.0 * out["task"].map(per_task["tradeoff_rate"]).to_numpy()
+    return out

@@ -1,0 +1,195 @@
+"""Results tables in, validated cell statistics out.
+
+Two schemas are accepted: the Donors-and-Recipients release schema (one row per model and ordered
+cell pair, seed statistics already aggregated) and xling's per-seed long table (one row per seed),
+which ``aggregate_seeds`` turns into the release schema. Every check that fails raises one
+``XlingError`` line naming the file, the column and how many rows are affected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xling.errors import XlingError
+
+KEYS = ["model_name", "fine_tuned_dataset", "fine_tuned_language", "eval_dataset", "eval_language"]
+REGIMES = ("MT-ML", "MT-CL", "CT-ML", "CT-CL")
+TRANSFER_REGIMES = ("MT-CL", "CT-ML", "CT-CL")
+METRICS = ("score", "score_base", "score_norm", "score_norm_base")
+DELTAS = ("delta_score", "delta_score_norm")
+
+RELEASE_COLUMNS = [
+    "model_name", "model_size", "fine_tuned_dataset", "fine_tuned_language", "eval_dataset", "eval_language",
+    "regime", "score_mean", "score_std", "score_base_mean", "score_base_std", "score_norm_mean", "score_norm_std",
+    "score_norm_base_mean", "score_norm_base_std", "delta_score_mean", "delta_score_std", "delta_score_norm_mean",
+    "delta_score_norm_std", "n_seeds", "score_se", "score_base_se", "score_norm_se", "score_norm_base_se",
+    "delta_score_se", "delta_score_norm_se",
+]
+LONG_COLUMNS = [
+    "model_name", "model_size", "fine_tuned_dataset", "fine_tuned_language", "eval_dataset", "eval_language", "seed",
+    "score", "score_base", "score_norm", "score_norm_base",
+]
+HEADLINE_METRIC = "delta_score_norm_mean"
+
+
+def regime_of(df: pd.DataFrame) -> pd.Series:
+    """The regime each row's keys imply: MT-ML, MT-CL, CT-ML or CT-CL."""
+    same_task = df["fine_tuned_dataset"].astype(str).to_numpy() == df["eval_dataset"].astype(str).to_numpy()
+    same_lang = df["fine_tuned_language"].astype(str).to_numpy() == df["eval_language"].astype(str).to_numpy()
+    code = same_task.astype(int) * 2 + same_lang.astype(int)
+    names = np.array(["CT-CL", "CT-ML", "MT-CL", "MT-ML"])
+    return pd.Series(names[code], index=df.index, name="regime")
+
+
+def se_column(metric: str) -> str:
+    """The standard-error column of a ``*_mean`` metric column (``delta_score_norm_mean`` -> ``delta_score_norm_se``)."""
+    return metric[: -len("_mean")] + "_se" if metric.endswith("_mean") else metric + "_se"
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file; unreadable files raise ``XlingError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise XlingError(f"{path}: cannot read results table (no such file)")
+    try:
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            return pd.read_parquet(path)
+        return pd.read_csv(path, keep_default_na=True)
+    except Exception as err:  # pandas/pyarrow raise many types for a malformed file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise XlingError(f"{path}: cannot read results table ({first})") from None
+
+
+def read_results(path: str | Path, metric: str = HEADLINE_METRIC) -> pd.DataFrame:
+    """Read a results table in either schema and return validated release-schema cells.
+
+    The long table is recognised by its ``seed`` column and aggregated with ``aggregate_seeds``.
+    """
+    path = Path(path)
+    raw = read_table(path)
+    if "seed" in raw.columns:
+        return aggregate_seeds(validate_long(raw, source=str(path)))
+    return validate_release(raw, source=str(path), metric=metric)
+
+
+def _check_columns(df: pd.DataFrame, expected: list[str], source: str, schema: str) -> None:
+    missing = [c for c in expected if c not in df.columns]
+    if missing:
+        raise XlingError(
+            f"{source}: column {missing[0]!r} missing ({len(missing)} missing in all: {', '.join(missing)}); "
+            f"expected the {schema} schema, {len(df)} rows read"
+        )
+    unknown = [c for c in df.columns if c not in expected]
+    if unknown:
+        raise XlingError(
+            f"{source}: unknown column {unknown[0]!r} ({len(unknown)} unknown in all: {', '.join(map(str, unknown))}); "
+            f"expected exactly the {schema} columns"
+        )
+
+
+def _check_keys(df: pd.DataFrame, keys: list[str], source: str) -> None:
+    for col in keys:
+        bad = df[col].isna() | (df[col].astype(str).str.strip() == "")
+        if bad.any():
+            raise XlingError(f"{source}: column {col!r}: {int(bad.sum())} rows are empty or NaN")
+    dup = df.duplicated(subset=keys, keep=False)
+    if dup.any():
+        first = df.loc[dup, keys].iloc[0].tolist()
+        raise XlingError(
+            f"{source}: columns {', '.join(keys)}: {int(dup.sum())} rows share a key with another row "
+            f"(duplicate keys, e.g. {first})"
+        )
+
+
+def _check_finite(df: pd.DataFrame, columns: list[str], source: str, allow_nan: pd.Series | None = None) -> None:
+    for col in columns:
+        values = pd.to_numeric(df[col], errors="coerce")
+        non_numeric = values.isna() & df[col].notna()
+        if non_numeric.any():
+            raise XlingError(f"{source}: column {col!r}: {int(non_numeric.sum())} rows are not numbers")
+        bad = ~np.isfinite(values.to_numpy(dtype=float))
+        if allow_nan is not None:
+            bad &= ~(values.isna().to_numpy() & allow_nan.to_numpy())
+        if bad.any():
+            raise XlingError(f"{source}: column {col!r}: {int(bad.sum())} rows are NaN or infinite")
+
+
+def _normalise_keys(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    for col in KEYS:
+        df[col] = df[col].astype(str).str.strip()
+    return df
+
+
+def validate_release(df: pd.DataFrame, source: str = "results", metric: str = HEADLINE_METRIC) -> pd.DataFrame:
+    """Check a release-schema table and return it with a clean ``regime`` column."""
+    _check_columns(df, RELEASE_COLUMNS, source, "release")
+    if len(df) == 0:
+        raise XlingError(f"{source}: no rows")
+    _check_keys(df, KEYS, source)
+    df = _normalise_keys(df)
+    if metric not in RELEASE_COLUMNS or not metric.endswith("_mean"):
+        raise XlingError(f"{source}: metric {metric!r} is not a *_mean column of the release schema")
+    _check_finite(df, ["n_seeds", metric], source)
+    multi_seed = pd.to_numeric(df["n_seeds"]) >= 2
+    _check_finite(df, [se_column(metric)], source, allow_nan=~multi_seed)
+    numeric = [c for c in RELEASE_COLUMNS if c not in KEYS and c != "regime"]
+    for col in numeric:
+        vals = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        if np.isinf(vals).any():
+            raise XlingError(f"{source}: column {col!r}: {int(np.isinf(vals).sum())} rows are infinite")
+        df[col] = vals
+    implied = regime_of(df)
+    given = df["regime"].astype(str).str.strip().str.upper().str.replace("_", "-")
+    wrong = given != implied
+    if wrong.any():
+        i = wrong.to_numpy().nonzero()[0][0]
+        raise XlingError(
+            f"{source}: column 'regime': {int(wrong.sum())} rows contradict the keys "
+            f"(e.g. row {i + 2}: {df['regime'].iloc[i]!r}, keys imply {implied.iloc[i]!r})"
+        )
+    df["regime"] = implied
+    return df.reset_index(drop=True)
+
+
+def validate_long(df: pd.DataFrame, source: str = "results") -> pd.DataFrame:
+    """Check a per-seed long table (scores must be finite proportions in [0, 1])."""
+    _check_columns(df, LONG_COLUMNS, source, "per-seed long")
+    if len(df) == 0:
+        raise XlingError(f"{source}: no rows")
+    _check_keys(df, KEYS + ["seed"], source)
+    df = _normalise_keys(df)
+    _check_finite(df, ["seed", *METRICS], source)
+    size = pd.to_numeric(df["model_size"], errors="coerce")
+    if np.isinf(size).any():
+        raise XlingError(f"{source}: column 'model_size': {int(np.isinf(size).sum())} rows are infinite")
+    for col in METRICS:
+        vals = pd.to_numeric(df[col]).to_numpy(dtype=float)
+        out = (vals < 0) | (vals > 1)
+        if out.any():
+            raise XlingError(f"{source}: column {col!r}: {int(out.sum())} rows outside [0, 1] (scores are proportions)")
+        df[col] = vals
+    df["model_size"] = size.astype(float)
+    return df.reset_index(drop=True)
+
+
+def aggregate_seeds(long_df: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed rows -> one release-schema row per cell: mean, std (ddof 1), se = std/sqrt(n), deltas in pp."""
+    df = long_df.copy()
+    df["delta_score"] = 100.0 * (df["score"] - df["score_base"])
+    df["delta_score_norm"] = 100.0 * (df["score_norm"] - df["score_norm_base"])
+    grouped = df.groupby(KEYS + ["model_size"], sort=True, dropna=False)
+    out = grouped.size().rename("n_seeds").reset_index()
+    for col in (*METRICS, *DELTAS):
+        stats = grouped[col].agg(["mean", "std"]).reset_index(drop=True)
+        out[f"{col}_mean"] = stats["mean"].to_numpy()
+        out[f"{col}_std"] = stats["std"].to_numpy()
+    for col in (*METRICS, *DELTAS):
+        out[f"{col}_se"] = out[f"{col}_std"] / np.sqrt(out["n_seeds"])
+    out["regime"] = regime_of(out)
+    if out.duplicated(subset=KEYS).any():
+        raise XlingError("per-seed table: one model has two different model_size values")
+    return out[RELEASE_COLUMNS].reset_index(drop=True)
