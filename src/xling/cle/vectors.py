@@ -1,0 +1,255 @@
+"""Word vectors: read and write word2vec text (``.vec``) and binary (``.bin``), with a fast ``.npy`` cache.
+
+Reading streams the file into one preallocated float32 matrix (memory ≈ rows x dim x 4 bytes; rows are never held
+in Python lists), stops after ``max_vocab`` rows, optionally lowercases, and always de-duplicates (the first
+occurrence wins: a vocabulary maps each word to one row). A row with the wrong number of values, a NaN/inf value or
+undecodable bytes raises ``XlingError`` naming the file and line, unless ``skip_bad=True``, which skips such rows and
+counts them (``Embeddings.skipped``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xling.errors import XlingError
+from xling.io import atomic_file
+
+
+@dataclass
+class Embeddings:
+    """A vocabulary and its float32 vectors (row ``i`` is ``words[i]``), in file order (usually frequency order)."""
+
+    words: list[str]
+    vectors: np.ndarray
+    skipped: int = 0  # bad rows skipped with skip_bad=True
+    duplicates: int = 0  # rows dropped because their word (after lowercasing) came earlier
+    _index: dict[str, int] | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def index(self) -> dict[str, int]:
+        """Word -> row."""
+        if self._index is None:
+            self._index = {w: i for i, w in enumerate(self.words)}
+        return self._index
+
+
+def read_vectors(path: str | Path, *, max_vocab: int | None = None, lowercase: bool = False, skip_bad: bool = False,
+                 binary: bool | None = None, encoding: str = "utf-8", cache: bool = False) -> Embeddings:
+    """Read word2vec text or binary (``binary=None``: binary when the name ends in ``.bin``).
+
+    ``cache=True`` keeps a ``.npy`` + vocabulary copy beside the file, keyed by the file's size, time and these
+    options, and reloads from it while the file is unchanged.
+    """
+    path = Path(path)
+    if max_vocab is not None and max_vocab < 1:
+        raise XlingError(f"max_vocab must be at least 1, found {max_vocab}")
+    if not path.is_file():
+        raise XlingError(f"{path}: no such vectors file")
+    binary = path.name.endswith(".bin") if binary is None else binary
+    options = dict(max_vocab=max_vocab, lowercase=lowercase, skip_bad=skip_bad, binary=binary, encoding=encoding)
+    if cache:
+        cached = _load_cache(path, options)
+        if cached is not None:
+            return cached
+    with open(path, "rb") as fh:
+        emb = (_read_binary if binary else _read_text)(fh, path, max_vocab, lowercase, skip_bad, encoding)
+    if len(emb) == 0:
+        raise XlingError(f"{path}: no vectors read")
+    if cache:
+        _save_cache(path, options, emb)
+    return emb
+
+
+class _Rows:
+    """Accepts rows into a preallocated matrix: de-duplication, lowercasing, bad-row policy."""
+
+    def __init__(self, path: Path, capacity: int, dim: int, lowercase: bool, skip_bad: bool, encoding: str):
+        self.path, self.dim, self.lowercase, self.skip_bad, self.encoding = path, dim, lowercase, skip_bad, encoding
+        self.vectors = np.empty((capacity, dim), dtype=np.float32)
+        self.words: list[str] = []
+        self.seen: set[str] = set()
+        self.skipped = self.duplicates = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.words) >= self.vectors.shape[0]
+
+    def bad(self, line: int, why: str) -> None:
+        if not self.skip_bad:
+            raise XlingError(f"{self.path}:{line}: {why} (pass skip_bad / --skip-bad to skip such rows)")
+        self.skipped += 1
+
+    def add(self, line: int, raw_word: bytes, values: np.ndarray) -> None:
+        try:
+            word = raw_word.decode(self.encoding)
+        except UnicodeDecodeError:
+            return self.bad(line, f"word is not valid {self.encoding}: {raw_word[:40]!r}")
+        if not word:
+            return self.bad(line, "empty word")
+        if values.size != self.dim:
+            return self.bad(line, f"expected {self.dim} numbers after the word, found {values.size} readable")
+        if not np.isfinite(values).all():
+            return self.bad(line, f"non-finite value (NaN or inf) in the vector of {word!r}")
+        if self.lowercase:
+            word = word.lower()
+        if word in self.seen:
+            self.duplicates += 1
+            return None
+        self.seen.add(word)
+        self.vectors[len(self.words)] = values
+        self.words.append(word)
+        return None
+
+    def result(self) -> Embeddings:
+        n = len(self.words)
+        if n < self.vectors.shape[0]:
+            self.vectors.resize((n, self.dim), refcheck=False)  # shrink in place, no copy
+        return Embeddings(self.words, self.vectors, self.skipped, self.duplicates)
+
+
+def _header(first: bytes) -> tuple[int, int] | None:
+    parts = first.split()
+    if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+def _count_lines(fh) -> int:
+    start, n = fh.tell(), 0
+    while chunk := fh.read(1 << 24):
+        n += chunk.count(b"\n")
+    fh.seek(start)
+    return n + 1
+
+
+def _read_text(fh, path: Path, max_vocab: int | None, lowercase: bool, skip_bad: bool, encoding: str) -> Embeddings:
+    first = fh.readline()
+    header = _header(first)
+    if header is not None:
+        capacity, dim = header
+        line_no = 1
+    else:  # no header: the first row gives the dimension; count rows to size the matrix
+        dim = len(first.rstrip().split(b" ")) - 1
+        if dim < 1:
+            raise XlingError(f"{path}:1: expected a 'count dim' header or 'word v1 v2 ...', found {first[:60]!r}")
+        fh.seek(0)
+        capacity = max_vocab if max_vocab is not None else _count_lines(fh)
+        line_no = 0
+    if max_vocab is not None:
+        capacity = min(capacity, max_vocab)
+    rows = _Rows(path, capacity, dim, lowercase, skip_bad, encoding)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # np.fromstring on a malformed row
+        for raw in fh:
+            line_no += 1
+            raw = raw.rstrip(b"\r\n ")
+            if not raw:
+                continue
+            if rows.full:
+                if max_vocab is None and header is not None:
+                    raise XlingError(f"{path}:{line_no}: more rows than the header's count {header[0]}")
+                break
+            word, _, rest = raw.partition(b" ")
+            rows.add(line_no, word, np.fromstring(rest, dtype=np.float32, sep=" "))
+    return rows.result()
+
+
+def _read_binary(fh, path: Path, max_vocab: int | None, lowercase: bool, skip_bad: bool, encoding: str) -> Embeddings:
+    header = _header(fh.readline())
+    if header is None:
+        raise XlingError(f"{path}:1: word2vec binary must start with a 'count dim' header")
+    count, dim = header
+    capacity = count if max_vocab is None else min(count, max_vocab)
+    rows = _Rows(path, capacity, dim, lowercase, skip_bad, encoding)
+    for entry in range(count):
+        if rows.full:
+            break
+        word = bytearray()
+        while (ch := fh.read(1)) != b" ":
+            if not ch:
+                raise XlingError(f"{path}: entry {entry + 1}: file ends inside a word (expected {count} entries)")
+            if ch != b"\n" or word:
+                word += ch
+        data = fh.read(4 * dim)
+        if len(data) < 4 * dim:
+            raise XlingError(f"{path}: entry {entry + 1}: file ends inside a vector (expected {count} entries)")
+        rows.add(entry + 2, bytes(word), np.frombuffer(data, dtype="<f4"))
+    return rows.result()
+
+
+def write_vec(path: str | Path, words: list[str], vectors: np.ndarray, *, precision: int = 6,
+              header: bool = True) -> None:
+    """Write word2vec text (``count dim`` header, then ``word v1 ... vd`` rows), atomically."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    _check_pairs(words, vectors)
+    row = " ".join([f"%.{precision}g"] * vectors.shape[1])
+    with atomic_file(path, "w") as fh:
+        if header:
+            fh.write(f"{vectors.shape[0]} {vectors.shape[1]}\n")
+        for word, vec in zip(words, vectors.tolist()):
+            fh.write(f"{word} {row % tuple(vec)}\n")
+
+
+def write_bin(path: str | Path, words: list[str], vectors: np.ndarray) -> None:
+    """Write word2vec binary (``count dim`` header, then ``word`` + little-endian float32 values + newline)."""
+    vectors = np.asarray(vectors, dtype="<f4")
+    _check_pairs(words, vectors)
+    with atomic_file(path, "wb") as fh:
+        fh.write(f"{vectors.shape[0]} {vectors.shape[1]}\n".encode())
+        for word, vec in zip(words, vectors):
+            fh.write(word.encode("utf-8") + b" " + vec.tobytes() + b"\n")
+
+
+def _check_pairs(words: list[str], vectors: np.ndarray) -> None:
+    if vectors.ndim != 2 or vectors.shape[0] != len(words):
+        raise XlingError(f"write: {len(words)} words but vectors of shape {vectors.shape}")
+    bad = next((w for w in words if not w or any(c.isspace() for c in w)), None)
+    if bad is not None:
+        raise XlingError(f"write: word {bad!r} is empty or contains whitespace; word2vec files cannot hold it")
+
+
+# --- cache -----------------------------------------------------------------------------------------------------------
+
+
+def _cache_paths(path: Path, options: dict) -> tuple[Path, Path]:
+    stat = path.stat()
+    key = json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **options}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    folder = path.parent / ".xling-cache"
+    return folder / f"{path.name}.{digest}.npy", folder / f"{path.name}.{digest}.vocab.txt"
+
+
+def _load_cache(path: Path, options: dict) -> Embeddings | None:
+    npy, vocab = _cache_paths(path, options)
+    if not (npy.is_file() and vocab.is_file()):
+        return None
+    vectors = np.load(npy, allow_pickle=False)
+    words = vocab.read_text(encoding="utf-8").split("\n")[:-1]
+    if len(words) != vectors.shape[0]:
+        return None  # a torn cache: reread the source
+    return Embeddings(words, vectors)
+
+
+def _save_cache(path: Path, options: dict, emb: Embeddings) -> None:
+    npy, vocab = _cache_paths(path, options)
+    try:
+        npy.parent.mkdir(exist_ok=True)
+        with atomic_file(vocab, "w") as fh:
+            fh.write("".join(w + "\n" for w in emb.words))
+        with atomic_file(npy, "wb") as fh:
+            np.save(fh, emb.vectors, allow_pickle=False)
+    except OSError:
+        return  # a read-only folder: the cache is only an optimisation
