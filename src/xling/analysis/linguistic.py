@@ -10,23 +10,37 @@ from lang2vec's data, see ``uriel_vectors``); a language URIEL does not know is 
 from __future__ import annotations
 
 import json
-from importlib import resources
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from xling.analysis.stats import fisher_ci
+from xling.errors import XlingError
 
 FEATURE_SETS = ("syntax_knn", "phonology_knn", "inventory_knn", "geo", "fam")
 
 
+def _data_file(name: str) -> Path:
+    """A file of lang2vec's bundled data, found through the installed distribution.
+
+    Not ``importlib.resources``: lang2vec also installs a ``bin/lang2vec.py`` script that shadows the
+    package whenever a console script (like ``xling``) runs from ``bin/``.
+    """
+    try:
+        path = Path(str(metadata.distribution("lang2vec").locate_file(f"lang2vec/data/{name}")))
+    except metadata.PackageNotFoundError:
+        raise XlingError("linguistic correlations need lang2vec: pip install 'xling[lang]' (or use --no-linguistic)") from None
+    if not path.is_file():
+        raise XlingError(f"lang2vec data file {path} is missing; reinstall lang2vec (or use --no-linguistic)")
+    return path
+
+
 def _letter_codes() -> dict[str, str]:
     """lang2vec's own ISO 639-1 -> 639-3 table, read from its data without importing the (slow) module."""
-    try:
-        return json.loads((resources.files("lang2vec") / "data" / "letter_codes.json").read_text())
-    except (ModuleNotFoundError, FileNotFoundError):
-        return {}
+    return json.loads(_data_file("letter_codes.json").read_text())
 
 
 def to_iso3(code: str, letter_codes: dict[str, str]) -> str | None:
@@ -58,9 +72,8 @@ def uriel_vectors(iso3: list[str], feature_set: str) -> dict[str, np.ndarray]:
     well under a second; ``tests/test_analysis_linguistic.py`` checks equality with ``get_features``.
     """
     filename, source, prefix = _SETS[feature_set]
-    with resources.as_file(resources.files("lang2vec") / "data" / filename) as path:
-        with np.load(path, allow_pickle=False) as db:
-            langs, feats, sources, data = db["langs"], db["feats"], db["sources"], db["data"]
+    with np.load(_data_file(filename), allow_pickle=False) as db:
+        langs, feats, sources, data = db["langs"], db["feats"], db["sources"], db["data"]
     index = {str(code): i for i, code in enumerate(langs)}
     feat_idx = np.array([i for i, f in enumerate(feats) if str(f).startswith(prefix)])
     src_idx = np.flatnonzero(sources == source)
