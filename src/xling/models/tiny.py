@@ -68,11 +68,17 @@ def build_tiny_tokenizer(seed: int = 0, vocab_size: int = 512):
     )
 
 
-def build_tiny_llama(folder: str | Path, seed: int = 0, *, hidden_size: int = 64, n_layers: int = 2) -> Path:
-    """Write a tiny random Llama (fp32) and its tokenizer to ``folder``; the same seed gives the same files."""
+def build_tiny_llama(folder: str | Path, seed: int = 0, *, hidden_size: int = 64, n_layers: int = 2,
+                     max_positions: int = 512, init_range: float = 0.1) -> Path:
+    """Write a tiny random Llama (fp32) and its tokenizer to ``folder``; the same seed gives the same files.
+
+    ``init_range`` (0.1, larger than Llama's 0.02) gives logits wide enough for LoRA to learn small tasks.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     tokenizer = build_tiny_tokenizer(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -81,11 +87,12 @@ def build_tiny_llama(folder: str | Path, seed: int = 0, *, hidden_size: int = 64
         num_hidden_layers=n_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
+        initializer_range=init_range,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(torch.float32)
