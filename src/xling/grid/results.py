@@ -46,11 +46,8 @@ def long_table(plan: Plan, store: Store) -> pd.DataFrame:
     con = duckdb.connect()
     con.register("meta", meta)
     con.register("files", pd.DataFrame({"key": keys, "path": files}))
-    con.execute(
-        "create view scores as select s.*, f.key from read_parquet(?, filename = true) s "
-        "join files f on s.filename = f.path",
-        [files],
-    )
+    con.read_parquet(files, filename=True).create_view("raw")
+    con.execute("create view scores as select r.*, f.key from raw r join files f on r.filename = f.path")
     df = con.execute(
         """
         select m.model_name, m.model_size, m.fine_tuned_dataset, m.fine_tuned_language,
