@@ -114,7 +114,7 @@ def train_causal(model_spec: ModelSpec, train_items: Sequence[MCItem], val_items
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from xling.models.adapters import write_adapter_meta
+    from xling.models.adapters import quiet_peft, write_adapter_meta
     from xling.models.causal import load_causal
 
     seed_everything(seed)
@@ -126,7 +126,8 @@ def train_causal(model_spec: ModelSpec, train_items: Sequence[MCItem], val_items
 
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=lora.target_modules, task_type="CAUSAL_LM")
-    model = get_peft_model(lm.model, config)
+    with quiet_peft():
+        model = get_peft_model(lm.model, config)
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from xling.errors import XlingError
@@ -41,16 +43,25 @@ def _same_location(a: str, b: str) -> bool:
     return a == b
 
 
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Silence transformers' deprecation notice that peft 0.21 triggers (``is_gradient_checkpointing``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def attach_adapters(base, adapters: Mapping[str, Path]):
     """Load every adapter onto ``base`` under its key (a peft-safe name); returns the ``PeftModel`` in eval mode."""
     from peft import PeftModel
 
     model = None
-    for name, path in adapters.items():
-        if model is None:
-            model = PeftModel.from_pretrained(base, str(path), adapter_name=name, is_trainable=False)
-        else:
-            model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+    with quiet_peft():
+        for name, path in adapters.items():
+            if model is None:
+                model = PeftModel.from_pretrained(base, str(path), adapter_name=name, is_trainable=False)
+            else:
+                model.load_adapter(str(path), adapter_name=name, is_trainable=False)
     if model is None:
         return base
     return model.eval()
