@@ -121,15 +121,18 @@ def normalise_row(name: str, row: dict[str, Any], language: str) -> MCItem:
     return MCItem(item_id, name, language, context, tuple(choices), gold, fields)
 
 
-def _hub_rows(repo: str, language: str, split: str) -> list[dict[str, Any]]:
+def _hub_rows(repo: str, language: str, split: str | None) -> list[dict[str, Any]]:
+    """Rows of one config of a hub dataset: one split, or every split in turn when ``split`` is None."""
     import datasets
 
     try:
+        if split is None:
+            return [dict(r) for part in datasets.load_dataset(repo, language).values() for r in part]
         return [dict(r) for r in datasets.load_dataset(repo, language, split=split)]
     except Exception as err:  # noqa: BLE001  (datasets raises many types for "not available")
         offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE")
         hint = " (offline: run `xling data prepare` on a connected machine first)" if offline else ""
-        raise XlingError(f"cannot load {repo} config {language!r} split {split!r}: "
+        raise XlingError(f"cannot load {repo} config {language!r} split {split or 'all'!r}: "
                          f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}{hint}") from None
 
 
@@ -165,12 +168,8 @@ def fetch_items(name: str, language: str, split: str, source: str = "aligned",
     elif source == "upstream":
         if not manifest or split not in manifest:
             raise XlingError(f"{name}: upstream source needs an id manifest with split {split!r}")
-        import datasets
-
-        all_rows: list[dict[str, Any]] = []
-        for part in datasets.get_dataset_split_names(UPSTREAM[name], language):
-            all_rows += _hub_rows(UPSTREAM[name], language, part)
-        rows = select_by_manifest(all_rows, manifest[split], f"{UPSTREAM[name]} {language}")
+        rows = select_by_manifest(_hub_rows(UPSTREAM[name], language, None), manifest[split],
+                                  f"{UPSTREAM[name]} {language}")
     else:
         raise XlingError(f"unknown source {source!r} (expected aligned or upstream)")
     return [normalise_row(name, row, language) for row in rows]

@@ -1,0 +1,178 @@
+"""Task loading: xling task YAMLs over JSONL/CSV/Parquet, lm-eval YAMLs, the paper benchmarks (parsing of the
+hub formats on local rows, the cache, id manifests), prompt formats, fingerprints, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from xling.errors import XlingError
+from xling.tasks import paper
+from xling.tasks.items import MCItem
+from xling.tasks.prompts import eval_requests, train_example
+from xling.tasks.registry import load_aligned, load_items, task_fingerprint, task_languages
+
+ROWS = [
+    {"qid": "a1", "q": "What is red?", "opt_a": "a colour", "opt_b": "a fish", "answer": "A"},
+    {"qid": "a2", "q": "Was ist blau?", "opt_a": "ein Hund", "opt_b": "eine Farbe", "answer": "eine Farbe"},
+    {"qid": "a3", "q": "2 + 2?", "opt_a": "4", "opt_b": "5", "answer": 0},
+]
+TASK_YAML = """name: colours
+data: "{language}.%s"
+languages: [en, de]
+splits: {test: test}
+fields: {id: qid, question: q, choices: [opt_a, opt_b], gold: answer}
+template: "Q: {{q}}\\nA:"
+"""
+
+
+def write_task(tmp_path, fmt: str, rows=ROWS, langs=("en", "de")):
+    for lang in langs:
+        frame = pd.DataFrame(rows)
+        if fmt == "jsonl":
+            (tmp_path / f"{lang}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        elif fmt == "csv":
+            frame.astype(str).to_csv(tmp_path / f"{lang}.csv", index=False)
+        else:
+            frame.astype(str).to_parquet(tmp_path / f"{lang}.parquet")
+    path = tmp_path / "task.yaml"
+    path.write_text(TASK_YAML % fmt)
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_xling_task_yaml_reads_every_format_the_same(tmp_path, fmt):
+    items = load_items(write_task(tmp_path, fmt), "de", "test")
+    assert [(i.id, i.gold, i.choices) for i in items] == [
+        ("a1", 0, ("a colour", "a fish")), ("a2", 1, ("ein Hund", "eine Farbe")), ("a3", 0, ("4", "5"))]
+    assert items[0].context == "Q: What is red?\nA:" and items[0].task == "colours" and items[0].language == "de"
+    assert task_languages(str(tmp_path / "task.yaml")) == ["en", "de"]
+
+
+def test_lmeval_yaml_subset(tmp_path):
+    docs = [{"question": "Sky?", "opts": ["blue", "green"], "label": "1"},
+            {"question": "Grass?", "opts": ["blue", "green"], "label": "green"}]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp_path / "t.yaml").write_text(
+        "task: mine\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: d.jsonl\ntest_split: test\n"
+        "output_type: multiple_choice\ndescription: \"Answer.\\n\\n\"\n"
+        'doc_to_text: "{{question | regex_replace(\'\\\\?\', \'\')}}:"\n'
+        "doc_to_choice: \"{{opts}}\"\ndoc_to_target: \"{{label}}\"\ntarget_delimiter: \"\\t\"\n")
+    items = load_items(str(tmp_path / "t.yaml"), "en", "test")
+    assert [(i.context, i.choices, i.gold) for i in items] == [
+        ("Answer.\n\nSky:", ("blue", "green"), 1), ("Answer.\n\nGrass:", ("blue", "green"), 1)]
+    assert eval_requests(items[0]).continuations == ("\tblue", "\tgreen")
+    (tmp_path / "f.yaml").write_text("task: f\ndataset_path: json\ndoc_to_text: !function utils.x\n")
+    with pytest.raises(XlingError, match="!function"):
+        load_items(str(tmp_path / "f.yaml"), "en", "test")
+    (tmp_path / "g.yaml").write_text("task: g\ndataset_path: json\noutput_type: generate_until\ndoc_to_text: x\n")
+    with pytest.raises(XlingError, match="generate_until"):
+        load_items(str(tmp_path / "g.yaml"), "en", "test")
+
+
+def test_prompt_formats():
+    item = MCItem("1", "t", "en", "Question: Sky?\nAnswer:", ("blue", "green"), 0, {"question": "Sky?"})
+    assert eval_requests(item).continuations == (" blue", " green")
+    letters = eval_requests(item, "letters")
+    assert letters.context == "Sky?\nA) blue\nB) green\nAnswer:" and letters.continuations == (" A", " B")
+    assert letters.choice_texts == ("A", "B")
+    assert train_example(item, "paper") == ("Sky?\nA) blue\nB) green\nAnswer:", " A")
+    assert train_example(item) == ("Question: Sky?\nAnswer:", " blue")
+    assert train_example(item, "lm") == ("", "Question: Sky?\nAnswer: blue")
+    assert eval_requests(item, chat=True).continuations == ("blue", "green")
+
+
+# rows in the hub formats of the paper's datasets (field names as the upstream releases use them)
+HUB = {
+    "arc_challenge": lambda i, lang: {"id": f"Mercury_{i}", "instruction": f"{lang} question {i}?", "option_a": "x",
+                                      "option_b": "y", "option_c": "z", "option_d": "", "answer": "C"},
+    "hellaswag": lambda i, lang: {"ind": i, "activity_label": "Cooking", "ctx_a": "A man cuts onions.",
+                                  "ctx_b": "he [header] then", "endings": ["cries.", "sings [title] loud"],
+                                  "label": "1"},
+    "truthfulqa": lambda i, lang: {"id": i, "question": f"Q{i} {lang}?",
+                                   "mc1_targets": {"choices": ["no", "yes", "maybe"], "labels": [0, 1, 0]}},
+    "global_mmlu": lambda i, lang: {"sample_id": f"s{i}", "question": " Which? ", "option_a": "1", "option_b": "2",
+                                    "option_c": "3", "option_d": "4", "answer": "D", "subject": "math"},
+}
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """The hub replaced by local rows: aligned configs hold ids 0..3, upstream ones 0..9 (shuffled)."""
+    calls = []
+
+    def rows(repo, language, split):
+        calls.append((repo, language, split))
+        name = {v: k for table in (paper.ALIGNED, paper.UPSTREAM) for k, v in table.items()}[repo]
+        ids = range(4) if repo in paper.ALIGNED.values() else [7, 3, 9, 0, 1, 2, 4, 5, 6, 8]
+        return [HUB[name](i, language) for i in ids]
+
+    monkeypatch.setattr(paper, "_hub_rows", rows)
+    monkeypatch.setenv("XLING_CACHE", str(tmp_path / "cache"))
+    return calls
+
+
+def test_paper_rows_normalise_to_lmeval_formats(fake_hub):
+    arc = load_items("arc_challenge", "de", "test")
+    assert arc[0].context == "Question: de question 0?\nAnswer:" and arc[0].choices == ("x", "y", "z") and arc[0].gold == 2
+    hs = load_items("hellaswag", "en", "test")[0]
+    assert hs.context == "Cooking: A man cuts onions. He then" and hs.choices == ("cries.", "sings. loud") and hs.gold == 1
+    tqa = load_items("truthfulqa", "hi", "train")[0]
+    assert tqa.gold == 1 and train_example(tqa, "paper") == ("", "Question: Q0 hi?\nAnswer: yes")
+    mmlu = load_items("global_mmlu", "zh", "test")[0]
+    req = eval_requests(mmlu)
+    assert req.context == "Which?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:" and req.continuations[3] == " D" and mmlu.gold == 3
+
+
+def test_prepare_caches_and_upstream_manifest_aligns(fake_hub, tmp_path):
+    from xling.tasks.prepare import DataSpec, prepare_data
+
+    manifest = tmp_path / "ids.json"
+    manifest.write_text(json.dumps({"test": ["5", "1", "8"]}))
+    spec = DataSpec(tasks=["truthfulqa"], languages=["en", "de"], splits=["test"], source="upstream",
+                    manifest=str(manifest))
+    assert len(prepare_data(spec)) == 2
+    n_calls = len(fake_hub)
+    by_lang = load_aligned("truthfulqa", ["en", "de"], "test")  # from the cache: no hub call
+    assert len(fake_hub) == n_calls
+    assert [i.id for i in by_lang["de"]] == ["5", "1", "8"]
+    manifest.write_text(json.dumps({"test": ["5", "99"]}))
+    with pytest.raises(XlingError, match="manifest ids are missing"):
+        prepare_data(spec)
+
+
+def test_bad_input(tmp_path, fake_hub):
+    with pytest.raises(XlingError, match="unknown task"):
+        load_items("mmlu_pro", "en", "test")
+    with pytest.raises(XlingError, match="unknown language"):
+        load_items("hellaswag", "sw", "test")
+    with pytest.raises(XlingError, match="unknown split"):
+        load_items("hellaswag", "en", "dev")
+    path = write_task(tmp_path, "jsonl")
+    with pytest.raises(XlingError, match="unknown language 'fr'"):
+        load_items(path, "fr", "test")
+    (tmp_path / "de.jsonl").write_text(json.dumps({**ROWS[0], "qid": "zz"}) + "\n")
+    with pytest.raises(XlingError, match="different item ids"):
+        load_aligned(path, ["en", "de"], "test")
+    (tmp_path / "de.jsonl").write_text(json.dumps({**ROWS[0], "answer": 7}) + "\n")
+    with pytest.raises(XlingError, match=r"de.jsonl: row 1: .*gold index 7 out of range"):
+        load_items(path, "de", "test")
+    (tmp_path / "de.jsonl").write_text(json.dumps({**ROWS[0], "opt_b": " "}) + "\n")
+    with pytest.raises(XlingError, match="empty choice"):
+        load_items(path, "de", "test")
+    (tmp_path / "de.jsonl").write_text(json.dumps(ROWS[0]) + "\n{broken\n")
+    with pytest.raises(XlingError, match=r"de.jsonl:2: invalid JSON"):
+        load_items(path, "de", "test")
+    (tmp_path / "task.yaml").write_text((TASK_YAML % "jsonl") + "templat: oops\n")
+    with pytest.raises(XlingError, match="templat"):
+        load_items(path, "en", "test")
+
+
+def test_fingerprint_tracks_content(tmp_path):
+    path = write_task(tmp_path, "jsonl")
+    before = task_fingerprint(path, "en", "test")
+    assert before == task_fingerprint(path, "en", "test")
+    (tmp_path / "en.jsonl").write_text("".join(json.dumps({**r, "answer": "B"}) + "\n" for r in ROWS))
+    assert task_fingerprint(path, "en", "test") != before
