@@ -1,0 +1,190 @@
+"""Scoring K adapters: xling in one process vs lm-eval once per adapter (``peft=``) vs merge-then-evaluate.
+
+Anchor and contenders run in the same process on the same model, adapters and tasks (4 local lm-eval task
+YAMLs × 3 languages, written here); it prints wall time, the ratio to xling, and the largest per-choice
+|Δ log-likelihood| against xling.
+
+    python benchmarks/bench_scoring.py                                  # tiny offline Llama, CPU
+    python benchmarks/bench_scoring.py --model Qwen/Qwen2.5-0.5B --items 200 --dtype bfloat16   # GPU
+
+Adapters are LoRA r=32 on every projection with random weights (``init_lora_weights=False``): they cost the
+same to evaluate as trained ones. lm-eval runs in-process, so it pays no interpreter start-up; the merge
+loop is the paper's pipeline (merge, save, reload the merged model in lm-eval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TASKS = ("colours", "animals", "letters", "long")
+LANGS = ("en", "de", "fr")
+WORDS = {"en": "red green blue cat dog bird tree river city house the of".split(),
+         "de": "rot grün blau Katze Hund Vogel Baum Fluss Stadt Haus der die".split(),
+         "fr": "rouge vert bleu chat chien oiseau arbre rivière ville maison le la".split()}
+
+
+def write_tasks(root: Path, n_items: int) -> list[Path]:
+    """4 lm-eval multiple_choice task YAMLs per language over local JSONL files."""
+    yamls = []
+    for lang in LANGS:
+        words = WORDS[lang]
+        for task in TASKS:
+            rng = random.Random(f"{task}-{lang}")
+            q_len = (20, 60) if task == "long" else (3, 12)
+            docs = [{"id": f"{task}{i}", "question": " ".join(rng.choice(words) for _ in range(rng.randint(*q_len))),
+                     "choices": [" ".join(rng.choice(words) for _ in range(rng.randint(1, 4))) for _ in range(4)],
+                     "gold": rng.randrange(4)} for i in range(n_items)]
+            data = root / f"{task}_{lang}.jsonl"
+            data.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+            if task == "letters":
+                text = ("{{question}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\nD. {{choices[3]}}"
+                        "\\nAnswer:")
+                choice = "\"{{['A', 'B', 'C', 'D']}}\""
+            else:
+                text, choice = "Question: {{question}}\\nAnswer:", "choices"
+            path = root / f"{task}_{lang}.yaml"
+            path.write_text(f"task: {task}_{lang}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+                            f"test_split: test\noutput_type: multiple_choice\ndoc_to_text: \"{text}\"\n"
+                            f"doc_to_choice: {choice}\ndoc_to_target: gold\nmetadata:\n  language: {lang}\n"
+                            "metric_list:\n  - metric: acc\n  - metric: acc_norm\n")
+            yamls.append(path)
+    return yamls
+
+
+def make_adapters(model: str, root: Path, k: int, dtype: str) -> dict[str, Path]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from xling.models.adapters import quiet_peft, write_adapter_meta
+    from xling.models.causal import base_fingerprint
+
+    out = {}
+    for i in range(k):
+        torch.manual_seed(i)
+        base = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
+        fp = base_fingerprint(base)
+        with quiet_peft():
+            peft_model = get_peft_model(base, LoraConfig(r=32, lora_alpha=64, target_modules="all-linear",
+                                                         init_lora_weights=False))
+        path = root / f"adapter{i}"
+        peft_model.save_pretrained(path)
+        write_adapter_meta(path, model, model, fp)
+        out[f"adapter{i}"] = path
+    return out
+
+
+def run_xling(model: str, adapters: dict[str, Path], yamls: list[Path], dtype: str, batch: int):
+    from xling.config import ModelSpec, ScoreSpec
+    from xling.score import score_items
+    from xling.tasks.registry import load_items
+
+    items = [it for y in yamls for it in load_items(str(y), y.stem.split("_")[-1], "test")]
+    spec = ModelSpec(name=model, path=model, dtype=dtype)
+    df = score_items(spec, {"base": None, **adapters}, items, ScoreSpec(batch_size=batch, adapters_per_batch=len(adapters) + 1))
+    lls = {(r.adapter, r.task, r.item_id, r.choice): r.loglik for r in df.itertuples()}
+    return lls, df.attrs["peak_memory_bytes"]
+
+
+def run_lmeval(model_args: str, label: str, yamls: list[Path], root: Path, device: str, batch: int) -> dict:
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(root), include_defaults=False)
+    out = simple_evaluate(model="hf", model_args=model_args, tasks=[y.stem for y in yamls], task_manager=manager,
+                          log_samples=True, batch_size=batch, device=device)
+    lls = {}
+    for task, samples in out["samples"].items():
+        for s in samples:
+            for c, resp in enumerate(s["filtered_resps"]):
+                lls[(label, task, s["doc"]["id"], c)] = float(resp[0])
+    return lls
+
+
+def merge_and_save(model: str, adapter: Path, out: Path, dtype: str) -> Path:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    merged.save_pretrained(out)
+    AutoTokenizer.from_pretrained(model).save_pretrained(out)
+    return out
+
+
+def max_delta(ours: dict, theirs: dict) -> float:
+    keys = [k for k in theirs]
+    assert all(k in ours for k in keys), "request sets differ"
+    return float(np.max(np.abs(np.array([ours[k] for k in keys]) - np.array([theirs[k] for k in keys]))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model folder or hub id (default: the tiny offline Llama)")
+    parser.add_argument("--adapters", type=int, default=8)
+    parser.add_argument("--items", type=int, default=40, help="items per task and language")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (both sides)")
+    parser.add_argument("--skip-merge", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    root = Path(tempfile.mkdtemp(prefix="xling-bench-"))
+    try:
+        if args.model is None:
+            from xling.models.tiny import build_tiny_llama
+
+            args.model = str(build_tiny_llama(root / "tiny", seed=0))
+        yamls = write_tasks(root, args.items)
+        adapters = make_adapters(args.model, root, args.adapters, args.dtype)
+        n_choices = len(yamls) * args.items * 4
+        print(f"model {args.model} on {device}, {len(adapters)} adapters + base, {len(yamls)} task cells, "
+              f"{n_choices} choices per model")
+
+        t0 = time.perf_counter()
+        ours, peak = run_xling(args.model, adapters, yamls, args.dtype, args.batch)
+        t_xling = time.perf_counter() - t0
+        print(f"xling one pass: {t_xling:.1f}s, peak memory {peak / 2**20:.0f} MiB")
+
+        t0 = time.perf_counter()
+        ref = run_lmeval(f"pretrained={args.model},dtype={args.dtype}", "base", yamls, root, device, args.batch)
+        for name, path in adapters.items():
+            ref.update(run_lmeval(f"pretrained={args.model},peft={path},dtype={args.dtype}", name, yamls, root,
+                                  device, args.batch))
+        t_peft = time.perf_counter() - t0
+        rows = [("xling, one process, mixed adapters", t_xling, 0.0),
+                ("lm-eval once per adapter (peft=)", t_peft, max_delta(ours, ref))]
+
+        if not args.skip_merge:
+            t0 = time.perf_counter()
+            merged_ref = run_lmeval(f"pretrained={args.model},dtype={args.dtype}", "base", yamls, root, device, args.batch)
+            for name, path in adapters.items():
+                folder = merge_and_save(args.model, path, root / f"merged-{name}", args.dtype)
+                merged_ref.update(run_lmeval(f"pretrained={folder},dtype={args.dtype}", name, yamls, root, device,
+                                             args.batch))
+                shutil.rmtree(folder)
+            rows.append(("merge, save, lm-eval per adapter (paper)", time.perf_counter() - t0,
+                         max_delta(ours, merged_ref)))
+
+        print(f"\n{'method':44s} {'wall s':>8s} {'× xling':>8s} {'max |Δ loglik|':>15s}")
+        for name, wall, delta in rows:
+            print(f"{name:44s} {wall:8.1f} {wall / t_xling:8.1f} {delta:15.2e}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
