@@ -83,7 +83,7 @@ def simulate_grid_cmd(
     seeds: int = typer.Option(3, help="Fine-tuning seeds per cell."),
     seed: int = typer.Option(0, help="Random seed of the simulation."),
     hubs: str = typer.Option("en", help="Comma-separated planted hub donor languages."),
-    brittle: str = typer.Option("hi", help="Comma-separated planted brittle recipient languages."),
+    brittle: str = typer.Option(None, help="Comma-separated planted brittle recipient languages (default: the last one)."),
     long: bool = typer.Option(False, "--long", help="Write the per-seed long table instead of the release schema."),
 ) -> None:
     """Write a synthetic results table with planted structure (release schema by default)."""
@@ -101,6 +101,7 @@ def simulate_grid_cmd(
             raise XlingError(f"--{name}: expected 1 to {len(pool)}, found {n}")
     langs = DEFAULT_LANGUAGES[:languages]
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
+    brittle = langs[-1] if brittle is None and len(langs) > 1 else brittle or ""
     for opt, values in (("hubs", split(hubs)), ("brittle", split(brittle))):
         unknown = [v for v in values if v not in langs]
         if unknown:
