@@ -151,20 +151,32 @@ def _read_text(fh, path: Path, max_vocab: int | None, lowercase: bool, skip_bad:
     if max_vocab is not None:
         capacity = min(capacity, max_vocab)
     rows = _Rows(path, capacity, dim, lowercase, skip_bad, encoding)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # np.fromstring on a malformed row
-        for raw in fh:
-            line_no += 1
-            raw = raw.rstrip(b"\r\n ")
-            if not raw:
-                continue
-            if rows.full:
-                if max_vocab is None and header is not None:
-                    raise XlingError(f"{path}:{line_no}: more rows than the header's count {header[0]}")
-                break
-            word, _, rest = raw.partition(b" ")
-            rows.add(line_no, word, np.fromstring(rest, dtype=np.float32, sep=" "))
+    for raw in fh:
+        line_no += 1
+        raw = raw.rstrip(b"\r\n ")
+        if not raw:
+            continue
+        if rows.full:
+            if max_vocab is None and header is not None:
+                raise XlingError(f"{path}:{line_no}: more rows than the header's count {header[0]}")
+            break
+        word, _, rest = raw.partition(b" ")
+        values = _parse(rest)
+        if values is None:
+            rows.bad(line_no, f"expected {dim} numbers after the word, found unreadable text {rest[:40]!r}")
+            continue
+        rows.add(line_no, word, values)
     return rows.result()
+
+
+def _parse(text: bytes) -> np.ndarray | None:
+    """Space-separated numbers as float32 (C speed), or None when some token is not a number."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return np.fromstring(text, dtype=np.float32, sep=" ")
+        except ValueError:
+            return None
 
 
 def _read_binary(fh, path: Path, max_vocab: int | None, lowercase: bool, skip_bad: bool, encoding: str) -> Embeddings:
