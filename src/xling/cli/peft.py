@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -64,11 +65,10 @@ def train(
     spec = model_spec(model, kind, cfg)
     _check_fresh(out)
     folder = train_cell(spec, task, lang, seed, out, cfg.lora, cfg.train, progress=True)
-    import json
-
     log = json.loads((folder / "train_log.json").read_text())
-    Console().print(f"adapter written to [bold]{folder}[/] (kept epoch {log['kept_epoch']}, "
-                    f"val loss {log['best_val_loss']})")
+    val = log["best_val_loss"]
+    Console().print(f"adapter written to [bold]{folder}[/] (kept epoch {log['kept_epoch']}"
+                    + (f", validation loss {val:.4f})" if val is not None else ")"))
 
 
 @app.command("eval")
