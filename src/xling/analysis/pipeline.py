@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from xling.analysis import asymmetry, consistency, linguistic, matrices, profiles, roles, uplift, variance
 from xling.analysis.meta import AnalysisSpec, annotate
@@ -199,7 +200,10 @@ def run_analysis(
     mixed = spec.mixed_models if mixed_models is None else mixed_models
     ling = spec.linguistic if linguistic_distances is None else linguistic_distances
     cells = prepare(results, spec, source)
-    analysis = analyze(cells, spec, mixed_models=mixed, linguistic_distances=ling)
+    # The dense algebra here is small (<= ~1000 columns): BLAS threads cost more than they save, and on a
+    # shared machine they thrash (a 600-column Cholesky took 0.5 s with 2 threads under load, 25 ms with 1).
+    with threadpool_limits(limits=1, user_api="blas"):
+        analysis = analyze(cells, spec, mixed_models=mixed, linguistic_distances=ling)
     with atomic_dir(out_dir) as tmp:
         start = time.perf_counter()
         write_report(analysis, cells, tmp)
