@@ -226,8 +226,9 @@ def write_figures(tables: dict[str, pd.DataFrame], folder: Path, notes: list[str
         if fig is None:
             notes.append(f"figure {name}: skipped (no data)")
             continue
-        fig.savefig(folder / f"{name}.png", bbox_inches="tight")
-        fig.savefig(folder / f"{name}.svg", bbox_inches="tight")
+        fig.tight_layout()  # once, rather than bbox_inches="tight" in each savefig (a layout pass per format)
+        fig.savefig(folder / f"{name}.png")
+        fig.savefig(folder / f"{name}.svg")
         plt.close(fig)
         made[name] = folder / f"{name}.png"
     return made
