@@ -1,17 +1,17 @@
 """Commands of `xling cle`: cross-lingual word embeddings (map, bli, run, grid, simulate)."""
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from xling.cli.app import app
+from xling.cli.app import app, data_app
 
 cle_app = typer.Typer(help="Cross-lingual word embeddings: map, evaluate with BLI, simulate.", no_args_is_help=True)
 app.add_typer(cle_app, name="cle")
 
 
 # --- BLI and simulation (data / evaluation side) -------------------------------------------------------------------
-
-from pathlib import Path  # noqa: E402
-from typing import Annotated  # noqa: E402
 
 
 @cle_app.command("bli")
@@ -109,3 +109,35 @@ def simulate_command(
     paths = write_pair(pair, out)
     Console().print(f"wrote {', '.join(str(p) for p in paths.values())} "
                     f"({len(pair.train)} train / {len(pair.test)} test dictionary lines)")
+
+
+@data_app.command("fetch")
+def fetch_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Data folder (dictionaries in <out>/xling-eval-bli).")]
+    = Path("xling-data"),
+    pairs: Annotated[str, typer.Option(help="Comma-separated language pairs (e.g. en-de,de-fi), 'all' or 'none'.")]
+    = "all",
+    vectors: Annotated[str, typer.Option(help="Comma-separated languages of fastText wiki vectors to fetch.")] = "",
+    max_vocab: Annotated[int, typer.Option(help="Rows of each vectors file to download (0: the whole file).")]
+    = 200000,
+    bli_base_url: Annotated[str | None, typer.Option(help="Mirror of xling-eval's bli_datasets folder.")] = None,
+    vectors_base_url: Annotated[str | None, typer.Option(help="Mirror of fastText's vectors-wiki folder.")] = None,
+) -> None:
+    """Download the xling-eval BLI dictionaries and fastText wiki vectors (cached, checksummed, resumable)."""
+    from rich.console import Console
+
+    from xling.cle.fetch import bli_pairs, fetch_bli, fetch_fasttext
+
+    console = Console()
+    wanted = None if pairs == "all" else [] if pairs == "none" else [p.strip() for p in pairs.split(",") if p.strip()]
+    if wanted != []:
+        counts = {"cached": 0, "downloaded": 0}
+        files = fetch_bli(out / "xling-eval-bli", wanted, base_url=bli_base_url,
+                          report=lambda path, status: counts.__setitem__(status, counts[status] + 1))
+        console.print(f"dictionaries: {len(files)} files for {len(wanted or bli_pairs())} pairs in "
+                      f"{out / 'xling-eval-bli'} ({counts['downloaded']} downloaded, {counts['cached']} cached)")
+    for lang in [v.strip() for v in vectors.split(",") if v.strip()]:
+        with console.status(f"wiki.{lang}.vec ...") as status:
+            path = fetch_fasttext(lang, out / "vectors", max_vocab=max_vocab or None, base_url=vectors_base_url,
+                                  report=lambda rows, lang=lang: status.update(f"wiki.{lang}.vec: {rows} rows"))
+        console.print(f"vectors: {path}")
