@@ -14,6 +14,8 @@ from xling.analysis import run_analysis
 from xling.analysis.meta import AnalysisSpec
 from xling.analysis.simulate import SimulationSpec, simulate_grid
 
+pytestmark = pytest.mark.slow  # one analysis with mixed models and a browser run: ~10 s in all
+
 SMALL = SimulationSpec(models=["Llama-3.2-1B", "Qwen2.5-1.5B", "gemma-3-4b", "Llama-3.1-8B"],
                        tasks=["arc_challenge", "global_mmlu", "hellaswag"], languages=["en", "de", "ja", "hi", "ru"],
                        n_seeds=2, seed=2)

@@ -100,15 +100,20 @@ def analyze(cells: pd.DataFrame, spec: AnalysisSpec, mixed_models: bool = True, 
             f"({res.coverage['coverage']:.1f}%); analyses use the cells present"
         )
     present = set(cells["regime"])
-    for regime in ("MT-ML", "MT-CL", "CT-ML", "CT-CL"):
-        if regime not in present:
-            res.notes.append(f"no {regime} cells: analyses of that regime are skipped")
+
+    def has(regime: str, name: str) -> bool:
+        """True when ``regime`` has cells; otherwise note that ``name`` is skipped."""
+        if regime in present:
+            return True
+        res.notes.append(f"{name}: skipped (no {regime} cells)")
+        return False
 
     # 1-2. regimes and uplift
     t["regime_summary"] = step("regime_summary", uplift.regime_summary, cells, spec)
     t["global_uplift"] = step("global_uplift", uplift.global_uplift, cells, spec)
-    t["mtcl_harm_breakdown"] = step("mtcl_harm_breakdown", uplift.mtcl_harm_breakdown, cells, spec)
-    t["mtcl_by_construction_type"] = step("mtcl_by_construction_type", uplift.mtcl_by_construction_type, cells, spec)
+    if has("MT-CL", "mtcl_harm_breakdown, mtcl_by_construction_type"):
+        t["mtcl_harm_breakdown"] = step("mtcl_harm_breakdown", uplift.mtcl_harm_breakdown, cells, spec)
+        t["mtcl_by_construction_type"] = step("mtcl_by_construction_type", uplift.mtcl_by_construction_type, cells, spec)
     # 9. per-cell significance
     t["cell_significance"] = step("cell_significance", uplift.cell_significance, cells, spec)
     t["significance_by_regime"] = uplift.significance_by_regime(t["cell_significance"])
@@ -116,26 +121,26 @@ def analyze(cells: pd.DataFrame, spec: AnalysisSpec, mixed_models: bool = True, 
     if untested:
         res.notes.append(f"cell_significance: {untested} cells untested (fewer than 2 seeds or zero SE)")
 
-    # 3. roles
-    t["language_donor_recipient"] = step("language_roles", roles.language_donor_recipient, cells, spec)
-    t["task_donor_recipient"] = step("task_roles", roles.task_donor_recipient, cells, spec)
-    t["named_roles"] = roles.named_roles(t["language_donor_recipient"], t["task_donor_recipient"])
-    if spec.language_groups:
-        t["language_group_roles"] = step("group_roles", roles.language_group_roles, cells, spec)
-    else:
-        res.notes.append("language_group_roles: skipped (no language_groups in the analysis config)")
-    if cells.loc[cells["regime"] == "MT-CL", "construction"].nunique() >= 2:
-        t["language_roles_by_task_subset"], t["task_subset_agreement"] = step(
-            "task_subsets", roles.roles_by_task_subset, cells, spec
+    # 3. roles and 4. matrices
+    if has("MT-CL", "language roles, language_transfer_matrix, linguistic_correlations, language_asymmetry"):
+        t["language_donor_recipient"] = step("language_roles", roles.language_donor_recipient, cells, spec)
+        t["language_transfer_matrix"], t["language_transfer_pairs"] = step(
+            "language_matrix", matrices.language_transfer, cells, spec
         )
-    else:
-        res.notes.append("language_roles_by_task_subset: skipped (fewer than two task construction types)")
-
-    # 4. matrices
-    t["task_transfer_matrix"], t["task_transfer_pairs"] = step("task_matrix", matrices.task_transfer, cells, spec)
-    t["language_transfer_matrix"], t["language_transfer_pairs"] = step(
-        "language_matrix", matrices.language_transfer, cells, spec
-    )
+        if spec.language_groups:
+            t["language_group_roles"] = step("group_roles", roles.language_group_roles, cells, spec)
+        else:
+            res.notes.append("language_group_roles: skipped (no language_groups in the analysis config)")
+        if cells.loc[cells["regime"] == "MT-CL", "construction"].nunique() >= 2:
+            t["language_roles_by_task_subset"], t["task_subset_agreement"] = step(
+                "task_subsets", roles.roles_by_task_subset, cells, spec
+            )
+        else:
+            res.notes.append("language_roles_by_task_subset: skipped (fewer than two task construction types)")
+    if has("CT-ML", "task_donor_recipient, task_transfer_matrix"):
+        t["task_donor_recipient"] = step("task_roles", roles.task_donor_recipient, cells, spec)
+        t["task_transfer_matrix"], t["task_transfer_pairs"] = step("task_matrix", matrices.task_transfer, cells, spec)
+    t["named_roles"] = roles.named_roles(t.get("language_donor_recipient"), t.get("task_donor_recipient"))
 
     # 5. on-task vs off-task profiles
     t["pareto_profiles"] = step("pareto_profiles", profiles.pareto_profiles, cells)
@@ -145,20 +150,22 @@ def analyze(cells: pd.DataFrame, spec: AnalysisSpec, mixed_models: bool = True, 
         res.notes.append("pareto_profiles: skipped (no source has both MT-CL and other-task targets)")
 
     # 6. typology
-    if linguistic_distances:
+    if linguistic_distances and "language_transfer_pairs" in t:
         langs = sorted(set(cells["fine_tuned_language"]) | set(cells["eval_language"]))
         dist = step("uriel_distances", linguistic.language_distances, langs, res.notes)
         t["language_distances"] = dist
         t["linguistic_correlations"] = step(
             "linguistic_correlations", linguistic.linguistic_correlations, t["language_transfer_pairs"], dist
         )
-    else:
+    elif not linguistic_distances:
         res.notes.append("linguistic_correlations: skipped (turned off)")
 
     # 7. variance decomposition
     t["variance_crossed"] = step("variance_crossed", variance.crossed_decomposition, cells)
+    if t["variance_crossed"].empty:
+        res.notes.append(f"variance decomposition: skipped (no scope has {variance.MIN_ROWS} cells)")
     if mixed_models:
-        t["variance_mixedlm"] = step("variance_mixedlm", variance.mixedlm_decomposition, cells)
+        t["variance_mixedlm"] = step("variance_mixedlm", variance.mixedlm_decomposition, cells, res.notes)
     else:
         res.notes.append("variance_mixedlm: skipped (mixed-model fits turned off)")
 
@@ -166,7 +173,8 @@ def analyze(cells: pd.DataFrame, spec: AnalysisSpec, mixed_models: bool = True, 
     t.update(step("consistency", consistency.consistency_tables, cells, spec, res.notes))
 
     # 10. asymmetry
-    t["language_asymmetry"] = step("language_asymmetry", asymmetry.language_asymmetry, cells, spec)
+    if "MT-CL" in present:
+        t["language_asymmetry"] = step("language_asymmetry", asymmetry.language_asymmetry, cells, spec)
     t["cell_asymmetry"] = step("cell_asymmetry", asymmetry.cell_asymmetry, cells)
     return res
 

@@ -77,11 +77,11 @@ def roles_by_task_subset(cells: pd.DataFrame, spec: AnalysisSpec) -> tuple[pd.Da
     return by_subset, agreement
 
 
-def named_roles(language_roles: pd.DataFrame, task_roles: pd.DataFrame) -> pd.DataFrame:
+def named_roles(language_roles: pd.DataFrame | None, task_roles: pd.DataFrame | None) -> pd.DataFrame:
     """Hub donors, weak donors, generous and brittle recipients whose deviation CI excludes zero."""
     rows = []
     for kind, table, name in (("language", language_roles, "lang"), ("task", task_roles, "task")):
-        for _, r in table.iterrows():
+        for _, r in (table if table is not None else pd.DataFrame()).iterrows():
             for role, col, above, below in (
                 ("donor", "donor", "hub donor", "weak donor"),
                 ("recipient", "recipient", "generous recipient", "brittle recipient"),

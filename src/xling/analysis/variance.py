@@ -68,11 +68,19 @@ def _fit_mixedlm(df: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def mixedlm_decomposition(cells: pd.DataFrame) -> pd.DataFrame:
-    """``scope,component,variance,share`` from the paper's nested MixedLM, overall and per transfer regime."""
+def mixedlm_decomposition(cells: pd.DataFrame, notes: list[str] | None = None) -> pd.DataFrame:
+    """``scope,component,variance,share`` from the paper's nested MixedLM, overall and per transfer regime.
+
+    A scope whose fit fails (e.g. a singular design on a tiny grid) is left out and named in ``notes``.
+    """
     rows = []
     for scope, df in _scopes(cells):
-        comps = _fit_mixedlm(df)
+        try:
+            comps = _fit_mixedlm(df)
+        except (np.linalg.LinAlgError, ValueError) as err:
+            if notes is not None:
+                notes.append(f"variance_mixedlm: {scope} fit failed ({str(err).splitlines()[0]}); left out")
+            continue
         total = sum(max(v, 0.0) for v in comps.values())
         for name, var in comps.items():
             rows.append({"scope": scope, "component": name, "variance": var,

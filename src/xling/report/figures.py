@@ -36,8 +36,10 @@ def regime_bars(t: dict[str, pd.DataFrame]):
     return fig
 
 
-def heatmap(matrix: pd.DataFrame, title: str, xlabel: str, ylabel: str):
+def heatmap(matrix: pd.DataFrame | None, title: str, xlabel: str, ylabel: str):
     """A diverging heatmap centred at 0 with the diagonal masked."""
+    if matrix is None:
+        return None
     m = matrix.to_numpy(dtype=float)
     if not np.isfinite(m).any():
         return None
@@ -56,6 +58,8 @@ def heatmap(matrix: pd.DataFrame, title: str, xlabel: str, ylabel: str):
 
 def language_roles(t: dict[str, pd.DataFrame]):
     """Language donor vs recipient scores (MT-CL) with CIs."""
+    if "language_donor_recipient" not in t:
+        return None
     df = t["language_donor_recipient"].dropna(subset=["donor", "recipient"])
     if df.empty:
         return None
@@ -72,6 +76,8 @@ def language_roles(t: dict[str, pd.DataFrame]):
 
 def task_roles(t: dict[str, pd.DataFrame]):
     """Task donor and recipient scores (CT-ML) with CIs."""
+    if "task_donor_recipient" not in t:
+        return None
     df = t["task_donor_recipient"].dropna(subset=["donor", "recipient"])
     if df.empty:
         return None
@@ -112,6 +118,8 @@ def pareto(t: dict[str, pd.DataFrame]):
 
 def variance_bars(t: dict[str, pd.DataFrame]):
     """Variance shares: the crossed decomposition and (if fitted) the paper's nested MixedLM."""
+    if t["variance_crossed"].empty:
+        return None
     panels = [("variance_crossed", "term", "Crossed sums of squares (%)")]
     if "variance_mixedlm" in t and len(t["variance_mixedlm"]):
         panels.append(("variance_mixedlm", "component", "Nested MixedLM (%)"))
@@ -202,9 +210,9 @@ def figure_makers(t: dict[str, pd.DataFrame]) -> dict[str, Callable[[], object]]
     return {
         "regime_summary": lambda: regime_bars(t),
         "significance_by_regime": lambda: significance_bars(t),
-        "task_transfer_heatmap": lambda: heatmap(t["task_transfer_matrix"], "Task -> task transfer (CT-ML)",
+        "task_transfer_heatmap": lambda: heatmap(t.get("task_transfer_matrix"), "Task -> task transfer (CT-ML)",
                                                  "target task", "source task"),
-        "language_transfer_heatmap": lambda: heatmap(t["language_transfer_matrix"],
+        "language_transfer_heatmap": lambda: heatmap(t.get("language_transfer_matrix"),
                                                      "Language -> language transfer (MT-CL)",
                                                      "target language", "source language"),
         "language_roles": lambda: language_roles(t),

@@ -102,13 +102,11 @@ def write_report(a: "Analysis", cells: pd.DataFrame, out: Path) -> None:
     t = a.tables
     write_tables(t, out / "tables", MAIN_TABLES)
     figures = write_figures(t, out / "figures", a.notes)
-    heatmaps = {
-        "matrices": [
-            H.heatmap_html(t["task_transfer_pairs"], list(t["task_transfer_matrix"].columns), "Task → task (CT-ML), interactive"),
-            H.heatmap_html(t["language_transfer_pairs"], list(t["language_transfer_matrix"].columns),
-                           "Language → language (MT-CL), interactive"),
-        ]
-    }
+    heatmaps = {"matrices": [
+        H.heatmap_html(t[f"{kind}_transfer_pairs"], list(t[f"{kind}_transfer_matrix"].columns), title)
+        for kind, title in (("task", "Task → task (CT-ML), interactive"), ("language", "Language → language (MT-CL), interactive"))
+        if f"{kind}_transfer_pairs" in t
+    ]}
     sections = []
     for sid, title, text, table_names, figure_names in SECTIONS:
         blocks = list(heatmaps.get(sid, []))
