@@ -1,0 +1,60 @@
+"""Mapping methods for cross-lingual word embeddings, as scikit-learn style estimators.
+
+``METHODS`` names every method the CLI and the grid accept; ``make_mapper(name, **params)`` builds one.
+Each entry also says where its seed dictionary comes from (``SEEDS``): a training dictionary, identical
+strings, or nothing (fully unsupervised).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from xling.cle.mappers.base import Mapper
+from xling.cle.mappers.bootstrap import ProcrustesBootstrap
+from xling.cle.mappers.cca import CCA, CCAXlingEval
+from xling.cle.mappers.procrustes import Procrustes
+from xling.cle.mappers.selflearning import VecMapSelfLearning, identical_pairs
+from xling.cle.mappers.vecmap import VecMapSupervised
+from xling.errors import XlingError
+
+Seed = Literal["dictionary", "identical", "none"]
+
+#: method name -> (estimator class, fixed constructor arguments, where the seed dictionary comes from)
+METHODS: dict[str, tuple[type[Mapper], dict[str, Any], Seed]] = {
+    "proc": (Procrustes, {}, "dictionary"),
+    "proc-b": (ProcrustesBootstrap, {"variant": "paper"}, "dictionary"),
+    "proc-b-iterative": (ProcrustesBootstrap, {"variant": "iterative"}, "dictionary"),
+    "cca": (CCA, {}, "dictionary"),
+    "cca-xlingeval": (CCAXlingEval, {}, "dictionary"),
+    "vecmap-sup": (VecMapSupervised, {}, "dictionary"),
+    "vecmap-semi": (VecMapSelfLearning, {"init": "pairs"}, "dictionary"),
+    "vecmap-identical": (VecMapSelfLearning, {"init": "pairs"}, "identical"),
+    "vecmap-unsup": (VecMapSelfLearning, {"init": "unsupervised"}, "none"),
+}
+
+
+def check_method(name: str) -> str:
+    """The name if it is a known method, else ``XlingError`` listing the known ones."""
+    if name not in METHODS:
+        raise XlingError(f"unknown mapping method {name!r}; expected one of {', '.join(METHODS)}")
+    return name
+
+
+def seed_of(name: str) -> Seed:
+    """Where method ``name`` takes its seed dictionary from."""
+    return METHODS[check_method(name)][2]
+
+
+def make_mapper(name: str, **params: Any) -> Mapper:
+    """A fresh estimator for method ``name``; ``params`` override its defaults (unknown ones → ``XlingError``)."""
+    cls, fixed, _ = METHODS[check_method(name)]
+    try:
+        return cls(**{**params, **fixed})
+    except TypeError as err:
+        raise XlingError(f"method {name!r}: {err}") from None
+
+
+__all__ = [
+    "CCA", "CCAXlingEval", "METHODS", "Mapper", "Procrustes", "ProcrustesBootstrap", "VecMapSelfLearning",
+    "VecMapSupervised", "check_method", "identical_pairs", "make_mapper", "seed_of",
+]
