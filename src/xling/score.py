@@ -11,8 +11,9 @@ What differs is only the cost:
 
 1. the base model is loaded once and every adapter is attached unmerged (peft);
 2. each forward pass mixes adapters (peft ``adapter_names=`` per row, ``__base__`` for the base);
-3. inputs are deduplicated — choices whose inputs coincide (single-token letters) share one row, so such a
-   task costs one forward per item — and sorted by length so padding is small;
+3. all choices of an item share one row: the context once, then each choice's continuation as a segment
+   that attends to the context and itself (single-token letters add nothing: one forward per item); rows
+   are sorted by length so padding is small;
 4. the LM head and log-softmax run only over the window of continuation positions (``logits_to_keep``).
 """
 
@@ -49,14 +50,19 @@ class Encoded:
 
 @dataclass
 class Row:
-    """One distinct model input and the requests it answers (their continuations end the input)."""
+    """One model input that answers several requests: a shared context followed by one segment per choice.
 
-    tokens: tuple[int, ...]
-    requests: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
+    Segment ``s`` holds a continuation minus its last token; it sees the context and itself only (a 4D
+    attention mask) and its positions restart where the context ends, so each choice is computed exactly as
+    if it were alone after the context — all choices of an item in one forward, the context once.
+    ``segment[t]`` is 0 for context tokens; ``requests`` lists (request index, continuation tokens, the
+    positions whose logits predict them).
+    """
 
-    @property
-    def need(self) -> int:
-        return max(len(cont) for _, cont in self.requests)
+    tokens: list[int]
+    positions: list[int]
+    segment: list[int]
+    requests: list[tuple[int, tuple[int, ...], list[int]]] = field(default_factory=list)
 
 
 # --- step 1: tokenise like lm-eval ------------------------------------------------------------------------
@@ -110,19 +116,35 @@ def encode_items(items: Sequence[MCItem], tokenizer, fmt: str = "auto", chat: bo
     return out
 
 
-# --- step 2: distinct inputs, length-sorted ---------------------------------------------------------------
+# --- step 2: pack the choices of each item behind their shared context, length-sorted ----------------------
 
 
 def plan_rows(encoded: Sequence[Encoded], max_length: int) -> list[Row]:
-    """Group requests by their (left-truncated) model input; sort longest first (as lm-eval does)."""
-    rows: dict[tuple[int, ...], Row] = {}
+    """One packed row per item (context once, then each choice's segment); a choice whose input lm-eval would
+    left-truncate, or whose context differs from its item's, gets a row of its own. Longest rows first."""
+    rows: list[Row] = []
+    packed: dict[tuple[int, tuple[int, ...]], Row] = {}
     for idx, enc in enumerate(encoded):
-        if len(enc.continuation) > max_length:
+        ctx, cont = enc.context, enc.continuation
+        if len(cont) > max_length:
             raise XlingError(f"choice {enc.choice} of item #{enc.item}: continuation longer than the model's "
-                             f"context ({len(enc.continuation)} > {max_length} tokens)")
-        tokens = (enc.context + enc.continuation)[-(max_length + 1):][:-1]
-        rows.setdefault(tokens, Row(tokens)).requests.append((idx, enc.continuation))
-    return sorted(rows.values(), key=lambda r: (-len(r.tokens), r.tokens))
+                             f"context ({len(cont)} > {max_length} tokens)")
+        if len(ctx) + len(cont) > max_length + 1:  # lm-eval's left truncation: this choice alone
+            tokens = list((ctx + cont)[-(max_length + 1):][:-1])
+            n = len(tokens)
+            rows.append(Row(tokens, list(range(n)), [0] * n, [(idx, cont, list(range(n - len(cont), n)))]))
+            continue
+        key = (enc.item, ctx)
+        if key not in packed:
+            packed[key] = Row(list(ctx), list(range(len(ctx))), [0] * len(ctx))
+            rows.append(packed[key])
+        row = packed[key]
+        start, seg_id = len(row.tokens), 1 + len(row.requests)
+        row.tokens += cont[:-1]
+        row.positions += range(len(ctx), len(ctx) + len(cont) - 1)
+        row.segment += [seg_id] * (len(cont) - 1)
+        row.requests.append((idx, cont, [len(ctx) - 1] + list(range(start, start + len(cont) - 1))))
+    return sorted(rows, key=lambda r: (-len(r.tokens), r.tokens))
 
 
 # --- step 3: mixed-adapter forward passes -------------------------------------------------------------------
@@ -132,39 +154,44 @@ def forward_rows(model, rows: Sequence[Row], adapter_names: Sequence[str], n_req
                  pad_id: int, use_adapters: bool) -> tuple[np.ndarray, np.ndarray]:
     """Log-likelihood and is-greedy of every request under every adapter in ``adapter_names`` for ``rows``.
 
-    The batch is rows × adapters, right-padded, no attention mask (causal attention never sees the padding,
-    as in lm-eval); only the window of continuation positions goes through the LM head and log-softmax.
+    The batch is rows × adapters, right-padded; a token attends to earlier tokens of the context and of its
+    own segment. Only the window of positions whose logits are needed goes through the LM head and
+    log-softmax.
     """
     import torch
 
     n_ad = len(adapter_names)
-    lengths = [len(r.tokens) for r in rows]
-    lo = min(n - r.need for n, r in zip(lengths, rows))
-    hi = max(lengths)
-    ids = torch.full((len(rows) * n_ad, hi), pad_id, dtype=torch.long)
-    b_idx, p_idx, t_idx, seg = [], [], [], []
-    out_keys = []  # (adapter position, request index) per segment
-    for r, (row, n) in enumerate(zip(rows, lengths)):
+    width = max(len(r.tokens) for r in rows)
+    lo = min(min(p[0] for _, _, p in r.requests) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    seg = torch.full((len(rows), width), -1, dtype=torch.long)
+    b_idx, p_idx, t_idx, seg_of, out_keys = [], [], [], [], []
+    for r, row in enumerate(rows):
+        n = len(row.tokens)
+        ids[r, :n], pos[r, :n], seg[r, :n] = (torch.tensor(x, dtype=torch.long) for x in
+                                               (row.tokens, row.positions, row.segment))
         for a in range(n_ad):
-            b = r * n_ad + a
-            ids[b, :n] = torch.tensor(row.tokens, dtype=torch.long)
-            for req, cont in row.requests:
-                start = n - len(cont) - lo
-                b_idx += [b] * len(cont)
-                p_idx += range(start, start + len(cont))
+            for req, cont, where in row.requests:
+                b_idx += [r * n_ad + a] * len(cont)
+                p_idx += [w - lo for w in where]
                 t_idx += cont
-                seg += [len(out_keys)] * len(cont)
+                seg_of += [len(out_keys)] * len(cont)
                 out_keys.append((a, req))
+    q = torch.arange(width)
+    allowed = (q[None, None, :] <= q[None, :, None]) & (seg[:, None, :] >= 0) & (
+        (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))
+    expand = (lambda x: x.repeat_interleave(n_ad, dim=0).to(device))
     kwargs = {"adapter_names": [name for _ in rows for name in adapter_names]} if use_adapters else {}
     with torch.inference_mode():
-        logits = model(input_ids=ids.to(device), logits_to_keep=torch.arange(lo, hi, device=device), **kwargs).logits
+        logits = model(input_ids=expand(ids), position_ids=expand(pos), attention_mask=expand(allowed[:, None]),
+                       logits_to_keep=torch.arange(lo, width, device=device), **kwargs).logits
         logp = torch.log_softmax(logits.float(), dim=-1)
-        b_t, p_t, t_t = (torch.tensor(x, device=device) for x in (b_idx, p_idx, t_idx))
-        seg_t = torch.tensor(seg, device=device)
+        b_t, p_t, t_t, s_t = (torch.tensor(x, device=device) for x in (b_idx, p_idx, t_idx, seg_of))
         token_lp = logp[b_t, p_t, t_t]
         missed = (logp[b_t, p_t].argmax(-1) != t_t).to(torch.float32)
-        ll = torch.zeros(len(out_keys), device=device, dtype=torch.float64).index_add_(0, seg_t, token_lp.double())
-        miss = torch.zeros(len(out_keys), device=device).index_add_(0, seg_t, missed)
+        ll = torch.zeros(len(out_keys), device=device, dtype=torch.float64).index_add_(0, s_t, token_lp.double())
+        miss = torch.zeros(len(out_keys), device=device).index_add_(0, s_t, missed)
     loglik = np.full((n_ad, n_requests), np.nan)
     greedy = np.zeros((n_ad, n_requests), dtype=bool)
     a_idx = np.array([k[0] for k in out_keys])
