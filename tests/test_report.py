@@ -104,3 +104,28 @@ def test_report_opens_in_headless_chromium(report, tmp_path):
     n_figures = len(list((report / "figures").glob("*.png")))
     assert body.get("data-ready") == "1"
     assert body["data-figures-total"] == body["data-figures-loaded"] == str(n_figures)
+
+
+# Clicks the "mean" header of regime_summary (ascending sort) and hovers a heatmap cell, then records the results.
+_INTERACT = """<script>window.addEventListener("load", function () {
+  document.querySelector("#t-regime_summary th:nth-child(3)").click();
+  var first = document.querySelector("#t-regime_summary tbody tr td").textContent;
+  var cell = document.querySelector("table.heat td[data-n]");
+  cell.dispatchEvent(new MouseEvent("mousemove", {clientX: 5, clientY: 5, bubbles: true}));
+  document.body.setAttribute("data-test-first", first);
+  document.body.setAttribute("data-test-tip", document.getElementById("tip").textContent.replace(/\\n/g, " | "));
+});</script></body>"""
+
+
+@pytest.mark.browser
+def test_report_tables_sort_and_heatmaps_hover_in_chromium(report, tmp_path):
+    if shutil.which("chromium") is None:
+        pytest.skip("chromium is not installed")
+    page = tmp_path / "interact.html"
+    page.write_text((report / "report.html").read_text().replace("</body>", _INTERACT))
+    dom, console = open_in_chromium(page, tmp_path / "interact")
+    assert console == []
+    body = _body(dom)
+    assert body["data-test-first"] == "CT-CL"  # lowest mean first after one click
+    tip = body["data-test-tip"]
+    assert "mean" in tip and "95% CI [" in tip and "n = " in tip and "pp" in tip

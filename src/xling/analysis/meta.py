@@ -19,7 +19,6 @@ from xling.errors import XlingError
 
 _FAMILIES = (("llama", "Llama"), ("qwen", "Qwen"), ("gemma", "Gemma"), ("mistral", "Mistral"), ("phi", "Phi"))
 _SIZE = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)\s*([bBmM])(?![A-Za-z])")
-SIZE_BUCKETS = ("S", "M", "L")
 
 # The paper's benchmarks: Global-MMLU is human-translated, the others machine-translated.
 DEFAULT_CONSTRUCTION = {

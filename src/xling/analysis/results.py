@@ -86,7 +86,7 @@ def _check_columns(df: pd.DataFrame, expected: list[str], source: str, schema: s
     if unknown:
         raise XlingError(
             f"{source}: unknown column {unknown[0]!r} ({len(unknown)} unknown in all: {', '.join(map(str, unknown))}); "
-            f"expected exactly the {schema} columns"
+            f"expected exactly the {schema} columns, {len(df)} rows read"
         )
 
 

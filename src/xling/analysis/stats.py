@@ -18,7 +18,9 @@ _CHUNK = 64 * 1024 * 1024 // 8  # draws x cells per chunk (~64 MB of float64)
 
 
 def _percentiles(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)], axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN columns of incomplete grids
+        lo, hi = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)], axis=0)
     return lo, hi
 
 
@@ -76,12 +78,6 @@ def group_summary(
     draws = grouped_bootstrap_means(work[value].to_numpy(), codes, len(out), n_boot, rng)
     out["ci_low"], out["ci_high"] = _percentiles(draws)
     return out[[*by, "n", "mean", "ci_low", "ci_high", "median", "positive_rate", "harm_rate"]]
-
-
-def overall_summary(df: pd.DataFrame, value: str, rng: np.random.Generator, **kw) -> dict:
-    """``group_summary`` of all rows as one group, as a dict."""
-    work = df.assign(_all="all")
-    return group_summary(work, ["_all"], value, rng, **kw).drop(columns="_all").iloc[0].to_dict()
 
 
 def two_stage(
