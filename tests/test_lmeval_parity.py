@@ -60,13 +60,14 @@ def setup(tmp_path_factory):
     return root, model
 
 
-def run_lmeval(root, model):
+def run_lmeval(root, model, tasks=("par_cont", "par_letters"), chat=False):
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager(include_path=str(root), include_defaults=False)
-    out = simple_evaluate(model="hf", model_args=f"pretrained={model},dtype=float32", tasks=["par_cont", "par_letters"],
-                          task_manager=manager, log_samples=True, batch_size=4, device="cpu")
+    out = simple_evaluate(model="hf", model_args=f"pretrained={model},dtype=float32", tasks=list(tasks),
+                          task_manager=manager, log_samples=True, batch_size=4, device="cpu",
+                          apply_chat_template=chat)
     lls = {}
     for task, samples in out["samples"].items():
         for s in samples:
@@ -96,3 +97,17 @@ def test_loglikelihoods_equal_lmeval(setup):
     assert scores.loc["par_cont", "acc"] == pytest.approx(ref_results["par_cont"]["acc,none"])
     assert scores.loc["par_cont", "acc_norm"] == pytest.approx(ref_results["par_cont"]["acc_norm,none"])
     assert scores.loc["par_letters", "acc"] == pytest.approx(ref_results["par_letters"]["acc,none"])
+
+
+def test_chat_template_loglikelihoods_equal_lmeval(setup):
+    """With a chat template lm-eval wraps the context as a user turn and drops the target delimiter."""
+    from xling.config import ModelSpec, ScoreSpec
+    from xling.score import score_items
+    from xling.tasks.registry import load_items
+
+    root, model = setup
+    ref, _ = run_lmeval(root, model, ("par_cont",), chat=True)
+    items = load_items(str(root / "par_cont.yaml"), "und", "test")
+    df = score_items(ModelSpec(name="tiny", path=str(model)), {"base": None}, items, ScoreSpec(chat_template=True))
+    theirs = np.array([ref[(r.task, r.item_id, r.choice)] for r in df.itertuples()])
+    assert np.abs(df.loglik.to_numpy() - theirs).max() < 1e-4

@@ -23,6 +23,12 @@ _SCRIPTS = "абвгдежзиклмнопрстуфхцчшщыэюя" "αβγ�
     "অআইঈউঊএঐওঔকখগঘচছজঝটডতথদধনপফবভমযরলশসহ" "ابتثجحخدذرزسشصضطظعغفقكلمنهوي" "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年"
 
 
+_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
 def _corpus(rng: random.Random, n_lines: int = 3000) -> list[str]:
     """Generated training text: words, letters A-Z, digits, punctuation and a few non-Latin scripts."""
     lines = []
@@ -46,7 +52,8 @@ def _corpus(rng: random.Random, n_lines: int = 3000) -> list[str]:
 
 
 def build_tiny_tokenizer(seed: int = 0, vocab_size: int = 512):
-    """A byte-level BPE tokenizer (any UTF-8 text encodes) that prepends ``<s>`` like Llama's."""
+    """A byte-level BPE tokenizer (any UTF-8 text encodes) that prepends ``<s>`` like Llama's, with a small
+    chat template (for tests of the chat-template path)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -63,9 +70,11 @@ def build_tiny_tokenizer(seed: int = 0, vocab_size: int = 512):
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
     )
-    return PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", model_max_length=512
     )
+    fast.chat_template = _CHAT_TEMPLATE
+    return fast
 
 
 def build_tiny_llama(folder: str | Path, seed: int = 0, *, hidden_size: int = 64, n_layers: int = 2,
