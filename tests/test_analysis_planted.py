@@ -79,3 +79,15 @@ def test_mixedlm_recovers_dominant_nested_component():
     assert table["share"].sum() == pytest.approx(100.0)
     assert table.loc["source (in model)", "share"] > 50
     assert table.loc["source (in model)", "share"] > 5 * table.loc["target (in model)", "share"]
+
+
+def test_metric_is_selectable_and_long_table_gives_the_same_headline():
+    from xling.analysis import headline_table
+
+    sim = SimulationSpec(**SMALL, seed=2, n_seeds=2)
+    long = simulate_long(sim)
+    norm = headline_table(long, AnalysisSpec(n_boot=100)).set_index("regime")["mean"]
+    assert norm.to_numpy() == pytest.approx(headline_table(simulate_grid(sim), AnalysisSpec(n_boot=100))["mean"].to_numpy())
+    raw = headline_table(long, AnalysisSpec(n_boot=100, metric="delta_score_mean")).set_index("regime")["mean"]
+    assert not raw.to_numpy() == pytest.approx(norm.to_numpy(), abs=1e-6)  # acc and acc_norm deltas differ
+    assert raw["MT-ML"] == pytest.approx(norm["MT-ML"], abs=1.0)  # ... but only by the planted raw-score noise

@@ -143,7 +143,7 @@ def analyze(cells: pd.DataFrame, spec: AnalysisSpec, mixed_models: bool = True, 
     t["named_roles"] = roles.named_roles(t.get("language_donor_recipient"), t.get("task_donor_recipient"))
 
     # 5. on-task vs off-task profiles
-    t["pareto_profiles"] = step("pareto_profiles", profiles.pareto_profiles, cells)
+    t["pareto_profiles"] = step("pareto_profiles", profiles.pareto_profiles, cells, spec)
     if len(t["pareto_profiles"]):
         t["task_on_off_summary"] = step("task_on_off", profiles.task_on_off_summary, t["pareto_profiles"], spec)
     else:

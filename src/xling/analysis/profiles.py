@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from xling.analysis.meta import AnalysisSpec
-from xling.analysis.stats import two_stage
+from xling.analysis.stats import group_summary, two_stage
 
 SOURCE = ["model_name", "family", "size", "fine_tuned_dataset", "fine_tuned_language"]
 
@@ -23,16 +23,24 @@ def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ~(ge & gt).any(axis=1)
 
 
-def pareto_profiles(cells: pd.DataFrame) -> pd.DataFrame:
-    """``model_name,family,size,fine_tuned_dataset,fine_tuned_language,on_task,off_task,n_on,n_off,pareto``."""
-    on = cells[cells["regime"] == "MT-CL"].groupby(SOURCE)["delta"].agg(on_task="mean", n_on="size")
-    off = cells[cells["regime"].isin(["CT-ML", "CT-CL"])].groupby(SOURCE)["delta"].agg(off_task="mean", n_off="size")
+def _side(cells: pd.DataFrame, name: str, spec: AnalysisSpec) -> pd.DataFrame:
+    summ = group_summary(cells, SOURCE, "delta", np.random.default_rng(spec.seed), spec.n_boot)
+    return summ.set_index(SOURCE)[["mean", "ci_low", "ci_high", "n"]].rename(
+        columns={"mean": f"{name}_task", "ci_low": f"{name}_ci_low", "ci_high": f"{name}_ci_high", "n": f"n_{name}"}
+    )
+
+
+def pareto_profiles(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
+    """``model_name,family,size,fine_tuned_dataset,fine_tuned_language,on_task,off_task,...,pareto`` (CIs over cells)."""
+    on = _side(cells[cells["regime"] == "MT-CL"], "on", spec)
+    off = _side(cells[cells["regime"].isin(["CT-ML", "CT-CL"])], "off", spec)
     out = on.join(off, how="inner").reset_index()
     out["pareto"] = False
     for _, idx in out.groupby("family").groups.items():
         sub = out.loc[idx]
         out.loc[idx, "pareto"] = pareto_front(sub["on_task"].to_numpy(), sub["off_task"].to_numpy())
-    return out[[*SOURCE, "on_task", "off_task", "n_on", "n_off", "pareto"]]
+    return out[[*SOURCE, "on_task", "off_task", "on_ci_low", "on_ci_high", "off_ci_low", "off_ci_high", "n_on", "n_off",
+                "pareto"]]
 
 
 def task_on_off_summary(profiles: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
