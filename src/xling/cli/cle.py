@@ -141,3 +141,150 @@ def fetch_command(
             path = fetch_fasttext(lang, out / "vectors", max_vocab=max_vocab or None, base_url=vectors_base_url,
                                   report=lambda rows, lang=lang: status.update(f"wiki.{lang}.vec: {rows} rows"))
         console.print(f"vectors: {path}")
+
+
+# --- mapping (methods side) ------------------------------------------------------------------------------------------
+
+_METHOD_HELP = ("proc, proc-b, proc-b-iterative, cca, cca-xlingeval, vecmap-sup, vecmap-semi, vecmap-identical "
+                "or vecmap-unsup.")
+_PARAM_HELP = "Method parameter KEY=VALUE (YAML value), repeatable, e.g. --param vocabulary_cutoff=10000."
+
+
+def _parse_params(items: list[str] | None) -> dict:
+    """``KEY=VALUE`` options into a dict (values parsed as YAML scalars); malformed → ``XlingError``."""
+    import yaml
+
+    from xling.errors import XlingError
+
+    out: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise XlingError(f"--param: expected KEY=VALUE, found {item!r}")
+        if key.strip() in out:
+            raise XlingError(f"--param: {key.strip()!r} given twice")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise XlingError(f"--param {key.strip()}: cannot parse value {value!r}") from None
+    return out
+
+
+def _load_for_mapping(method: str, src: Path, tgt: Path, train_dict: Path | None, max_vocab: int, case: str,
+                      skip_bad: bool, cache: bool):
+    """Validate the method name first (cheap), then read the dictionary and both vector files."""
+    from xling.cle.dictionaries import read_dictionary
+    from xling.cle.mappers import seed_of
+    from xling.cle.vectors import read_vectors
+
+    seed_kind = seed_of(method)
+    if seed_kind == "dictionary" and train_dict is None:
+        from xling.errors import XlingError
+
+        raise XlingError(f"method {method!r} needs a training dictionary (--train-dict)")
+    train = read_dictionary(train_dict, case=case) if train_dict is not None else None
+    options = dict(max_vocab=max_vocab or None, lowercase=case == "lower", skip_bad=skip_bad, cache=cache)
+    return train, read_vectors(src, **options), read_vectors(tgt, **options), options
+
+
+@cle_app.command("map")
+def map_command(
+    method: Annotated[str, typer.Option("--method", "-m", help=_METHOD_HELP)],
+    src: Annotated[Path, typer.Option("--src", help="Source vectors, word2vec text or .bin (frequency order).")],
+    tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors, word2vec text or .bin (frequency order).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: src.vec, tgt.vec, W_src.npy, W_tgt.npy, "
+                                                          "run.json.")],
+    train_dict: Annotated[Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and "
+                                                                         "semi-supervised methods).")] = None,
+    max_vocab: Annotated[int, typer.Option(help="Read at most this many vectors per side (0: all).")] = 200000,
+    case: Annotated[str, typer.Option(help="keep: words as written; lower: lowercase vectors and dictionary.")]
+    = "keep",
+    seed: Annotated[int, typer.Option(help="Random seed (stochastic dictionary induction).")] = 0,
+    param: Annotated[list[str] | None, typer.Option("--param", help=_PARAM_HELP)] = None,
+    vectors: Annotated[bool, typer.Option(help="Write the mapped vectors (--no-vectors: only the maps).")] = True,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")]
+    = False,
+    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file for fast rereads.")] = True,
+) -> None:
+    """Map two embedding spaces into one shared space; write both mapped spaces and the mapping matrices."""
+    from rich.console import Console
+
+    from xling.cle.mappers import check_method
+    from xling.cle.mappers.run import map_embeddings, write_mapped
+
+    params = _parse_params(param)
+    check_method(method)
+    train, x, z, options = _load_for_mapping(method, src, tgt, train_dict, max_vocab, case, skip_bad, cache)
+    mapped = map_embeddings(method, x, z, train, params=params, seed=seed, verbose=True)
+    config = dict(method=method, src=str(src), tgt=str(tgt), train_dict=str(train_dict) if train_dict else None,
+                  case=case, params=params, **options)
+    write_mapped(mapped, out, config=config, seed=seed, vectors=vectors)
+    Console().print(f"{method}: mapped {len(x)} source and {len(z)} target words into {out} "
+                    f"({_describe(mapped.info)})")
+
+
+@cle_app.command("run")
+def run_command(
+    method: Annotated[str, typer.Option("--method", "-m", help=_METHOD_HELP)],
+    src: Annotated[Path, typer.Option("--src", help="Source vectors, word2vec text or .bin (frequency order).")],
+    tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors, word2vec text or .bin (frequency order).")],
+    test_dict: Annotated[Path, typer.Option("--test-dict", help="Test dictionary: 'source<TAB>target' lines.")],
+    train_dict: Annotated[Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and "
+                                                                         "semi-supervised methods).")] = None,
+    retrieval: Annotated[str, typer.Option(help="nn (cosine), csls or isf (inverted softmax).")] = "csls",
+    convention: Annotated[str, typer.Option(help="line (xling-eval: every line) or source (MUSE/vecmap: any gold).")]
+    = "line",
+    oov: Annotated[str, typer.Option(help="skip out-of-vocabulary items or count them as wrong.")] = "skip",
+    max_vocab: Annotated[int, typer.Option(help="Read at most this many vectors per side (0: all).")] = 200000,
+    case: Annotated[str, typer.Option(help="keep: words as written; lower: lowercase vectors and dictionaries.")]
+    = "keep",
+    seed: Annotated[int, typer.Option(help="Random seed (stochastic dictionary induction).")] = 0,
+    param: Annotated[list[str] | None, typer.Option("--param", help=_PARAM_HELP)] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")]
+    = False,
+    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file for fast rereads.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, method, ...")]
+    = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the maps, result.json and run.json here.")]
+    = None,
+) -> None:
+    """Map, then evaluate with BLI in one step (the mapped vectors stay in memory)."""
+    import json
+
+    from xling.cle.bli import bli
+    from xling.cle.dictionaries import read_dictionary
+    from xling.cle.mappers import check_method
+    from xling.cle.mappers.run import map_embeddings, write_mapped
+
+    params = _parse_params(param)
+    check_method(method)
+    test = read_dictionary(test_dict, case=case)
+    train, x, z, options = _load_for_mapping(method, src, tgt, train_dict, max_vocab, case, skip_bad, cache)
+    mapped = map_embeddings(method, x, z, train, params=params, seed=seed, verbose=not as_json)
+    result = {**bli(mapped.src, mapped.tgt, test, retrieval_method=retrieval, convention=convention, oov=oov,
+                    inplace=True).to_dict(), "method": method, "fit_seconds": mapped.info["fit_seconds"]}
+    if out is not None:
+        config = dict(method=method, src=str(src), tgt=str(tgt), test_dict=str(test_dict),
+                      train_dict=str(train_dict) if train_dict else None, retrieval=retrieval, convention=convention,
+                      oov=oov, case=case, params=params, **options)
+        write_mapped(mapped, out, config=config, seed=seed, vectors=False, extra=result)
+    if as_json:
+        print(json.dumps(result))
+        return
+    _print_bli(result, test, x, z)
+    from rich.console import Console
+
+    Console().print(f"{method}: {_describe(mapped.info)}")
+
+
+def _describe(info: dict) -> str:
+    """One line about a mapping run: seed pairs, iterations, time."""
+    parts = []
+    if "train_pairs" in info:
+        parts.append(f"{info['train_pairs']} seed pairs ({info['seed']})")
+    if "n_iter" in info:
+        parts.append(f"{info['n_iter']} iterations" + ("" if info.get("converged", True) else ", stopped at max_iter"))
+    if "sizes" in info:
+        parts.append("dictionary sizes " + " → ".join(str(s) for s in info["sizes"]))
+    parts.append(f"{info['fit_seconds']:.1f} s")
+    return ", ".join(parts)

@@ -7,6 +7,7 @@ strings, or nothing (fully unsupervised).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal
 
 from xling.cle.mappers.base import Mapper
@@ -45,13 +46,18 @@ def seed_of(name: str) -> Seed:
     return METHODS[check_method(name)][2]
 
 
-def make_mapper(name: str, **params: Any) -> Mapper:
-    """A fresh estimator for method ``name``; ``params`` override its defaults (unknown ones → ``XlingError``)."""
+def make_mapper(name: str, *, seed: int | None = None, verbose: bool = False, **params: Any) -> Mapper:
+    """A fresh estimator for method ``name``; ``params`` override its defaults (unknown ones → ``XlingError``).
+
+    ``seed`` and ``verbose`` go to the methods that have them (self-learning) and are ignored by the others.
+    """
     cls, fixed, _ = METHODS[check_method(name)]
-    try:
-        return cls(**{**params, **fixed})
-    except TypeError as err:
-        raise XlingError(f"method {name!r}: {err}") from None
+    for key in params:
+        if key in fixed or key.startswith("_") or key not in inspect.signature(cls).parameters:
+            raise XlingError(f"method {name!r}: unknown parameter {key!r}")
+    if cls is VecMapSelfLearning:
+        params = {"verbose": verbose, **params, **({"seed": seed} if seed is not None else {})}
+    return cls(**{**params, **fixed})
 
 
 __all__ = [

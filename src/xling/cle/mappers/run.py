@@ -1,0 +1,95 @@
+"""One mapping run on embedding files: seed dictionary → fit → mapped spaces, written atomically or evaluated.
+
+Used by ``xling cle map``, ``xling cle run`` and the grid. The seed dictionary follows the method
+(``xling.cle.mappers.seed_of``): a training dictionary looked up in the two vocabularies, identically spelled
+words, or none at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xling.cle.dictionaries import Dictionary, lookup
+from xling.cle.mappers import Mapper, identical_pairs, make_mapper, seed_of
+from xling.cle.vectors import Embeddings
+from xling.errors import XlingError
+
+
+@dataclass
+class Mapped:
+    """Both spaces after mapping, the fitted estimator, and what the run did (for ``run.json``)."""
+
+    method: str
+    mapper: Mapper
+    src: Embeddings
+    tgt: Embeddings
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_pairs(method: str, src: Embeddings, tgt: Embeddings,
+               train: Dictionary | None) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The seed pairs (rows) method ``method`` starts from, and a note of where they came from."""
+    seed = seed_of(method)
+    if seed == "dictionary":
+        if train is None:
+            raise XlingError(f"method {method!r} needs a training dictionary (--train-dict)")
+        found = lookup(train, src.index, tgt.index)
+        if len(found.src_rows) == 0:
+            raise XlingError(f"{train.source}: no training line has both words in the vocabularies "
+                             f"({found.n_lines} lines; check case and --max-vocab)")
+        return np.c_[found.src_rows, found.tgt_rows], {
+            "seed": "dictionary", "train_dict": train.source, "train_lines": found.n_lines,
+            "train_pairs": int(len(found.src_rows)), "train_coverage": found.line_coverage}
+    if seed == "identical":
+        pairs = identical_pairs(src.words, tgt.words)
+        if len(pairs) == 0:
+            raise XlingError(f"method {method!r}: the two vocabularies share no identically spelled word")
+        return pairs, {"seed": "identical", "train_pairs": int(len(pairs))}
+    return None, {"seed": "none", **({"train_dict_ignored": train.source} if train is not None else {})}
+
+
+def fitted_info(mapper: Mapper) -> dict[str, Any]:
+    """What the estimator learned besides its maps: iterations, objective, dictionary sizes."""
+    keys = ("n_pairs_", "n_iter_", "objective_", "converged_", "sizes_")
+    out = {k.rstrip("_"): getattr(mapper, k) for k in keys if hasattr(mapper, k)}
+    if hasattr(mapper, "pairs_"):
+        out["final_pairs"] = int(len(mapper.pairs_))
+    return out
+
+
+def map_embeddings(method: str, src: Embeddings, tgt: Embeddings, train: Dictionary | None = None, *,
+                   params: dict[str, Any] | None = None, seed: int = 0, verbose: bool = False) -> Mapped:
+    """Fit method ``method`` on the two spaces and return both mapped spaces."""
+    mapper = make_mapper(method, seed=seed, verbose=verbose, **(params or {}))
+    pairs, info = seed_pairs(method, src, tgt, train)
+    start = time.perf_counter()
+    Xm, Zm = mapper.fit_transform(src.vectors, tgt.vectors, pairs)
+    info = {"method": method, "params": mapper.get_params(), **info, **fitted_info(mapper),
+            "fit_seconds": round(time.perf_counter() - start, 3)}
+    return Mapped(method, mapper, Embeddings(src.words, Xm), Embeddings(tgt.words, Zm), info)
+
+
+def write_mapped(mapped: Mapped, out_dir: str | Path, *, config: dict[str, Any], seed: int,
+                 vectors: bool = True, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``src.vec``/``tgt.vec`` (mapped), ``W_src.npy``/``W_tgt.npy`` and ``run.json`` into ``out_dir`` atomically."""
+    from xling.cle.vectors import write_vec
+    from xling.io import atomic_dir
+    from xling.provenance import write_run_record
+
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        if vectors:
+            write_vec(tmp / "src.vec", mapped.src.words, mapped.src.vectors)
+            write_vec(tmp / "tgt.vec", mapped.tgt.words, mapped.tgt.vectors)
+        np.save(tmp / "W_src.npy", mapped.mapper.W_src_, allow_pickle=False)
+        np.save(tmp / "W_tgt.npy", mapped.mapper.W_tgt_, allow_pickle=False)
+        if extra is not None:
+            (tmp / "result.json").write_text(json.dumps(extra, indent=2, default=str) + "\n")
+        write_run_record(tmp, config=config, seed=seed, mapping=mapped.info)
+    return out_dir
