@@ -176,3 +176,21 @@ def test_fingerprint_tracks_content(tmp_path):
     assert before == task_fingerprint(path, "en", "test")
     (tmp_path / "en.jsonl").write_text("".join(json.dumps({**r, "answer": "B"}) + "\n" for r in ROWS))
     assert task_fingerprint(path, "en", "test") != before
+
+
+def test_data_prepare_cli(fake_hub, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from xling.cli import main
+
+    cfg = tmp_path / "data.yaml"
+    cfg.write_text("tasks: [arc_challenge, global_mmlu]\nlanguages: [en, bn]\nsplits: [test]\n")
+    monkeypatch.setattr(sys, "argv", ["xling", "data", "prepare", str(cfg)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0 and "prepared 4 dataset(s)" in capsys.readouterr().out
+    assert paper.cached_path("global_mmlu", "bn", "test").is_file()
+    cfg.write_text("tasks: [arc_challenge]\nlanguage: [en]\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2 and "language" in capsys.readouterr().err

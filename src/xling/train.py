@@ -83,7 +83,7 @@ def answer_loss(model, batch):
     import torch.nn.functional as F
 
     ids, mask, labels = batch
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
     target = labels[:, 1:]
     loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=IGNORE,
                                reduction="sum")
