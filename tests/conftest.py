@@ -17,3 +17,31 @@ def bli_data() -> Path:
     if not BLI_DATA.is_dir():
         pytest.skip("../shared/data/xling-eval-bli is not present")
     return BLI_DATA
+
+
+@pytest.fixture(scope="session")
+def grid_assets(tmp_path_factory) -> tuple[Path, list[str]]:
+    """The tiny offline Llama and two generated local tasks (see grid_fixtures.py)."""
+    from grid_fixtures import write_tasks
+
+    from xling.models.tiny import build_tiny_llama
+
+    root = tmp_path_factory.mktemp("grid-assets")
+    return build_tiny_llama(root / "tiny"), write_tasks(root / "tasks")
+
+
+@pytest.fixture(scope="session")
+def grid_reference(grid_assets, tmp_path_factory):
+    """The per-seed results table of an uninterrupted local run of the small grid."""
+    from grid_fixtures import grid_spec
+
+    from xling.config import GridSpec, parse_spec
+    from xling.grid.results import long_table
+    from xling.grid.run import run_grid, store_for
+    from xling.grid.units import make_plan
+
+    model, tasks = grid_assets
+    spec = parse_spec(GridSpec, grid_spec(model, tasks, tmp_path_factory.mktemp("ref") / "out"))
+    final = run_grid(spec)
+    assert all(not st.failed and st.pending == 0 for st in final)
+    return long_table(make_plan(spec), store_for(spec))

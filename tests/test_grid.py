@@ -17,25 +17,8 @@ from xling.config import GridSpec, parse_spec
 from xling.grid.results import long_table
 from xling.grid.run import run_grid, status, store_for
 from xling.grid.units import make_plan
-from xling.models.tiny import build_tiny_llama
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory) -> tuple[Path, list[str]]:
-    root = tmp_path_factory.mktemp("grid-assets")
-    return build_tiny_llama(root / "tiny"), write_tasks(root / "tasks")
-
-
-@pytest.fixture(scope="module")
-def reference(assets, tmp_path_factory) -> pd.DataFrame:
-    """The results of an uninterrupted local run."""
-    model, tasks = assets
-    spec = parse_spec(GridSpec, grid_spec(model, tasks, tmp_path_factory.mktemp("ref") / "out"))
-    final = run_grid(spec)
-    assert all(not st.failed and st.pending == 0 for st in final)
-    return long_table(make_plan(spec), store_for(spec))
 
 
 def _executions(spec: GridSpec) -> dict[str, int]:
@@ -46,8 +29,8 @@ def _executions(spec: GridSpec) -> dict[str, int]:
     return counts
 
 
-def test_plan_keys_follow_what_determines_results(assets, tmp_path) -> None:
-    model, tasks = assets
+def test_plan_keys_follow_what_determines_results(grid_assets, tmp_path) -> None:
+    model, tasks = grid_assets
     base = parse_spec(GridSpec, grid_spec(model, tasks, tmp_path))
     plan = make_plan(base)
     assert len(plan.train) == 2 * 2 * 2 and len(plan.score) == 1 + 8
@@ -61,7 +44,8 @@ def test_plan_keys_follow_what_determines_results(assets, tmp_path) -> None:
     assert plan2.base_scores[0].key == plan.base_scores[0].key  # the base scores are reused
 
 
-def test_grid_results_table_is_complete(reference) -> None:
+def test_grid_results_table_is_complete(grid_reference) -> None:
+    reference = grid_reference
     assert len(reference) == 2 * 2 * 2 * 4  # sources × seeds × targets
     assert reference[["score", "score_base", "score_norm", "score_norm_base"]].notna().all().all()
     assert set(reference["fine_tuned_dataset"]) == {"copy", "next"} == set(reference["eval_dataset"])
@@ -69,8 +53,8 @@ def test_grid_results_table_is_complete(reference) -> None:
                                      "eval_language"]).any()
 
 
-def test_rerun_executes_nothing(assets, tmp_path) -> None:
-    model, tasks = assets
+def test_rerun_executes_nothing(grid_assets, tmp_path) -> None:
+    model, tasks = grid_assets
     spec = parse_spec(GridSpec, grid_spec(model, tasks, tmp_path / "out", seeds=[1]))
     run_grid(spec)
     first = _executions(spec)
@@ -78,8 +62,8 @@ def test_rerun_executes_nothing(assets, tmp_path) -> None:
     assert _executions(spec) == first and set(first.values()) == {1}
 
 
-def test_sigkill_then_resume_gives_identical_results(assets, reference, tmp_path) -> None:
-    model, tasks = assets
+def test_sigkill_then_resume_gives_identical_results(grid_assets, grid_reference, tmp_path) -> None:
+    model, tasks = grid_assets
     spec_dict = grid_spec(model, tasks, tmp_path / "out")
     spec_path = write_spec(spec_dict, tmp_path / "grid.yaml")
     cmd = [sys.executable, "-m", "xling", "grid", "run", str(spec_path), "--no-analyze"]
@@ -98,7 +82,7 @@ def test_sigkill_then_resume_gives_identical_results(assets, reference, tmp_path
 
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
     result = long_table(make_plan(spec), store_for(spec))
-    pd.testing.assert_frame_equal(result, reference)
+    pd.testing.assert_frame_equal(result, grid_reference)
     starts: dict[str, list[str]] = {}
     for e in store_for(spec).events():
         starts.setdefault(e["key"], []).append(e["event"])
@@ -106,8 +90,8 @@ def test_sigkill_then_resume_gives_identical_results(assets, reference, tmp_path
         assert starts[key].count("start") == 1, starts[key]
 
 
-def test_failing_units_are_retried_and_reported(assets, tmp_path) -> None:
-    model, tasks = assets
+def test_failing_units_are_retried_and_reported(grid_assets, tmp_path) -> None:
+    model, tasks = grid_assets
     broken = tmp_path / "broken"
     broken.mkdir()
     for f in model.iterdir():

@@ -75,13 +75,14 @@ def _ray(jobs: Sequence[Job], spec: ExecutorSpec) -> Iterator[list[Outcome]]:
     from xling.grid.units import TrainUnit
 
     if not ray.is_initialized():
+        _check_reachable(spec.address)
         kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         try:
             if spec.address:
                 ray.init(address=spec.address, **kwargs)
             else:
                 ray.init(num_cpus=spec.num_workers, _node_ip_address="127.0.0.1", **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as err:
+        except (ConnectionError, RuntimeError, ValueError, SystemExit) as err:
             raise XlingError(f"ray: cannot connect to cluster at {spec.address!r}: {str(err).splitlines()[0]}") from None
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
     remote = ray.remote(run_job)
@@ -97,6 +98,21 @@ def _ray(jobs: Sequence[Job], spec: ExecutorSpec) -> Iterator[list[Outcome]]:
             yield ray.get(done[0])
         except Exception as err:  # the Ray worker died (OOM kill, node lost)
             yield crashed(refs[done[0]], err)
+
+
+def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` Ray address nothing listens on (ray.init would wait for minutes)."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise XlingError(f"ray: address {address!r} is not 'auto' or HOST:PORT")
+    import socket
+
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise XlingError(f"ray: cannot connect to cluster at {address!r}: {err.strerror or err}") from None
 
 
 def _slurm(jobs: Sequence[Job], spec: ExecutorSpec, root: Path) -> Iterator[list[Outcome]]:

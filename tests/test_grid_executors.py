@@ -1,0 +1,49 @@
+"""Ray (a local cluster on loopback, 2 CPU workers) and submitit's local executor give the local table."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from grid_fixtures import grid_spec
+
+from xling.config import GridSpec, parse_spec
+from xling.errors import XlingError
+from xling.grid.results import long_table
+from xling.grid.run import run_grid, store_for
+from xling.grid.units import make_plan
+
+pytestmark = pytest.mark.slow
+
+
+def _run(spec_dict: dict) -> pd.DataFrame:
+    spec = parse_spec(GridSpec, spec_dict)
+    final = run_grid(spec)
+    assert all(not st.failed and st.pending == 0 for st in final), final
+    return long_table(make_plan(spec), store_for(spec))
+
+
+def test_ray_executor_matches_local(grid_assets, grid_reference, tmp_path) -> None:
+    ray = pytest.importorskip("ray")
+    model, tasks = grid_assets
+    try:
+        table = _run(grid_spec(model, tasks, tmp_path / "out", executor={"kind": "ray", "num_workers": 2}))
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(table, grid_reference)
+
+
+def test_submitit_local_executor_matches_local(grid_assets, grid_reference, tmp_path) -> None:
+    pytest.importorskip("submitit")
+    model, tasks = grid_assets
+    executor = {"kind": "slurm", "slurm": {"cluster": "local", "time_min": 20, "cpus_per_task": 1}}
+    table = _run(grid_spec(model, tasks, tmp_path / "out", executor=executor))
+    pd.testing.assert_frame_equal(table, grid_reference)
+
+
+def test_unreachable_ray_address_is_a_one_line_error(grid_assets, tmp_path) -> None:
+    pytest.importorskip("ray")
+    model, tasks = grid_assets
+    spec = parse_spec(GridSpec, grid_spec(model, tasks, tmp_path / "out",
+                                          executor={"kind": "ray", "address": "127.0.0.1:1"}))
+    with pytest.raises(XlingError, match="ray: cannot connect"):
+        run_grid(spec)
