@@ -100,6 +100,8 @@ def test_summarize_known_answer():
                                      "n_chars", "n_bytes", "is_greedy", "is_gold", "kind"])
     out = summarize(df).iloc[0]
     assert (out.n, out.acc, out.acc_norm, out.acc_bytes) == (2, 0.5, 1.0, 0.5)
+    out = summarize(df.assign(kind="encoder")).iloc[0]  # cosines: no length normalisation
+    assert (out.acc, out.acc_norm, out.acc_bytes) == (0.5, 0.5, 0.5)
 
 
 def test_adapter_of_another_base_is_refused(setup, tmp_path):

@@ -324,11 +324,10 @@ def summarize(loglik_df: pd.DataFrame) -> pd.DataFrame:
         best = score.groupby(by, sort=False).idxmax()
         hits[metric] = pd.Series(d.loc[best.to_numpy(), "is_gold"].to_numpy(dtype=float), index=best.index)
     per_item = pd.DataFrame(hits).reset_index()
-    if "kind" in d and (d["kind"] == "encoder").any():
-        enc = per_item.set_index(keys).index.isin(d.loc[d["kind"] == "encoder", keys].drop_duplicates()
-                                                 .set_index(keys).index)
-        per_item.loc[enc, "acc_norm"] = per_item.loc[enc, "acc"]
-        per_item.loc[enc, "acc_bytes"] = per_item.loc[enc, "acc"]
+    if "kind" in d:  # an encoder's cosine has no length to normalise by
+        encoder = d.groupby(by, sort=False)["kind"].first().to_numpy() == "encoder"
+        per_item.loc[encoder, "acc_norm"] = per_item.loc[encoder, "acc"]
+        per_item.loc[encoder, "acc_bytes"] = per_item.loc[encoder, "acc"]
     out = per_item.groupby(["adapter", "task", "language"], sort=True).agg(
         n=("acc", "size"), acc=("acc", "mean"), acc_norm=("acc_norm", "mean"), acc_bytes=("acc_bytes", "mean"))
     return out.reset_index()
