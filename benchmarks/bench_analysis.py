@@ -31,14 +31,18 @@ def main() -> None:
     parser.add_argument("--skip-mixed", action="store_true", help="only the fast path")
     args = parser.parse_args()
     grid = simulate_grid()
-    print(f"grid: {grid['model_name'].nunique()} models x {len(grid) // grid['model_name'].nunique()} cell pairs "
-          f"= {len(grid)} rows; cpus available: {len(os.sched_getaffinity(0))}; load avg {os.getloadavg()[0]:.1f}")
+    print(
+        f"grid: {grid['model_name'].nunique()} models x {len(grid) // grid['model_name'].nunique()} cell pairs "
+        f"= {len(grid)} rows; cpus available: {len(os.sched_getaffinity(0))}; load avg {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "sim.csv"
         grid.to_csv(csv, index=False)
         anchor, _ = timed(read_results, csv)
         print(f"anchor (read + validate the CSV): {anchor:.2f} s")
-        runs = [("without mixed models", False, 10.0)] + ([] if args.skip_mixed else [("with mixed models", True, 60.0)])
+        runs = [("without mixed models", False, 10.0)] + (
+            [] if args.skip_mixed else [("with mixed models", True, 60.0)]
+        )
         for label, mixed, goal in runs:
             seconds, analysis = timed(run_analysis, read_results(csv), Path(tmp) / f"out-{mixed}", mixed_models=mixed)
             status = "meets" if seconds <= goal else "MISSES"

@@ -9,14 +9,27 @@ import pandas as pd
 import pytest
 
 from xling.analysis.linguistic import (
-    FEATURE_SETS, _letter_codes, cosine_distance, language_distances, linguistic_correlations, to_iso3, uriel_vectors,
+    FEATURE_SETS,
+    _letter_codes,
+    cosine_distance,
+    language_distances,
+    linguistic_correlations,
+    to_iso3,
+    uriel_vectors,
 )
 
 
 def test_iso_codes_map_to_uriel_codes():
     letters = _letter_codes()
-    assert [to_iso3(c, letters) for c in ("en", "de-AT", "eng", "zh", "ar", "xx-1", "??")] == \
-        ["eng", "deu", "eng", "cmn", "arb", None, None]
+    assert [to_iso3(c, letters) for c in ("en", "de-AT", "eng", "zh", "ar", "xx-1", "??")] == [
+        "eng",
+        "deu",
+        "eng",
+        "cmn",
+        "arb",
+        None,
+        None,
+    ]
 
 
 def test_cosine_distance_known_values_and_missing_dimensions():

@@ -71,9 +71,19 @@ def test_incomplete_grid_reports_coverage_and_skips():
 
 @pytest.mark.slow
 def test_mixedlm_recovers_dominant_nested_component():
-    sim = SimulationSpec(models=SMALL["models"][:4], tasks=SMALL["tasks"][:2], languages=SMALL["languages"][:5],
-                         model_source_sd=3.0, model_target_sd=0.3, cell_sd=0.5, language_sd=0.0, task_sd=0.0,
-                         hubs=[], brittle=[], seed=5)
+    sim = SimulationSpec(
+        models=SMALL["models"][:4],
+        tasks=SMALL["tasks"][:2],
+        languages=SMALL["languages"][:5],
+        model_source_sd=3.0,
+        model_target_sd=0.3,
+        cell_sd=0.5,
+        language_sd=0.0,
+        task_sd=0.0,
+        hubs=[],
+        brittle=[],
+        seed=5,
+    )
     spec = AnalysisSpec()
     table = mixedlm_decomposition(prepare(simulate_grid(sim), spec)).query("scope == 'MT-CL'").set_index("component")
     assert table["share"].sum() == pytest.approx(100.0)
@@ -87,7 +97,9 @@ def test_metric_is_selectable_and_long_table_gives_the_same_headline():
     sim = SimulationSpec(**SMALL, seed=2, n_seeds=2)
     long = simulate_long(sim)
     norm = headline_table(long, AnalysisSpec(n_boot=100)).set_index("regime")["mean"]
-    assert norm.to_numpy() == pytest.approx(headline_table(simulate_grid(sim), AnalysisSpec(n_boot=100))["mean"].to_numpy())
+    assert norm.to_numpy() == pytest.approx(
+        headline_table(simulate_grid(sim), AnalysisSpec(n_boot=100))["mean"].to_numpy()
+    )
     raw = headline_table(long, AnalysisSpec(n_boot=100, metric="delta_score_mean")).set_index("regime")["mean"]
     assert not raw.to_numpy() == pytest.approx(norm.to_numpy(), abs=1e-6)  # acc and acc_norm deltas differ
     assert raw["MT-ML"] == pytest.approx(norm["MT-ML"], abs=1.0)  # ... but only by the planted raw-score noise

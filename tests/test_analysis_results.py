@@ -24,15 +24,34 @@ def test_hand_made_release_file_reads_with_regimes():
 
 
 def test_regime_of_keys():
-    df = pd.DataFrame({"fine_tuned_dataset": ["a", "a", "a", "a"], "fine_tuned_language": ["x"] * 4,
-                       "eval_dataset": ["a", "a", "b", "b"], "eval_language": ["x", "y", "x", "y"]})
+    df = pd.DataFrame(
+        {
+            "fine_tuned_dataset": ["a", "a", "a", "a"],
+            "fine_tuned_language": ["x"] * 4,
+            "eval_dataset": ["a", "a", "b", "b"],
+            "eval_language": ["x", "y", "x", "y"],
+        }
+    )
     assert regime_of(df).tolist() == ["MT-ML", "MT-CL", "CT-ML", "CT-CL"]
 
 
 def _long(seeds: dict[int, tuple[float, float, float, float]]) -> pd.DataFrame:
-    rows = [{"model_name": "m", "model_size": 1.0, "fine_tuned_dataset": "t", "fine_tuned_language": "en",
-             "eval_dataset": "t", "eval_language": "de", "seed": s, "score": v[0], "score_base": v[1],
-             "score_norm": v[2], "score_norm_base": v[3]} for s, v in seeds.items()]
+    rows = [
+        {
+            "model_name": "m",
+            "model_size": 1.0,
+            "fine_tuned_dataset": "t",
+            "fine_tuned_language": "en",
+            "eval_dataset": "t",
+            "eval_language": "de",
+            "seed": s,
+            "score": v[0],
+            "score_base": v[1],
+            "score_norm": v[2],
+            "score_norm_base": v[3],
+        }
+        for s, v in seeds.items()
+    ]
     return pd.DataFrame(rows)
 
 
@@ -58,6 +77,7 @@ def test_long_table_file_is_detected_and_aggregated(tmp_path):
 
 
 # --- bad input: one line naming the file, the column and the row count; exit 2; no OUT ------------------------
+
 
 def _bad_tables() -> dict[str, tuple[pd.DataFrame, str]]:
     good = pd.read_csv(TINY)
@@ -113,7 +133,7 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 def test_cli_bad_input_exit_2_and_no_output(tmp_path, monkeypatch, capsys, case):
     path = tmp_path / "in.csv"
     if case == "unreadable":
-        path.write_bytes(b"\x00\x01 not,a\ncsv\x00\"")
+        path.write_bytes(b'\x00\x01 not,a\ncsv\x00"')
         path = tmp_path / "missing.csv"  # and a file that does not exist at all
     else:
         _bad_tables()["regime"][0].to_csv(path, index=False)

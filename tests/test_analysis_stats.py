@@ -8,13 +8,20 @@ import pytest
 from scipy import stats
 
 from xling.analysis.stats import (
-    benjamini_hochberg, group_summary, grouped_bootstrap_means, kendall_tau_b_matrix, seed_t_test, two_stage,
+    benjamini_hochberg,
+    group_summary,
+    grouped_bootstrap_means,
+    kendall_tau_b_matrix,
+    seed_t_test,
+    two_stage,
 )
 
 
 def test_group_summary_hand_computed():
     df = pd.DataFrame({"g": ["a"] * 4 + ["b"] * 3, "v": [1.0, -1.0, 3.0, 0.0, -2.0, -0.5, 5.0]})
-    out = group_summary(df, ["g"], "v", np.random.default_rng(0), n_boot=200, positive_threshold=0.0, harm_threshold=1.0)
+    out = group_summary(
+        df, ["g"], "v", np.random.default_rng(0), n_boot=200, positive_threshold=0.0, harm_threshold=1.0
+    )
     a, b = out.set_index("g").loc["a"], out.set_index("g").loc["b"]
     assert a["n"] == 4 and a["mean"] == pytest.approx(0.75) and a["median"] == pytest.approx(0.5)
     assert a["positive_rate"] == pytest.approx(50.0)  # 1 and 3 are > 0

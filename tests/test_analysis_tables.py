@@ -33,7 +33,9 @@ def test_regime_summary(tiny):
     assert list(t.index) == ["MT-ML", "MT-CL", "CT-ML", "CT-CL"]
     assert list(tiny["regime_summary"].columns[:6]) == ["regime", "n", "mean", "median", "positive_rate", "harm_rate"]
     assert t.loc["MT-ML", "mean"] == pytest.approx(11.0)
-    assert t.loc["MT-CL", ["mean", "median", "positive_rate", "harm_rate"]].tolist() == pytest.approx([3.5, 3.5, 100, 0])
+    assert t.loc["MT-CL", ["mean", "median", "positive_rate", "harm_rate"]].tolist() == pytest.approx(
+        [3.5, 3.5, 100, 0]
+    )
     assert t.loc["CT-ML", "mean"] == pytest.approx(2.0)
     assert t.loc["CT-CL", ["mean", "median", "positive_rate", "harm_rate"]].tolist() == pytest.approx([0, 0, 50, 50])
     assert (t["n"] == 8).all()
@@ -59,7 +61,9 @@ def test_donor_recipient_roles(tiny):
     assert lang.loc["en", "donor"] == pytest.approx(4.0) and lang.loc["de", "donor"] == pytest.approx(3.0)
     assert lang.loc["en", "recipient"] == pytest.approx(3.0) and lang.loc["de", "recipient"] == pytest.approx(4.0)
     task = tiny["task_donor_recipient"].set_index("task")
-    assert task["donor"].tolist() == pytest.approx([2.0, 2.0]) and task["recipient"].tolist() == pytest.approx([2.0, 2.0])
+    assert task["donor"].tolist() == pytest.approx([2.0, 2.0]) and task["recipient"].tolist() == pytest.approx(
+        [2.0, 2.0]
+    )
 
 
 def test_transfer_matrices(tiny):
@@ -106,9 +110,19 @@ def test_consistency_known_tau():
     rows = []
     for model, deltas in (("Llama-3.2-1B", [1, 2, 3]), ("Qwen2.5-1.5B", [2, 4, 6]), ("gemma-3-1b", [3, 2, 1])):
         for lang, d in zip(["b", "c", "d"], deltas):
-            rows.append({"model_name": model, "fine_tuned_dataset": "t", "fine_tuned_language": "a", "eval_dataset": "t",
-                         "eval_language": lang, "regime": "MT-CL", "delta": float(d), "family": parse_family(model),
-                         "size_bucket": "S"})
+            rows.append(
+                {
+                    "model_name": model,
+                    "fine_tuned_dataset": "t",
+                    "fine_tuned_language": "a",
+                    "eval_dataset": "t",
+                    "eval_language": lang,
+                    "regime": "MT-CL",
+                    "delta": float(d),
+                    "family": parse_family(model),
+                    "size_bucket": "S",
+                }
+            )
     from xling.analysis.consistency import source_consistency
 
     per_source, skipped = source_consistency(pd.DataFrame(rows), "model_name")
@@ -129,7 +143,7 @@ def test_crossed_decomposition_matches_statsmodels_type1_anova():
     grid["regime"] = "CT-CL"  # per-regime fits need >= 50 rows of a regime; here only the overall one is checked
     ours = crossed_decomposition(grid).query("scope == 'overall'").set_index("term")
     f = ["C(model_name)", "C(fine_tuned_dataset)", "C(fine_tuned_language)", "C(eval_dataset)", "C(eval_language)"]
-    pairs = [f"{a}:{b}" for i, a in enumerate(f) for b in f[i + 1:]]
+    pairs = [f"{a}:{b}" for i, a in enumerate(f) for b in f[i + 1 :]]
     ref = anova_lm(ols("delta ~ " + " + ".join(f + pairs), data=grid).fit(), typ=1)
     assert ours["ss"].iloc[:15].to_numpy() == pytest.approx(ref["sum_sq"].iloc[:15].to_numpy(), rel=1e-6, abs=1e-8)
     assert ours["ss"].iloc[15] == pytest.approx(ref["sum_sq"].iloc[15], rel=1e-6)

@@ -16,15 +16,39 @@ from xling.analysis.simulate import SimulationSpec, simulate_grid
 
 pytestmark = pytest.mark.slow  # one analysis with mixed models and a browser run: ~10 s in all
 
-SMALL = SimulationSpec(models=["Llama-3.2-1B", "Qwen2.5-1.5B", "gemma-3-4b", "Llama-3.1-8B"],
-                       tasks=["arc_challenge", "global_mmlu", "hellaswag"], languages=["en", "de", "ja", "hi", "ru"],
-                       n_seeds=2, seed=2)
-MAIN = ["global_uplift", "regime_summary", "mtcl_harm_breakdown", "mtcl_by_construction_type",
-        "language_donor_recipient", "task_donor_recipient", "task_transfer_matrix", "language_transfer_matrix",
-        "pareto_profiles", "task_on_off_summary", "linguistic_correlations", "variance_crossed", "variance_mixedlm",
-        "consistency_by_model", "consistency_by_family", "consistency_by_size", "language_roles_by_task_subset",
-        "task_subset_agreement", "language_group_roles", "cell_significance", "significance_by_regime",
-        "language_asymmetry", "cell_asymmetry", "named_roles"]
+SMALL = SimulationSpec(
+    models=["Llama-3.2-1B", "Qwen2.5-1.5B", "gemma-3-4b", "Llama-3.1-8B"],
+    tasks=["arc_challenge", "global_mmlu", "hellaswag"],
+    languages=["en", "de", "ja", "hi", "ru"],
+    n_seeds=2,
+    seed=2,
+)
+MAIN = [
+    "global_uplift",
+    "regime_summary",
+    "mtcl_harm_breakdown",
+    "mtcl_by_construction_type",
+    "language_donor_recipient",
+    "task_donor_recipient",
+    "task_transfer_matrix",
+    "language_transfer_matrix",
+    "pareto_profiles",
+    "task_on_off_summary",
+    "linguistic_correlations",
+    "variance_crossed",
+    "variance_mixedlm",
+    "consistency_by_model",
+    "consistency_by_family",
+    "consistency_by_size",
+    "language_roles_by_task_subset",
+    "task_subset_agreement",
+    "language_group_roles",
+    "cell_significance",
+    "significance_by_regime",
+    "language_asymmetry",
+    "cell_asymmetry",
+    "named_roles",
+]
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +94,22 @@ def test_failure_leaves_no_output(tmp_path, monkeypatch):
 
 def open_in_chromium(page: Path, tmp: Path) -> tuple[str, list[str]]:
     """Load ``page`` in headless chromium; return the DOM after scripts ran and the console messages."""
-    cmd = [shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp / 'profile'}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-           "--dump-dom", page.resolve().as_uri()]
+    cmd = [
+        shutil.which("chromium"),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     return proc.stdout, console
@@ -91,8 +127,12 @@ def test_report_opens_in_headless_chromium(report, tmp_path):
         pytest.skip("chromium is not installed")
     # negative control: the check sees a script error and a broken figure
     bad = tmp_path / "bad.html"
-    bad.write_text((report / "report.html").read_text().replace("data:image/png;base64,", "data:image/png;base64,AA", 1)
-                   .replace("</body>", "<script>notDefined();</script></body>"))
+    bad.write_text(
+        (report / "report.html")
+        .read_text()
+        .replace("data:image/png;base64,", "data:image/png;base64,AA", 1)
+        .replace("</body>", "<script>notDefined();</script></body>")
+    )
     dom, console = open_in_chromium(bad, tmp_path / "bad")
     assert any("notDefined" in line for line in console)
     body = _body(dom)

@@ -28,15 +28,32 @@ def test_quickstart_simulate_then_analyze(tmp_path, monkeypatch, capsys):
     assert code == 0, err
     sim = pd.read_csv(tmp_path / "xling-out" / "sim.csv")
     assert list(sim.columns) == RELEASE_COLUMNS and len(sim) == 3 * 8 * 8
-    code, out, err = run_cli(monkeypatch, capsys, "analyze", "xling-out/sim.csv", "-o", "xling-out/report", "--no-mixed")
+    code, out, err = run_cli(
+        monkeypatch, capsys, "analyze", "xling-out/sim.csv", "-o", "xling-out/report", "--no-mixed"
+    )
     assert code == 0, err
     assert "Transfer by regime" in out and "MT-CL" in out
     assert (tmp_path / "xling-out" / "report" / "report.html").is_file()
 
 
 def test_simulate_long_table_and_bad_option(tmp_path, monkeypatch, capsys):
-    code, _, err = run_cli(monkeypatch, capsys, "simulate", "grid", "-o", str(tmp_path / "l.parquet"), "--long",
-                           "--models", "2", "--tasks", "2", "--languages", "2", "--seeds", "3")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "simulate",
+        "grid",
+        "-o",
+        str(tmp_path / "l.parquet"),
+        "--long",
+        "--models",
+        "2",
+        "--tasks",
+        "2",
+        "--languages",
+        "2",
+        "--seeds",
+        "3",
+    )
     assert code == 0, err
     long = pd.read_parquet(tmp_path / "l.parquet")
     assert list(long.columns) == LONG_COLUMNS and len(long) == 2 * 4 * 4 * 3
@@ -54,8 +71,17 @@ def test_compare_two_tables(tmp_path, monkeypatch, capsys):
     b = b.iloc[:-5]  # and B lacks five cells
     a.to_csv(tmp_path / "a.csv", index=False)
     b.to_csv(tmp_path / "b.csv", index=False)
-    code, out, err = run_cli(monkeypatch, capsys, "compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"),
-                             "-o", str(tmp_path / "cmp"), "--n-boot", "200")
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "compare",
+        str(tmp_path / "a.csv"),
+        str(tmp_path / "b.csv"),
+        "-o",
+        str(tmp_path / "cmp"),
+        "--n-boot",
+        "200",
+    )
     assert code == 0, err
     overall = pd.read_csv(tmp_path / "cmp" / "tables" / "compare_overall.csv").set_index("scope")
     assert overall.loc["all", "n"] == len(a) - 5

@@ -44,23 +44,39 @@ def language_asymmetry(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
     summ = group_summary(pairs, ["pair_a", "pair_b"], "d", np.random.default_rng(spec.seed), spec.n_boot)
     means = pairs.groupby(["pair_a", "pair_b"])[["delta", "delta_rev"]].mean().reset_index()
     out = summ.merge(means, on=["pair_a", "pair_b"]).rename(
-        columns={"pair_a": "lang_a", "pair_b": "lang_b", "delta": "delta_ab", "delta_rev": "delta_ba", "mean": "asymmetry"}
+        columns={
+            "pair_a": "lang_a",
+            "pair_b": "lang_b",
+            "delta": "delta_ab",
+            "delta_rev": "delta_ba",
+            "mean": "asymmetry",
+        }
     )
     out["supported"] = (out["ci_low"] > 0) | (out["ci_high"] < 0)
-    return out[["lang_a", "lang_b", *COLUMNS]].sort_values("asymmetry", key=np.abs, ascending=False).reset_index(drop=True)
+    return (
+        out[["lang_a", "lang_b", *COLUMNS]].sort_values("asymmetry", key=np.abs, ascending=False).reset_index(drop=True)
+    )
 
 
 def cell_asymmetry(cells: pd.DataFrame) -> pd.DataFrame:
     """``cell_a,cell_b,...`` for every pair of cells (task|language) measured both ways, most asymmetric first."""
     transfer = cells[cells["regime"] != "MT-ML"]
-    pairs = _paired(transfer, ["fine_tuned_dataset", "fine_tuned_language"], ["eval_dataset", "eval_language"],
-                    ["model_name"])
+    pairs = _paired(
+        transfer, ["fine_tuned_dataset", "fine_tuned_language"], ["eval_dataset", "eval_language"], ["model_name"]
+    )
     if pairs.empty:
         return pd.DataFrame(columns=["cell_a", "cell_b", *COLUMNS])
     g = pairs.groupby(["pair_a", "pair_b"])
-    out = g.agg(delta_ab=("delta", "mean"), delta_ba=("delta_rev", "mean"), asymmetry=("d", "mean"),
-                sd=("d", "std"), n=("d", "size")).reset_index()
+    out = g.agg(
+        delta_ab=("delta", "mean"),
+        delta_ba=("delta_rev", "mean"),
+        asymmetry=("d", "mean"),
+        sd=("d", "std"),
+        n=("d", "size"),
+    ).reset_index()
     out["ci_low"], out["ci_high"] = t_interval(out["asymmetry"], out["sd"], out["n"])
     out["supported"] = (out["ci_low"] > 0) | (out["ci_high"] < 0)
     out = out.rename(columns={"pair_a": "cell_a", "pair_b": "cell_b"})
-    return out[["cell_a", "cell_b", *COLUMNS]].sort_values("asymmetry", key=np.abs, ascending=False).reset_index(drop=True)
+    return (
+        out[["cell_a", "cell_b", *COLUMNS]].sort_values("asymmetry", key=np.abs, ascending=False).reset_index(drop=True)
+    )

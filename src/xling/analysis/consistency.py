@@ -37,9 +37,16 @@ def source_consistency(cells: pd.DataFrame, rater: str) -> tuple[pd.DataFrame, i
                 continue
             taus = kendall_tau_b_matrix(x)[np.triu_indices(x.shape[1], k=1)]
             taus = taus[np.isfinite(taus)]
-            rows.append({"regime": regime, "fine_tuned_dataset": src[0], "fine_tuned_language": src[1],
-                         "n_recipients": x.shape[0], "n_raters": x.shape[1],
-                         "tau": float(taus.mean()) if len(taus) else np.nan})
+            rows.append(
+                {
+                    "regime": regime,
+                    "fine_tuned_dataset": src[0],
+                    "fine_tuned_language": src[1],
+                    "n_recipients": x.shape[0],
+                    "n_raters": x.shape[1],
+                    "tau": float(taus.mean()) if len(taus) else np.nan,
+                }
+            )
     cols = ["regime", *SOURCE, "n_recipients", "n_raters", "tau"]
     return pd.DataFrame(rows, columns=cols), skipped
 
@@ -53,9 +60,18 @@ def summarize(per_source: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
             continue
         rng = np.random.default_rng(spec.seed)
         boots = tau[rng.integers(0, len(tau), size=(spec.n_boot, len(tau)))].mean(axis=1)
-        rows.append({"regime": regime, "median": float(np.median(tau)), "q1": float(np.quantile(tau, 0.25)),
-                     "q3": float(np.quantile(tau, 0.75)), "n": len(tau), "mean": float(tau.mean()),
-                     "ci_low": float(np.percentile(boots, 2.5)), "ci_high": float(np.percentile(boots, 97.5))})
+        rows.append(
+            {
+                "regime": regime,
+                "median": float(np.median(tau)),
+                "q1": float(np.quantile(tau, 0.25)),
+                "q3": float(np.quantile(tau, 0.75)),
+                "n": len(tau),
+                "mean": float(tau.mean()),
+                "ci_low": float(np.percentile(boots, 2.5)),
+                "ci_high": float(np.percentile(boots, 97.5)),
+            }
+        )
     return pd.DataFrame(rows, columns=["regime", "median", "q1", "q3", "n", "mean", "ci_low", "ci_high"])
 
 
@@ -66,11 +82,11 @@ def consistency_tables(cells: pd.DataFrame, spec: AnalysisSpec, notes: list[str]
     for name, rater in (("model", "model_name"), ("family", "family"), ("size", "size_bucket")):
         per_source, skipped = source_consistency(cells, rater)
         if skipped:
-            notes.append(f"consistency_by_{name}: {skipped} (source, regime) blocks skipped "
-                         f"(fewer than {MIN_RECIPIENTS} recipients shared by all raters, or one rater)")
+            notes.append(
+                f"consistency_by_{name}: {skipped} (source, regime) blocks skipped "
+                f"(fewer than {MIN_RECIPIENTS} recipients shared by all raters, or one rater)"
+            )
         out[f"consistency_by_{name}"] = summarize(per_source, spec)
         per_source_all.append(per_source.assign(raters=name))
     out["consistency_sources"] = pd.concat(per_source_all, ignore_index=True)
     return out
-
-

@@ -32,7 +32,9 @@ def _data_file(name: str) -> Path:
     try:
         path = Path(str(metadata.distribution("lang2vec").locate_file(f"lang2vec/data/{name}")))
     except metadata.PackageNotFoundError:
-        raise XlingError("linguistic correlations need lang2vec: pip install 'xling[lang]' (or use --no-linguistic)") from None
+        raise XlingError(
+            "linguistic correlations need lang2vec: pip install 'xling[lang]' (or use --no-linguistic)"
+        ) from None
     if not path.is_file():
         raise XlingError(f"lang2vec data file {path} is missing; reinstall lang2vec (or use --no-linguistic)")
     return path
@@ -59,9 +61,27 @@ _SETS = {
     "fam": ("family_features.npz", "FAM", ""),
 }
 # ISO 639-1 codes whose lang2vec 639-3 code is a macrolanguage URIEL lacks -> its main individual language.
-_MACRO = {"ara": "arb", "zho": "cmn", "fas": "pes", "msa": "zsm", "swa": "swh", "est": "ekk", "lav": "lvs",
-          "uzb": "uzn", "nep": "npi", "aze": "azj", "sqi": "als", "mon": "khk", "orm": "gaz", "pus": "pbu",
-          "yid": "ydd", "kur": "kmr", "que": "quy", "grn": "gug", "nor": "nob"}
+_MACRO = {
+    "ara": "arb",
+    "zho": "cmn",
+    "fas": "pes",
+    "msa": "zsm",
+    "swa": "swh",
+    "est": "ekk",
+    "lav": "lvs",
+    "uzb": "uzn",
+    "nep": "npi",
+    "aze": "azj",
+    "sqi": "als",
+    "mon": "khk",
+    "orm": "gaz",
+    "pus": "pbu",
+    "yid": "ydd",
+    "kur": "kmr",
+    "que": "quy",
+    "grn": "gug",
+    "nor": "nob",
+}
 
 
 def uriel_vectors(iso3: list[str], feature_set: str) -> dict[str, np.ndarray]:
@@ -131,6 +151,16 @@ def linguistic_correlations(language_pairs: pd.DataFrame, distances: pd.DataFram
         else:
             rho = rp = r = pp = np.nan
         lo, hi = fisher_ci(rho, n, spearman=True)
-        rows.append({"feature": fs, "spearman_rho": rho, "spearman_p": rp, "pearson_r": r, "pearson_p": pp, "n": n,
-                     "rho_ci_low": lo, "rho_ci_high": hi})
+        rows.append(
+            {
+                "feature": fs,
+                "spearman_rho": rho,
+                "spearman_p": rp,
+                "pearson_r": r,
+                "pearson_p": pp,
+                "n": n,
+                "rho_ci_low": lo,
+                "rho_ci_high": hi,
+            }
+        )
     return pd.DataFrame(rows)

@@ -14,9 +14,18 @@ from xling.analysis.stats import group_summary
 
 
 def _pairs(sub: pd.DataFrame, source: str, target: str, spec: AnalysisSpec) -> pd.DataFrame:
-    out = group_summary(sub, [source, target], "delta", np.random.default_rng(spec.seed), spec.n_boot,
-                        spec.positive_threshold, spec.harm_threshold)
-    return out.rename(columns={source: "source", target: "target"})[["source", "target", "n", "mean", "ci_low", "ci_high"]]
+    out = group_summary(
+        sub,
+        [source, target],
+        "delta",
+        np.random.default_rng(spec.seed),
+        spec.n_boot,
+        spec.positive_threshold,
+        spec.harm_threshold,
+    )
+    return out.rename(columns={source: "source", target: "target"})[
+        ["source", "target", "n", "mean", "ci_low", "ci_high"]
+    ]
 
 
 def _matrix(pairs: pd.DataFrame, labels: list[str]) -> pd.DataFrame:

@@ -104,7 +104,9 @@ def annotate(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
         meta = spec.models.get(name, ModelMeta())
         fam.append(meta.family or parse_family(name))
         given = float(sizes.get(name, np.nan))
-        size.append(meta.size if meta.size is not None else (given if np.isfinite(given) and given > 0 else parse_size(name)))
+        size.append(
+            meta.size if meta.size is not None else (given if np.isfinite(given) and given > 0 else parse_size(name))
+        )
     models["family"] = fam
     models["size"] = size
     models["size_bucket"] = [size_bucket(s) for s in size]

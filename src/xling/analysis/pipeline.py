@@ -21,9 +21,18 @@ from xling.errors import XlingError
 
 # Tables also written as LaTeX (the ones a paper would show).
 MAIN_TABLES = (
-    "global_uplift", "regime_summary", "mtcl_by_construction_type", "language_donor_recipient",
-    "task_donor_recipient", "task_on_off_summary", "linguistic_correlations", "variance_mixedlm",
-    "variance_crossed", "consistency_by_model", "consistency_by_family", "consistency_by_size",
+    "global_uplift",
+    "regime_summary",
+    "mtcl_by_construction_type",
+    "language_donor_recipient",
+    "task_donor_recipient",
+    "task_on_off_summary",
+    "linguistic_correlations",
+    "variance_mixedlm",
+    "variance_crossed",
+    "consistency_by_model",
+    "consistency_by_family",
+    "consistency_by_size",
     "significance_by_regime",
 )
 
@@ -82,7 +91,9 @@ def grid_coverage(cells: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     return summary, per_model
 
 
-def analyze(cells: pd.DataFrame, spec: AnalysisSpec, mixed_models: bool = True, linguistic_distances: bool = True) -> Analysis:
+def analyze(
+    cells: pd.DataFrame, spec: AnalysisSpec, mixed_models: bool = True, linguistic_distances: bool = True
+) -> Analysis:
     """Compute every table from annotated cells (see ``prepare``)."""
     res = Analysis(spec=spec)
     t = res.tables
@@ -113,7 +124,9 @@ def analyze(cells: pd.DataFrame, spec: AnalysisSpec, mixed_models: bool = True, 
     t["global_uplift"] = step("global_uplift", uplift.global_uplift, cells, spec)
     if has("MT-CL", "mtcl_harm_breakdown, mtcl_by_construction_type"):
         t["mtcl_harm_breakdown"] = step("mtcl_harm_breakdown", uplift.mtcl_harm_breakdown, cells, spec)
-        t["mtcl_by_construction_type"] = step("mtcl_by_construction_type", uplift.mtcl_by_construction_type, cells, spec)
+        t["mtcl_by_construction_type"] = step(
+            "mtcl_by_construction_type", uplift.mtcl_by_construction_type, cells, spec
+        )
     # 9. per-cell significance
     t["cell_significance"] = step("cell_significance", uplift.cell_significance, cells, spec)
     t["significance_by_regime"] = uplift.significance_by_regime(t["cell_significance"])
@@ -216,8 +229,14 @@ def run_analysis(
         start = time.perf_counter()
         write_report(analysis, cells, tmp)
         analysis.timings["report"] = time.perf_counter() - start
-        extra = {"coverage": analysis.coverage, "notes": analysis.notes, "timings_s": analysis.timings,
-                 "mixed_models": mixed, "linguistic": ling, "tables": sorted(analysis.tables)}
+        extra = {
+            "coverage": analysis.coverage,
+            "notes": analysis.notes,
+            "timings_s": analysis.timings,
+            "mixed_models": mixed,
+            "linguistic": ling,
+            "tables": sorted(analysis.tables),
+        }
         if input_path is not None:
             extra["input"] = {"path": str(input_path), "sha256": _sha256(Path(input_path))}
         write_run_record(tmp, config=spec, seed=spec.seed, **extra)
@@ -232,5 +251,3 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-

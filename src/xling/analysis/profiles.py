@@ -39,8 +39,20 @@ def pareto_profiles(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
     for _, idx in out.groupby("family").groups.items():
         sub = out.loc[idx]
         out.loc[idx, "pareto"] = pareto_front(sub["on_task"].to_numpy(), sub["off_task"].to_numpy())
-    return out[[*SOURCE, "on_task", "off_task", "on_ci_low", "on_ci_high", "off_ci_low", "off_ci_high", "n_on", "n_off",
-                "pareto"]]
+    return out[
+        [
+            *SOURCE,
+            "on_task",
+            "off_task",
+            "on_ci_low",
+            "on_ci_high",
+            "off_ci_low",
+            "off_ci_high",
+            "n_on",
+            "n_off",
+            "pareto",
+        ]
+    ]
 
 
 def task_on_off_summary(profiles: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
@@ -51,11 +63,17 @@ def task_on_off_summary(profiles: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFr
     rng = np.random.default_rng(spec.seed)
     on = two_stage(profiles.rename(columns={"on_task": "delta"}), "fine_tuned_dataset", "delta", rng, spec.n_boot)
     off = two_stage(profiles.rename(columns={"off_task": "delta"}), "fine_tuned_dataset", "delta", rng, spec.n_boot)
-    out = pd.DataFrame({
-        "task": on["fine_tuned_dataset"],
-        "on_task": on["mean"], "on_ci_low": on["ci_low"], "on_ci_high": on["ci_high"],
-        "off_task": off["mean"], "off_ci_low": off["ci_low"], "off_ci_high": off["ci_high"],
-    })
+    out = pd.DataFrame(
+        {
+            "task": on["fine_tuned_dataset"],
+            "on_task": on["mean"],
+            "on_ci_low": on["ci_low"],
+            "on_ci_high": on["ci_high"],
+            "off_task": off["mean"],
+            "off_ci_low": off["ci_low"],
+            "off_ci_high": off["ci_high"],
+        }
+    )
     trade = profiles.assign(t=(profiles["on_task"] > 0) & (profiles["off_task"] < 0))
     per_task = trade.groupby("fine_tuned_dataset").agg(n=("t", "size"), tradeoff_rate=("t", "mean"))
     out["n"] = out["task"].map(per_task["n"]).to_numpy()

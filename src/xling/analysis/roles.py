@@ -26,8 +26,20 @@ def _roles(sub: pd.DataFrame, source: str, target: str, name: str, spec: Analysi
     donor = donor.rename(columns={c: f"donor_{c}" if c != "mean" else "donor" for c in cols}).drop(columns="n_models")
     recip = recip.rename(columns={c: f"recipient_{c}" if c != "mean" else "recipient" for c in cols})
     out = donor.merge(recip, on=name, how="outer").sort_values(name).reset_index(drop=True)
-    order = [name, "donor", "recipient", "donor_ci_low", "donor_ci_high", "recipient_ci_low", "recipient_ci_high",
-             "donor_dev_low", "donor_dev_high", "recipient_dev_low", "recipient_dev_high", "n_models"]
+    order = [
+        name,
+        "donor",
+        "recipient",
+        "donor_ci_low",
+        "donor_ci_high",
+        "recipient_ci_low",
+        "recipient_ci_high",
+        "donor_dev_low",
+        "donor_dev_high",
+        "recipient_dev_low",
+        "recipient_dev_high",
+        "n_models",
+    ]
     return out[order]
 
 
@@ -82,17 +94,24 @@ def named_roles(language_roles: pd.DataFrame | None, task_roles: pd.DataFrame | 
     rows = []
     for kind, table, name in (("language", language_roles, "lang"), ("task", task_roles, "task")):
         for _, r in (table if table is not None else pd.DataFrame()).iterrows():
-            for role, col, above, below in (
-                ("donor", "donor", "hub donor", "weak donor"),
-                ("recipient", "recipient", "generous recipient", "brittle recipient"),
+            for col, above, below in (
+                ("donor", "hub donor", "weak donor"),
+                ("recipient", "generous recipient", "brittle recipient"),
             ):
                 lo, hi = r[f"{col}_dev_low"], r[f"{col}_dev_high"]
                 label = above if lo > 0 else below if hi < 0 else None
                 if label:
                     rows.append(
-                        {"kind": kind, "name": r[name], "role": label, "score": r[col],
-                         "ci_low": r[f"{col}_ci_low"], "ci_high": r[f"{col}_ci_high"],
-                         "deviation_ci_low": lo, "deviation_ci_high": hi}
+                        {
+                            "kind": kind,
+                            "name": r[name],
+                            "role": label,
+                            "score": r[col],
+                            "ci_low": r[f"{col}_ci_low"],
+                            "ci_high": r[f"{col}_ci_high"],
+                            "deviation_ci_low": lo,
+                            "deviation_ci_high": hi,
+                        }
                     )
     cols = ["kind", "name", "role", "score", "ci_low", "ci_high", "deviation_ci_low", "deviation_ci_high"]
     out = pd.DataFrame(rows, columns=cols)

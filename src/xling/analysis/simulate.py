@@ -20,9 +20,15 @@ from xling.analysis.results import LONG_COLUMNS, aggregate_seeds
 from xling.config import Spec
 
 DEFAULT_MODELS = [
-    "Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct", "Llama-3.1-8B-Instruct",
-    "Qwen2.5-1.5B-Instruct", "Qwen2.5-3B-Instruct", "Qwen2.5-7B-Instruct",
-    "gemma-3-1b-it", "gemma-3-4b-it", "gemma-3-12b-it",
+    "Llama-3.2-1B-Instruct",
+    "Llama-3.2-3B-Instruct",
+    "Llama-3.1-8B-Instruct",
+    "Qwen2.5-1.5B-Instruct",
+    "Qwen2.5-3B-Instruct",
+    "Qwen2.5-7B-Instruct",
+    "gemma-3-1b-it",
+    "gemma-3-4b-it",
+    "gemma-3-12b-it",
 ]
 DEFAULT_TASKS = ["arc_challenge", "global_mmlu", "hellaswag", "truthfulqa"]
 DEFAULT_LANGUAGES = ["en", "de", "fr", "es", "it", "pt", "ru", "zh", "ja", "ar", "hi"]
@@ -57,8 +63,9 @@ def _centred(x: np.ndarray) -> np.ndarray:
     return x - x.mean()
 
 
-def simulate_long(spec: SimulationSpec = SimulationSpec()) -> pd.DataFrame:
-    """The per-seed long table (interfaces.md schema) of a simulated grid."""
+def simulate_long(spec: SimulationSpec | None = None) -> pd.DataFrame:
+    """The per-seed long table (interfaces.md schema) of a simulated grid (default spec: the paper's 9 x 44 x 44)."""
+    spec = spec or SimulationSpec()
     rng = np.random.default_rng(spec.seed)
     nm, nt, nl = len(spec.models), len(spec.tasks), len(spec.languages)
     nc = nt * nl
@@ -98,23 +105,27 @@ def simulate_long(spec: SimulationSpec = SimulationSpec()) -> pd.DataFrame:
     rows = []
     for k in range(spec.n_seeds):
         noise = rng.normal(0, spec.seed_sd, len(delta))
-        rows.append(pd.DataFrame({
-            "model_name": np.array(spec.models)[m],
-            "model_size": sizes[m],
-            "fine_tuned_dataset": np.array(spec.tasks)[cell_task[s]],
-            "fine_tuned_language": np.array(spec.languages)[cell_lang[s]],
-            "eval_dataset": np.array(spec.tasks)[cell_task[t]],
-            "eval_language": np.array(spec.languages)[cell_lang[t]],
-            "seed": k,
-            "score": np.clip(base_raw + (delta + raw_shift) / 100 + noise, 0, 1),
-            "score_base": base_raw,
-            "score_norm": np.clip(base_norm + delta / 100 + noise, 0, 1),
-            "score_norm_base": base_norm,
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "model_name": np.array(spec.models)[m],
+                    "model_size": sizes[m],
+                    "fine_tuned_dataset": np.array(spec.tasks)[cell_task[s]],
+                    "fine_tuned_language": np.array(spec.languages)[cell_lang[s]],
+                    "eval_dataset": np.array(spec.tasks)[cell_task[t]],
+                    "eval_language": np.array(spec.languages)[cell_lang[t]],
+                    "seed": k,
+                    "score": np.clip(base_raw + (delta + raw_shift) / 100 + noise, 0, 1),
+                    "score_base": base_raw,
+                    "score_norm": np.clip(base_norm + delta / 100 + noise, 0, 1),
+                    "score_norm_base": base_norm,
+                }
+            )
+        )
     out = pd.concat(rows, ignore_index=True)[LONG_COLUMNS]
     return out
 
 
-def simulate_grid(spec: SimulationSpec = SimulationSpec()) -> pd.DataFrame:
+def simulate_grid(spec: SimulationSpec | None = None) -> pd.DataFrame:
     """The simulated grid in the release schema (seed statistics aggregated)."""
     return aggregate_seeds(simulate_long(spec))

@@ -83,7 +83,10 @@ def cell_significance(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
 def significance_by_regime(significance: pd.DataFrame) -> pd.DataFrame:
     """Share (%) of tested cells with a significant gain or harm (BH FDR), per regime and for all transfer."""
     tested = significance[significance["call"] != "untested"]
-    frames = [tested.assign(scope=tested["regime"]), tested[tested["regime"].isin(TRANSFER_REGIMES)].assign(scope="transfer")]
+    frames = [
+        tested.assign(scope=tested["regime"]),
+        tested[tested["regime"].isin(TRANSFER_REGIMES)].assign(scope="transfer"),
+    ]
     both = pd.concat(frames)
     rows = []
     for scope in [*REGIMES, "transfer"]:
@@ -93,9 +96,9 @@ def significance_by_regime(significance: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "regime": scope,
-                "n_cells": int((significance["regime"] == scope).sum()) if scope != "transfer" else int(
-                    significance["regime"].isin(TRANSFER_REGIMES).sum()
-                ),
+                "n_cells": int((significance["regime"] == scope).sum())
+                if scope != "transfer"
+                else int(significance["regime"].isin(TRANSFER_REGIMES).sum()),
                 "n_tested": len(sub),
                 "sig_gain_rate": 100.0 * (sub["call"] == "gain").mean(),
                 "sig_harm_rate": 100.0 * (sub["call"] == "harm").mean(),

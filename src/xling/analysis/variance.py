@@ -45,15 +45,21 @@ def _scopes(cells: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 def _fit_mixedlm(df: pd.DataFrame) -> dict[str, float]:
     from statsmodels.regression.mixed_linear_model import MixedLM
 
-    work = pd.DataFrame({
-        "delta": df["delta"].to_numpy(),
-        "model": df["model_name"].to_numpy(),
-        "source": (df["fine_tuned_dataset"] + "|" + df["fine_tuned_language"]).to_numpy(),
-        "target": (df["eval_dataset"] + "|" + df["eval_language"]).to_numpy(),
-    })
+    work = pd.DataFrame(
+        {
+            "delta": df["delta"].to_numpy(),
+            "model": df["model_name"].to_numpy(),
+            "source": (df["fine_tuned_dataset"] + "|" + df["fine_tuned_language"]).to_numpy(),
+            "target": (df["eval_dataset"] + "|" + df["eval_language"]).to_numpy(),
+        }
+    )
     model = MixedLM.from_formula(
-        "delta ~ 1", groups="model", re_formula="1",
-        vc_formula={"source": "0 + C(source)", "target": "0 + C(target)"}, data=work, use_sparse=False,
+        "delta ~ 1",
+        groups="model",
+        re_formula="1",
+        vc_formula={"source": "0 + C(source)", "target": "0 + C(target)"},
+        data=work,
+        use_sparse=False,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -83,8 +89,14 @@ def mixedlm_decomposition(cells: pd.DataFrame, notes: list[str] | None = None) -
             continue
         total = sum(max(v, 0.0) for v in comps.values())
         for name, var in comps.items():
-            rows.append({"scope": scope, "component": name, "variance": var,
-                         "share": 100.0 * max(var, 0.0) / total if total > 0 else np.nan})
+            rows.append(
+                {
+                    "scope": scope,
+                    "component": name,
+                    "variance": var,
+                    "share": 100.0 * max(var, 0.0) / total if total > 0 else np.nan,
+                }
+            )
     return pd.DataFrame(rows, columns=["scope", "component", "variance", "share"])
 
 
@@ -119,12 +131,26 @@ def crossed_decomposition(cells: pd.DataFrame) -> pd.DataFrame:
         used = 1
         for name, (ss, dof) in zip(names, _sequential_ss(x, y, [b.shape[1] for b in blocks])):
             used += dof
-            rows.append({"scope": scope, "term": name, "df": dof, "ss": ss,
-                         "share": 100.0 * ss / total if total > 0 else np.nan})
+            rows.append(
+                {
+                    "scope": scope,
+                    "term": name,
+                    "df": dof,
+                    "ss": ss,
+                    "share": 100.0 * ss / total if total > 0 else np.nan,
+                }
+            )
         explained = sum(r["ss"] for r in rows if r["scope"] == scope)
         resid = max(total - explained, 0.0)
-        rows.append({"scope": scope, "term": "higher-order + residual", "df": int(len(y) - used), "ss": resid,
-                     "share": 100.0 * resid / total if total > 0 else np.nan})
+        rows.append(
+            {
+                "scope": scope,
+                "term": "higher-order + residual",
+                "df": int(len(y) - used),
+                "ss": resid,
+                "share": 100.0 * resid / total if total > 0 else np.nan,
+            }
+        )
     return pd.DataFrame(rows, columns=["scope", "term", "df", "ss", "share"])
 
 

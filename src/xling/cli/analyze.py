@@ -13,10 +13,16 @@ from xling.cli.app import app, simulate_app
 def analyze_cmd(
     results: Path = typer.Argument(..., help="Results table: release schema or per-seed long table (CSV or Parquet)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (replaced atomically)."),
-    config: Path = typer.Option(None, "--config", "-c", help="Analysis YAML: thresholds, model/task metadata, language groups."),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="Analysis YAML: thresholds, model/task metadata, language groups."
+    ),
     metric: str = typer.Option(None, help="Headline column (default delta_score_norm_mean)."),
-    mixed: bool = typer.Option(None, "--mixed/--no-mixed", help="Fit the paper's MixedLM variance decomposition (slow)."),
-    linguistic: bool = typer.Option(None, "--linguistic/--no-linguistic", help="URIEL (lang2vec) distance correlations."),
+    mixed: bool = typer.Option(
+        None, "--mixed/--no-mixed", help="Fit the paper's MixedLM variance decomposition (slow)."
+    ),
+    linguistic: bool = typer.Option(
+        None, "--linguistic/--no-linguistic", help="URIEL (lang2vec) distance correlations."
+    ),
     n_boot: int = typer.Option(None, "--n-boot", help="Bootstrap draws per CI (default 1000)."),
     seed: int = typer.Option(None, help="Bootstrap seed (default 0)."),
 ) -> None:
@@ -25,16 +31,23 @@ def analyze_cmd(
 
     from xling.analysis import run_analysis
     from xling.analysis.meta import AnalysisSpec, load_analysis_spec
-    from xling.config import parse_spec
     from xling.analysis.results import read_table
+    from xling.config import parse_spec
     from xling.report.terminal import print_headline
 
     updates = {k: v for k, v in {"metric": metric, "n_boot": n_boot, "seed": seed}.items() if v is not None}
     spec = parse_spec(AnalysisSpec, {**load_analysis_spec(config).model_dump(), **updates}, "analyze options")
     console = Console()
     with console.status("analysing"):
-        analysis = run_analysis(read_table(results), out, spec, mixed_models=mixed, linguistic_distances=linguistic,
-                                source=str(results), input_path=results)
+        analysis = run_analysis(
+            read_table(results),
+            out,
+            spec,
+            mixed_models=mixed,
+            linguistic_distances=linguistic,
+            source=str(results),
+            input_path=results,
+        )
     print_headline(analysis.headline, console)
     for note in analysis.notes:
         console.print(f"[yellow]note[/yellow]: {note}")
@@ -68,8 +81,15 @@ def compare_cmd(
     for col in ("scope", "n", "mean diff", "95% CI", "Pearson r", "Spearman rho", "sign agree %"):
         table.add_column(col, justify="left" if col == "scope" else "right")
     for r in tables["compare_overall"].itertuples(index=False):
-        table.add_row(r.scope, str(r.n), f"{r.mean_diff:+.2f}", f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
-                      f"{r.pearson_r:.3f}", f"{r.spearman_rho:.3f}", f"{r.sign_agreement:.1f}")
+        table.add_row(
+            r.scope,
+            str(r.n),
+            f"{r.mean_diff:+.2f}",
+            f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+            f"{r.pearson_r:.3f}",
+            f"{r.spearman_rho:.3f}",
+            f"{r.sign_agreement:.1f}",
+        )
     Console().print(table)
     Console().print(f"wrote {out}/report.html and tables in {out}/tables")
 
@@ -83,20 +103,25 @@ def simulate_grid_cmd(
     seeds: int = typer.Option(3, help="Fine-tuning seeds per cell."),
     seed: int = typer.Option(0, help="Random seed of the simulation."),
     hubs: str = typer.Option("en", help="Comma-separated planted hub donor languages."),
-    brittle: str = typer.Option(None, help="Comma-separated planted brittle recipient languages (default: the last one)."),
+    brittle: str = typer.Option(
+        None, help="Comma-separated planted brittle recipient languages (default: the last one)."
+    ),
     long: bool = typer.Option(False, "--long", help="Write the per-seed long table instead of the release schema."),
 ) -> None:
     """Write a synthetic results table with planted structure (release schema by default)."""
     from rich.console import Console
 
-    from xling.analysis.simulate import DEFAULT_LANGUAGES, DEFAULT_MODELS, DEFAULT_TASKS, SimulationSpec, simulate_long
     from xling.analysis.results import aggregate_seeds
+    from xling.analysis.simulate import DEFAULT_LANGUAGES, DEFAULT_MODELS, DEFAULT_TASKS, SimulationSpec, simulate_long
     from xling.config import parse_spec
     from xling.errors import XlingError
     from xling.io import atomic_file
 
-    for name, n, pool in (("models", models, DEFAULT_MODELS), ("tasks", tasks, DEFAULT_TASKS),
-                          ("languages", languages, DEFAULT_LANGUAGES)):
+    for name, n, pool in (
+        ("models", models, DEFAULT_MODELS),
+        ("tasks", tasks, DEFAULT_TASKS),
+        ("languages", languages, DEFAULT_LANGUAGES),
+    ):
         if not 1 <= n <= len(pool):
             raise XlingError(f"--{name}: expected 1 to {len(pool)}, found {n}")
     langs = DEFAULT_LANGUAGES[:languages]
@@ -106,10 +131,19 @@ def simulate_grid_cmd(
         unknown = [v for v in values if v not in langs]
         if unknown:
             raise XlingError(f"--{opt}: language {unknown[0]!r} is not simulated (languages: {', '.join(langs)})")
-    spec = parse_spec(SimulationSpec, {
-        "models": DEFAULT_MODELS[:models], "tasks": DEFAULT_TASKS[:tasks], "languages": langs, "n_seeds": seeds,
-        "seed": seed, "hubs": split(hubs), "brittle": split(brittle),
-    }, "simulate grid options")
+    spec = parse_spec(
+        SimulationSpec,
+        {
+            "models": DEFAULT_MODELS[:models],
+            "tasks": DEFAULT_TASKS[:tasks],
+            "languages": langs,
+            "n_seeds": seeds,
+            "seed": seed,
+            "hubs": split(hubs),
+            "brittle": split(brittle),
+        },
+        "simulate grid options",
+    )
     table = simulate_long(spec)
     if not long:
         table = aggregate_seeds(table)
@@ -119,6 +153,8 @@ def simulate_grid_cmd(
             table.to_parquet(fh, index=False)
         else:
             table.to_csv(fh, index=False)
-    Console().print(f"wrote {out}: {len(table)} rows ({models} models x {tasks * languages} x {tasks * languages} cells"
-                    f"{', per seed' if long else ''}); planted hubs: {', '.join(spec.hubs) or 'none'}; "
-                    f"brittle: {', '.join(spec.brittle) or 'none'}")
+    Console().print(
+        f"wrote {out}: {len(table)} rows ({models} models x {tasks * languages} x {tasks * languages} cells"
+        f"{', per seed' if long else ''}); planted hubs: {', '.join(spec.hubs) or 'none'}; "
+        f"brittle: {', '.join(spec.brittle) or 'none'}"
+    )

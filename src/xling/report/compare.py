@@ -34,20 +34,39 @@ def write_compare(tables: dict[str, pd.DataFrame], out: Path, name_a: str, name_
     (out / "figures").mkdir()
     for name, df in tables.items():
         df.to_csv(out / "tables" / f"{name}.csv", index=False, float_format="%.6g")
-    tables["compare_overall"].to_latex(out / "tables" / "compare_overall.tex", index=False, float_format="%.3f", na_rep="--")
+    tables["compare_overall"].to_latex(
+        out / "tables" / "compare_overall.tex", index=False, float_format="%.3f", na_rep="--"
+    )
     fig = scatter(tables["compare_cells"], Path(name_a).name, Path(name_b).name)
     for ext in ("png", "svg"):
         fig.savefig(out / "figures" / f"compare_scatter.{ext}", bbox_inches="tight")
     plt.close(fig)
-    sections = [{"id": "overall", "title": "Agreement on shared cells", "text": "mean_diff = B - A in pp, bootstrap CI over cells.",
-                 "blocks": [H.figure_html(out / "figures" / "compare_scatter.png", "B against A"),
-                            H.table_html(tables["compare_overall"], "compare_overall"),
-                            H.table_html(tables["compare_coverage"], "compare_coverage")]}]
+    sections = [
+        {
+            "id": "overall",
+            "title": "Agreement on shared cells",
+            "text": "mean_diff = B - A in pp, bootstrap CI over cells.",
+            "blocks": [
+                H.figure_html(out / "figures" / "compare_scatter.png", "B against A"),
+                H.table_html(tables["compare_overall"], "compare_overall"),
+                H.table_html(tables["compare_coverage"], "compare_coverage"),
+            ],
+        }
+    ]
     page = H.render("xling compare", f"A = {name_a}; B = {name_b}; metric {metric}", "", [], sections)
     (out / "report.html").write_text(page, encoding="utf-8")
     o = tables["compare_overall"]
-    lines = ["# Comparison", "", f"A = `{name_a}`, B = `{name_b}`, metric `{metric}` (pp).", "",
-             "| scope | n | mean diff (B-A) | 95% CI | Pearson r | Spearman rho | sign agreement % |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.scope} | {r.n} | {r.mean_diff:+.2f} | [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.pearson_r:.3f} | "
-              f"{r.spearman_rho:.3f} | {r.sign_agreement:.1f} |" for r in o.itertuples(index=False)]
+    lines = [
+        "# Comparison",
+        "",
+        f"A = `{name_a}`, B = `{name_b}`, metric `{metric}` (pp).",
+        "",
+        "| scope | n | mean diff (B-A) | 95% CI | Pearson r | Spearman rho | sign agreement % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.scope} | {r.n} | {r.mean_diff:+.2f} | [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.pearson_r:.3f} | "
+        f"{r.spearman_rho:.3f} | {r.sign_agreement:.1f} |"
+        for r in o.itertuples(index=False)
+    ]
     (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -28,8 +28,13 @@ def regime_bars(t: dict[str, pd.DataFrame]):
     """Mean delta per regime with 95% CI."""
     df = t["regime_summary"]
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.bar(df["regime"], df["mean"], yerr=_err(df, "mean", "ci_low", "ci_high"), capsize=4,
-           color=[REGIME_COLORS.get(r, "grey") for r in df["regime"]])
+    ax.bar(
+        df["regime"],
+        df["mean"],
+        yerr=_err(df, "mean", "ci_low", "ci_high"),
+        capsize=4,
+        color=[REGIME_COLORS.get(r, "grey") for r in df["regime"]],
+    )
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("mean delta (pp)")
     ax.set_title("Transfer by regime (95% CI)")
@@ -64,8 +69,15 @@ def language_roles(t: dict[str, pd.DataFrame]):
     if df.empty:
         return None
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    ax.errorbar(df["donor"], df["recipient"], xerr=_err(df, "donor", "donor_ci_low", "donor_ci_high"),
-                yerr=_err(df, "recipient", "recipient_ci_low", "recipient_ci_high"), fmt="o", ms=4, lw=0.7)
+    ax.errorbar(
+        df["donor"],
+        df["recipient"],
+        xerr=_err(df, "donor", "donor_ci_low", "donor_ci_high"),
+        yerr=_err(df, "recipient", "recipient_ci_low", "recipient_ci_high"),
+        fmt="o",
+        ms=4,
+        lw=0.7,
+    )
     for _, r in df.iterrows():
         ax.annotate(r["lang"], (r["donor"], r["recipient"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("donor score (pp)")
@@ -84,8 +96,14 @@ def task_roles(t: dict[str, pd.DataFrame]):
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     x = np.arange(len(df))
     ax.bar(x - 0.2, df["donor"], 0.4, yerr=_err(df, "donor", "donor_ci_low", "donor_ci_high"), label="donor", capsize=3)
-    ax.bar(x + 0.2, df["recipient"], 0.4, yerr=_err(df, "recipient", "recipient_ci_low", "recipient_ci_high"),
-           label="recipient", capsize=3)
+    ax.bar(
+        x + 0.2,
+        df["recipient"],
+        0.4,
+        yerr=_err(df, "recipient", "recipient_ci_low", "recipient_ci_high"),
+        label="recipient",
+        capsize=3,
+    )
     ax.set_xticks(x, df["task"], rotation=20)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("score (pp)")
@@ -100,7 +118,9 @@ def pareto(t: dict[str, pd.DataFrame]):
     if df is None or df.empty:
         return None
     families = sorted(df["family"].unique())
-    fig, axes = plt.subplots(1, len(families), figsize=(3.4 * len(families), 3.4), squeeze=False, sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        1, len(families), figsize=(3.4 * len(families), 3.4), squeeze=False, sharex=True, sharey=True
+    )
     for ax, fam in zip(axes[0], families):
         sub = df[df["family"] == fam]
         ax.scatter(sub["on_task"], sub["off_task"], s=8, alpha=0.5, c="#4c72b0", label="source")
@@ -146,8 +166,12 @@ def consistency_boxes(t: dict[str, pd.DataFrame]):
     df = t.get("consistency_sources")
     if df is None or df.empty:
         return None
-    groups = [(r, k) for k in ("model", "family", "size") for r in ("MT-CL", "CT-ML", "CT-CL")
-              if ((df["raters"] == k) & (df["regime"] == r)).any()]
+    groups = [
+        (r, k)
+        for k in ("model", "family", "size")
+        for r in ("MT-CL", "CT-ML", "CT-CL")
+        if ((df["raters"] == k) & (df["regime"] == r)).any()
+    ]
     data = [df[(df["raters"] == k) & (df["regime"] == r)]["tau"].dropna() for r, k in groups]
     fig, ax = plt.subplots(figsize=(7, 3.2))
     ax.boxplot(data, showfliers=False)
@@ -164,8 +188,13 @@ def linguistic_bars(t: dict[str, pd.DataFrame]):
     if df is None or df["spearman_rho"].isna().all():
         return None
     fig, ax = plt.subplots(figsize=(5, 3))
-    ax.bar(df["feature"], df["spearman_rho"].fillna(0),
-           yerr=_err(df.fillna(0), "spearman_rho", "rho_ci_low", "rho_ci_high"), capsize=3, color="#8172b2")
+    ax.bar(
+        df["feature"],
+        df["spearman_rho"].fillna(0),
+        yerr=_err(df.fillna(0), "spearman_rho", "rho_ci_low", "rho_ci_high"),
+        capsize=3,
+        color="#8172b2",
+    )
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("Spearman rho")
     ax.set_title("Typological distance vs MT-CL transfer")
@@ -210,11 +239,15 @@ def figure_makers(t: dict[str, pd.DataFrame]) -> dict[str, Callable[[], object]]
     return {
         "regime_summary": lambda: regime_bars(t),
         "significance_by_regime": lambda: significance_bars(t),
-        "task_transfer_heatmap": lambda: heatmap(t.get("task_transfer_matrix"), "Task -> task transfer (CT-ML)",
-                                                 "target task", "source task"),
-        "language_transfer_heatmap": lambda: heatmap(t.get("language_transfer_matrix"),
-                                                     "Language -> language transfer (MT-CL)",
-                                                     "target language", "source language"),
+        "task_transfer_heatmap": lambda: heatmap(
+            t.get("task_transfer_matrix"), "Task -> task transfer (CT-ML)", "target task", "source task"
+        ),
+        "language_transfer_heatmap": lambda: heatmap(
+            t.get("language_transfer_matrix"),
+            "Language -> language transfer (MT-CL)",
+            "target language",
+            "source language",
+        ),
         "language_roles": lambda: language_roles(t),
         "task_roles": lambda: task_roles(t),
         "pareto_profiles": lambda: pareto(t),

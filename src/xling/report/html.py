@@ -42,18 +42,25 @@ def table_html(df: pd.DataFrame, name: str, max_rows: int = MAX_ROWS) -> str:
             data = f' data-v="{float(v)!r}"' if numeric and np.isfinite(v) else ""
             tds.append(f"<td{cls}{data}>{html.escape(fmt(v))}</td>")
         rows.append("<tr>" + "".join(tds) + "</tr>")
-    note = (f'<p class="small">first {max_rows} of {len(df)} rows; all in <code>tables/{name}.csv</code></p>'
-            if len(df) > max_rows else f'<p class="small"><code>tables/{name}.csv</code></p>')
-    return (f'<div class="scroll"><table class="data" id="t-{html.escape(name)}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>{note}')
+    note = (
+        f'<p class="small">first {max_rows} of {len(df)} rows; all in <code>tables/{name}.csv</code></p>'
+        if len(df) > max_rows
+        else f'<p class="small"><code>tables/{name}.csv</code></p>'
+    )
+    return (
+        f'<div class="scroll"><table class="data" id="t-{html.escape(name)}"><thead><tr>{head}</tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></div>{note}'
+    )
 
 
 def figure_html(png: Path, caption: str) -> str:
     """An embedded PNG figure (base64 data URI)."""
     data = base64.b64encode(png.read_bytes()).decode("ascii")
-    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption class=\"small\">{html.escape(caption)} (also <code>figures/{png.stem}.svg</code>)"
-            "</figcaption></figure>")
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        f'<figcaption class="small">{html.escape(caption)} (also <code>figures/{png.stem}.svg</code>)'
+        "</figcaption></figure>"
+    )
 
 
 def heatmap_html(pairs: pd.DataFrame, labels: list[str], title: str) -> str:
@@ -78,9 +85,11 @@ def heatmap_html(pairs: pd.DataFrame, labels: list[str], title: str) -> str:
                 f'data-n="{int(r.n)}" data-mean="{r.mean:.2f}" data-lo="{r.ci_low:.2f}" data-hi="{r.ci_high:.2f}"></td>'
             )
         rows.append(f"<tr><th>{html.escape(s)}</th>{''.join(tds)}</tr>")
-    return (f'<h3>{html.escape(title)}</h3><p class="small">rows: source, columns: target; blue = gain, red = harm; '
-            f'hover a cell for n, mean and 95% CI</p><table class="heat"><thead><tr><th></th>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+    return (
+        f'<h3>{html.escape(title)}</h3><p class="small">rows: source, columns: target; blue = gain, red = harm; '
+        f'hover a cell for n, mean and 95% CI</p><table class="heat"><thead><tr><th></th>{head}</tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table>'
+    )
 
 
 def render(title: str, subtitle: str, coverage_html: str, notes: list[str], sections: list[dict]) -> str:

@@ -13,8 +13,15 @@ def headline_rich(headline: pd.DataFrame, title: str = "Transfer by regime (delt
     for col in ("regime", "n", "mean", "95% CI", "median", "positive %", "harm %"):
         table.add_column(col, justify="left" if col == "regime" else "right")
     for r in headline.itertuples(index=False):
-        table.add_row(r.regime, str(int(r.n)), f"{r.mean:+.2f}", f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
-                      f"{r.median:+.2f}", f"{r.positive_rate:.1f}", f"{r.harm_rate:.1f}")
+        table.add_row(
+            r.regime,
+            str(int(r.n)),
+            f"{r.mean:+.2f}",
+            f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+            f"{r.median:+.2f}",
+            f"{r.positive_rate:.1f}",
+            f"{r.harm_rate:.1f}",
+        )
     return table
 
 

@@ -15,32 +15,84 @@ if TYPE_CHECKING:
 
 # (section id, title, explanation, tables, figures); a table or figure that is absent is left out.
 SECTIONS = [
-    ("headline", "Headline: transfer by regime",
-     "MT-ML is the trained cell; transfer = every other cell. positive = delta > threshold, harm = delta <= -harm threshold.",
-     ["regime_summary", "global_uplift"], ["regime_summary"]),
-    ("significance", "Per-cell significance",
-     "t-test of delta != 0 from the seed SE of each cell (df = n_seeds - 1), Benjamini-Hochberg FDR over all cells.",
-     ["significance_by_regime"], ["significance_by_regime"]),
-    ("mtcl", "Cross-lingual harm (MT-CL)", "MT-CL cells broken down by target, size bucket (S <= 1.5B < M < 7B <= L), family and task construction.",
-     ["mtcl_harm_breakdown", "mtcl_by_construction_type"], []),
-    ("roles", "Donors and recipients",
-     "Two-stage means (per model, then over models); CIs resample models. Named roles need a deviation CI that excludes 0.",
-     ["language_donor_recipient", "task_donor_recipient", "named_roles", "language_group_roles",
-      "language_roles_by_task_subset", "task_subset_agreement"], ["language_roles", "task_roles"]),
-    ("matrices", "Transfer matrices", "Mean delta of the cells each entry pools, bootstrap CI over cells.",
-     [], ["task_transfer_heatmap", "language_transfer_heatmap"]),
-    ("profiles", "On-task vs off-task profiles", "One point per (model, source task, source language).",
-     ["task_on_off_summary", "pareto_profiles"], ["pareto_profiles"]),
-    ("typology", "Typology (URIEL / lang2vec)", "Cosine distance of lang2vec vectors vs the pair's mean MT-CL delta.",
-     ["linguistic_correlations"], ["linguistic_correlations"]),
-    ("variance", "Variance decomposition",
-     "Crossed: sequential sums of squares of the five crossed factors and their two-way interactions. "
-     "MixedLM: the paper's model (model random intercept, source and target variance components nested in model).",
-     ["variance_crossed", "variance_mixedlm"], ["variance_decomposition"]),
-    ("consistency", "Consistency index", "Mean Kendall tau-b between raters over a source's recipients; summaries over sources.",
-     ["consistency_by_model", "consistency_by_family", "consistency_by_size"], ["consistency_index"]),
-    ("asymmetry", "Asymmetry", "delta(A->B) - delta(B->A): language pairs (bootstrap over model x task) and cell pairs (t interval over models).",
-     ["language_asymmetry", "cell_asymmetry"], ["language_asymmetry"]),
+    (
+        "headline",
+        "Headline: transfer by regime",
+        "MT-ML is the trained cell; transfer = every other cell. positive = delta > threshold, harm = delta <= -harm threshold.",
+        ["regime_summary", "global_uplift"],
+        ["regime_summary"],
+    ),
+    (
+        "significance",
+        "Per-cell significance",
+        "t-test of delta != 0 from the seed SE of each cell (df = n_seeds - 1), Benjamini-Hochberg FDR over all cells.",
+        ["significance_by_regime"],
+        ["significance_by_regime"],
+    ),
+    (
+        "mtcl",
+        "Cross-lingual harm (MT-CL)",
+        "MT-CL cells broken down by target, size bucket (S <= 1.5B < M < 7B <= L), family and task construction.",
+        ["mtcl_harm_breakdown", "mtcl_by_construction_type"],
+        [],
+    ),
+    (
+        "roles",
+        "Donors and recipients",
+        "Two-stage means (per model, then over models); CIs resample models. Named roles need a deviation CI that excludes 0.",
+        [
+            "language_donor_recipient",
+            "task_donor_recipient",
+            "named_roles",
+            "language_group_roles",
+            "language_roles_by_task_subset",
+            "task_subset_agreement",
+        ],
+        ["language_roles", "task_roles"],
+    ),
+    (
+        "matrices",
+        "Transfer matrices",
+        "Mean delta of the cells each entry pools, bootstrap CI over cells.",
+        [],
+        ["task_transfer_heatmap", "language_transfer_heatmap"],
+    ),
+    (
+        "profiles",
+        "On-task vs off-task profiles",
+        "One point per (model, source task, source language).",
+        ["task_on_off_summary", "pareto_profiles"],
+        ["pareto_profiles"],
+    ),
+    (
+        "typology",
+        "Typology (URIEL / lang2vec)",
+        "Cosine distance of lang2vec vectors vs the pair's mean MT-CL delta.",
+        ["linguistic_correlations"],
+        ["linguistic_correlations"],
+    ),
+    (
+        "variance",
+        "Variance decomposition",
+        "Crossed: sequential sums of squares of the five crossed factors and their two-way interactions. "
+        "MixedLM: the paper's model (model random intercept, source and target variance components nested in model).",
+        ["variance_crossed", "variance_mixedlm"],
+        ["variance_decomposition"],
+    ),
+    (
+        "consistency",
+        "Consistency index",
+        "Mean Kendall tau-b between raters over a source's recipients; summaries over sources.",
+        ["consistency_by_model", "consistency_by_family", "consistency_by_size"],
+        ["consistency_index"],
+    ),
+    (
+        "asymmetry",
+        "Asymmetry",
+        "delta(A->B) - delta(B->A): language pairs (bootstrap over model x task) and cell pairs (t interval over models).",
+        ["language_asymmetry", "cell_asymmetry"],
+        ["language_asymmetry"],
+    ),
     ("coverage-table", "Coverage per model", "", ["coverage"], []),
 ]
 MATRIX_INDEXED = {"task_transfer_matrix", "language_transfer_matrix"}
@@ -57,26 +109,42 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: Path, latex: tuple[str
             )
 
 
-def _coverage_html(a: "Analysis", metric: str) -> str:
+def _coverage_html(a: Analysis, metric: str) -> str:
     c = a.coverage
-    rows = [("metric", metric), ("models", c["models"]), ("tasks", c["tasks"]), ("languages", c["languages"]),
-            ("source cells", c["source_cells"]), ("target cells", c["target_cells"]),
-            ("cells present / expected", f"{c['cells']} / {c['expected']} ({c['coverage']:.1f}%)"),
-            ("seeds per cell", f"{c['n_seeds_min']}–{c['n_seeds_max']}")]
+    rows = [
+        ("metric", metric),
+        ("models", c["models"]),
+        ("tasks", c["tasks"]),
+        ("languages", c["languages"]),
+        ("source cells", c["source_cells"]),
+        ("target cells", c["target_cells"]),
+        ("cells present / expected", f"{c['cells']} / {c['expected']} ({c['coverage']:.1f}%)"),
+        ("seeds per cell", f"{c['n_seeds_min']}–{c['n_seeds_max']}"),
+    ]
     return H.table_html(pd.DataFrame(rows, columns=["what", "value"]).astype(str), "coverage_summary", 50).rsplit(
-        "<p", 1)[0]
+        "<p", 1
+    )[0]
 
 
-def summary_markdown(a: "Analysis") -> str:
+def summary_markdown(a: Analysis) -> str:
     """The short written summary: headline table, named roles, coverage, skipped analyses."""
     c, t = a.coverage, a.tables
-    lines = ["# Transfer analysis summary", "",
-             f"Metric `{a.spec.metric}` (pp). {c['models']} models, {c['tasks']} tasks, {c['languages']} languages; "
-             f"{c['cells']} of {c['expected']} cells ({c['coverage']:.1f}%).", "", "## Transfer by regime", "",
-             "| regime | n | mean | 95% CI | median | positive % | harm % |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Transfer analysis summary",
+        "",
+        f"Metric `{a.spec.metric}` (pp). {c['models']} models, {c['tasks']} tasks, {c['languages']} languages; "
+        f"{c['cells']} of {c['expected']} cells ({c['coverage']:.1f}%).",
+        "",
+        "## Transfer by regime",
+        "",
+        "| regime | n | mean | 95% CI | median | positive % | harm % |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in t["regime_summary"].itertuples(index=False):
-        lines.append(f"| {r.regime} | {r.n} | {r.mean:+.2f} | [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.median:+.2f} | "
-                     f"{r.positive_rate:.1f} | {r.harm_rate:.1f} |")
+        lines.append(
+            f"| {r.regime} | {r.n} | {r.mean:+.2f} | [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.median:+.2f} | "
+            f"{r.positive_rate:.1f} | {r.harm_rate:.1f} |"
+        )
     named = t.get("named_roles", pd.DataFrame())
     lines += ["", "## Named roles (CI of the deviation from the average excludes 0)", ""]
     if named.empty:
@@ -87,26 +155,37 @@ def summary_markdown(a: "Analysis") -> str:
     if len(asym):
         top = asym[asym["supported"]].head(5)
         lines += ["", "## Most asymmetric language pairs (CI excludes 0)", ""]
-        lines += [f"- {r.lang_a} → {r.lang_b}: {r.asymmetry:+.2f} pp [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
-                  for r in top.itertuples(index=False)] or ["None."]
+        lines += [
+            f"- {r.lang_a} → {r.lang_b}: {r.asymmetry:+.2f} pp [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+            for r in top.itertuples(index=False)
+        ] or ["None."]
     if a.notes:
         lines += ["", "## Skipped or partial", ""] + [f"- {n}" for n in a.notes]
-    lines += ["", "Tables: `tables/*.csv` (LaTeX: `tables/*.tex`); figures: `figures/`; full report: `report.html`.", ""]
+    lines += [
+        "",
+        "Tables: `tables/*.csv` (LaTeX: `tables/*.tex`); figures: `figures/`; full report: `report.html`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def write_report(a: "Analysis", cells: pd.DataFrame, out: Path) -> None:
+def write_report(a: Analysis, cells: pd.DataFrame, out: Path) -> None:
     """Everything ``xling analyze`` writes except ``run.json``."""
     from xling.analysis.pipeline import MAIN_TABLES
 
     t = a.tables
     write_tables(t, out / "tables", MAIN_TABLES)
     figures = write_figures(t, out / "figures", a.notes)
-    heatmaps = {"matrices": [
-        H.heatmap_html(t[f"{kind}_transfer_pairs"], list(t[f"{kind}_transfer_matrix"].columns), title)
-        for kind, title in (("task", "Task → task (CT-ML), interactive"), ("language", "Language → language (MT-CL), interactive"))
-        if f"{kind}_transfer_pairs" in t
-    ]}
+    heatmaps = {
+        "matrices": [
+            H.heatmap_html(t[f"{kind}_transfer_pairs"], list(t[f"{kind}_transfer_matrix"].columns), title)
+            for kind, title in (
+                ("task", "Task → task (CT-ML), interactive"),
+                ("language", "Language → language (MT-CL), interactive"),
+            )
+            if f"{kind}_transfer_pairs" in t
+        ]
+    }
     sections = []
     for sid, title, text, table_names, figure_names in SECTIONS:
         blocks = list(heatmaps.get(sid, []))
@@ -114,8 +193,13 @@ def write_report(a: "Analysis", cells: pd.DataFrame, out: Path) -> None:
         blocks += [f"<h3>{name}</h3>" + H.table_html(t[name], name) for name in table_names if name in t]
         if blocks:
             sections.append({"id": sid, "title": title, "text": text, "blocks": blocks})
-    page = H.render("xling transfer analysis", f"metric {a.spec.metric}; thresholds: positive > "
-                    f"{a.spec.positive_threshold} pp, harm <= -{a.spec.harm_threshold} pp; {a.spec.n_boot} bootstrap draws",
-                    _coverage_html(a, a.spec.metric), a.notes, sections)
+    page = H.render(
+        "xling transfer analysis",
+        f"metric {a.spec.metric}; thresholds: positive > "
+        f"{a.spec.positive_threshold} pp, harm <= -{a.spec.harm_threshold} pp; {a.spec.n_boot} bootstrap draws",
+        _coverage_html(a, a.spec.metric),
+        a.notes,
+        sections,
+    )
     (out / "report.html").write_text(page, encoding="utf-8")
     (out / "summary.md").write_text(summary_markdown(a), encoding="utf-8")
