@@ -8,6 +8,7 @@ that replaces ``OUT`` only when everything succeeded.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,13 +93,19 @@ def grid_coverage(cells: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
 
 
 def analyze(
-    cells: pd.DataFrame, spec: AnalysisSpec, mixed_models: bool = True, linguistic_distances: bool = True
+    cells: pd.DataFrame,
+    spec: AnalysisSpec,
+    mixed_models: bool = True,
+    linguistic_distances: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> Analysis:
-    """Compute every table from annotated cells (see ``prepare``)."""
+    """Compute every table from annotated cells (see ``prepare``); ``progress(step)`` is told each step."""
     res = Analysis(spec=spec)
     t = res.tables
 
     def step(name: str, fn, *args):
+        if progress is not None:
+            progress(name)
         start = time.perf_counter()
         out = fn(*args)
         res.timings[name] = time.perf_counter() - start
@@ -207,6 +214,7 @@ def run_analysis(
     linguistic_distances: bool | None = None,
     source: str = "results",
     input_path: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Analysis:
     """Analyse ``results`` (either schema) and write tables, figures, report and run record to ``out_dir``.
 
@@ -224,8 +232,10 @@ def run_analysis(
     # The dense algebra here is small (<= ~1000 columns): BLAS threads cost more than they save, and on a
     # shared machine they thrash (a 600-column Cholesky took 0.5 s with 2 threads under load, 25 ms with 1).
     with threadpool_limits(limits=1, user_api="blas"):
-        analysis = analyze(cells, spec, mixed_models=mixed, linguistic_distances=ling)
+        analysis = analyze(cells, spec, mixed_models=mixed, linguistic_distances=ling, progress=progress)
     with atomic_dir(out_dir) as tmp:
+        if progress is not None:
+            progress("figures and report")
         start = time.perf_counter()
         write_report(analysis, cells, tmp)
         analysis.timings["report"] = time.perf_counter() - start

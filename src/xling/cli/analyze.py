@@ -38,7 +38,7 @@ def analyze_cmd(
     updates = {k: v for k, v in {"metric": metric, "n_boot": n_boot, "seed": seed}.items() if v is not None}
     spec = parse_spec(AnalysisSpec, {**load_analysis_spec(config).model_dump(), **updates}, "analyze options")
     console = Console()
-    with console.status("analysing"):
+    with console.status("analysing") as status:
         analysis = run_analysis(
             read_table(results),
             out,
@@ -47,6 +47,7 @@ def analyze_cmd(
             linguistic_distances=linguistic,
             source=str(results),
             input_path=results,
+            progress=lambda step: status.update(f"analysing: {step}"),
         )
     print_headline(analysis.headline, console)
     for note in analysis.notes:
