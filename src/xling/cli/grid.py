@@ -80,6 +80,7 @@ def run_cmd(
 
 
 def _finish(spec, analyze: bool) -> None:
+    """Export the results table; then analyse it, print the headline and write the report."""
     from xling.grid.results import export
     from xling.grid.run import store_for
     from xling.grid.units import make_plan
@@ -87,13 +88,26 @@ def _finish(spec, analyze: bool) -> None:
     out = Path(spec.output)
     table, seeds, n = export(make_plan(spec), store_for(spec), out / "results.csv")
     console.print(f"results: {table} ({n} cells), per seed: {seeds}")
-    if analyze and n:
-        import pandas as pd
+    if not (analyze and n):
+        return
+    from xling.analysis import run_analysis
+    from xling.analysis.results import read_table
+    from xling.report.terminal import print_headline
 
-        from xling.analysis import run_analysis
-
-        report = run_analysis(pd.read_csv(table), out / "analysis", console=console)
-        console.print(f"report: {report}")
+    with console.status("analysing"):
+        analysis = run_analysis(read_table(table), out / "analysis", source=str(table), input_path=table)
+    print_headline(analysis.headline, console)
+    for name, key in (("language_donor_recipient", "lang"), ("task_donor_recipient", "task")):
+        roles = analysis.tables.get(name)
+        if roles is not None and len(roles):
+            donors = roles.sort_values("donor", ascending=False)
+            recipients = roles.sort_values("recipient", ascending=False)
+            console.print(f"top {key} donors: " + ", ".join(f"{r[key]} {r['donor']:+.2f}" for _, r in donors.head(3).iterrows())
+                          + f" | top {key} recipients: "
+                          + ", ".join(f"{r[key]} {r['recipient']:+.2f}" for _, r in recipients.head(3).iterrows()))
+    for note in analysis.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
+    console.print(f"report: {out / 'analysis' / 'report.html'}")
 
 
 @grid_app.command("status")
