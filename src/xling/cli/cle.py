@@ -288,3 +288,29 @@ def _describe(info: dict) -> str:
         parts.append("dictionary sizes " + " → ".join(str(s) for s in info["sizes"]))
     parts.append(f"{info['fit_seconds']:.1f} s")
     return ", ".join(parts)
+
+
+@cle_app.command("grid")
+def grid_command(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="CLE grid spec: methods, pairs, sizes, files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: store/, tables/, run.json.")]
+    = Path("xling-out/cle-grid"),
+) -> None:
+    """Methods x language pairs x dictionary sizes; resumable (finished units are skipped); writes tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from xling.cle.grid import load_grid_spec, run_grid, summary_tables
+
+    spec = load_grid_spec(spec_path)
+    table = run_grid(spec, out, spec_path.resolve().parent)
+    averages = summary_tables(table, spec.fail_mrr)["cle_averages"]
+    view = Table(title=f"CLE grid: mean over pairs ({spec.retrieval}, failure = MRR < {spec.fail_mrr})")
+    for col in ("method", "size", "MRR", "P@1", "pairs", "failures", "errors"):
+        view.add_column(col, justify="left" if col in ("method", "size") else "right")
+    for row in averages.itertuples():
+        view.add_row(row.method, row.size, f"{100 * row.mrr_mean:.1f}", f"{100 * row.p1_mean:.1f}",
+                     str(row.pairs_done), str(row.failures), str(row.errors))
+    console = Console()
+    console.print(view)
+    console.print(f"tables in {out / 'tables'}; rerun the same command to resume or retry failed units")

@@ -1,0 +1,304 @@
+"""The CLE grid: methods x language pairs x training-dictionary sizes, resumable, with summary tables.
+
+``xling cle grid SPEC.yaml -o OUT`` runs every (method, pair, size) unit that is not finished yet, storing
+each unit's BLI result atomically in ``OUT/store`` (``xling.grid.store.Store``; a rerun skips finished units,
+a killed run loses only the unit in progress), then writes the tables the analysis layer reads:
+
+- ``OUT/tables/cle_results.csv``: one row per unit: method, pair, src, tgt, size, p1, p5, p10, mrr,
+  coverage, n, train_pairs, fit_seconds, failed (MRR below ``fail_mrr``), status (``done`` / ``error``), error;
+- ``OUT/tables/cle_mrr_matrix.csv`` and ``cle_p1_matrix.csv``: (method, size) x pair, with the mean over pairs;
+- ``OUT/tables/cle_averages.csv``: per (method, size): mean and standard deviation of MRR and P@1 over
+  pairs, pairs done, failures (MRR below ``fail_mrr``), errors.
+
+Methods without a dictionary (``vecmap-identical``, ``vecmap-unsup``) run once per pair; their size is ``none``.
+Paths in the spec are templates relative to the spec file's folder: ``vectors`` with ``{lang}`` (one file per
+language), or ``src_vectors``/``tgt_vectors`` with ``{pair}``, ``{src}``, ``{tgt}`` (one pair of files per pair,
+as ``xling cle simulate`` writes them); dictionaries with ``{pair}``, ``{src}``, ``{tgt}`` and ``{size}``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field, field_validator, model_validator
+
+from xling.config import Spec
+from xling.errors import XlingError
+
+#: The paper's eight languages; its 28 pairs are the xling-eval dictionary folders.
+PAPER_LANGUAGES = ("de", "en", "fi", "fr", "hr", "it", "ru", "tr")
+PAPER_SIZES = ("500", "1k", "3k", "5k")
+NO_SIZE = "none"
+
+
+class MethodEntry(Spec):
+    """One method of the grid: a registered method name, optional parameters and a label for the tables."""
+
+    method: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.method
+
+
+class CLEGridSpec(Spec):
+    """A CLE grid: which methods, pairs and dictionary sizes, where the files are, how BLI is counted."""
+
+    methods: list[str | MethodEntry] = Field(min_length=1)
+    pairs: list[str] | Literal["paper"] = "paper"
+    sizes: list[str] = Field(default_factory=lambda: list(PAPER_SIZES), min_length=1)
+    vectors: str | None = None
+    src_vectors: str | None = None
+    tgt_vectors: str | None = None
+    train_dict: str | None = None
+    test_dict: str
+    max_vocab: int | None = Field(200000, gt=0)
+    case: Literal["keep", "lower"] = "keep"
+    retrieval: Literal["nn", "csls", "isf"] = "csls"
+    convention: Literal["line", "source"] = "line"
+    oov: Literal["skip", "wrong"] = "skip"
+    fail_mrr: float = Field(0.05, ge=0.0, le=1.0)
+    seed: int = 0
+
+    @field_validator("sizes", mode="before")
+    @classmethod
+    def _sizes_as_text(cls, value: Any) -> Any:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("pairs")
+    @classmethod
+    def _pair_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            for pair in value:
+                if len(pair.split("-")) != 2 or not all(pair.split("-")):
+                    raise ValueError(f"a pair is 'src-tgt' (e.g. en-de), found {pair!r}")
+            if len(set(value)) != len(value):
+                raise ValueError("a pair is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> "CLEGridSpec":
+        from xling.cle.mappers import check_method, seed_of
+
+        labels = [m.name if isinstance(m, MethodEntry) else m for m in self.methods]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"methods: a label is used twice: {labels}")
+        for entry in self.methods:
+            method = entry.method if isinstance(entry, MethodEntry) else entry
+            try:
+                check_method(method)
+            except XlingError as err:
+                raise ValueError(str(err)) from None
+            if isinstance(entry, MethodEntry):
+                from xling.cle.mappers import make_mapper
+
+                try:
+                    make_mapper(method, **entry.params)
+                except XlingError as err:
+                    raise ValueError(str(err)) from None
+            if seed_of(method) == "dictionary" and self.train_dict is None:
+                raise ValueError(f"method {method!r} needs a training dictionary: set train_dict")
+        if (self.vectors is None) == (self.src_vectors is None or self.tgt_vectors is None):
+            raise ValueError("give either vectors (a {lang} template) or both src_vectors and tgt_vectors "
+                             "({pair}/{src}/{tgt} templates)")
+        pair_keys = {"pair", "src", "tgt"}
+        for field, template, keys in (("vectors", self.vectors, {"lang"}),
+                                      ("src_vectors", self.src_vectors, pair_keys),
+                                      ("tgt_vectors", self.tgt_vectors, pair_keys),
+                                      ("train_dict", self.train_dict, {"pair", "src", "tgt", "size"}),
+                                      ("test_dict", self.test_dict, {"pair", "src", "tgt"})):
+            if template is not None:
+                _check_template(field, template, keys)
+        return self
+
+    def entries(self) -> list[MethodEntry]:
+        """Every method as a ``MethodEntry``."""
+        return [m if isinstance(m, MethodEntry) else MethodEntry(method=m) for m in self.methods]
+
+    def pair_list(self) -> list[str]:
+        """The language pairs: the spec's list, or the paper's 28 pairs."""
+        if self.pairs == "paper":
+            from xling.cle.fetch import bli_pairs
+
+            return bli_pairs()
+        return list(self.pairs)
+
+
+def _check_template(field: str, template: str, keys: set[str]) -> None:
+    import string
+
+    for _, name, _, _ in string.Formatter().parse(template):
+        if name is not None and name not in keys:
+            raise ValueError(f"{field}: unknown placeholder {{{name}}}; expected some of {sorted(keys)}")
+
+
+def load_grid_spec(path: str | Path) -> CLEGridSpec:
+    """Read and validate a CLE grid spec (YAML)."""
+    from xling.config import load_spec
+
+    return load_spec(CLEGridSpec, path)
+
+
+# --- units ------------------------------------------------------------------------------------------------------------
+
+
+def units(spec: CLEGridSpec, base: Path) -> list[dict[str, Any]]:
+    """Every (method, pair, size) unit with its resolved files; methods without a dictionary get size ``none``."""
+    from xling.cle.mappers import seed_of
+
+    out = []
+    for pair in spec.pair_list():
+        src, tgt = pair.split("-")
+        for entry in spec.entries():
+            with_dict = seed_of(entry.method) == "dictionary"
+            for size in spec.sizes if with_dict else [NO_SIZE]:
+                fill = dict(pair=pair, src=src, tgt=tgt, size=size)
+                out.append(dict(
+                    label=entry.name, method=entry.method, params=entry.params, pair=pair, src=src, tgt=tgt,
+                    size=size, src_vectors=_path(base, (spec.src_vectors or spec.vectors).format(lang=src, **fill)),
+                    tgt_vectors=_path(base, (spec.tgt_vectors or spec.vectors).format(lang=tgt, **fill)),
+                    train_dict=_path(base, spec.train_dict.format(**fill)) if with_dict else None,
+                    test_dict=_path(base, spec.test_dict.format(**fill))))
+    return out
+
+
+def _path(base: Path, text: str) -> str:
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def unit_payload(spec: CLEGridSpec, unit: dict[str, Any]) -> dict[str, Any]:
+    """Everything that determines a unit's result (its store key is a hash of this)."""
+    files = {k: unit[k] for k in ("src_vectors", "tgt_vectors", "train_dict", "test_dict")}
+    return {"kind": "cle-bli", "method": unit["method"], "params": unit["params"], "pair": unit["pair"],
+            "size": unit["size"], "files": files, "sizes_bytes": {k: _size(v) for k, v in files.items()},
+            **spec.model_dump(include={"max_vocab", "case", "retrieval", "convention", "oov", "seed"})}
+
+
+def _size(path: str | None) -> int | None:
+    return Path(path).stat().st_size if path and Path(path).is_file() else None
+
+
+# --- running ----------------------------------------------------------------------------------------------------------
+
+
+def run_unit(spec: CLEGridSpec, unit: dict[str, Any], cache: dict[str, Any]) -> dict[str, Any]:
+    """Map and evaluate one unit; ``cache`` keeps the current pair's vectors between units."""
+    from xling.cle.bli import bli
+    from xling.cle.dictionaries import read_dictionary
+    from xling.cle.mappers.run import map_embeddings
+    from xling.cle.vectors import read_vectors
+
+    for key in ("src_vectors", "tgt_vectors"):
+        if unit[key] not in cache:
+            if len(cache) >= 2:
+                cache.clear()
+            cache[unit[key]] = read_vectors(unit[key], max_vocab=spec.max_vocab, lowercase=spec.case == "lower",
+                                            cache=True)
+    x, z = cache[unit["src_vectors"]], cache[unit["tgt_vectors"]]
+    train = read_dictionary(unit["train_dict"], case=spec.case) if unit["train_dict"] else None
+    test = read_dictionary(unit["test_dict"], case=spec.case)
+    mapped = map_embeddings(unit["method"], x, z, train, params=unit["params"], seed=spec.seed)
+    result = bli(mapped.src, mapped.tgt, test, retrieval_method=spec.retrieval, convention=spec.convention,
+                 oov=spec.oov, inplace=True).to_dict()
+    return {**result, "mapping": mapped.info}
+
+
+def run_grid(spec: CLEGridSpec, out: str | Path, base: Path, *, progress: bool = True) -> pd.DataFrame:
+    """Run the unfinished units into ``OUT/store`` and write the tables under ``OUT/tables``; return the results."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from xling.grid.store import Store, unit_key
+    from xling.provenance import write_run_record
+
+    out = Path(out)
+    store = Store(out / "store")
+    todo = units(spec, base)
+    keys = [unit_key(unit_payload(spec, u)) for u in todo]
+    cache: dict[str, Any] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=not progress) as bar:
+        task = bar.add_task("cle grid", total=len(todo))
+        for unit, key in zip(todo, keys):
+            bar.update(task, description=f"{unit['label']} {unit['pair']} {unit['size']}")
+            if not store.done(key):
+                store.log_event(key, "start")
+                start = time.perf_counter()
+                try:
+                    result = run_unit(spec, unit, cache)
+                except Exception as err:  # noqa: BLE001 - a failed unit is recorded and retried on rerun
+                    store.record_failure(key, f"{type(err).__name__}: {err}")
+                else:
+                    with store.writing(key, {"unit": _public(unit)}) as tmp:
+                        result["seconds"] = round(time.perf_counter() - start, 3)
+                        (tmp / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+                    store.log_event(key, "done")
+            bar.advance(task)
+    table = results_table(spec, store, todo, keys)
+    write_tables(table, out / "tables", spec.fail_mrr)
+    write_run_record(out, config=spec, seed=spec.seed, units=len(todo),
+                     done=int((table["status"] == "done").sum()), errors=int((table["status"] == "error").sum()))
+    return table
+
+
+def _public(unit: dict[str, Any]) -> dict[str, Any]:
+    return {k: unit[k] for k in ("label", "method", "pair", "size")}
+
+
+# --- tables -----------------------------------------------------------------------------------------------------------
+
+RESULT_COLUMNS = ["method", "pair", "src", "tgt", "size", "p1", "p5", "p10", "mrr", "coverage", "n", "train_pairs",
+                  "fit_seconds", "failed", "status", "error"]
+
+
+def results_table(spec: CLEGridSpec, store: Any, todo: list[dict[str, Any]], keys: list[str]) -> pd.DataFrame:
+    """One row per unit of the spec: its BLI result, or ``status=error`` with the last error, or ``missing``."""
+    rows = []
+    for unit, key in zip(todo, keys):
+        row: dict[str, Any] = {"method": unit["label"], "pair": unit["pair"], "src": unit["src"], "tgt": unit["tgt"],
+                               "size": unit["size"]}
+        if store.done(key):
+            result = json.loads((store.result_dir(key) / "result.json").read_text())
+            row.update({k: result[k] for k in ("p1", "p5", "p10", "mrr", "coverage", "n")})
+            row.update(train_pairs=result["mapping"].get("train_pairs"), fit_seconds=result["mapping"]["fit_seconds"],
+                       failed=bool(result["mrr"] < spec.fail_mrr), status="done", error=None)
+        else:
+            errors = store.failures(key)
+            row.update(status="error" if errors else "missing", error=errors[-1] if errors else None)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def summary_tables(table: pd.DataFrame, fail_mrr: float) -> dict[str, pd.DataFrame]:
+    """Method x pair matrices of MRR and P@1 (with the mean over pairs) and per-method averages and failures."""
+    done = table[table["status"] == "done"]
+    out = {}
+    for metric in ("mrr", "p1"):
+        matrix = done.pivot_table(index=["method", "size"], columns="pair", values=metric, aggfunc="first")
+        matrix["mean"] = matrix.mean(axis=1)
+        out[f"cle_{metric}_matrix"] = matrix.reset_index()
+    groups = table.groupby(["method", "size"], sort=False)
+    averages = groups.apply(lambda g: pd.Series({
+        "mrr_mean": g.loc[g.status == "done", "mrr"].mean(), "mrr_sd": g.loc[g.status == "done", "mrr"].std(),
+        "p1_mean": g.loc[g.status == "done", "p1"].mean(), "p1_sd": g.loc[g.status == "done", "p1"].std(),
+        "pairs_done": int((g.status == "done").sum()), "failures": int(g.loc[g.status == "done", "failed"].sum()),
+        "errors": int((g.status == "error").sum()), "fail_mrr": fail_mrr}), include_groups=False)
+    counts = ["pairs_done", "failures", "errors"]
+    averages[counts] = averages[counts].astype(int)
+    out["cle_averages"] = averages.reset_index()
+    return out
+
+
+def write_tables(table: pd.DataFrame, folder: Path, fail_mrr: float) -> None:
+    """``cle_results.csv`` and the summary tables, each written atomically."""
+    from xling.io import atomic_file
+
+    for name, frame in {"cle_results": table, **summary_tables(table, fail_mrr)}.items():
+        with atomic_file(folder / f"{name}.csv") as fh:
+            frame.to_csv(fh, index=False)
