@@ -30,13 +30,15 @@ def random_adapter(base_dir, out_dir, seed: int):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from xling.models.adapters import write_adapter_meta
+    from xling.models.adapters import quiet_peft, write_adapter_meta
     from xling.models.causal import base_fingerprint
 
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(base_dir)
     fp = base_fingerprint(base)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    with quiet_peft():
+        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                init_lora_weights=False))
     model.save_pretrained(out_dir)
     write_adapter_meta(out_dir, "tiny", str(base_dir), fp)
     return out_dir

@@ -178,13 +178,15 @@ def forward_rows(model, rows: Sequence[Row], adapter_names: Sequence[str], n_req
                 t_idx += cont
                 seg_of += [len(out_keys)] * len(cont)
                 out_keys.append((a, req))
-    q = torch.arange(width)
-    allowed = (q[None, None, :] <= q[None, :, None]) & (seg[:, None, :] >= 0) & (
-        (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))
     expand = (lambda x: x.repeat_interleave(n_ad, dim=0).to(device))
     kwargs = {"adapter_names": [name for _ in rows for name in adapter_names]} if use_adapters else {}
+    if (seg > 0).any():  # segments need the 4D mask; without them plain causal attention is the same thing
+        q = torch.arange(width)
+        allowed = (q[None, None, :] <= q[None, :, None]) & (seg[:, None, :] >= 0) & (
+            (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))
+        kwargs["attention_mask"] = expand(allowed[:, None])
     with torch.inference_mode():
-        logits = model(input_ids=expand(ids), position_ids=expand(pos), attention_mask=expand(allowed[:, None]),
+        logits = model(input_ids=expand(ids), position_ids=expand(pos),
                        logits_to_keep=torch.arange(lo, width, device=device), **kwargs).logits
         logp = torch.log_softmax(logits.float(), dim=-1)
         b_t, p_t, t_t, s_t = (torch.tensor(x, device=device) for x in (b_idx, p_idx, t_idx, seg_of))

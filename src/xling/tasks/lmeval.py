@@ -63,6 +63,8 @@ def check_config(config: dict[str, Any], path: Path) -> None:
     unknown = sorted(set(config) - SUPPORTED)
     if unknown:
         raise XlingError(f"{path}: unsupported lm-eval key {unknown[0]!r} (supported: {', '.join(sorted(SUPPORTED))})")
+    if config.get("num_fewshot") not in (None, 0):
+        raise XlingError(f"{path}: num_fewshot {config['num_fewshot']!r} is not supported (xling scores zero-shot)")
     if "doc_to_choice" not in config:
         raise XlingError(f"{path}: missing key 'doc_to_choice'")
 
