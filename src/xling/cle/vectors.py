@@ -151,22 +151,44 @@ def _read_text(fh, path: Path, max_vocab: int | None, lowercase: bool, skip_bad:
     if max_vocab is not None:
         capacity = min(capacity, max_vocab)
     rows = _Rows(path, capacity, dim, lowercase, skip_bad, encoding)
+    batch: list[tuple[int, bytes, bytes]] = []
     for raw in fh:
         line_no += 1
         raw = raw.rstrip(b"\r\n ")
         if not raw:
             continue
-        if rows.full:
+        if len(rows.words) + len(batch) >= capacity:
             if max_vocab is None and header is not None:
                 raise XlingError(f"{path}:{line_no}: more rows than the header's count {header[0]}")
             break
         word, _, rest = raw.partition(b" ")
-        values = _parse(rest)
-        if values is None:
-            rows.bad(line_no, f"expected {dim} numbers after the word, found unreadable text {rest[:40]!r}")
-            continue
-        rows.add(line_no, word, values)
+        batch.append((line_no, word, rest))
+        if len(batch) == _BATCH:
+            _add_batch(rows, batch)
+            batch = []
+    _add_batch(rows, batch)
     return rows.result()
+
+
+_BATCH = 2048
+
+
+def _add_batch(rows: _Rows, batch: list[tuple[int, bytes, bytes]]) -> None:
+    """Parse a batch of rows with one C call; on any irregularity fall back to row by row (to name the bad line)."""
+    if not batch:
+        return
+    values = _parse(b" ".join(rest for _, _, rest in batch))
+    if values is not None and values.size == len(batch) * rows.dim:
+        values = values.reshape(len(batch), rows.dim)
+        for (line_no, word, _), vec in zip(batch, values):
+            rows.add(line_no, word, vec)
+        return
+    for line_no, word, rest in batch:
+        vec = _parse(rest)
+        if vec is None:
+            rows.bad(line_no, f"expected {rows.dim} numbers after the word, found unreadable text {rest[:40]!r}")
+        else:
+            rows.add(line_no, word, vec)
 
 
 def _parse(text: bytes) -> np.ndarray | None:
