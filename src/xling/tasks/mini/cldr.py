@@ -84,9 +84,12 @@ def subregion_of() -> dict[str, str]:
 
 @cache
 def continent_of() -> dict[str, str]:
-    """Subregion -> continent (``"030"`` -> ``"142"`` Asia), from the world's top level ``001``."""
+    """Subregion -> continent (``"030"`` -> ``"142"`` Asia), from the world's top level ``001``.
+
+    Only the numeric UN M.49 subregions: Oceania also lists ``QO`` (Outlying Oceania, no UN member).
+    """
     table = _containment()
-    return {sub: continent for continent in table["001"] for sub in table[continent]}
+    return {sub: continent for continent in table["001"] for sub in table[continent] if sub.isdigit()}
 
 
 def currency_of(country: str) -> str | None:

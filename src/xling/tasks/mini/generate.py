@@ -66,9 +66,8 @@ def calendar_facts(rng: random.Random) -> list[Fact]:
         for start in range(period):
             for offset in (-3, -2, -1, 1, 2, 3):
                 gold = (start + offset) % period
-                near = [(start - offset) % period, (start + offset - 1) % period, (start + offset + 1) % period]
                 far = [i for i in range(period) if i != start]
-                distractors = _pick_distractors(rng, gold, [i for i in near if i != start], far, 3)
+                distractors = _pick_distractors(rng, gold, [], far, 0)
                 key = f"{unit}{start + 1:02d}{offset:+d}"
                 facts.append(_with_gold(rng, key, (unit, start, offset), gold, distractors))
     return facts
@@ -155,16 +154,14 @@ def language_render(fact: Fact, language: str) -> tuple[str, tuple[str, ...]]:
 
 
 def region_facts(rng: random.Random) -> list[Fact]:
-    """Countries and their UN subregion; distractors: one sibling subregion of the same continent, two others."""
+    """Countries and their UN subregion; distractors: subregions of three other continents, one each."""
     region = cldr.subregion_of()
     continent = cldr.continent_of()
-    subregions = sorted(set(continent))
-    countries = sorted(cldr.un_members())
     facts = []
-    for country in countries:
+    for country in cldr.un_members():
         gold = region[country]
-        siblings = [r for r in subregions if continent[r] == continent[gold]]
-        distractors = _pick_distractors(rng, gold, siblings, subregions, 1)
+        others = sorted({continent[r] for r in continent} - {continent[gold]})
+        distractors = [rng.choice(sorted(r for r in continent if continent[r] == c)) for c in rng.sample(others, 3)]
         facts.append(_with_gold(rng, country, (country,), gold, distractors))
     return facts
 
@@ -180,27 +177,26 @@ def _country_context(table: dict[str, str], fact: Fact, language: str) -> str | 
     return table[language].format(x=name) if name else None
 
 
-# --- number words: the sum of two spelled-out numbers -----------------------------------------------
+# --- number words: the largest or smallest of four spelled-out numbers ------------------------------
 
-
-_N_NUMBER_PAIRS = 300  # of the 2,304 pairs; enough for any split, quick to check in every language
+_N_NUMBER_SETS = 300  # distinct questions to draw splits from
 
 
 def numbers_facts(rng: random.Random) -> list[Fact]:
-    """300 pairs 2 <= a < b with a + b < 100; distractors: the sum off by one, two or ten."""
-    pairs = rng.sample([(a, b) for a in range(2, 50) for b in range(a + 1, 100 - a)], _N_NUMBER_PAIRS)
-    facts = []
-    for a, b in sorted(pairs):
-        total = a + b
-        near = [total + d for d in (-10, -2, -1, 1, 2, 10) if 1 <= total + d <= 99]
-        distractors = _pick_distractors(rng, total, near, near, 3)
-        facts.append(_with_gold(rng, f"{a}+{b}", (a, b), total, distractors))
-    return facts
+    """Four distinct numbers 1..99 and whether the largest or the smallest is asked for; the others are distractors."""
+    facts: dict[str, Fact] = {}
+    while len(facts) < _N_NUMBER_SETS:
+        values = rng.sample(range(1, 100), N_CHOICES)
+        which = rng.choice(("max", "min"))
+        gold = max(values) if which == "max" else min(values)
+        key = f"{which}-{'-'.join(map(str, sorted(values)))}"
+        facts.setdefault(key, _with_gold(rng, key, (which,), gold, [v for v in values if v != gold]))
+    return list(facts.values())
 
 
 def numbers_render(fact: Fact, language: str) -> tuple[str, tuple[str, ...]]:
-    a, b = (num2words(n, lang=language) for n in fact.subject)
-    return templates.NUMBERS[language].format(a=a, b=b), tuple(num2words(n, lang=language) for n in fact.options)
+    (which,) = fact.subject
+    return templates.NUMBERS[language][which], tuple(num2words(n, lang=language) for n in fact.options)
 
 
 # --- the suite ---------------------------------------------------------------------------------------

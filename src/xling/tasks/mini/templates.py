@@ -8,7 +8,7 @@ nominative and count months or days forward (+n) or back (-n).
 
 from __future__ import annotations
 
-# (language) -> template; {x} is a localised country name.
+# Country tasks: (language) -> template; {x} is a localised country name.
 CURRENCY: dict[str, str] = {
     "en": "Country: {x}. Which currency is used in this country?",
     "de": "Land: {x}. Welche Währung wird in diesem Land verwendet?",
@@ -48,18 +48,18 @@ REGION: dict[str, str] = {
     "id": "Negara: {x}. Di bagian dunia mana negara ini berada?",
 }
 
-# {a} and {b} are spelled-out numbers; the choices are spelled-out sums.
-NUMBERS: dict[str, str] = {
-    "en": "How much is {a} plus {b}?",
-    "de": "Wie viel ist {a} plus {b}?",
-    "fr": "Combien font {a} plus {b} ?",
-    "es": "¿Cuánto es {a} más {b}?",
-    "it": "Quanto fa {a} più {b}?",
-    "pt": "Quanto é {a} mais {b}?",
-    "ru": "Сколько будет {a} плюс {b}?",
-    "tr": "{a} artı {b} kaç eder?",
-    "fi": "Paljonko on {a} plus {b}?",
-    "id": "Berapa {a} ditambah {b}?",
+# The question of the numbers task: {"max": which is the largest, "min": which is the smallest}.
+NUMBERS: dict[str, dict[str, str]] = {
+    "en": {"max": "Which of these numbers is the largest?", "min": "Which of these numbers is the smallest?"},
+    "de": {"max": "Welche dieser Zahlen ist die größte?", "min": "Welche dieser Zahlen ist die kleinste?"},
+    "fr": {"max": "Lequel de ces nombres est le plus grand ?", "min": "Lequel de ces nombres est le plus petit ?"},
+    "es": {"max": "¿Cuál de estos números es el mayor?", "min": "¿Cuál de estos números es el menor?"},
+    "it": {"max": "Quale di questi numeri è il più grande?", "min": "Quale di questi numeri è il più piccolo?"},
+    "pt": {"max": "Qual destes números é o maior?", "min": "Qual destes números é o menor?"},
+    "ru": {"max": "Какое из этих чисел самое большое?", "min": "Какое из этих чисел самое маленькое?"},
+    "tr": {"max": "Bu sayılardan hangisi en büyüktür?", "min": "Bu sayılardan hangisi en küçüktür?"},
+    "fi": {"max": "Mikä näistä luvuista on suurin?", "min": "Mikä näistä luvuista on pienin?"},
+    "id": {"max": "Manakah di antara bilangan ini yang paling besar?", "min": "Manakah di antara bilangan ini yang paling kecil?"},
 }
 
 # (language) -> {"month": "It is {x} now.", "day": "Today is {x}.", ("month", n): question, ("day", n): question}
