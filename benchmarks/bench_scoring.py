@@ -138,7 +138,11 @@ def main() -> None:
     parser.add_argument("--skip-merge", action="store_true")
     args = parser.parse_args()
 
+    import lm_eval.evaluator  # noqa: F401  (imports are warm before any timing, for every contender)
+    import lm_eval.models.huggingface  # noqa: F401
     import torch
+
+    import xling.score  # noqa: F401
 
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
