@@ -1,0 +1,132 @@
+"""The CLE grid: every unit's result, tables with failures counted, resumable, bad specs rejected."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+from threadpoolctl import threadpool_limits
+
+from xling.cle.grid import CLEGridSpec, load_grid_spec, run_grid
+from xling.cle.simulate import simulate_pair, write_pair
+from xling.cli import main
+from xling.errors import XlingError
+from xling.grid.store import Store
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+SPEC = """\
+methods:
+  - proc
+  - {method: vecmap-unsup, params: {stochastic_interval: 2, unsupervised_vocab: 600}}
+pairs: [aa-bb, aa-cc]
+sizes: [100, 200]
+src_vectors: "{pair}/src.vec"
+tgt_vectors: "{pair}/tgt.vec"
+train_dict: "{pair}/train.{size}.tsv"
+test_dict: "{pair}/test.tsv"
+fail_mrr: 0.2
+"""
+
+
+@pytest.fixture(scope="module")
+def grid_dir(tmp_path_factory):
+    """Two simulated pairs: aa-bb near-isomorphic, aa-cc strongly warped (unsupervised mapping cannot work)."""
+    root = tmp_path_factory.mktemp("clegrid")
+    for pair, warp in (("aa-bb", 0.0), ("aa-cc", 0.8)):
+        sim = simulate_pair(600, 16, 0.1, warp, seed=11, n_train=200, n_test=150, rank_noise=0.3, n_clusters=10,
+                            lang_clusters=2, overlap=1.0)
+        write_pair(sim, root / pair)
+        lines = (root / pair / "train.tsv").read_text().splitlines(keepends=True)
+        for size in (100, 200):
+            (root / pair / f"train.{size}.tsv").write_text("".join(lines[:size]))
+    (root / "spec.yaml").write_text(SPEC)
+    return root
+
+
+@pytest.mark.slow
+def test_grid_results_tables_and_resume(grid_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    table = run_grid(load_grid_spec(grid_dir / "spec.yaml"), out, grid_dir, progress=False)
+    # 2 pairs x (proc at 2 sizes + vecmap-unsup once, without a dictionary)
+    assert len(table) == 6 and set(table["status"]) == {"done"}
+    assert sorted(table.loc[table.method == "vecmap-unsup", "size"]) == ["none", "none"]
+    by = table.set_index(["method", "pair", "size"])
+    assert by.loc[("proc", "aa-bb", "200"), "p1"] >= 0.95
+    assert by.loc[("vecmap-unsup", "aa-bb", "none"), "p1"] >= 0.95
+    # the warped pair: unsupervised mapping fails, and the table says so
+    assert by.loc[("vecmap-unsup", "aa-cc", "none"), "mrr"] < 0.2 and by.loc[("vecmap-unsup", "aa-cc", "none"), "failed"]
+    tables = out / "tables"
+    results = pd.read_csv(tables / "cle_results.csv")
+    assert len(results) == 6 and {"method", "pair", "size", "p1", "mrr", "failed", "status"} <= set(results)
+    averages = pd.read_csv(tables / "cle_averages.csv").set_index(["method", "size"])
+    assert averages.loc[("vecmap-unsup", "none"), "failures"] == 1
+    assert averages.loc[("vecmap-unsup", "none"), "pairs_done"] == 2
+    matrix = pd.read_csv(tables / "cle_mrr_matrix.csv")
+    assert list(matrix.columns) == ["method", "size", "aa-bb", "aa-cc", "mean"] and len(matrix) == 3
+    row = matrix[(matrix.method == "proc") & (matrix["size"].astype(str) == "100")].iloc[0]
+    assert row["mean"] == pytest.approx((row["aa-bb"] + row["aa-cc"]) / 2)
+    assert json.loads((out / "run.json").read_text())["done"] == 6
+
+    # a rerun starts nothing and gives the same table
+    starts = sum(e["event"] == "start" for e in Store(out / "store").events())
+    code, _ = _cli(monkeypatch, capsys, "cle", "grid", grid_dir / "spec.yaml", "-o", out)
+    assert code == 0
+    assert sum(e["event"] == "start" for e in Store(out / "store").events()) == starts
+    pd.testing.assert_frame_equal(pd.read_csv(tables / "cle_results.csv"), results)
+
+
+def test_failed_units_are_recorded_and_retried(grid_dir, tmp_path):
+    spec = load_grid_spec(grid_dir / "spec.yaml").model_copy(update={"methods": ["proc"], "pairs": ["aa-bb", "aa-dd"],
+                                                                      "sizes": ["100"]})
+    out = tmp_path / "out"
+    table = run_grid(spec, out, grid_dir, progress=False).set_index("pair")
+    assert table.loc["aa-bb", "status"] == "done"
+    assert table.loc["aa-dd", "status"] == "error" and "no such vectors file" in table.loc["aa-dd", "error"]
+    assert pd.read_csv(out / "tables" / "cle_averages.csv")["errors"].tolist() == [1]
+    (grid_dir / "aa-dd").symlink_to(grid_dir / "aa-bb")  # the missing files appear: a rerun retries that unit
+    try:
+        assert set(run_grid(spec, out, grid_dir, progress=False)["status"]) == {"done"}
+    finally:
+        (grid_dir / "aa-dd").unlink()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("methods: [proc]\npairs: [en-de]\nvectors: v.{lang}\ntest_dict: t\n", "needs a training dictionary"),
+    ("methods: [nope]\nvectors: v\ntest_dict: t\n", "unknown mapping method 'nope'"),
+    ("methods: [vecmap-unsup]\nvectors: v.{language}\ntest_dict: t\n", "unknown placeholder {language}"),
+    ("methods: [vecmap-unsup]\nvectors: v\ntest_dict: t\ncolour: red\n", "colour"),
+    ("methods: [vecmap-unsup]\npairs: [ende]\nvectors: v\ntest_dict: t\n", "a pair is 'src-tgt'"),
+    ("methods: [{method: proc-b, params: {limt: 5}}]\nvectors: v\ntrain_dict: d\ntest_dict: t\n",
+     "unknown parameter 'limt'"),
+    ("methods: [vecmap-unsup]\ntest_dict: t\n", "give either vectors"),
+    ("methods: [proc\n", "invalid YAML"),
+])
+def test_malformed_spec_is_one_line_error_exit_2(tmp_path, monkeypatch, capsys, text, message):
+    (tmp_path / "spec.yaml").write_text(text)
+    with pytest.raises(XlingError, match="spec.yaml"):
+        load_grid_spec(tmp_path / "spec.yaml")
+    code, err = _cli(monkeypatch, capsys, "cle", "grid", tmp_path / "spec.yaml", "-o", tmp_path / "out")
+    assert code == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_paper_defaults():
+    spec = CLEGridSpec(methods=["proc"], vectors="wiki.{lang}.vec", train_dict="{pair}/train.{size}.tsv",
+                       test_dict="{pair}/test.tsv")
+    assert len(spec.pair_list()) == 28 and spec.sizes == ["500", "1k", "3k", "5k"]
+
+
+def _cli(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """Run the ``xling`` entry point in-process: (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["xling", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return exit_.value.code or 0, capsys.readouterr().err
