@@ -17,7 +17,8 @@ import copy
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,81 +148,67 @@ def score_encoder(
 
     Columns follow the log-likelihood table of ``xling.score``: ``loglik`` is the cosine between the
     context's and the choice's embeddings, ``is_greedy`` marks the item's highest-scoring choice.
-    The base model is loaded once; each adapter is loaded beside it and switched on in turn (no merging).
+    The base model is loaded once; every adapter is attached beside it (unmerged) and switched on in
+    turn; each distinct text is embedded once per adapter.
     """
     import pandas as pd
     import torch
 
+    from xling.models.adapters import attach_adapters, check_adapter
+    from xling.models.causal import base_fingerprint
+    from xling.score import COLUMNS, _limit_items, peak_memory_bytes
+
     spec = spec or ScoreSpec()
-    items = list(items)[: spec.max_items] if spec.max_items else list(items)
+    adapters = dict(adapters) or {"base": None}
+    items = _limit_items(items, spec.max_items)
+    if not items:
+        raise XlingError("no items to score")
+    for label, path in adapters.items():
+        if path is not None and not Path(path).is_dir():
+            raise XlingError(f"adapter {label!r}: no such folder {str(path)!r}")
     encoder = Encoder(model)
-    net = _attach_adapters(encoder, adapters)
-    net.eval()
+    fingerprint = base_fingerprint(encoder.net)
+    slots = {label: None if path is None else f"a{i}" for i, (label, path) in enumerate(adapters.items())}
+    for label, path in adapters.items():
+        if path is not None:
+            check_adapter(Path(path), model.name, model.location, fingerprint)
+    encoder.net = attach_adapters(encoder.net, {slots[k]: Path(p) for k, p in adapters.items() if p is not None})
+    encoder.net.eval()
+
     texts = [t for item in items for t in (item.context, *item.choices)]
     n_tokens = {t: len(ids) for t, ids in zip(texts, encoder.tokenizer(texts, add_special_tokens=False)["input_ids"])}
-
     rows = []
-    for name, slot in zip(adapters, _slots(adapters)):
-        with _active(net, slot):
+    for label, slot in slots.items():
+        with _switched_on(encoder.net, slot):
             emb = encoder.embed_unique(texts, spec.batch_size)
         for item in items:
             scores = torch.stack([emb[item.context] @ emb[c] for c in item.choices]).tolist()
-            best = max(range(len(scores)), key=scores.__getitem__)
+            best = max(range(len(scores)), key=scores.__getitem__)  # ties go to the first choice, as in summarize
             for j, choice in enumerate(item.choices):
                 rows.append({
-                    "adapter": name, "task": item.task, "language": item.language, "item_id": item.id,
+                    "adapter": label, "task": item.task, "language": item.language, "item_id": item.id,
                     "choice": j, "loglik": scores[j], "n_tokens": n_tokens[choice], "n_chars": len(choice),
                     "n_bytes": len(choice.encode("utf-8")), "is_greedy": j == best, "is_gold": j == item.gold,
                     "kind": "encoder",
                 })
-    columns = ["adapter", "task", "language", "item_id", "choice", "loglik", "n_tokens", "n_chars", "n_bytes",
-               "is_greedy", "is_gold", "kind"]
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame.attrs["peak_memory_bytes"] = peak_memory_bytes(torch.device("cpu"))
+    return frame
 
 
-def _slots(adapters: Mapping[str, str | Path | None]) -> list[str | None]:
-    """PEFT adapter names: ``a0``, ``a1``… (user names may hold dots or slashes), None for the base."""
-    return [None if path is None else f"a{i}" for i, path in enumerate(adapters.values())]
-
-
-def _attach_adapters(encoder: Encoder, adapters: Mapping[str, str | Path | None]) -> Any:
-    """Load every adapter beside the base weights (unmerged); return the network to run."""
+@contextmanager
+def _switched_on(net: Any, slot: str | None) -> Iterator[None]:
+    """Run ``net`` with adapter ``slot`` active, or with every adapter off (the base) for None."""
     from peft import PeftModel
 
-    net = encoder.net
-    for slot, (name, path) in zip(_slots(adapters), adapters.items()):
-        if path is None:
-            continue
-        if not (Path(path) / "adapter_config.json").is_file():
-            raise XlingError(f"adapter {name!r}: {path} has no adapter_config.json")
-        if isinstance(net, PeftModel):
-            net.load_adapter(str(path), adapter_name=slot)
-        else:
-            net = PeftModel.from_pretrained(net, str(path), adapter_name=slot)
-    encoder.net = net
-    return net
-
-
-class _active:
-    """Context manager: run ``net`` with adapter ``slot`` switched on, or with all adapters off for the base."""
-
-    def __init__(self, net: Any, slot: str | None) -> None:
-        self.net, self.slot, self._ctx = net, slot, None
-
-    def __enter__(self) -> None:
-        from peft import PeftModel
-
-        if not isinstance(self.net, PeftModel):
-            return
-        if self.slot is None:
-            self._ctx = self.net.disable_adapter()
-            self._ctx.__enter__()
-        else:
-            self.net.set_adapter(self.slot)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._ctx is not None:
-            self._ctx.__exit__(*exc)
+    if not isinstance(net, PeftModel):
+        yield
+    elif slot is None:
+        with net.disable_adapter():
+            yield
+    else:
+        net.set_adapter(slot)
+        yield
 
 
 # --- training ----------------------------------------------------------------------------------------
@@ -240,14 +227,19 @@ def train_encoder(
 
     Steps per batch: embed contexts and choices, cosine / temperature, cross-entropy against the gold
     choice, AdamW with linear warm-up and decay. Seeded (data order, dropout, LoRA init) and
-    deterministic on CPU. Returns the training log: per-epoch train/validation loss and the kept epoch.
+    deterministic on CPU. ``lora.target_modules == "all-linear"`` means ``query, key, value, dense`` (the
+    pooler is never adapted: sentence embeddings do not use it). Returns the training log: per-epoch
+    train/validation loss (and validation accuracy), the kept epoch, as ``xling.train`` writes it.
     """
     import torch
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
     from transformers import get_linear_schedule_with_warmup
 
+    from xling.models.adapters import quiet_peft, write_adapter_meta
+    from xling.models.causal import base_fingerprint
+
     lora, train = lora or LoraSpec(), train or TrainSpec()
-    train_items = list(train_items)[: train.max_train_items] if train.max_train_items else list(train_items)
+    train_items, val_items = list(train_items), list(val_items)
     if not train_items:
         raise XlingError(f"model {model.name!r}: no training items")
     started = time.perf_counter()
@@ -257,7 +249,9 @@ def train_encoder(
     targets = ENCODER_TARGET_MODULES if lora.target_modules == "all-linear" else list(lora.target_modules)
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
                         exclude_modules=["pooler.dense"])  # the pooler is unused by sentence embeddings
-    encoder.net = get_peft_model(encoder.net, config)
+    fingerprint = base_fingerprint(encoder.net)
+    with quiet_peft():
+        encoder.net = get_peft_model(encoder.net, config)
     if train.gradient_checkpointing:
         encoder.net.gradient_checkpointing_enable()
     params = [p for p in encoder.net.parameters() if p.requires_grad]
@@ -290,12 +284,14 @@ def train_encoder(
 
     set_peft_model_state_dict(encoder.net, best_state)
     encoder.net.save_pretrained(str(out_dir))
+    write_adapter_meta(Path(out_dir), model.name, model.location, fingerprint)
     return {
-        "kind": "encoder",
         "epochs": epochs,
         "kept_epoch": kept_epoch,
+        "best_val_loss": None if best_loss == math.inf else best_loss,
         "n_train": len(train_items),
         "n_val": len(val_items),
+        "steps": steps,
         "seconds": round(time.perf_counter() - started, 2),
     }
 
