@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-_CHUNK = 64 * 1024 * 1024 // 8  # draws x cells per chunk (~64 MB of float64)
+_CHUNK = 1 << 20  # values gathered per block (8 MB of float64)
 
 
 def _percentiles(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -41,11 +41,13 @@ def grouped_bootstrap_means(
     out = np.full((n_boot, n_groups), np.nan)
     for n in np.unique(sizes[sizes > 0]):
         groups = np.flatnonzero(sizes == n)
-        idx = rng.integers(0, n, size=(n_boot, n))
-        chunk = max(1, _CHUNK // (n_boot * n))
-        for g0 in range(0, len(groups), chunk):
-            g = groups[g0 : g0 + chunk]
-            out[:, g] = x[starts[g][:, None, None] + idx[None]].mean(axis=2).T
+        b_chunk = max(1, min(n_boot, _CHUNK // n))  # blocks of ~_CHUNK values stay in cache
+        g_chunk = max(1, _CHUNK // (b_chunk * n))
+        for b0 in range(0, n_boot, b_chunk):
+            idx = rng.integers(0, n, size=(min(b_chunk, n_boot - b0), n))
+            for g0 in range(0, len(groups), g_chunk):
+                g = groups[g0 : g0 + g_chunk]
+                out[b0 : b0 + len(idx), g] = x[starts[g][:, None, None] + idx[None]].mean(axis=2).T
     return out
 
 
