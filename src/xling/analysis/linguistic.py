@@ -10,6 +10,7 @@ from lang2vec's data, see ``uriel_vectors``); a language URIEL does not know is 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -84,6 +85,13 @@ _MACRO = {
 }
 
 
+@lru_cache(maxsize=4)
+def _database(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(langs, feats, sources, data) of one lang2vec archive, loaded once per process."""
+    with np.load(_data_file(filename), allow_pickle=False) as db:
+        return db["langs"], db["feats"], db["sources"], db["data"]
+
+
 def uriel_vectors(iso3: list[str], feature_set: str) -> dict[str, np.ndarray]:
     """URIEL vectors (NaN = missing) of the languages it knows, as ``lang2vec.get_features`` returns them.
 
@@ -92,8 +100,7 @@ def uriel_vectors(iso3: list[str], feature_set: str) -> dict[str, np.ndarray]:
     well under a second; ``tests/test_analysis_linguistic.py`` checks equality with ``get_features``.
     """
     filename, source, prefix = _SETS[feature_set]
-    with np.load(_data_file(filename), allow_pickle=False) as db:
-        langs, feats, sources, data = db["langs"], db["feats"], db["sources"], db["data"]
+    langs, feats, sources, data = _database(filename)
     index = {str(code): i for i, code in enumerate(langs)}
     feat_idx = np.array([i for i, f in enumerate(feats) if str(f).startswith(prefix)])
     src_idx = np.flatnonzero(sources == source)
