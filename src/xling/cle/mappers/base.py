@@ -9,13 +9,30 @@ order (row 0 is the most frequent word); ``pairs`` is an ``(n, 2)`` integer arra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any, TypeVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from xling.cle.normalize import check_steps, normalize
 from xling.errors import XlingError
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def single_threaded(func: F) -> F:
+    """Run ``func`` with one BLAS/LAPACK thread: for d x d factorisations threads cost more than they save
+    (on a loaded 2-core machine a 50 x 50 Procrustes SVD took 0.25 s with two threads, 4 ms with one)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def check_space(X: Any, name: str) -> np.ndarray:

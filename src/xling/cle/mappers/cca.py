@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from xling.cle.mappers.base import Mapper, check_pairs
+from xling.cle.mappers.base import Mapper, check_pairs, single_threaded
 from xling.errors import XlingError
 
 
@@ -31,6 +31,7 @@ def inverse_sqrt(C: np.ndarray) -> np.ndarray:
     return (vecs / np.sqrt(vals)) @ vecs.T
 
 
+@single_threaded
 def canonical_directions(
     Xd: np.ndarray, Zd: np.ndarray, reg: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 from scipy.linalg import orthogonal_procrustes
 
-from xling.cle.mappers.base import Mapper, check_pairs, check_same_dim
+from xling.cle.mappers.base import Mapper, check_pairs, check_same_dim, single_threaded
 
 
+@single_threaded
 def procrustes_map(Xd: np.ndarray, Zd: np.ndarray) -> np.ndarray:
     """The orthogonal ``W`` minimising ``||Xd W - Zd||_F`` (``U V^T`` of ``svd(Xd^T Zd)``), float64 inside."""
     W, _ = orthogonal_procrustes(Xd.astype(np.float64), Zd.astype(np.float64), check_finite=False)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from xling.cle.mappers.base import Mapper, check_pairs, check_same_dim
+from xling.cle.mappers.base import Mapper, check_pairs, check_same_dim, single_threaded
 from xling.cle.normalize import VECMAP_ORDER
 from xling.errors import XlingError
 
@@ -59,6 +59,7 @@ def reduce_dim(W: np.ndarray, k: int | None) -> np.ndarray:
     return W if not k else W[:, :k]
 
 
+@single_threaded
 def multistep_maps(
     Xd: np.ndarray,
     Zd: np.ndarray,
