@@ -154,6 +154,15 @@ def _normalise_keys(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def model_size_billions(sizes: pd.Series) -> pd.Series:
+    """Model sizes in billions: numbers stay, strings such as ``1.5B`` or ``22M`` are parsed, others are NaN."""
+    from xling.analysis.meta import parse_size
+
+    numeric = pd.to_numeric(sizes, errors="coerce")
+    parsed = sizes.map(lambda v: parse_size(str(v)) if pd.notna(v) else float("nan"))
+    return numeric.fillna(parsed).astype(float)
+
+
 def validate_release(df: pd.DataFrame, source: str = "results", metric: str = HEADLINE_METRIC) -> pd.DataFrame:
     """Check a release-schema table and return it with a clean ``regime`` column."""
     _check_columns(df, RELEASE_COLUMNS, source, "release")
@@ -166,7 +175,8 @@ def validate_release(df: pd.DataFrame, source: str = "results", metric: str = HE
     _check_finite(df, ["n_seeds", metric], source)
     multi_seed = pd.to_numeric(df["n_seeds"]) >= 2
     _check_finite(df, [se_column(metric)], source, allow_nan=~multi_seed)
-    numeric = [c for c in RELEASE_COLUMNS if c not in KEYS and c != "regime"]
+    df["model_size"] = model_size_billions(df["model_size"])
+    numeric = [c for c in RELEASE_COLUMNS if c not in KEYS and c not in ("regime", "model_size")]
     for col in numeric:
         vals = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
         if np.isinf(vals).any():
@@ -193,7 +203,7 @@ def validate_long(df: pd.DataFrame, source: str = "results") -> pd.DataFrame:
     _check_keys(df, KEYS + ["seed"], source)
     df = _normalise_keys(df)
     _check_finite(df, ["seed", *METRICS], source)
-    size = pd.to_numeric(df["model_size"], errors="coerce")
+    size = model_size_billions(df["model_size"])
     if np.isinf(size).any():
         raise XlingError(f"{source}: column 'model_size': {int(np.isinf(size).sum())} rows are infinite")
     for col in METRICS:

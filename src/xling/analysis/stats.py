@@ -70,7 +70,7 @@ def group_summary(
     work = df[by + [value]].copy()
     work["_pos"] = (work[value] > positive_threshold) * 100.0
     work["_harm"] = (work[value] <= -harm_threshold) * 100.0
-    grouped = work.groupby(by, sort=True, observed=True)
+    grouped = work.groupby(by, sort=True, observed=True, dropna=False)  # an unknown size is a group too
     out = grouped[value].agg(n="size", mean="mean", median="median").reset_index()
     out["positive_rate"] = grouped["_pos"].mean().to_numpy()
     out["harm_rate"] = grouped["_harm"].mean().to_numpy()

@@ -24,6 +24,8 @@ def long_table(plan: Plan, store: Store) -> pd.DataFrame:
     """One row per (model, source cell, seed, target cell) with fine-tuned and base acc / acc_norm."""
     import duckdb
 
+    from xling.analysis.meta import parse_size
+
     base_key = {u.model.name: u.key for u in plan.base_scores}
     meta = pd.DataFrame(
         [
@@ -31,7 +33,7 @@ def long_table(plan: Plan, store: Store) -> pd.DataFrame:
                 "key": u.key,
                 "base_key": base_key[u.model.name],
                 "model_name": u.model.name,
-                "model_size": u.model.size or "",
+                "model_size": parse_size(u.model.size or u.model.name),  # billions, NaN when unknown
                 "fine_tuned_dataset": plan.task_labels[u.adapter.source.task],
                 "fine_tuned_language": u.adapter.source.language,
                 "seed": u.adapter.seed,
