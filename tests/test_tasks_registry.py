@@ -138,6 +138,9 @@ def test_prepare_caches_and_upstream_manifest_aligns(fake_hub, tmp_path):
     by_lang = load_aligned("truthfulqa", ["en", "de"], "test")  # from the cache: no hub call
     assert len(fake_hub) == n_calls
     assert [i.id for i in by_lang["de"]] == ["5", "1", "8"]
+    default = DataSpec(tasks=["arc_challenge"], languages=["fr"], splits=["test"], source="upstream")
+    prepare_data(default)  # no manifest: the aligned release's English ids (0..3) pick the upstream rows
+    assert [i.id for i in load_items("arc_challenge", "fr", "test")] == [f"Mercury_{i}" for i in range(4)]
     manifest.write_text(json.dumps({"test": ["5", "99"]}))
     with pytest.raises(XlingError, match="manifest ids are missing"):
         prepare_data(spec)

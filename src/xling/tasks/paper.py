@@ -4,8 +4,8 @@ Sources (``datasets.load_dataset``; ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` a
 
 - ``aligned`` (default): the released aligned subsets ``Dr4kl3s/*`` (one config per language, train 300 /
   test 400; Global-MMLU 215/400);
-- ``upstream``: the original multilingual datasets filtered by an id manifest (``{split: [ids]}``), so every
-  language uses the same items.
+- ``upstream``: the original multilingual datasets filtered by an id manifest (``{split: [ids]}``; by default
+  the ids of the aligned release's English config), so every language uses the same items.
 
 ``xling data prepare`` writes normalised items to the local cache (``$XLING_CACHE``, default
 ``~/.cache/xling``), after which ``load_paper_items`` runs offline. Rows are normalised per benchmark into
@@ -166,8 +166,10 @@ def fetch_items(name: str, language: str, split: str, source: str = "aligned",
     if source == "aligned":
         rows = _hub_rows(ALIGNED[name], language, split)
     elif source == "upstream":
-        if not manifest or split not in manifest:
-            raise XlingError(f"{name}: upstream source needs an id manifest with split {split!r}")
+        if manifest is None:  # the aligned release's English ids define the items
+            manifest = {split: [_row_id(row) for row in _hub_rows(ALIGNED[name], "en", split)]}
+        if split not in manifest:
+            raise XlingError(f"{name}: the id manifest has no split {split!r} (has {', '.join(manifest)})")
         rows = select_by_manifest(_hub_rows(UPSTREAM[name], language, None), manifest[split],
                                   f"{UPSTREAM[name]} {language}")
     else:
