@@ -3,7 +3,8 @@
 lm-eval runs in-process (``simple_evaluate`` with ``model="hf"``, ``pretrained=<tiny folder>``) on local
 lm-eval task YAMLs; xling loads the same YAMLs and scores them. The tasks cover the rules that matter:
 trailing whitespace in the context, non-Latin text, left truncation past the context length (the tiny
-model has 64 positions), multi-token continuations and single-token letter continuations (one forward per item).
+model has 64 positions), empty contexts (BOS as the context), multi-token continuations and single-token
+letter continuations (one forward per item), and a chat template.
 """
 
 from __future__ import annotations
@@ -57,10 +58,14 @@ def setup(tmp_path_factory):
         '\\nD. {{choices[3]}}\\nAnswer:"\n'
         "doc_to_choice: \"{{['A', 'B', 'C', 'D']}}\"\ndoc_to_target: letter\n"
         "metric_list:\n  - metric: acc\n")
+    (root / "par_empty.yaml").write_text(
+        f"task: par_empty\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+        "test_split: test\noutput_type: multiple_choice\n"
+        "doc_to_text: \"{{'' if id in ['d1', 'd4'] else question}}\"\ndoc_to_choice: choices\ndoc_to_target: answer\n")
     return root, model
 
 
-def run_lmeval(root, model, tasks=("par_cont", "par_letters"), chat=False):
+def run_lmeval(root, model, tasks=("par_cont", "par_letters", "par_empty"), chat=False):
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -84,9 +89,10 @@ def test_loglikelihoods_equal_lmeval(setup):
 
     root, model = setup
     ref, ref_results = run_lmeval(root, model)
-    items = load_items(str(root / "par_cont.yaml"), "und", "test") + load_items(str(root / "par_letters.yaml"), "und", "test")
+    items = [it for t in ("par_cont", "par_letters", "par_empty") for it in load_items(str(root / f"{t}.yaml"), "und", "test")]
+    assert sum(it.context == "" for it in items) == 2
     df = score_items(ModelSpec(name="tiny", path=str(model)), {"base": None}, items, ScoreSpec(batch_size=3))
-    assert len(df) == len(ref) == 14 * 4 * 2
+    assert len(df) == len(ref) == 14 * 4 * 3
     ours = np.array([df_row.loglik for df_row in df.itertuples()])
     theirs = np.array([ref[(r.task, r.item_id, r.choice)] for r in df.itertuples()])
     assert np.abs(ours - theirs).max() < 1e-4
