@@ -231,19 +231,19 @@ def _limit_items(items: Sequence[MCItem], max_items: int | None) -> list[MCItem]
 
 
 def score_items(model: ModelSpec, adapters: Mapping[str, str | Path | None], items: Sequence[MCItem],
-                spec: ScoreSpec = ScoreSpec(), *, progress: bool = False) -> pd.DataFrame:
+                spec: ScoreSpec = ScoreSpec(), *, progress: bool = False,
+                checkpoint_dir: str | Path | None = None) -> pd.DataFrame:
     """Log-likelihood of every choice of every item under every entry of ``adapters`` (label → adapter folder,
     or ``None`` for the base model). Returns one row per (adapter, item, choice), columns ``COLUMNS``;
-    ``attrs['peak_memory_bytes']`` holds the peak memory."""
+    ``attrs['peak_memory_bytes']`` holds the peak memory.
+
+    Items are scored one (task, language) cell at a time; with ``checkpoint_dir`` each finished cell is saved
+    there and a rerun after an interruption loads it instead of scoring it again.
+    """
     if model.kind == "encoder":
         from xling.models.encoder import score_encoder
 
         return score_encoder(model, adapters, items, spec)
-    import torch
-
-    from xling.models.adapters import attach_adapters, check_adapter
-    from xling.models.causal import load_causal
-
     adapters = dict(adapters) or {"base": None}
     items = _limit_items(items, spec.max_items)
     if not items:
@@ -251,36 +251,85 @@ def score_items(model: ModelSpec, adapters: Mapping[str, str | Path | None], ite
     for label, path in adapters.items():
         if path is not None and not Path(path).is_dir():
             raise XlingError(f"adapter {label!r}: no such folder {str(path)!r}")
-    lm = load_causal(model)
-    internal = {label: (BASE if path is None else f"a{i}") for i, (label, path) in enumerate(adapters.items())}
-    for label, path in adapters.items():
-        if path is not None:
-            check_adapter(Path(path), model.name, model.location, lm.fingerprint)
-    net = attach_adapters(lm.model, {internal[k]: Path(p) for k, p in adapters.items() if p is not None})
-    use_adapters = net is not lm.model
-    if lm.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(lm.device)
+    cells: dict[tuple[str, str], list[MCItem]] = {}
+    for it in items:
+        cells.setdefault((it.task, it.language), []).append(it)
+    scorer, frames, peak = None, [], 0
+    for cell_items in _progress(list(cells.values()), progress, "scoring cells"):
+        saved = _checkpoint_path(checkpoint_dir, model, adapters, spec, cell_items)
+        if saved is not None and saved.is_file():
+            frames.append(pd.read_parquet(saved))
+            continue
+        scorer = scorer or _Scorer(model, adapters, spec)
+        frame = scorer.score(cell_items)
+        peak = max(peak, frame.attrs["peak_memory_bytes"])
+        if saved is not None:
+            from xling.io import atomic_file
 
-    chat = model.chat_template if spec.chat_template is None else spec.chat_template
-    encoded = encode_items(items, lm.tokenizer, spec.prompt_format, chat)
-    rows = plan_rows(encoded, lm.max_length)
-    labels = list(adapters)
-    names = list(dict.fromkeys(internal[label] for label in labels))  # the base once, however many labels
-    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    loglik = np.full((len(names), len(encoded)), np.nan)
-    greedy = np.zeros((len(names), len(encoded)), dtype=bool)
-    batches = [(r0, a0) for r0 in range(0, len(rows), spec.batch_size)
-               for a0 in range(0, len(names), spec.adapters_per_batch)]
-    for r0, a0 in _progress(batches, progress, "scoring"):
-        group = names[a0:a0 + spec.adapters_per_batch]
-        ll, gr = forward_rows(net, rows[r0:r0 + spec.batch_size], group, len(encoded), lm.device, pad_id,
-                              use_adapters)
-        done = ~np.isnan(ll)
-        loglik[a0:a0 + len(group)][done] = ll[done]
-        greedy[a0:a0 + len(group)] |= gr
-    frame = _frame(items, encoded, labels, [names.index(internal[x]) for x in labels], loglik, greedy, model.kind)
-    frame.attrs["peak_memory_bytes"] = peak_memory_bytes(lm.device)
-    return frame
+            with atomic_file(saved, "wb") as fh:
+                frame.to_parquet(fh, index=False)
+        frames.append(frame)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["peak_memory_bytes"] = peak
+    return out
+
+
+def _checkpoint_path(folder, model: ModelSpec, adapters: Mapping, spec: ScoreSpec, items) -> Path | None:
+    """Where a cell's finished scores are kept: keyed by model, adapters, options and the items' content."""
+    if folder is None:
+        return None
+    import hashlib
+    import json
+
+    from xling.tasks.registry import items_fingerprint
+
+    key = json.dumps([model.model_dump(mode="json"), {k: str(v) for k, v in adapters.items()},
+                      spec.model_dump(mode="json"), items_fingerprint(items)], sort_keys=True)
+    return Path(folder) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.parquet"
+
+
+class _Scorer:
+    """The base model loaded once with every adapter attached (unmerged); scores lists of items."""
+
+    def __init__(self, model: ModelSpec, adapters: Mapping[str, str | Path | None], spec: ScoreSpec):
+        import torch
+
+        from xling.models.adapters import attach_adapters, check_adapter
+        from xling.models.causal import load_causal
+
+        self.model, self.spec = model, spec
+        self.lm = load_causal(model)
+        self.internal = {label: (BASE if path is None else f"a{i}") for i, (label, path) in enumerate(adapters.items())}
+        for label, path in adapters.items():
+            if path is not None:
+                check_adapter(Path(path), model.name, model.location, self.lm.fingerprint)
+        self.net = attach_adapters(self.lm.model, {self.internal[k]: Path(p) for k, p in adapters.items()
+                                                   if p is not None})
+        self.labels = list(adapters)
+        self.names = list(dict.fromkeys(self.internal[label] for label in self.labels))  # the base once
+        if self.lm.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.lm.device)
+
+    def score(self, items: Sequence[MCItem]) -> pd.DataFrame:
+        lm, spec, names = self.lm, self.spec, self.names
+        chat = self.model.chat_template if spec.chat_template is None else spec.chat_template
+        encoded = encode_items(items, lm.tokenizer, spec.prompt_format, chat)
+        rows = plan_rows(encoded, lm.max_length)
+        pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+        loglik = np.full((len(names), len(encoded)), np.nan)
+        greedy = np.zeros((len(names), len(encoded)), dtype=bool)
+        for r0 in range(0, len(rows), spec.batch_size):
+            for a0 in range(0, len(names), spec.adapters_per_batch):
+                group = names[a0:a0 + spec.adapters_per_batch]
+                ll, gr = forward_rows(self.net, rows[r0:r0 + spec.batch_size], group, len(encoded), lm.device,
+                                      pad_id, self.net is not lm.model)
+                done = ~np.isnan(ll)
+                loglik[a0:a0 + len(group)][done] = ll[done]
+                greedy[a0:a0 + len(group)] |= gr
+        frame = _frame(items, encoded, self.labels, [names.index(self.internal[x]) for x in self.labels], loglik,
+                       greedy, self.model.kind)
+        frame.attrs["peak_memory_bytes"] = peak_memory_bytes(lm.device)
+        return frame
 
 
 def _progress(seq, enabled: bool, what: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -104,14 +105,18 @@ def evaluate(
         for lang_items in load_aligned(t, langs, score.split).values():
             items += lang_items
     _check_fresh(out)
-    loglik = score_items(spec, adapters, items, score, progress=True)
+    partial = out.parent / f".{out.name}.partial"  # finished cells; an interrupted run resumes from them
+    console = Console()
+    if partial.is_dir():
+        console.print(f"resuming: {len(list(partial.glob('*.parquet')))} finished cell(s) in {partial}")
+    loglik = score_items(spec, adapters, items, score, progress=True, checkpoint_dir=partial)
     write_outputs(loglik, out, {"model": spec, "adapters": adapters, "tasks": task, "languages": lang,
                                 "score": score})
+    shutil.rmtree(partial, ignore_errors=True)
     table = Table("adapter", "task", "language", "n", "acc", "acc_norm", "acc_bytes")
     for row in summarize(loglik).itertuples(index=False):
         table.add_row(row.adapter, row.task, row.language, str(row.n), f"{row.acc:.4f}", f"{row.acc_norm:.4f}",
                       f"{row.acc_bytes:.4f}")
-    console = Console()
     console.print(table)
     peak = loglik.attrs.get("peak_memory_bytes") or 0
     console.print(f"wrote {out}/loglikelihoods.parquet and {out}/scores.csv; peak memory {peak / 2**20:.0f} MiB")
