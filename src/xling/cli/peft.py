@@ -11,7 +11,7 @@ import typer
 from pydantic import Field
 
 from xling.cli.app import app, data_app
-from xling.config import LoraSpec, ModelSpec, ScoreSpec, Spec, TrainSpec, load_spec
+from xling.config import LoraSpec, ModelSpec, ScoreSpec, Spec, TrainSpec, load_spec, parse_spec
 from xling.errors import XlingError
 
 
@@ -38,8 +38,8 @@ def model_spec(arg: Optional[str], kind: str, config: EngineConfig) -> ModelSpec
         return load_spec(ModelSpec, arg)
     local = Path(arg).expanduser()
     if local.exists() or arg.startswith((".", "/", "~")):
-        return ModelSpec(name=local.name, path=str(local), kind=kind)
-    return ModelSpec(name=arg, kind=kind)
+        return parse_spec(ModelSpec, {"name": local.resolve().name, "path": str(local), "kind": kind}, "--model")
+    return parse_spec(ModelSpec, {"name": arg, "kind": kind}, "--model")
 
 
 def _check_fresh(out: Path) -> None:
