@@ -94,12 +94,12 @@ def test_training_is_deterministic_for_a_seed(model, tmp_path):
     items = load_items("region", "fr", "train")[:8]
     spec = TrainSpec(epochs=1, lr=1e-3, batch_size=4)
     weights = []
-    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        log = train_encoder(model, items[:6], items[6:], seed, tmp_path / name, LORA, spec)
+    for name in ("a", "b"):
+        log = train_encoder(model, items[:6], items[6:], 5, tmp_path / name, LORA, spec)
         weights.append(load_file(tmp_path / name / "adapter_model.safetensors"))
-        assert log["epochs"][0]["val_loss"] is not None
+        assert log["epochs"][0]["val_loss"] is not None and log["kept_epoch"] == 1
     assert weights[0].keys() == weights[1].keys() and all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
-    assert any(not np.array_equal(weights[0][k], weights[2][k]) for k in weights[0])
+    assert any(np.abs(v).max() > 0 for k, v in weights[0].items() if "lora_B" in k)  # B starts at zero: it trained
     assert not any("pooler" in k for k in weights[0])
 
 

@@ -20,8 +20,8 @@ from xling.tasks.mini.generate import LANGUAGES, TASK_STEPS, render_items, split
 TASKS: tuple[str, ...] = tuple(TASK_STEPS)
 SPLITS: tuple[str, ...] = ("train", "test")
 DEFAULT_SEED = 0
-DEFAULT_N_TRAIN = 56
-DEFAULT_N_TEST = 56
+DEFAULT_N_TRAIN = 52
+DEFAULT_N_TEST = 52
 
 __all__ = ["LANGUAGES", "SPLITS", "TASKS", "load_items"]
 

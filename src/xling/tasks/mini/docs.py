@@ -42,8 +42,9 @@ Regenerate this page with `python -m xling.tasks.mini.docs > docs/xling-mini.md`
 """
 
 _ABOUT = {
-    "calendar": "Which month or weekday is one to three months or days after or before the one named. "
-    "Distractors: other months or weekdays (never the one named).",
+    "calendar": "Which month is one to four months after or before the one named, or which weekday is the day "
+    "after or before. Distractors: months or weekdays farther from the one named than the answer (never the "
+    "one at the same distance in the other direction).",
     "currency": "Which currency a country uses (countries with one legal tender; a currency shared by many "
     f"countries is the answer at most {generate._MAX_SHARED_GOLD} times). Distractors: currencies of other "
     "countries, two of them from the same continent.",

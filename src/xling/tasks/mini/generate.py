@@ -58,19 +58,26 @@ def _pick_distractors(rng: random.Random, gold: object, near: Sequence, far: Seq
 
 # --- calendar: which month/weekday is n months/days after or before the given one -----------------
 
+_CALENDAR_OFFSETS = {"month": (12, (-4, -3, -2, -1, 1, 2, 3, 4)), "day": (7, (-1, 1))}
+
 
 def calendar_facts(rng: random.Random) -> list[Fact]:
-    """Every (unit, start, offset) with offsets ±1..3; distractors: the wrong direction and off-by-one."""
+    """Every (unit, start, offset): months ±1..4, weekdays ±1. Distractors: months or weekdays farther from
+    the named one than the answer (so the same-distance month in the wrong direction is never offered)."""
     facts = []
-    for unit, period in (("month", 12), ("day", 7)):
+    for unit, (period, offsets) in _CALENDAR_OFFSETS.items():
         for start in range(period):
-            for offset in (-3, -2, -1, 1, 2, 3):
+            for offset in offsets:
                 gold = (start + offset) % period
-                far = [i for i in range(period) if i != start]
-                distractors = _pick_distractors(rng, gold, [], far, 0)
+                farther = [i for i in range(period) if _circular_distance(i, start, period) > abs(offset)]
+                distractors = _pick_distractors(rng, gold, [], farther, 0)
                 key = f"{unit}{start + 1:02d}{offset:+d}"
                 facts.append(_with_gold(rng, key, (unit, start, offset), gold, distractors))
     return facts
+
+
+def _circular_distance(a: int, b: int, period: int) -> int:
+    return min((a - b) % period, (b - a) % period)
 
 
 def calendar_render(fact: Fact, language: str) -> tuple[str, tuple[str, ...]]:
