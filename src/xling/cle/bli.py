@@ -66,8 +66,10 @@ def metrics_from_ranks(ranks: np.ndarray, n_oov: int = 0, oov: OOVPolicy = "skip
 def unit_rows(x: np.ndarray, *, inplace: bool = False) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero), so dot products are cosines."""
     out = x if inplace else x.copy()
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    np.divide(out, norms, out=out, where=norms > 0)
+    for i in range(0, len(out), 16384):  # a block at a time: np.linalg.norm would square a full-size copy
+        block = out[i:i + 16384]
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))[:, None]
+        np.divide(block, norms, out=block, where=norms > 0)
     return out
 
 
