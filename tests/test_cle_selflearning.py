@@ -41,13 +41,12 @@ def _reference_induction(X: np.ndarray, Z: np.ndarray, k: int):
 
 @pytest.mark.parametrize("store", [True, False])
 def test_deterministic_induction_equals_csls_by_definition(monkeypatch, store):
-    monkeypatch.setattr(sl, "BLOCK_ROWS", 37)  # several blocks, uneven last one
-    if not store:
-        monkeypatch.setattr(sl, "STORE_BYTES", 0)  # recompute S instead of keeping it
+    monkeypatch.setattr(sl, "BLOCK_BYTES", 37 * 8 * 150)  # several blocks, uneven last one
     rng = np.random.default_rng(0)
     X = sl.normalize(rng.standard_normal((150, 8)), ("unit",))
     Z = sl.normalize(rng.standard_normal((130, 8)), ("unit",))
-    pairs, objective = sl.induce_dictionary(X, Z, keep_prob=1.0, csls_k=10, direction="union", rng=rng)
+    S = sl.similarity_buffer(150, 130) if store else None  # without it, S is recomputed
+    pairs, objective = sl.induce_dictionary(X, Z, keep_prob=1.0, csls_k=10, direction="union", rng=rng, S=S)
     ref_pairs, ref_objective = _reference_induction(X, Z, 10)
     assert np.array_equal(pairs, ref_pairs)
     assert objective == pytest.approx(ref_objective, abs=1e-6)

@@ -77,8 +77,9 @@ def _combine(forward: np.ndarray, backward: np.ndarray, direction: Direction) ->
 
 #: Largest similarity matrix (bytes) kept between the passes of one induction; larger ones are recomputed.
 STORE_BYTES = 2 * 2**30
-#: Rows of one similarity block.
-BLOCK_ROWS = 2048
+#: Bytes of the largest temporary of one block (its int64 candidate indices). Kept under glibc's 32 MB mmap
+#: threshold so that blocks reuse heap memory instead of faulting in fresh pages every time.
+BLOCK_BYTES = 16 * 2**20
 
 
 def _top_k(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,12 +101,18 @@ def _sampled_choice(A: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     return top[rows, order[rows, ranks - 1]]
 
 
-def _spans(n: int) -> list[slice]:
-    return [slice(i, min(n, i + BLOCK_ROWS)) for i in range(0, n, BLOCK_ROWS)]
+def _spans(n: int, n_cols: int) -> list[slice]:
+    step = max(1, BLOCK_BYTES // (8 * n_cols))
+    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+def similarity_buffer(n_src: int, n_tgt: int) -> np.ndarray | None:
+    """Room for ``S`` between the passes of an induction, or None when it is too large (then recomputed)."""
+    return np.empty((n_src, n_tgt), dtype=np.float32) if 4 * n_src * n_tgt <= STORE_BYTES else None
 
 
 def induce_dictionary(Xc: np.ndarray, Zc: np.ndarray, *, keep_prob: float, csls_k: int, direction: Direction,
-                      rng: np.random.Generator) -> tuple[np.ndarray, float]:
+                      rng: np.random.Generator, S: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """STEP 2: CSLS dictionary induction with stochastic dropout; returns ``(pairs, objective)``.
 
     ``Xc``/``Zc`` are the mapped spaces cut to the vocabulary cutoff (unit rows give cosines). Forward: each
@@ -115,23 +122,21 @@ def induce_dictionary(Xc: np.ndarray, Zc: np.ndarray, *, keep_prob: float, csls_
 
     Why not ``xling.cle.retrieval``: its functions each compute their own products, while induction needs
     both directions' CSLS terms, best similarities and sampled ranks; here one pass over ``S = Xc Zc^T``
-    and one over ``S^T`` give all of them (vecmap computes four products per iteration).
+    and one over ``S^T`` give all of them (vecmap computes four products per iteration). ``S``: an optional
+    ``similarity_buffer`` reused across iterations; without one, pass 3 recomputes the products.
     """
     n_src, n_tgt = len(Xc), len(Zc)
     ranks_fwd = rng.geometric(keep_prob, size=n_src)
     ranks_bwd = rng.geometric(keep_prob, size=n_tgt)
-    S = np.empty((n_src, n_tgt), dtype=np.float32) if 4 * n_src * n_tgt <= STORE_BYTES else None
     r_src, best_fwd = np.empty(n_src, dtype=np.float32), np.empty(n_src, dtype=np.float32)
     r_tgt, best_bwd = np.empty(n_tgt, dtype=np.float32), np.empty(n_tgt, dtype=np.float32)
     pick_fwd, pick_bwd = np.empty(n_src, dtype=np.int64), np.empty(n_tgt, dtype=np.int64)
     # pass 1, source rows of S: r(x) and each source's best similarity
-    for b in _spans(n_src):
-        block = Xc[b] @ Zc.T
-        if S is not None:
-            S[b] = block
+    for b in _spans(n_src, n_tgt):
+        block = np.matmul(Xc[b], Zc.T, out=S[b]) if S is not None else Xc[b] @ Zc.T
         r_src[b], best_fwd[b] = _top_k(block, csls_k)
     # pass 2, target rows of S^T: r(z), each target's best similarity, backward induction
-    for b in _spans(n_tgt):
+    for b in _spans(n_tgt, n_src):
         block = Zc[b] @ Xc.T
         r_tgt[b], best_bwd[b] = _top_k(block, csls_k)
         if direction != "forward":
@@ -139,7 +144,7 @@ def induce_dictionary(Xc: np.ndarray, Zc: np.ndarray, *, keep_prob: float, csls_
             pick_bwd[b] = _sampled_choice(block, ranks_bwd[b])
     # pass 3, forward induction (needs every r(z))
     if direction != "backward":
-        for b in _spans(n_src):
+        for b in _spans(n_src, n_tgt):
             block = S[b] if S is not None else Xc[b] @ Zc.T
             block -= r_tgt / 2
             pick_fwd[b] = _sampled_choice(block, ranks_fwd[b])
@@ -250,6 +255,7 @@ class VecMapSelfLearning(Mapper):
             pairs = check_pairs(pairs, len(Xn), len(Zn), name="seed dictionary")
         rng = np.random.default_rng(self.seed)
         Xc, Zc = Xn[: self.vocabulary_cutoff], Zn[: self.vocabulary_cutoff]
+        S = similarity_buffer(len(Xc), len(Zc))
         keep_prob, best, it, last_improvement = self.stochastic_initial, -np.inf, 1, 0
         self.history_: list[dict[str, float]] = []
         self.converged_ = True
@@ -269,7 +275,7 @@ class VecMapSelfLearning(Mapper):
                 W = procrustes_map(Xn[pairs[:, 0]], Zn[pairs[:, 1]])
                 # STEP 2: dictionary induction in the mapped space
                 pairs, objective = induce_dictionary(Xc @ W, Zc, keep_prob=keep_prob, csls_k=self.csls_k,
-                                                     direction=self.direction, rng=rng)
+                                                     direction=self.direction, rng=rng, S=S)
                 # STEP 3: convergence bookkeeping
                 if objective - best >= self.threshold:
                     last_improvement, best = it, objective
