@@ -117,10 +117,12 @@ def main() -> None:
     vm_p1 = p_at_1(data, out / "vecmap_src.vec", out / "vecmap_tgt.vec")
     matrices_gib = 2 * args.n_words * args.dim * 4 / 2**30
     print(json.dumps({"setting": vars(args) | {"vecmap": str(args.vecmap), "workdir": str(args.workdir)},
-                      "xling": {"wall_s": round(xl_wall, 1), "cpu_s": round(xl_cpu, 1), "fit_s": xl_info["fit_seconds"], "iterations":
-                                xl_info["n_iter"], "peak_rss_gib": round(xl_rss, 2), "p1": round(xl_p1, 4)},
-                      "vecmap": {"wall_s": round(vm_wall, 1), "cpu_s": round(vm_cpu, 1), "loop_s": round(vm_loop, 1), "iterations": len(vm_rows),
-                                 "peak_rss_gib": round(vm_rss, 2), "p1": round(vm_p1, 4)}}, default=str))
+                      "xling": {"wall_s": round(xl_wall, 1), "cpu_s": round(xl_cpu, 1), "fit_s": xl_info["fit_seconds"],
+                                "iterations": xl_info["n_iter"], "peak_rss_gib": round(xl_rss, 2),
+                                "p1": round(xl_p1, 4)},
+                      "vecmap": {"wall_s": round(vm_wall, 1), "cpu_s": round(vm_cpu, 1), "loop_s": round(vm_loop, 1),
+                                 "iterations": len(vm_rows), "peak_rss_gib": round(vm_rss, 2),
+                                 "p1": round(vm_p1, 4)}}, default=str))
     print(f"P@1: xling {100 * xl_p1:.2f}, vecmap {100 * vm_p1:.2f} (difference {100 * (xl_p1 - vm_p1):+.2f} points; "
           f"goal within 1)")
     print(f"wall time: xling {xl_wall:.0f} s, vecmap {vm_wall:.0f} s -> {vm_wall / xl_wall:.2f}x faster (goal >= 2x); "

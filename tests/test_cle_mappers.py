@@ -129,7 +129,7 @@ def test_cca_variants_differ_as_documented():
     assert not np.allclose(xe_shift, xe.correlations_, atol=1e-2)
 
 
-# --- VecMap multi-step -------------------------------------------------------------------------------------------------
+# --- VecMap multi-step ------------------------------------------------------------------------------------------------
 
 
 def test_multistep_maps_equal_the_steps_applied_one_by_one():
@@ -161,7 +161,7 @@ def test_vecmap_checks_its_options_and_the_dictionary_rank():
         VecMapSupervised(dim_reduction=11).fit(X, X, np.c_[np.arange(50), np.arange(50)])
 
 
-# --- P@1 bands on simulated pairs of known difficulty -------------------------------------------------------------------
+# --- P@1 bands on simulated pairs of known difficulty -----------------------------------------------------------------
 
 BANDS = {  # (noise, warp) -> method -> (low, high) P@1; 2000 words x 40 dims, 500 training pairs
     (0.3, 0.0): {"proc": (0.97, 1.0), "proc-b": (0.97, 1.0), "cca": (0.95, 1.0), "cca-xlingeval": (0.97, 1.0),

@@ -74,7 +74,8 @@ def check_pairs(pairs: Any, n_src: int, n_tgt: int, name: str = "pairs", min_pai
 def check_same_dim(X: np.ndarray, Z: np.ndarray, method: str) -> None:
     """Orthogonal maps need spaces of one dimension."""
     if X.shape[1] != Z.shape[1]:
-        raise XlingError(f"{method}: source and target must have the same dimension, found {X.shape[1]} and {Z.shape[1]}")
+        raise XlingError(
+            f"{method}: source and target must have the same dimension, found {X.shape[1]} and {Z.shape[1]}")
 
 
 class Mapper:

@@ -35,7 +35,7 @@ def inverse_sqrt(C: np.ndarray) -> np.ndarray:
 def canonical_directions(
     Xd: np.ndarray, Zd: np.ndarray, reg: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(Cxx^{-1/2}, Czz^{-1/2}, U, S, V)`` with ``U S V^T = Cxx^{-1/2} Cxz Czz^{-1/2}`` (float64, no centring here)."""
+    """``(Cxx^{-1/2}, Czz^{-1/2}, U, S, V)`` with ``U S V^T = Cxx^{-1/2} Cxz Czz^{-1/2}`` (float64, uncentred)."""
     n = len(Xd)
     Xd, Zd = Xd.astype(np.float64), Zd.astype(np.float64)
     Cxx = Xd.T @ Xd / n + reg * np.eye(Xd.shape[1])

@@ -38,7 +38,8 @@ class Procrustes(Mapper):
     Example
     -------
     >>> import numpy as np
-    >>> X = np.random.default_rng(0).normal(size=(50, 4)); Q = np.linalg.qr(np.random.default_rng(1).normal(size=(4, 4)))[0]
+    >>> X = np.random.default_rng(0).normal(size=(50, 4))
+    >>> Q = np.linalg.qr(np.random.default_rng(1).normal(size=(4, 4)))[0]
     >>> m = Procrustes().fit(X, X @ Q, np.c_[np.arange(50), np.arange(50)])
     >>> bool(np.allclose(m.W_src_, Q, atol=1e-5))
     True

@@ -77,7 +77,7 @@ def map_embeddings(method: str, src: Embeddings, tgt: Embeddings, train: Diction
 
 def write_mapped(mapped: Mapped, out_dir: str | Path, *, config: dict[str, Any], seed: int,
                  vectors: bool = True, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``src.vec``/``tgt.vec`` (mapped), ``W_src.npy``/``W_tgt.npy`` and ``run.json`` into ``out_dir`` atomically."""
+    """Write ``src.vec``/``tgt.vec`` (mapped), ``W_src.npy``/``W_tgt.npy`` and ``run.json`` atomically."""
     from xling.cle.vectors import write_vec
     from xling.io import atomic_dir
     from xling.provenance import write_run_record
