@@ -90,19 +90,19 @@ def test_fasttext_streams_max_vocab_and_caches(server, tmp_path):
     vectors = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
     write_vec(root / "wiki.xx.vec", words, vectors, precision=9)
     path = fetch_fasttext("xx", tmp_path / "vec", max_vocab=10, base_url=url)
-    assert path.name == "wiki.xx.10.vec"
+    assert path.name == "wiki.xx.vec"
     emb = read_vectors(path)
     assert emb.words == words[:10] and path.read_text().splitlines()[0] == "10 4"
     np.testing.assert_array_equal(emb.vectors, vectors[:10])
     asked = len(requests)
     assert fetch_fasttext("xx", tmp_path / "vec", max_vocab=10, base_url=url) == path
     assert len(requests) == asked
-    full = fetch_fasttext("xx", tmp_path / "vec", max_vocab=None, base_url=url)
-    assert len(read_vectors(full)) == 50
+    full = fetch_fasttext("xx", tmp_path / "vec", max_vocab=None, base_url=url)  # another max_vocab: fetched again
+    assert full == path and len(read_vectors(full)) == 50 and len(requests) > asked
     (root / "wiki.cut.vec").write_text("5 4\na 1 2 3 4\n")
     with pytest.raises(XlingError, match="ended after 1 of 5 rows"):
         fetch_fasttext("cut", tmp_path / "vec", base_url=url)
-    assert not (tmp_path / "vec" / "wiki.cut.200000.vec").exists()
+    assert not (tmp_path / "vec" / "wiki.cut.vec").exists()
 
 
 def test_cli_fetch(server, tmp_path):
@@ -111,7 +111,7 @@ def test_cli_fetch(server, tmp_path):
     result = CliRunner().invoke(app, ["data", "fetch", "-o", str(tmp_path / "d"), "--pairs", "none", "--vectors",
                                       "xx", "--max-vocab", "2", "--vectors-base-url", url])
     assert result.exit_code == 0, result.output
-    assert read_vectors(tmp_path / "d" / "vectors" / "wiki.xx.2.vec").words == ["a", "b"]
+    assert read_vectors(tmp_path / "d" / "vectors" / "wiki.xx.vec").words == ["a", "b"]
 
 
 def test_pinned_manifest_matches_the_real_dictionaries(bli_data, server, tmp_path):

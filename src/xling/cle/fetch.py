@@ -81,17 +81,18 @@ def fetch_fasttext(lang: str, out_dir: str | Path, *, max_vocab: int | None = 20
                    report: Callable[[int], None] | None = None) -> Path:
     """Download ``wiki.<lang>.vec`` (its first ``max_vocab`` rows) into ``out_dir``; return the path.
 
-    The result is ``wiki.<lang>.<max_vocab>.vec`` (or ``wiki.<lang>.vec`` for the whole file). ``report(rows)`` is
-    called as rows arrive.
+    The result is ``out_dir/wiki.<lang>.vec``; its ``.sha256.json`` record says how many rows it holds, and a copy
+    fetched with another ``max_vocab`` is fetched again. ``report(rows)`` is called as rows arrive.
     """
     if max_vocab is not None and max_vocab < 1:
         raise XlingError(f"max_vocab must be at least 1, found {max_vocab}")
     if not lang.isalpha():
         raise XlingError(f"invalid language code {lang!r}")
-    dest = Path(out_dir) / (f"wiki.{lang}.vec" if max_vocab is None else f"wiki.{lang}.{max_vocab}.vec")
+    dest = Path(out_dir) / f"wiki.{lang}.vec"
     record = dest.with_name(dest.name + ".sha256.json")
     if dest.is_file() and record.is_file():
-        if json.loads(record.read_text()).get("sha256") == _sha256_file(dest):
+        known = json.loads(record.read_text())
+        if known.get("max_vocab") == max_vocab and known.get("sha256") == _sha256_file(dest):
             return dest
     url = f"{(base_url or FASTTEXT_URL).rstrip('/')}/wiki.{lang}.vec"
     digest, rows = _stream_vectors(url, dest, max_vocab, report)

@@ -14,14 +14,17 @@ numbers as the brute-force definition (tests check this); the speed comes from d
 
 Exact pruning (CSLS and ISF with ``sources`` larger than ``bound_rows``): the penalty of *every* target over *every*
 source costs ``n_targets x n_sources`` dot products (24 TFLOP for two 200K x 300 spaces), yet a query only needs the
-targets that can reach its top ranking. A penalty computed over a subset of the sources (the first ``bound_rows``,
-the most frequent words) is a lower bound of the true penalty: a top-k mean over a subset cannot exceed the top-k mean
-over the whole set, and a partial sum of positive terms cannot exceed the whole sum (for ISF the rest of the sum is
-bounded below too, by Jensen: ``sum_rest exp(beta <x, z>) >= n_rest exp(beta <mean_rest, z>)``). A lower bound of the
-penalty gives an *upper* bound of every score. A target whose score upper bound is below a threshold that the query
-already reaches with exact scores (the k-th best exact score, or the gold's exact score for ranks) can never enter
-the top k (or rank above the gold), so its exact penalty is never needed. Only the remaining targets get exact
-penalties. A small margin (``_EPS``) absorbs float32 rounding between differently blocked matrix products.
+targets that can reach its top ranking. A penalty computed over a *subset* of the sources is a lower bound of the true
+penalty: a top-k mean over a subset cannot exceed the top-k mean over the whole set, and a partial sum of positive
+terms cannot exceed the whole sum. For CSLS each target's subset is about ``bound_rows`` sources from the cells
+nearest to it (``_cell_topk_mean``: tight, because near neighbours live in near cells); for ISF it is the first
+``bound_rows`` sources plus Jensen's bound for the rest (``sum_rest exp(beta <x, z>) >= n_rest exp(beta <mean_rest, z>)``).
+A lower bound of the penalty gives an *upper* bound of every score. A target whose score upper bound is below a
+threshold that the query already reaches with exact scores (the k-th best exact score, or the gold's exact score for
+ranks) can never enter the top k (or rank above the gold), so its exact penalty is never needed. Only the remaining
+targets get exact penalties (all of them once that is more than half: then pruning no longer pays). A small margin
+(``_EPS``) absorbs float32 rounding between differently blocked matrix products; results equal the brute force up to
+float32 rounding of near-ties (scores within ~1e-6), as two BLAS libraries would.
 
 Backends (``backend="auto"`` picks): ``torch`` when a GPU is present (brute force there: the full penalty is cheap on a
 GPU), else ``numpy`` — blocked float32 products in one reused buffer, partitioned in place. ``faiss`` (exact
