@@ -50,7 +50,9 @@ class Encoder:
 
     def __init__(self, spec: ModelSpec) -> None:
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         location = spec.location
         config = _read_st_config(location, spec.revision)
         self.pooling: str = config["pooling"]
@@ -302,7 +304,9 @@ def _choice_loss(encoder: Encoder, items: Sequence[MCItem], train: TrainSpec) ->
     import torch.nn.functional as F
 
     texts = [item.context for item in items] + [c for item in items for c in item.choices]
-    emb = encoder.embed(texts, train.max_length)
+    unique = list(dict.fromkeys(texts))  # choices repeat across items (month names, regions): embed each once
+    position = {text: i for i, text in enumerate(unique)}
+    emb = encoder.embed(unique, train.max_length)[torch.tensor([position[t] for t in texts])]
     contexts, choices = emb[: len(items)], emb[len(items):]
     width = max(len(item.choices) for item in items)
     logits = torch.full((len(items), width), float("-inf"))
