@@ -108,6 +108,16 @@ def test_penalties_match_definitions(spaces):
                                logsumexp(30.0 * (targets @ sources.T).astype(np.float64), axis=1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_knn_matches_sorting(spaces, k):
+    sources, targets, rows = spaces
+    sims = sources[rows] @ targets.T
+    for backend in ("numpy", "faiss"):
+        idx, vals = R.knn(sources[rows], targets, k, backend=backend)
+        np.testing.assert_array_equal(idx, np.argsort(-sims, axis=1, kind="stable")[:, :k])
+        np.testing.assert_allclose(vals, np.take_along_axis(sims, idx, axis=1), atol=1e-5)
+
+
 def test_queries_default_to_sources_and_k_clips():
     rng = np.random.default_rng(2)
     q, t = _unit(rng.standard_normal((20, 8))), _unit(rng.standard_normal((5, 8)))

@@ -127,6 +127,10 @@ def knn(queries: np.ndarray, db: np.ndarray, k: int, *, backend: str = "auto",
     values = np.empty((queries.shape[0], k), dtype=np.float32)
     for i, j in _spans(queries.shape[0], _block(db.shape[0], block_bytes)):
         sims = queries[i:j] @ db.T
+        if k == 1:
+            indices[i:j, 0] = sims.argmax(axis=1)
+            values[i:j, 0] = sims[np.arange(j - i), indices[i:j, 0]]
+            continue
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         top_vals = np.take_along_axis(sims, top, axis=1)
         order = np.argsort(-top_vals, axis=1, kind="stable")
