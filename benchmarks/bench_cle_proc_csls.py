@@ -133,7 +133,8 @@ def main() -> None:
     out, x_wall, x_rss = timed([sys.executable, str(HERE), "--side", "xling", "--workdir", str(args.workdir)])
     ours = json.loads(out.strip().splitlines()[-1])
     print(f"xling : {x_wall:7.1f} s  peak RSS {x_rss / 2**20:7.0f} MiB  P@1 {100 * ours['p1']:.2f}  "
-          f"coverage {100 * ours['coverage']:.1f}%  steps {', '.join(f'{k} {v:.1f} s' for k, v in ours['times'].items())}"
+          f"coverage {100 * ours['coverage']:.1f}%  "
+          f"steps {', '.join(f'{k} {v:.1f} s' for k, v in ours['times'].items())}"
           f"  (PROC: {ours['proc']})", flush=True)
     matrices = ours["matrix_bytes"]
     print(f"peak RSS / two float32 matrices ({matrices / 2**20:.0f} MiB): {x_rss / matrices:.2f} (goal <= 1.5)")
@@ -151,7 +152,8 @@ def main() -> None:
     v_wall = m_wall + e_wall
     print(f"vecmap: {v_wall:7.1f} s  peak RSS {max(m_rss, e_rss) / 2**20:7.0f} MiB  P@1 {100 * accuracy:.2f}  "
           f"(map {m_wall:.1f} s / {m_rss / 2**20:.0f} MiB, eval {e_wall:.1f} s / {e_rss / 2**20:.0f} MiB)")
-    print(f"speed-up {v_wall / x_wall:.2f}x (goal >= 3)  |P@1 difference| {100 * abs(ours['p1'] - accuracy):.2f} points "
+    print(f"speed-up {v_wall / x_wall:.2f}x (goal >= 3)  "
+          f"|P@1 difference| {100 * abs(ours['p1'] - accuracy):.2f} points "
           f"(goal <= 0.5; PROC vs vecmap's multi-step --supervised map)  RSS ratio vecmap/xling "
           f"{max(m_rss, e_rss) / x_rss:.2f}", flush=True)
     out, p_wall, _ = timed([sys.executable, str(HERE), "--side", "parity", "--workdir", str(args.workdir)])

@@ -50,7 +50,8 @@ def test_nearest_equals_brute_force(spaces, method, backend):
                             backend=backend, block_bytes=1 << 20)
     ref_idx = np.argsort(-ref, axis=1, kind="stable")[:, :10]
     np.testing.assert_array_equal(idx, ref_idx)
-    np.testing.assert_allclose(scores, np.take_along_axis(ref, ref_idx, axis=1), atol=2e-5 * (30 if method == "isf" else 1))
+    tol = 2e-5 * (30 if method == "isf" else 1)
+    np.testing.assert_allclose(scores, np.take_along_axis(ref, ref_idx, axis=1), atol=tol)
 
 
 @pytest.mark.parametrize("method", R.METHODS)

@@ -18,7 +18,8 @@ targets that can reach its top ranking. A penalty computed over a *subset* of th
 penalty: a top-k mean over a subset cannot exceed the top-k mean over the whole set, and a partial sum of positive
 terms cannot exceed the whole sum. For CSLS each target's subset is about ``bound_rows`` sources from the cells
 nearest to it (``_cell_topk_mean``: tight, because near neighbours live in near cells); for ISF it is the first
-``bound_rows`` sources plus Jensen's bound for the rest (``sum_rest exp(beta <x, z>) >= n_rest exp(beta <mean_rest, z>)``).
+``bound_rows`` sources plus Jensen's bound for the rest
+(``sum_rest exp(beta <x, z>) >= n_rest exp(beta <mean_rest, z>)``).
 A lower bound of the penalty gives an *upper* bound of every score. A target whose score upper bound is below a
 threshold that the query already reaches with exact scores (the k-th best exact score, or the gold's exact score for
 ranks) can never enter the top k (or rank above the gold), so its exact penalty is never needed. Only the remaining
@@ -163,7 +164,7 @@ def _torch_knn(queries: np.ndarray, db: np.ndarray, k: int) -> tuple[np.ndarray,
 
 def csls_penalty(A: np.ndarray, B: np.ndarray, k: int = 10, *, backend: str = "auto",
                  block_bytes: int | None = None) -> np.ndarray:
-    """CSLS neighbourhood term: for each row ``b`` of ``B``, the mean of its ``k`` largest ``<b, a>`` over rows of ``A``.
+    """CSLS neighbourhood term: for each row ``b`` of ``B``, the mean of its ``k`` largest ``<b, a>`` over ``A``'s rows.
 
     ``r_S(z) = csls_penalty(sources, targets, k)``; ``r_T(q) = csls_penalty(targets, queries, k)``.
     """
@@ -201,7 +202,7 @@ def isf_log_partition(A: np.ndarray, B: np.ndarray, beta: float = 30.0, *,
 
 
 class _Rule:
-    """``score(q, z) = scale * <q, z> - penalty(z) - offset(q)`` for one method, with exact and lower-bound penalties."""
+    """``score(q, z) = scale * <q, z> - penalty(z) - offset(q)`` for one method: exact and lower-bound penalties."""
 
     def __init__(self, method: str, sources: np.ndarray, targets: np.ndarray, csls_k: int, beta: float,
                  backend: str, block_bytes: int | None):
