@@ -39,17 +39,22 @@ def bli_command(
     """Bilingual lexicon induction: P@1/5/10, MRR and coverage of two (mapped) spaces on a test dictionary."""
     import json
 
+    from rich.console import Console
+
     from xling.cle.bli import evaluate
     from xling.cle.dictionaries import lookup, read_dictionary
     from xling.cle.vectors import read_vectors
 
     options = dict(max_vocab=max_vocab or None, lowercase=case == "lower", skip_bad=skip_bad, cache=cache)
     dictionary = read_dictionary(test_dict, case=case)
-    x = read_vectors(src, **options)
-    z = read_vectors(tgt, **options)
-    found = lookup(dictionary, x.index, z.index)
-    result = evaluate(x.vectors, z.vectors, found, retrieval_method=retrieval, convention=convention, oov=oov,
-                      csls_k=csls_k, isf_beta=isf_beta, inplace=True, backend=backend).to_dict()
+    with Console(stderr=True).status(f"reading {src}") as status:  # progress on stderr: --json output stays clean
+        x = read_vectors(src, **options)
+        status.update(f"reading {tgt}")
+        z = read_vectors(tgt, **options)
+        found = lookup(dictionary, x.index, z.index)
+        status.update(f"ranking {len(found.src_rows)} test pairs among {len(z)} targets ({retrieval})")
+        result = evaluate(x.vectors, z.vectors, found, retrieval_method=retrieval, convention=convention, oov=oov,
+                          csls_k=csls_k, isf_beta=isf_beta, inplace=True, backend=backend).to_dict()
     if output is not None:
         from xling.io import atomic_file
         from xling.provenance import run_record
