@@ -67,7 +67,8 @@ def test_scores_are_sentence_transformers_cosines_and_the_obvious_choice_wins(mo
 def test_training_raises_source_cell_accuracy(model, numbers_adapter):
     log = json.loads((numbers_adapter / "train_log.json").read_text())
     assert len(log["epochs"]) == 3 and 1 <= log["kept_epoch"] <= 3 and log["n_train"] + log["n_val"] == 40
-    assert {"adapter_config.json", "adapter_model.safetensors", "run.json"} <= {p.name for p in numbers_adapter.iterdir()}
+    files = {p.name for p in numbers_adapter.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "run.json"} <= files
     items = load_items("numbers", "en", "test")[:40]
     acc = summarize(score_items(model, {"base": None, "tuned": numbers_adapter}, items)).set_index("adapter")["acc"]
     assert acc["tuned"] >= acc["base"] + 0.15, acc.to_dict()
@@ -112,7 +113,8 @@ def test_training_is_deterministic_for_a_seed(model, tmp_path):
         log = train_encoder(model, items[:4], items[4:], 5, tmp_path / name, LORA, spec)
         weights.append(load_file(tmp_path / name / "adapter_model.safetensors"))
         assert log["epochs"][0]["val_loss"] is not None and log["kept_epoch"] == 1
-    assert weights[0].keys() == weights[1].keys() and all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert any(np.abs(v).max() > 0 for k, v in weights[0].items() if "lora_B" in k)  # B starts at zero: it trained
     assert not any("pooler" in k for k in weights[0])
 

@@ -118,13 +118,13 @@ def _read_st_config(location: str, revision: str | None) -> dict[str, Any]:
     for module in modules:
         kind = module.get("type", "").rsplit(".", 1)[-1]
         if kind not in _HARMLESS_MODULES:
-            raise XlingError(
-                f"encoder {location!r}: modules.json has a {kind!r} module; supported: {', '.join(sorted(_HARMLESS_MODULES))}"
-            )
+            supported = ", ".join(sorted(_HARMLESS_MODULES))
+            raise XlingError(f"encoder {location!r}: modules.json has a {kind!r} module; supported: {supported}")
         if kind == "Pooling":
             settings = read(f"{module['path']}/config.json") or {}
             modes = [mode for key, mode in _POOLING_MODES.items() if settings.get(key)]
-            if len(modes) != 1 or any(v for k, v in settings.items() if k.startswith("pooling_mode") and k not in _POOLING_MODES):
+            others = [k for k, v in settings.items() if k.startswith("pooling_mode") and k not in _POOLING_MODES and v]
+            if len(modes) != 1 or others:
                 raise XlingError(f"encoder {location!r}: unsupported pooling {settings}; supported: mean, cls, max")
             pooling = modes[0]
     st_config = read("sentence_bert_config.json") or {}

@@ -3,13 +3,13 @@
 Each task is two named steps:
 
 1. ``facts``: every candidate question as language-independent codes (a country and currency codes,
-   a month index and an offset, two numbers), with three plausible distractors of the same kind and
+   a month index and an offset, four numbers), with three plausible distractors of the same kind and
    the gold's position drawn from a seeded RNG;
 2. ``render``: one fact in one language, with CLDR/num2words names and that language's template.
 
 A fact is kept only if it renders in every language of the suite with four distinct choices, so item
 ids (``<task>-<key>``) are aligned across languages; train and test never share a key (a country, a
-calendar question, a pair of numbers).
+calendar question, a set of numbers).
 """
 
 from __future__ import annotations

@@ -59,7 +59,10 @@ NUMBERS: dict[str, dict[str, str]] = {
     "ru": {"max": "Какое из этих чисел самое большое?", "min": "Какое из этих чисел самое маленькое?"},
     "tr": {"max": "Bu sayılardan hangisi en büyüktür?", "min": "Bu sayılardan hangisi en küçüktür?"},
     "fi": {"max": "Mikä näistä luvuista on suurin?", "min": "Mikä näistä luvuista on pienin?"},
-    "id": {"max": "Manakah di antara bilangan ini yang paling besar?", "min": "Manakah di antara bilangan ini yang paling kecil?"},
+    "id": {
+        "max": "Manakah di antara bilangan ini yang paling besar?",
+        "min": "Manakah di antara bilangan ini yang paling kecil?",
+    },
 }
 
 # Calendar: (language) -> {"month": "It is {x} now.", "day": "Today is {x}.", (unit, n): the question for n
