@@ -201,9 +201,13 @@ def numbers_facts(rng: random.Random) -> list[Fact]:
     return list(facts.values())
 
 
+_NUM2WORDS_LANG = {"pt": "pt_BR"}  # CLDR's "pt" is Brazilian Portuguese; num2words' "pt" is European
+
+
 def numbers_render(fact: Fact, language: str) -> tuple[str, tuple[str, ...]]:
     (which,) = fact.subject
-    return templates.NUMBERS[language][which], tuple(num2words(n, lang=language) for n in fact.options)
+    lang = _NUM2WORDS_LANG.get(language, language)
+    return templates.NUMBERS[language][which], tuple(num2words(n, lang=lang) for n in fact.options)
 
 
 # --- the suite ---------------------------------------------------------------------------------------
