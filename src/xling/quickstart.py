@@ -14,9 +14,15 @@ from xling.config import ExecutorSpec, GridSpec, LoraSpec, ModelSpec, ScoreSpec,
 from xling.errors import XlingError
 
 PAPER_SEEDS = (17, 42, 101)
-DEFAULT_LANGUAGES = ("en", "de", "fr", "es", "ru", "tr")
-QUICK_TRAIN = TrainSpec(epochs=3, lr=1e-3, batch_size=8, val_fraction=0.15, max_train_items=48)
-FULL_TRAIN = TrainSpec(epochs=4, lr=1e-3, batch_size=8, val_fraction=0.15)
+# Sized for <= 10 minutes on 2 CPU cores: 4 tasks x 4 languages = 16 source and 16 target cells, one seed,
+# 48 training items and 24 test items per cell. `calendar` is left out of the default: the English MiniLM
+# learns it only with many more epochs (measured), so it would add time without adding signal.
+DEFAULT_LANGUAGES = ("en", "de", "fr", "ru")
+DEFAULT_TASKS = ("numbers", "region", "currency", "language")
+QUICK_TRAIN = TrainSpec(epochs=5, lr=2e-3, batch_size=8, val_fraction=0.15, max_train_items=48)
+QUICK_SCORE = ScoreSpec(batch_size=64, adapters_per_batch=8, max_items=24)
+FULL_TRAIN = TrainSpec(epochs=8, lr=2e-3, batch_size=8, val_fraction=0.15)
+FULL_SCORE = ScoreSpec(batch_size=64, adapters_per_batch=8)
 LORA = LoraSpec(r=8, alpha=16, dropout=0.0, target_modules=["query", "key", "value", "dense"])
 
 
@@ -32,7 +38,7 @@ def quickstart_spec(
     from xling.tasks import mini
 
     languages = list(languages or (mini.LANGUAGES if full else DEFAULT_LANGUAGES))
-    tasks = list(tasks or mini.TASKS)
+    tasks = list(tasks or (mini.TASKS if full else DEFAULT_TASKS))
     for lang in languages:
         if lang not in mini.LANGUAGES:
             raise XlingError(f"--langs: unknown language {lang!r}; xling-mini has {', '.join(mini.LANGUAGES)}")
@@ -52,7 +58,7 @@ def quickstart_spec(
         seeds=[*PAPER_SEEDS, *range(1000, 1000 + n_seeds)][:n_seeds],
         lora=LORA,
         train=FULL_TRAIN if full else QUICK_TRAIN,
-        score=ScoreSpec(batch_size=64, adapters_per_batch=8),
+        score=FULL_SCORE if full else QUICK_SCORE,
         executor=ExecutorSpec(kind="local"),
         output=str(out),
         max_retries=1,
