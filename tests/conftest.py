@@ -11,6 +11,17 @@ SHARED = REPO.parent / "shared"
 BLI_DATA = SHARED / "data" / "xling-eval-bli"
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Torch on one thread for a module: small models on a shared 2-core runner are much faster so."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def bli_data() -> Path:
     """The real xling-eval BLI dictionaries in ../shared, or skip when they are not there."""

@@ -121,7 +121,7 @@ def test_training_is_deterministic_for_a_seed(model, tmp_path):
 
 def test_missing_adapter_and_unsupported_modules_raise(model, tmp_path):
     with pytest.raises(XlingError, match="no such folder"):
-        score_encoder(model, {"x": tmp_path / "nowhere"}, _obvious_items())
+        score_items(model, {"x": tmp_path / "nowhere"}, _obvious_items())
     (tmp_path / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},

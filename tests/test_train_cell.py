@@ -11,20 +11,10 @@ import pytest
 from xling.config import LoraSpec, ModelSpec, TrainSpec
 from xling.errors import XlingError
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 
 ANSWERS = ["blue", "pink", "gray", "lime"]
 KEYS = ["cat", "dog", "tree", "fish"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -240,10 +240,6 @@ def score_items(model: ModelSpec, adapters: Mapping[str, str | Path | None], ite
     Items are scored one (task, language) cell at a time; with ``checkpoint_dir`` each finished cell is saved
     there and a rerun after an interruption loads it instead of scoring it again.
     """
-    if model.kind == "encoder":
-        from xling.models.encoder import score_encoder
-
-        return score_encoder(model, adapters, items, spec)
     adapters = dict(adapters) or {"base": None}
     items = _limit_items(items, spec.max_items)
     if not items:
@@ -251,6 +247,10 @@ def score_items(model: ModelSpec, adapters: Mapping[str, str | Path | None], ite
     for label, path in adapters.items():
         if path is not None and not Path(path).is_dir():
             raise XlingError(f"adapter {label!r}: no such folder {str(path)!r}")
+    if model.kind == "encoder":
+        from xling.models.encoder import score_encoder
+
+        return score_encoder(model, adapters, items, spec)
     cells: dict[tuple[str, str], list[MCItem]] = {}
     for it in items:
         cells.setdefault((it.task, it.language), []).append(it)

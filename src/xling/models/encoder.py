@@ -151,23 +151,17 @@ def score_encoder(
     Columns follow the log-likelihood table of ``xling.score``: ``loglik`` is the cosine between the
     context's and the choice's embeddings, ``is_greedy`` marks the item's highest-scoring choice.
     The base model is loaded once; every adapter is attached beside it (unmerged) and switched on in
-    turn; each distinct text is embedded once per adapter.
+    turn; each distinct text is embedded once per adapter. Called by ``xling.score.score_items``, which
+    validates ``adapters`` and ``items``.
     """
     import pandas as pd
     import torch
 
     from xling.models.adapters import attach_adapters, check_adapter
     from xling.models.causal import base_fingerprint
-    from xling.score import COLUMNS, _limit_items, peak_memory_bytes
+    from xling.score import COLUMNS, peak_memory_bytes
 
     spec = spec or ScoreSpec()
-    adapters = dict(adapters) or {"base": None}
-    items = _limit_items(items, spec.max_items)
-    if not items:
-        raise XlingError("no items to score")
-    for label, path in adapters.items():
-        if path is not None and not Path(path).is_dir():
-            raise XlingError(f"adapter {label!r}: no such folder {str(path)!r}")
     encoder = Encoder(model)
     fingerprint = base_fingerprint(encoder.net)
     slots = {label: None if path is None else f"a{i}" for i, (label, path) in enumerate(adapters.items())}
