@@ -95,7 +95,8 @@ def _finish(spec, analyze: bool) -> None:
     from xling.report.terminal import print_headline
 
     with console.status("analysing"):
-        analysis = run_analysis(read_table(table), out / "analysis", source=str(table), input_path=table)
+        analysis = run_analysis(read_table(table), out / "analysis", _analysis_spec(spec), source=str(table),
+                                input_path=table)
     print_headline(analysis.headline, console)
     for name, key in (("language_donor_recipient", "lang"), ("task_donor_recipient", "task")):
         roles = analysis.tables.get(name)
@@ -108,6 +109,20 @@ def _finish(spec, analyze: bool) -> None:
     for note in analysis.notes:
         console.print(f"[yellow]note[/yellow]: {note}")
     console.print(f"report: {out / 'analysis' / 'report.html'}")
+
+
+def _analysis_spec(spec):
+    """Analysis options carrying the family and size the grid spec gives for each model."""
+    import math
+
+    from xling.analysis.meta import AnalysisSpec, ModelMeta, parse_size
+
+    models = {}
+    for m in spec.models:
+        size = parse_size(m.size) if m.size else math.nan
+        if m.family or math.isfinite(size):
+            models[m.name] = ModelMeta(family=m.family, size=size if math.isfinite(size) else None)
+    return AnalysisSpec(models=models)
 
 
 @grid_app.command("status")
