@@ -5,6 +5,7 @@ YAMLs × 3 languages, written here); it prints wall time, the ratio to xling, an
 |Δ log-likelihood| against xling.
 
     python benchmarks/bench_scoring.py                                  # tiny offline Llama, CPU
+    python benchmarks/bench_scoring.py --hidden-size 256 --layers 4     # wider: LoRA r=32 no longer ~ the base
     python benchmarks/bench_scoring.py --model Qwen/Qwen2.5-0.5B --items 200 --dtype bfloat16   # GPU
 
 Adapters are LoRA r=32 on every projection with random weights (``init_lora_weights=False``): they cost the
@@ -148,6 +149,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=40, help="items per task and language")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--hidden-size", type=int, default=64, help="width of the tiny model (no --model)")
+    parser.add_argument("--layers", type=int, default=2, help="layers of the tiny model (no --model)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (both sides)")
     parser.add_argument("--skip-merge", action="store_true")
     parser.add_argument("--cli", action="store_true", help="also run the lm_eval command once per adapter")
@@ -166,7 +169,8 @@ def main() -> None:
         if args.model is None:
             from xling.models.tiny import build_tiny_llama
 
-            args.model = str(build_tiny_llama(root / "tiny", seed=0))
+            args.model = str(build_tiny_llama(root / "tiny", seed=0, hidden_size=args.hidden_size,
+                                              n_layers=args.layers))
         yamls = write_tasks(root, args.items)
         adapters = make_adapters(args.model, root, args.adapters, args.dtype)
         n_choices = len(yamls) * args.items * 4
