@@ -11,13 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from xling.analysis.results import LONG_COLUMNS
 from xling.grid.store import Store
 from xling.grid.units import Plan
 
-LONG_COLUMNS = [
-    "model_name", "model_size", "fine_tuned_dataset", "fine_tuned_language", "eval_dataset", "eval_language",
-    "seed", "score", "score_base", "score_norm", "score_norm_base",
-]
 
 
 def long_table(plan: Plan, store: Store) -> pd.DataFrame:

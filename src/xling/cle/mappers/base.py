@@ -9,6 +9,7 @@ order (row 0 is the most frequent word); ``pairs`` is an ``(n, 2)`` integer arra
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any, TypeVar
@@ -78,7 +79,7 @@ def check_same_dim(X: np.ndarray, Z: np.ndarray, method: str) -> None:
             f"{method}: source and target must have the same dimension, found {X.shape[1]} and {Z.shape[1]}")
 
 
-class Mapper:
+class Mapper(ABC):
     """Base of the mappers: parameter access, the fitted check and the linear ``transform``."""
 
     normalize: Sequence[str] = ()
@@ -111,5 +112,6 @@ class Mapper:
         """``fit`` then ``transform`` on the same spaces."""
         return self.fit(X, Z, pairs).transform(X, Z)
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "Mapper":  # pragma: no cover - every mapper defines it
-        raise NotImplementedError
+    @abstractmethod
+    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "Mapper":
+        """Learn ``W_src_`` and ``W_tgt_`` from the two spaces (and seed ``pairs`` where the method uses them)."""
