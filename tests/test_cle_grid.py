@@ -54,7 +54,7 @@ def grid_dir(tmp_path_factory):
 @pytest.mark.slow
 def test_grid_results_tables_and_resume(grid_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
-    table = run_grid(load_grid_spec(grid_dir / "spec.yaml"), out, grid_dir, progress=False)
+    table = run_grid(load_grid_spec(grid_dir / "spec.yaml").model_copy(update={"output": str(out)}), progress=False)
     # 2 pairs x (proc at 2 sizes + vecmap-unsup once, without a dictionary)
     assert len(table) == 6 and set(table["status"]) == {"done"}
     assert sorted(table.loc[table.method == "vecmap-unsup", "size"]) == ["none", "none"]
@@ -85,16 +85,16 @@ def test_grid_results_tables_and_resume(grid_dir, tmp_path, monkeypatch, capsys)
 
 
 def test_failed_units_are_recorded_and_retried(grid_dir, tmp_path):
-    spec = load_grid_spec(grid_dir / "spec.yaml").model_copy(update={"methods": ["proc"], "pairs": ["aa-bb", "aa-dd"],
-                                                                      "sizes": ["100"]})
     out = tmp_path / "out"
-    table = run_grid(spec, out, grid_dir, progress=False).set_index("pair")
+    spec = load_grid_spec(grid_dir / "spec.yaml").model_copy(update={"methods": ["proc"], "pairs": ["aa-bb", "aa-dd"],
+                                                                      "sizes": ["100"], "output": str(out)})
+    table = run_grid(spec, progress=False).set_index("pair")
     assert table.loc["aa-bb", "status"] == "done"
     assert table.loc["aa-dd", "status"] == "error" and "no such vectors file" in table.loc["aa-dd", "error"]
     assert pd.read_csv(out / "tables" / "cle_averages.csv")["errors"].tolist() == [1]
     (grid_dir / "aa-dd").symlink_to(grid_dir / "aa-bb")  # the missing files appear: a rerun retries that unit
     try:
-        assert set(run_grid(spec, out, grid_dir, progress=False)["status"]) == {"done"}
+        assert set(run_grid(spec, progress=False)["status"]) == {"done"}
     finally:
         (grid_dir / "aa-dd").unlink()
 

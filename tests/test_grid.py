@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from grid_fixtures import grid_spec, write_spec, write_tasks
+from grid_fixtures import grid_spec, write_spec
 
 from xling.config import GridSpec, parse_spec
 from xling.grid.results import long_table
@@ -103,12 +103,13 @@ def test_failing_units_are_retried_and_reported(grid_assets, tmp_path) -> None:
     spec = parse_spec(GridSpec, spec_dict)
     final = run_grid(spec)
     train, score = final
-    assert train.done == 4 + 1 and len(train.failed) == 4 + 1  # the good model's units all finish
-    assert score.done == 4 and score.pending == 4 and not score.failed  # broken adapters never exist to score
+    assert train.done == 4 and len(train.failed) == 4  # the good model's units all finish
+    assert score.done == 1 + 4 and len(score.failed) == 1  # its base and adapters; the broken base fails
+    assert score.pending == 4  # broken adapters never exist to score
     plan = make_plan(spec)
     bad = [u for u in plan.train if u.model.name == "broken-llama"]
     assert all(len(store_for(spec).failures(u.key)) == 3 for u in bad)  # 1 try + 2 retries
-    failed = status(plan, store_for(spec))[0].failed
-    assert all("broken-llama" in unit and error for unit, error in failed.items())
+    for stage in status(plan, store_for(spec)):
+        assert all("broken-llama" in unit and error for unit, error in stage.failed.items())
     table = long_table(plan, store_for(spec))
     assert set(table["model_name"]) == {"tiny-llama"} and len(table) == 4 * 4

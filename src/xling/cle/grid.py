@@ -1,8 +1,9 @@
 """The CLE grid: methods x language pairs x training-dictionary sizes, resumable, with summary tables.
 
-``xling cle grid SPEC.yaml -o OUT`` runs every (method, pair, size) unit that is not finished yet, storing
-each unit's BLI result atomically in ``OUT/store`` (``xling.grid.store.Store``; a rerun skips finished units,
-a killed run loses only the unit in progress), then writes the tables the analysis layer reads:
+``xling cle grid SPEC.yaml -o OUT`` runs every (method, pair, size) unit that is not finished yet on the grid
+engine (``xling.grid.engine``: local, Ray or Slurm executors, retries, status), storing each unit's BLI result
+atomically in ``OUT/store`` (a rerun skips finished units, a killed run loses only the units in progress), then
+writes the tables the analysis layer reads:
 
 - ``OUT/tables/cle_results.csv``: one row per unit: method, pair, src, tgt, size, p1, p5, p10, mrr,
   coverage, n, train_pairs, fit_seconds, failed (MRR below ``fail_mrr``), status (``done`` / ``error``), error;
@@ -20,14 +21,18 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from xling.config import Spec
+from xling.config import ExecutorSpec, Spec
 from xling.errors import XlingError
+from xling.grid.engine import StageStatus, grid_status, run_units
+from xling.grid.jobs import Workload
+from xling.grid.store import Store, unit_key
 
 #: The paper's eight languages; its 28 pairs are the xling-eval dictionary folders.
 PAPER_LANGUAGES = ("de", "en", "fi", "fr", "hr", "it", "ru", "tr")
@@ -65,6 +70,9 @@ class CLEGridSpec(Spec):
     oov: Literal["skip", "wrong"] = "skip"
     fail_mrr: float = Field(0.05, ge=0.0, le=1.0)
     seed: int = 0
+    output: str = "xling-out/cle-grid"
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    max_retries: int = Field(1, ge=0)
 
     @field_validator("sizes", mode="before")
     @classmethod
@@ -139,16 +147,52 @@ def _check_template(field: str, template: str, keys: set[str]) -> None:
 
 
 def load_grid_spec(path: str | Path) -> CLEGridSpec:
-    """Read and validate a CLE grid spec (YAML)."""
+    """Read and validate a CLE grid spec (YAML); relative file templates become relative to the spec's folder."""
     from xling.config import load_spec
 
-    return load_spec(CLEGridSpec, path)
+    spec = load_spec(CLEGridSpec, path)
+    folder = Path(path).resolve().parent
+    for name in ("vectors", "src_vectors", "tgt_vectors", "train_dict", "test_dict"):
+        template = getattr(spec, name)
+        if template is not None and not Path(template).expanduser().is_absolute():
+            setattr(spec, name, str(folder / template))
+    return spec
 
 
 # --- units ------------------------------------------------------------------------------------------------------------
 
+STAGE = "bli"
 
-def units(spec: CLEGridSpec, base: Path) -> list[dict[str, Any]]:
+
+@dataclass(frozen=True)
+class CLEUnit:
+    """Map one language pair with one method (and dictionary size), then evaluate it with BLI."""
+
+    key: str
+    label: str
+    method: str
+    params: dict[str, Any]
+    pair: str
+    src: str
+    tgt: str
+    size: str
+    src_vectors: str
+    tgt_vectors: str
+    train_dict: str | None
+    test_dict: str
+    stage = STAGE
+    deps = ()
+
+    @property
+    def group(self) -> str:
+        """Units of one pair share a worker, which reads the pair's vectors once."""
+        return self.pair
+
+    def describe(self) -> str:
+        return f"{self.label} {self.pair} size={self.size}"
+
+
+def units(spec: CLEGridSpec) -> list[CLEUnit]:
     """Every (method, pair, size) unit with its resolved files; methods without a dictionary get size ``none``."""
     from xling.cle.mappers import seed_of
 
@@ -159,26 +203,21 @@ def units(spec: CLEGridSpec, base: Path) -> list[dict[str, Any]]:
             with_dict = seed_of(entry.method) == "dictionary"
             for size in spec.sizes if with_dict else [NO_SIZE]:
                 fill = dict(pair=pair, src=src, tgt=tgt, size=size)
-                out.append(dict(
-                    label=entry.name, method=entry.method, params=entry.params, pair=pair, src=src, tgt=tgt,
-                    size=size, src_vectors=_path(base, (spec.src_vectors or spec.vectors).format(lang=src, **fill)),
-                    tgt_vectors=_path(base, (spec.tgt_vectors or spec.vectors).format(lang=tgt, **fill)),
-                    train_dict=_path(base, spec.train_dict.format(**fill)) if with_dict else None,
-                    test_dict=_path(base, spec.test_dict.format(**fill))))
+                files = dict(
+                    src_vectors=_path((spec.src_vectors or spec.vectors).format(lang=src, **fill)),
+                    tgt_vectors=_path((spec.tgt_vectors or spec.vectors).format(lang=tgt, **fill)),
+                    train_dict=_path(spec.train_dict.format(**fill)) if with_dict else None,
+                    test_dict=_path(spec.test_dict.format(**fill)))
+                payload = {"kind": "cle-bli", "method": entry.method, "params": entry.params, "pair": pair,
+                           "size": size, "files": files, "sizes_bytes": {k: _size(v) for k, v in files.items()},
+                           **spec.model_dump(include={"max_vocab", "case", "retrieval", "convention", "oov", "seed"})}
+                out.append(CLEUnit(unit_key(payload), entry.name, entry.method, entry.params, pair, src, tgt, size,
+                                   **files))
     return out
 
 
-def _path(base: Path, text: str) -> str:
-    path = Path(text).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
-
-
-def unit_payload(spec: CLEGridSpec, unit: dict[str, Any]) -> dict[str, Any]:
-    """Everything that determines a unit's result (its store key is a hash of this)."""
-    files = {k: unit[k] for k in ("src_vectors", "tgt_vectors", "train_dict", "test_dict")}
-    return {"kind": "cle-bli", "method": unit["method"], "params": unit["params"], "pair": unit["pair"],
-            "size": unit["size"], "files": files, "sizes_bytes": {k: _size(v) for k, v in files.items()},
-            **spec.model_dump(include={"max_vocab", "case", "retrieval", "convention", "oov", "seed"})}
+def _path(text: str) -> str:
+    return str(Path(text).expanduser().resolve())
 
 
 def _size(path: str | None) -> int | None:
@@ -187,68 +226,75 @@ def _size(path: str | None) -> int | None:
 
 # --- running ----------------------------------------------------------------------------------------------------------
 
+_VECTORS: dict[str, Any] = {}  # this worker's vectors of the current pair, kept between its units
 
-def run_unit(spec: CLEGridSpec, unit: dict[str, Any], cache: dict[str, Any]) -> dict[str, Any]:
-    """Map and evaluate one unit; ``cache`` keeps the current pair's vectors between units."""
+
+def _vectors(spec: CLEGridSpec, path: str):
+    from xling.cle.vectors import read_vectors
+
+    if path not in _VECTORS:
+        if len(_VECTORS) >= 2:
+            _VECTORS.clear()
+        _VECTORS[path] = read_vectors(path, max_vocab=spec.max_vocab, lowercase=spec.case == "lower", cache=True)
+    return _VECTORS[path]
+
+
+def run_unit(spec: CLEGridSpec, unit: CLEUnit) -> dict[str, Any]:
+    """Map and evaluate one unit; the pair's vectors stay loaded for the worker's next unit."""
     from xling.cle.bli import bli
     from xling.cle.dictionaries import read_dictionary
     from xling.cle.mappers.run import map_embeddings
-    from xling.cle.vectors import read_vectors
 
-    for key in ("src_vectors", "tgt_vectors"):
-        if unit[key] not in cache:
-            if len(cache) >= 2:
-                cache.clear()
-            cache[unit[key]] = read_vectors(unit[key], max_vocab=spec.max_vocab, lowercase=spec.case == "lower",
-                                            cache=True)
-    x, z = cache[unit["src_vectors"]], cache[unit["tgt_vectors"]]
-    train = read_dictionary(unit["train_dict"], case=spec.case) if unit["train_dict"] else None
-    test = read_dictionary(unit["test_dict"], case=spec.case)
-    mapped = map_embeddings(unit["method"], x, z, train, params=unit["params"], seed=spec.seed)
+    x, z = _vectors(spec, unit.src_vectors), _vectors(spec, unit.tgt_vectors)
+    train = read_dictionary(unit.train_dict, case=spec.case) if unit.train_dict else None
+    test = read_dictionary(unit.test_dict, case=spec.case)
+    mapped = map_embeddings(unit.method, x, z, train, params=unit.params, seed=spec.seed)
     result = bli(mapped.src, mapped.tgt, test, retrieval_method=spec.retrieval, convention=spec.convention,
                  oov=spec.oov, inplace=True).to_dict()
     return {**result, "mapping": mapped.info}
 
 
-def run_grid(spec: CLEGridSpec, out: str | Path, base: Path, *, progress: bool = True) -> pd.DataFrame:
-    """Run the unfinished units into ``OUT/store`` and write the tables under ``OUT/tables``; return the results."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def cle_work(spec: CLEGridSpec, store: Store, batch: list[CLEUnit]) -> None:
+    """The grid engine's work for CLE units: map, evaluate, publish ``result.json`` (one unit per call)."""
+    for unit in batch:
+        start = time.perf_counter()
+        result = run_unit(spec, unit)
+        result["seconds"] = round(time.perf_counter() - start, 3)
+        with store.writing(unit.key, {"unit": {k: getattr(unit, k) for k in ("label", "method", "pair", "size")}}) \
+                as tmp:
+            (tmp / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
 
-    from xling.grid.store import Store, unit_key
+
+def workload(spec: CLEGridSpec) -> Workload:
+    """CLE units run one pair per job (its vectors read once), each unit failing on its own."""
+    per_pair = len(spec.entries()) * len(spec.sizes)
+    return Workload(cle_work, spec, chunk=lambda u: per_pair, cpus=spec.executor.cpus_per_unit, isolated=True)
+
+
+def store_for(spec: CLEGridSpec) -> Store:
+    return Store(Path(spec.output) / "store")
+
+
+def status(spec: CLEGridSpec) -> list[StageStatus]:
+    """Done / failed / pending units and the last error of each failed one."""
+    return grid_status(units(spec), [STAGE], store_for(spec))
+
+
+def run_grid(spec: CLEGridSpec, *, console=None, progress: bool = True) -> pd.DataFrame:
+    """Run the unfinished units into ``OUTPUT/store`` on the spec's executor and write the tables under
+    ``OUTPUT/tables``; return the results table."""
     from xling.provenance import write_run_record
 
-    out = Path(out)
-    store = Store(out / "store")
-    todo = units(spec, base)
-    keys = [unit_key(unit_payload(spec, u)) for u in todo]
-    cache: dict[str, Any] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=not progress) as bar:
-        task = bar.add_task("cle grid", total=len(todo))
-        for unit, key in zip(todo, keys):
-            bar.update(task, description=f"{unit['label']} {unit['pair']} {unit['size']}")
-            if not store.done(key):
-                store.log_event(key, "start")
-                start = time.perf_counter()
-                try:
-                    result = run_unit(spec, unit, cache)
-                except Exception as err:  # noqa: BLE001 - a failed unit is recorded and retried on rerun
-                    store.record_failure(key, f"{type(err).__name__}: {err}")
-                else:
-                    with store.writing(key, {"unit": _public(unit)}) as tmp:
-                        result["seconds"] = round(time.perf_counter() - start, 3)
-                        (tmp / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-                    store.log_event(key, "done")
-            bar.advance(task)
-    table = results_table(spec, store, todo, keys)
+    out = Path(spec.output)
+    todo = units(spec)
+    store = store_for(spec)
+    run_units(todo, [STAGE], workload(spec), store, spec.executor, spec.output, max_retries=spec.max_retries,
+              console=console, progress=progress)
+    table = results_table(spec, store, todo)
     write_tables(table, out / "tables", spec.fail_mrr)
     write_run_record(out, config=spec, seed=spec.seed, units=len(todo),
                      done=int((table["status"] == "done").sum()), errors=int((table["status"] == "error").sum()))
     return table
-
-
-def _public(unit: dict[str, Any]) -> dict[str, Any]:
-    return {k: unit[k] for k in ("label", "method", "pair", "size")}
 
 
 # --- tables -----------------------------------------------------------------------------------------------------------
@@ -257,12 +303,13 @@ RESULT_COLUMNS = ["method", "pair", "src", "tgt", "size", "p1", "p5", "p10", "mr
                   "fit_seconds", "failed", "status", "error"]
 
 
-def results_table(spec: CLEGridSpec, store: Any, todo: list[dict[str, Any]], keys: list[str]) -> pd.DataFrame:
+def results_table(spec: CLEGridSpec, store: Store, todo: list[CLEUnit]) -> pd.DataFrame:
     """One row per unit of the spec: its BLI result, or ``status=error`` with the last error, or ``missing``."""
     rows = []
-    for unit, key in zip(todo, keys):
-        row: dict[str, Any] = {"method": unit["label"], "pair": unit["pair"], "src": unit["src"], "tgt": unit["tgt"],
-                               "size": unit["size"]}
+    for unit in todo:
+        key = unit.key
+        row: dict[str, Any] = {"method": unit.label, "pair": unit.pair, "src": unit.src, "tgt": unit.tgt,
+                               "size": unit.size}
         if store.done(key):
             result = json.loads((store.result_dir(key) / "result.json").read_text())
             row.update({k: result[k] for k in ("p1", "p5", "p10", "mrr", "coverage", "n")})

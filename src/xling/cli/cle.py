@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from xling.cli.app import app, data_app
+from xling.cli.grid import AddressOption, ExecutorOption, OutOption, RetriesOption, load_any_grid, run_cle
 
 cle_app = typer.Typer(help="Cross-lingual word embeddings: map, evaluate with BLI, simulate.", no_args_is_help=True)
 app.add_typer(cle_app, name="cle")
@@ -298,24 +299,18 @@ def _describe(info: dict) -> str:
 @cle_app.command("grid")
 def grid_command(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="CLE grid spec: methods, pairs, sizes, files.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: store/, tables/, run.json.")]
-    = Path("xling-out/cle-grid"),
+    out: OutOption = None,
+    executor: ExecutorOption = None,
+    address: AddressOption = None,
+    max_retries: RetriesOption = None,
 ) -> None:
-    """Methods x language pairs x dictionary sizes; resumable (finished units are skipped); writes tables."""
-    from rich.console import Console
-    from rich.table import Table
+    """Methods x language pairs x dictionary sizes on the grid engine (same as `xling grid run` on a CLE spec):
+    resumable, retried, tables in OUT/tables. Exit code 1 if some units failed."""
+    from xling.cle.grid import CLEGridSpec
 
-    from xling.cle.grid import load_grid_spec, run_grid, summary_tables
+    spec = load_any_grid(spec_path, out, executor, address, max_retries)
+    if not isinstance(spec, CLEGridSpec):
+        from xling.errors import XlingError
 
-    spec = load_grid_spec(spec_path)
-    table = run_grid(spec, out, spec_path.resolve().parent)
-    averages = summary_tables(table, spec.fail_mrr)["cle_averages"]
-    view = Table(title=f"CLE grid: mean over pairs ({spec.retrieval}, failure = MRR < {spec.fail_mrr})")
-    for col in ("method", "size", "MRR", "P@1", "pairs", "failures", "errors"):
-        view.add_column(col, justify="left" if col in ("method", "size") else "right")
-    for row in averages.itertuples():
-        view.add_row(row.method, row.size, f"{100 * row.mrr_mean:.1f}", f"{100 * row.p1_mean:.1f}",
-                     str(row.pairs_done), str(row.failures), str(row.errors))
-    console = Console()
-    console.print(view)
-    console.print(f"tables in {out / 'tables'}; rerun the same command to resume or retry failed units")
+        raise XlingError(f"{spec_path}: not a CLE grid spec (it has no 'methods'); run it with `xling grid run`")
+    run_cle(spec)

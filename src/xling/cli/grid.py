@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from xling.cli.app import app
+from xling.errors import XlingError
 
 grid_app = typer.Typer(help="Run a whole transfer study from one YAML spec, resumably.", no_args_is_help=True)
 app.add_typer(grid_app, name="grid")
@@ -18,38 +19,71 @@ SpecArg = Annotated[Path, typer.Argument(help="Grid spec (YAML).")]
 console = Console()
 
 
-def _load(spec_path: Path, executor: str | None = None, address: str | None = None):
-    from xling.config import GridSpec, load_spec
+Executor = Literal["local", "ray", "slurm"]
+OutOption = Annotated[Optional[Path], typer.Option("-o", "--out", help="Output folder (overrides the spec's output).")]
 
-    spec = load_spec(GridSpec, spec_path)
+
+def load_any_grid(spec_path: Path, out: Path | None = None, executor: str | None = None,
+                  address: str | None = None, max_retries: int | None = None):
+    """A transfer grid spec (``models:``) or a CLE grid spec (``methods:``), with command-line overrides."""
+    from xling.cle.grid import CLEGridSpec, load_grid_spec
+    from xling.config import GridSpec, load_spec, load_yaml
+
+    data = load_yaml(spec_path)
+    spec: GridSpec | CLEGridSpec
+    spec = load_grid_spec(spec_path) if isinstance(data, dict) and "methods" in data else load_spec(GridSpec, spec_path)
+    if out is not None:
+        spec.output = str(out)
     if executor:
-        if executor not in ("local", "ray", "slurm"):
-            from xling.errors import XlingError
-
-            raise XlingError(f"--executor: expected one of local, ray, slurm; got {executor!r}")
         spec.executor.kind = executor
     if address:
         spec.executor.address = address
+    if max_retries is not None:
+        spec.max_retries = max_retries
     return spec
 
 
-@grid_app.command("plan")
-def plan_cmd(spec_path: SpecArg) -> None:
-    """Show the units of work, their counts and an estimate of the work; nothing runs."""
-    from xling.grid.run import stages, store_for
-    from xling.grid.units import make_plan
-    from xling.tasks.registry import load_items
+def _is_cle(spec) -> bool:
+    from xling.cle.grid import CLEGridSpec
 
-    spec = _load(spec_path)
-    plan = make_plan(spec)
-    store = store_for(spec)
+    return isinstance(spec, CLEGridSpec)
+
+
+@grid_app.command("plan")
+def plan_cmd(spec_path: SpecArg, out: OutOption = None) -> None:
+    """Show the units of work, their counts and an estimate of the work; nothing runs (and nothing is downloaded)."""
+    from xling.grid.run import STAGES, store_for
+    from xling.grid.units import make_plan, unit_counts
+    from xling.tasks.registry import is_prepared, load_items
+
+    spec = load_any_grid(spec_path, out)
+    if _is_cle(spec):
+        _plan_cle(spec)
+        return
+    counts = unit_counts(spec)
+    cells = {(c.task, c.language, spec.score.split) for c in spec.target_cells()}
+    cells |= {(c.task, c.language, "train") for c in spec.source_cells()}
+    unprepared = sorted(c for c in cells if not is_prepared(*c))
     table = Table(title=f"grid {spec.name}: {len(spec.models)} model(s), {len(spec.source_cells())} source cell(s), "
                         f"{len(spec.target_cells())} target cell(s), {len(spec.seeds)} seed(s)")
     for col in ("stage", "units", "done", "to run"):
         table.add_column(col, justify="right" if col != "stage" else "left")
-    for name, units in stages(plan):
-        done = sum(store.done(u.key) for u in units)
-        table.add_row(name, str(len(units)), str(done), str(len(units) - done))
+    if unprepared:  # unit keys hash the data: without it, what is done is unknown
+        for name in STAGES:
+            table.add_row(name, f"{counts[name]:,}", "unknown", "unknown")
+        console.print(table)
+        task, lang, split = unprepared[0]
+        console.print(f"unknown until the data are prepared ({len(unprepared)} of {len(cells)} task/language/split "
+                      f"sets are not, e.g. {task} {lang} {split}): which units are done, the number of items, "
+                      f"choices and training examples. Fill them with: xling data prepare {spec_path}")
+        return
+    plan = make_plan(spec)
+    store = store_for(spec)
+    units = [*plan.train, *plan.score]
+    for name in STAGES:
+        stage = [u for u in units if u.stage == name]
+        done = sum(store.done(u.key) for u in stage)
+        table.add_row(name, f"{len(stage):,}", f"{done:,}", f"{len(stage) - done:,}")
     console.print(table)
     n_choices = sum(len(i.choices) for c in spec.target_cells() for i in load_items(c.task, c.language, spec.score.split))
     n_train = sum(len(load_items(c.task, c.language, "train")) for c in spec.source_cells())
@@ -59,24 +93,73 @@ def plan_cmd(spec_path: SpecArg) -> None:
                   f"evaluations); {steps:,} training examples seen ({spec.train.epochs} epoch(s))")
 
 
+ExecutorOption = Annotated[Optional[Executor], typer.Option(help="Where units run (overrides the spec).")]
+AddressOption = Annotated[Optional[str], typer.Option(help="Ray cluster address, e.g. 'auto'.")]
+RetriesOption = Annotated[Optional[int], typer.Option(min=0, help="Retries of a failing unit (overrides the spec).")]
+
+
 @grid_app.command("run")
 def run_cmd(
     spec_path: SpecArg,
-    executor: Annotated[Optional[str], typer.Option(help="local, ray or slurm (overrides the spec).")] = None,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address, e.g. 'auto'.")] = None,
-    max_retries: Annotated[Optional[int], typer.Option(help="Retries of a failing unit (overrides the spec).")] = None,
+    out: OutOption = None,
+    executor: ExecutorOption = None,
+    address: AddressOption = None,
+    max_retries: RetriesOption = None,
     analyze: Annotated[bool, typer.Option(help="Aggregate and run the analysis and report at the end.")] = True,
 ) -> None:
-    """Run every unit that is missing, then export the results table and write the report."""
+    """Run every unit that is missing (a transfer or a CLE grid), then write the results tables and the report.
+    Exit code 1 if some units failed."""
+    spec = load_any_grid(spec_path, out, executor, address, max_retries)
+    if _is_cle(spec):
+        run_cle(spec)
+        return
     from xling.grid.run import run_grid
 
-    spec = _load(spec_path, executor, address)
-    final = run_grid(spec, max_retries=max_retries, console=console)
+    final = run_grid(spec, console=console)
     _print_status(final)
     _finish(spec, analyze and spec.analyze)
+    _exit_on_failures(final)
+
+
+def _exit_on_failures(final) -> None:
     if any(st.failed for st in final):
         console.print("[red]some units failed; see `xling grid status`. Rerun the same command to retry them.")
         raise typer.Exit(1)
+
+
+def run_cle(spec) -> None:
+    """Run a CLE grid, print its per-method averages and status; exit 1 if some units failed."""
+    from rich.table import Table
+
+    from xling.cle.grid import run_grid, status, summary_tables
+
+    table = run_grid(spec, console=console)
+    averages = summary_tables(table, spec.fail_mrr)["cle_averages"]
+    view = Table(title=f"CLE grid: mean over pairs ({spec.retrieval}, failure = MRR < {spec.fail_mrr})")
+    for col in ("method", "size", "MRR", "P@1", "pairs", "failures", "errors"):
+        view.add_column(col, justify="left" if col in ("method", "size") else "right")
+    for row in averages.itertuples():
+        view.add_row(row.method, row.size, f"{100 * row.mrr_mean:.1f}", f"{100 * row.p1_mean:.1f}",
+                     str(row.pairs_done), str(row.failures), str(row.errors))
+    console.print(view)
+    console.print(f"tables in {Path(spec.output) / 'tables'}; rerun the same command to resume or retry failed units")
+    final = status(spec)
+    _print_status(final)
+    _exit_on_failures(final)
+
+
+def _plan_cle(spec) -> None:
+    from xling.cle.grid import STAGE, store_for, units
+
+    todo = units(spec)
+    store = store_for(spec)
+    done = sum(store.done(u.key) for u in todo)
+    table = Table(title=f"CLE grid: {len(spec.entries())} method(s), {len(spec.pair_list())} pair(s), "
+                        f"{len(spec.sizes)} dictionary size(s)")
+    for col in ("stage", "units", "done", "to run"):
+        table.add_column(col, justify="right" if col != "stage" else "left")
+    table.add_row(STAGE, f"{len(todo):,}", f"{done:,}", f"{len(todo) - done:,}")
+    console.print(table)
 
 
 def _finish(spec, analyze: bool) -> None:
@@ -126,12 +209,17 @@ def _analysis_spec(spec):
 
 
 @grid_app.command("status")
-def status_cmd(spec_path: SpecArg) -> None:
-    """Done / failed / pending per stage, and the last error of each failed unit."""
+def status_cmd(spec_path: SpecArg, out: OutOption = None) -> None:
+    """Done / failed / pending per stage, and the last error of each failed unit (a transfer or a CLE grid)."""
+    spec = load_any_grid(spec_path, out)
+    if _is_cle(spec):
+        from xling.cle.grid import status
+
+        _print_status(status(spec))
+        return
     from xling.grid.run import status, store_for
     from xling.grid.units import make_plan
 
-    spec = _load(spec_path)
     _print_status(status(make_plan(spec), store_for(spec)))
 
 
@@ -157,7 +245,9 @@ def export_cmd(
     from xling.grid.run import store_for
     from xling.grid.units import make_plan
 
-    spec = _load(spec_path)
+    spec = load_any_grid(spec_path)
+    if _is_cle(spec):
+        raise XlingError(f"{spec_path}: a CLE grid writes its tables when it runs (OUTPUT/tables/cle_results.csv)")
     table, seeds, n = export(make_plan(spec), store_for(spec), out)
     console.print(f"wrote {table} ({n} cells) and {seeds}")
 

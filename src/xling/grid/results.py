@@ -16,7 +16,6 @@ from xling.grid.store import Store
 from xling.grid.units import Plan
 
 
-
 def long_table(plan: Plan, store: Store) -> pd.DataFrame:
     """One row per (model, source cell, seed, target cell) with fine-tuned and base acc / acc_norm."""
     import duckdb

@@ -32,6 +32,16 @@ class TrainUnit:
     model: ModelSpec
     source: Cell
     seed: int
+    stage = "train"
+    deps = ()
+
+    @property
+    def group(self) -> str:
+        """Training units of one base model can share a worker."""
+        return self.model.name
+
+    def describe(self) -> str:
+        return f"train {self.model.name} {self.source.name} seed={self.seed}"
 
 
 @dataclass(frozen=True)
@@ -43,10 +53,26 @@ class ScoreUnit:
     adapter: TrainUnit | None
     targets: tuple[Cell, ...]
 
+    stage = "score"
+
     @property
     def label(self) -> str:
         """The adapter's name in score tables: ``base`` or the train unit's key."""
         return "base" if self.adapter is None else self.adapter.key
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        """An adapter is scored once it is trained; the base model needs nothing."""
+        return () if self.adapter is None else (self.adapter.key,)
+
+    @property
+    def group(self) -> str:
+        """The base and the adapters of one model are scored together, the base model loaded once."""
+        return self.model.name
+
+    def describe(self) -> str:
+        who = "base" if self.adapter is None else f"{self.adapter.source.name} seed={self.adapter.seed}"
+        return f"score {self.model.name} {who} on {len(self.targets)} targets"
 
 
 @dataclass
@@ -99,10 +125,8 @@ def _folder_digest(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def make_plan(spec: GridSpec) -> Plan:
-    """Expand a grid spec into its train and score units (nothing runs)."""
-    from xling.tasks.registry import load_items, task_fingerprint
-
+def check_cells(spec: GridSpec) -> tuple[list[Cell], list[Cell]]:
+    """The spec's source and target cells, checked for shape (no data is read)."""
     sources, targets = spec.source_cells(), spec.target_cells()
     if not sources or not targets:
         raise XlingError("grid spec: the grid is empty (no source or no target cells)")
@@ -118,7 +142,21 @@ def make_plan(spec: GridSpec) -> Plan:
             f"grid spec: source cells {', '.join(missing[:3])} are not among the targets; "
             "the regime analysis needs every source cell scored"
         )
+    return sources, targets
 
+
+def unit_counts(spec: GridSpec) -> dict[str, int]:
+    """How many units of each stage the spec makes, from the spec alone (works before any data is prepared)."""
+    sources, _ = check_cells(spec)
+    n_adapters = len(spec.models) * len(sources) * len(spec.seeds)
+    return {"train": n_adapters, "score": len(spec.models) + n_adapters}
+
+
+def make_plan(spec: GridSpec) -> Plan:
+    """Expand a grid spec into its train and score units (nothing runs; the data are read for their fingerprints)."""
+    from xling.tasks.registry import load_items, task_fingerprint
+
+    sources, targets = check_cells(spec)
     plan = Plan(spec=spec)
     for cell in targets:  # loading validates task and language names early, with one-line errors
         items = load_items(cell.task, cell.language, spec.score.split)
@@ -143,14 +181,6 @@ def make_plan(spec: GridSpec) -> Plan:
                 skey = unit_key({"unit": "score", "adapter": tkey, **base})
                 plan.score.append(ScoreUnit(skey, model, tu, tuple(targets)))
     return plan
-
-
-def describe(unit: TrainUnit | ScoreUnit) -> str:
-    """A short human-readable name of a unit for progress and status lines."""
-    if isinstance(unit, TrainUnit):
-        return f"train {unit.model.name} {unit.source.name} seed={unit.seed}"
-    who = "base" if unit.adapter is None else f"{unit.adapter.source.name} seed={unit.adapter.seed}"
-    return f"score {unit.model.name} {who} on {len(unit.targets)} targets"
 
 
 def spec_digest(spec: GridSpec) -> str:

@@ -66,6 +66,14 @@ def load_aligned(task: str, languages: Iterable[str], split: str) -> dict[str, l
     return by_lang
 
 
+def is_prepared(task: str, language: str, split: str) -> bool:
+    """Whether loading ``task`` needs no download: a paper benchmark once ``xling data prepare`` has cached it;
+    every other task is read from files or generated (a missing file is reported when it is loaded)."""
+    from xling.tasks.paper import BENCHMARKS, cached_path
+
+    return task not in BENCHMARKS or cached_path(task, language, split).is_file()
+
+
 def items_fingerprint(items: Sequence[MCItem]) -> str:
     """sha256 over the items' content (ids, contexts, choices, gold, fields), order included."""
     h = hashlib.sha256()
