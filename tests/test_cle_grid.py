@@ -81,10 +81,12 @@ def test_grid_results_tables_and_resume(grid_dir, tmp_path, monkeypatch, capsys)
     code, _ = _cli(monkeypatch, capsys, "cle", "grid", grid_dir / "spec.yaml", "-o", out)
     assert code == 0
     assert sum(e["event"] == "start" for e in Store(out / "store").events()) == starts
+    report = (out / "report.html").read_text()  # the shared report layer's page
+    assert "cle_mrr_matrix" in report and "data:image/png;base64" in report and "http" not in report.split("<body>")[1]
     pd.testing.assert_frame_equal(pd.read_csv(tables / "cle_results.csv"), results)
 
 
-def test_failed_units_are_recorded_and_retried(grid_dir, tmp_path):
+def test_failed_units_are_recorded_and_retried(grid_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     spec = load_grid_spec(grid_dir / "spec.yaml").model_copy(update={"methods": ["proc"], "pairs": ["aa-bb", "aa-dd"],
                                                                       "sizes": ["100"], "output": str(out)})
@@ -92,6 +94,11 @@ def test_failed_units_are_recorded_and_retried(grid_dir, tmp_path):
     assert table.loc["aa-bb", "status"] == "done"
     assert table.loc["aa-dd", "status"] == "error" and "no such vectors file" in table.loc["aa-dd", "error"]
     assert pd.read_csv(out / "tables" / "cle_averages.csv")["errors"].tolist() == [1]
+    (grid_dir / "failing.yaml").write_text((grid_dir / "spec.yaml").read_text().replace(
+        "methods:\n  - proc\n  - {method: vecmap-unsup, params: {stochastic_interval: 2, unsupervised_vocab: 600}}\n"
+        "pairs: [aa-bb, aa-cc]\nsizes: [100, 200]", "methods: [proc]\npairs: [aa-bb, aa-dd]\nsizes: [100]"))
+    code, err = _cli(monkeypatch, capsys, "cle", "grid", grid_dir / "failing.yaml", "-o", out, "--max-retries", 0)
+    assert code == 1  # a unit that errored: exit code 1, the status lists it
     (grid_dir / "aa-dd").symlink_to(grid_dir / "aa-bb")  # the missing files appear: a rerun retries that unit
     try:
         assert set(run_grid(spec, progress=False)["status"]) == {"done"}

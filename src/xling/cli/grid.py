@@ -131,10 +131,10 @@ def run_cle(spec) -> None:
     """Run a CLE grid, print its per-method averages and status; exit 1 if some units failed."""
     from rich.table import Table
 
-    from xling.cle.grid import run_grid, status, summary_tables
+    from xling.study import run_cle_study
 
-    table = run_grid(spec, console=console)
-    averages = summary_tables(table, spec.fail_mrr)["cle_averages"]
+    study = run_cle_study(spec, console=console)
+    averages = study.tables["cle_averages"]
     view = Table(title=f"CLE grid: mean over pairs ({spec.retrieval}, failure = MRR < {spec.fail_mrr})")
     for col in ("method", "size", "MRR", "P@1", "pairs", "failures", "errors"):
         view.add_column(col, justify="left" if col in ("method", "size") else "right")
@@ -142,10 +142,10 @@ def run_cle(spec) -> None:
         view.add_row(row.method, row.size, f"{100 * row.mrr_mean:.1f}", f"{100 * row.p1_mean:.1f}",
                      str(row.pairs_done), str(row.failures), str(row.errors))
     console.print(view)
-    console.print(f"tables in {Path(spec.output) / 'tables'}; rerun the same command to resume or retry failed units")
-    final = status(spec)
-    _print_status(final)
-    _exit_on_failures(final)
+    console.print(f"tables in {Path(spec.output) / 'tables'}; report: {study.report}; rerun the same command to "
+                  "resume or retry failed units")
+    _print_status(study.status)
+    _exit_on_failures(study.status)
 
 
 def _plan_cle(spec) -> None:

@@ -259,10 +259,15 @@ def figure_makers(t: dict[str, pd.DataFrame]) -> dict[str, Callable[[], object]]
 
 
 def write_figures(tables: dict[str, pd.DataFrame], folder: Path, notes: list[str]) -> dict[str, Path]:
-    """Save every figure as PNG and SVG; return name -> PNG path of those made."""
+    """Save every figure of the transfer analysis as PNG and SVG; return name -> PNG path of those made."""
+    return save_figures(figure_makers(tables), folder, notes)
+
+
+def save_figures(makers: dict[str, Callable[[], object]], folder: Path, notes: list[str]) -> dict[str, Path]:
+    """Make each figure and save it as PNG and SVG (a maker returning None is noted as skipped)."""
     folder.mkdir(parents=True, exist_ok=True)
     made = {}
-    for name, make in figure_makers(tables).items():
+    for name, make in makers.items():
         fig = make()
         if fig is None:
             notes.append(f"figure {name}: skipped (no data)")

@@ -1,0 +1,81 @@
+"""The CLE grid's report: BLI tables, method × pair matrices and figures, in the same self-contained HTML page
+(``xling.report.html``) the transfer analysis uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from xling.report import html as H
+from xling.report.figures import plt, save_figures
+
+# (section id, title, explanation, tables, figures); absent tables or figures are left out.
+SECTIONS = [
+    ("methods", "BLI by method",
+     "Mean and standard deviation over language pairs (the spread of pairs, not a confidence interval); "
+     "failures = pairs whose MRR is below the failure threshold; errors = units that did not finish.",
+     ["cle_averages"], ["cle_method_mrr"]),
+    ("matrices", "Method × pair",
+     "MRR and P@1 of every method (and dictionary size) on every pair, with the mean over pairs.",
+     ["cle_mrr_matrix", "cle_p1_matrix"], ["cle_mrr_heatmap"]),
+    ("units", "Every unit", "One row per (method, pair, size): its BLI result, or its status and last error.",
+     ["cle_results"], []),
+]
+
+
+def method_bars(averages: pd.DataFrame | None):
+    """Mean MRR over pairs per method (and size), ± the standard deviation over pairs."""
+    if averages is None or averages["mrr_mean"].isna().all():
+        return None
+    labels = [m if s == "none" else f"{m} ({s})" for m, s in zip(averages["method"], averages["size"])]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(labels) + 2), 3.4))
+    ax.bar(labels, 100 * averages["mrr_mean"], yerr=100 * averages["mrr_sd"].fillna(0), capsize=3, color="#4c72b0")
+    ax.set_ylabel("MRR (%)")
+    ax.set_title("BLI MRR, mean ± sd over pairs")
+    ax.tick_params(axis="x", rotation=60)
+    return fig
+
+
+def matrix_heatmap(matrix: pd.DataFrame | None, metric: str):
+    """(method, size) × pair on a 0–100 scale."""
+    if matrix is None or matrix.empty:
+        return None
+    values = matrix.drop(columns=["method", "size", "mean"], errors="ignore")
+    if values.empty:
+        return None
+    labels = [m if s == "none" else f"{m} ({s})" for m, s in zip(matrix["method"], matrix["size"])]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * values.shape[1] + 2.5), max(2.5, 0.35 * len(labels) + 1.5)))
+    im = ax.imshow(100 * values.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(values.shape[1]), values.columns, rotation=90)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_title(f"{metric} (%) by method and pair")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def figure_makers(t: dict[str, pd.DataFrame]) -> dict[str, Callable[[], object]]:
+    return {"cle_method_mrr": lambda: method_bars(t.get("cle_averages")),
+            "cle_mrr_heatmap": lambda: matrix_heatmap(t.get("cle_mrr_matrix"), "MRR")}
+
+
+def write_cle_report(tables: dict[str, pd.DataFrame], out: Path, subtitle: str, facts: list[tuple[str, object]],
+                     notes: list[str]) -> Path:
+    """Write ``OUT/figures/*`` and ``OUT/report.html`` for a CLE grid's tables; return the report's path.
+
+    ``facts`` are (what, value) rows shown at the top (protocol, retrieval, units done/failed).
+    """
+    notes = list(notes)
+    figures = save_figures(figure_makers(tables), out / "figures", notes)
+    sections = []
+    for sid, title, text, table_names, figure_names in SECTIONS:
+        blocks = [H.figure_html(figures[f], f.replace("_", " ")) for f in figure_names if f in figures]
+        blocks += [f"<h3>{name}</h3>" + H.table_html(tables[name], name) for name in table_names if name in tables]
+        if blocks:
+            sections.append({"id": sid, "title": title, "text": text, "blocks": blocks})
+    facts_html = H.table_html(pd.DataFrame(facts, columns=["what", "value"]).astype(str), "summary", 50)
+    page = H.render("xling CLE grid", subtitle, facts_html.rsplit("<p", 1)[0], notes, sections)
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
