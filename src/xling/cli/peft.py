@@ -123,13 +123,17 @@ def evaluate(
 
 
 @data_app.command("prepare")
-def prepare(config: Path = typer.Argument(..., help="A data YAML (tasks, languages, source) or a grid config.")) -> None:
+def prepare(
+    config: Path = typer.Argument(..., help="A data YAML (tasks, languages, source) or a grid config."),
+    source: Optional[str] = typer.Option(None, "--source", help="aligned, upstream, or a folder of local copies "
+                                         "of the hub repos (FOLDER/<owner>/<name>); overrides the config's."),
+) -> None:
     """Fetch every dataset CONFIG needs into the local cache, so later runs work offline."""
     from rich.console import Console
 
     from xling.tasks.prepare import prepare_data, read_data_spec
 
-    done = prepare_data(read_data_spec(config))
+    done = prepare_data(read_data_spec(config, source))
     Console().print(f"prepared {len(done)} dataset(s)" + "".join(f"\n  {d}" for d in done))
 
 
