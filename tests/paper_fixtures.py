@@ -35,9 +35,9 @@ SCHEMAS = {
                              ("mc1_targets_choices", pa.list_(STR)), ("mc1_targets_labels", pa.list_(pa.int64())),
                              ("mc2_targets_choices", pa.list_(STR)), ("mc2_targets_labels", pa.list_(pa.int64()))]),
 }
-WORDS = {"en": "the cat sees a tree near the river and the dog".split(),
-         "de": "die Katze sieht einen Baum am Fluss und der Hund".split(),
-         "hi": "बिल्ली नदी के पास एक पेड़ देखती है और कुत्ता".split()}
+WORDS = {"en": ["the", "cat", "sees", "a", "tree", "near", "the", "river", "and", "the", "dog"],
+         "de": ["die", "Katze", "sieht", "einen", "Baum", "am", "Fluss", "und", "der", "Hund"],
+         "hi": ["बिल्ली", "नदी", "के", "पास", "एक", "पेड़", "देखती", "है", "और", "कुत्ता"]}
 
 
 def _text(rng: random.Random, lang: str, n: int) -> str:

@@ -305,12 +305,6 @@ def can_pack(model) -> bool:
     return getattr(model.config, "_attn_implementation", None) in PACKING_ATTENTION
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    import torch
-
-    return isinstance(err, torch.OutOfMemoryError)
-
-
 class _Scorer:
     """The base model loaded once with every adapter attached (unmerged), or, with ``merge``, each adapter merged
     into the base weights in turn; scores lists of items."""
@@ -359,6 +353,8 @@ class _Scorer:
         """Every row under every adapter in batches of ``batch_size`` rows × ``adapters_per_batch`` adapters.
         On CUDA out-of-memory the batch is halved (rows first, then adapters) and retried; the smaller sizes stay
         for the rest of the run."""
+        import torch
+
         lm = self.lm
         pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
         loglik = np.full((len(names), n_requests), np.nan)
@@ -373,8 +369,8 @@ class _Scorer:
                     done = ~np.isnan(ll)
                     loglik[a0:a0 + len(group)][done] = ll[done]
                     greedy[a0:a0 + len(group)] |= gr
-            except Exception as err:  # only CUDA out-of-memory is retried
-                if not is_out_of_memory(err) or (self.batch_size == 1 and self.adapters_per_batch == 1):
+            except torch.OutOfMemoryError:
+                if self.batch_size == 1 and self.adapters_per_batch == 1:
                     raise
                 self._shrink()
                 continue

@@ -75,14 +75,15 @@ def resolve_max_length(config, tokenizer) -> int:
 
 
 def base_fingerprint(model) -> str:
-    """A short hash of the architecture config and a slice of the input embeddings: tells base models apart."""
+    """A short hash of the architecture config and a slice of the input embeddings: tells base models apart.
+    The slice is rounded to bf16 first, so the same weights loaded in float32, bfloat16 or float16 match."""
     import torch
 
     config = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_") and k != "torch_dtype"
               and k != "dtype"}
-    emb = model.get_input_embeddings().weight.detach()[:8].to(torch.float32).cpu().numpy()
+    emb = model.get_input_embeddings().weight.detach()[:8].to(torch.bfloat16).to(torch.float32).cpu().numpy()
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    h.update(emb.round(4).tobytes())
+    h.update(emb.tobytes())
     return h.hexdigest()[:16]
 
 

@@ -123,21 +123,14 @@ def train_example(item: MCItem, fmt: str = "auto", chat: bool = False) -> tuple[
 def apply_chat(tokenizer, context: str, date: str | None = DEFAULT_CHAT_DATE) -> str:
     """Wrap ``context`` as one user turn with the tokenizer's chat template and a generation prompt.
 
-    ``date`` pins the date a template prints (Llama-3 templates print today's date through ``strftime_now``
-    unless ``date_string`` is given): both are passed, so every run renders the same text. ``None`` leaves the
-    template's own behaviour (today's date).
+    ``date`` is passed as ``date_string``, which Llama-3 templates print instead of today's date (Llama-3.2's calls
+    ``strftime_now`` only when no ``date_string`` is given; Llama-3.1's falls back to 26 Jul 2024), so scores do
+    not depend on the day they were computed. ``None`` leaves the template's own behaviour. A template that calls
+    ``strftime_now`` unconditionally (none of the paper's models) still prints today's date.
     """
     if not getattr(tokenizer, "chat_template", None):
         raise XlingError("chat_template is on but the tokenizer has no chat template")
-    extra = {}
-    if date is not None:
-        from datetime import datetime
-
-        try:
-            fixed = datetime.strptime(date, "%d %b %Y")
-        except ValueError:
-            raise XlingError(f"chat date {date!r} is not a date like '26 Jul 2024'") from None
-        extra = {"date_string": date, "strftime_now": fixed.strftime}
+    extra = {} if date is None else {"date_string": date}
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": context}], tokenize=False, add_generation_prompt=True, **extra
     )
