@@ -234,3 +234,17 @@ def test_grid_long_table_uses_each_tasks_metric(tmp_path):
         0.5, 0.4, "acc_norm"]
     assert long.loc["truthfulqa", ["score_norm", "score_norm_base", "score_norm_metric"]].tolist() == [0.6, 0.5, "acc"]
     assert json.loads(json.dumps(long.loc["truthfulqa", "score"])) == pytest.approx(0.6)
+
+
+def test_run_record_says_the_formats_are_inferred(tmp_path):
+    from xling.score import COLUMNS, write_outputs
+
+    frame = pd.DataFrame([{"adapter": "base", "task": task, "language": "de", "item_id": "1", "choice": c,
+                           "loglik": -1.0 - c, "n_tokens": 1, "n_chars": 3, "n_bytes": 3, "is_greedy": False,
+                           "is_gold": c == 0, "kind": "causal"} for task in ("truthfulqa", "mine") for c in (0, 1)])
+    write_outputs(frame[COLUMNS], tmp_path / "out", {"score": {"benchmark_format": "lm-eval"}})
+    record = json.loads((tmp_path / "out" / "run.json").read_text())["paper_benchmark_formats"]
+    assert record["inferred"] and record["lm_eval_tasks"] == {"truthfulqa": "truthfulqa_{lang}_mc1"}
+    assert record["score_norm_metric"] == {"truthfulqa": "acc"}
+    write_outputs(frame[COLUMNS], tmp_path / "plain", None, "plain")
+    assert not json.loads((tmp_path / "plain" / "run.json").read_text())["paper_benchmark_formats"]["inferred"]

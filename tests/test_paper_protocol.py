@@ -181,11 +181,9 @@ def test_packed_rows_under_eager_and_sdpa_equal_unpacked(assets, monkeypatch):
     first = runs["eager", False]
     assert all(np.abs(v - first).max() < 1e-5 for v in runs.values())
 
-    class Stub:
-        class config:  # noqa: N801
-            _attn_implementation = "flash_attention_2"
+    from types import SimpleNamespace
 
-    assert not score.can_pack(Stub())
+    assert not score.can_pack(SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2")))
     seen = []
     original = score.plan_rows
     monkeypatch.setattr(score, "can_pack", lambda model: False)

@@ -466,13 +466,19 @@ def summarize(loglik_df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def write_outputs(loglik_df: pd.DataFrame, out_dir: str | Path, config=None) -> Path:
-    """``OUT/loglikelihoods.parquet``, ``OUT/scores.csv`` and ``OUT/run.json``, written atomically."""
+def write_outputs(loglik_df: pd.DataFrame, out_dir: str | Path, config=None,
+                  benchmark_format: str = "lm-eval") -> Path:
+    """``OUT/loglikelihoods.parquet``, ``OUT/scores.csv`` and ``OUT/run.json``, written atomically. When paper
+    benchmarks were scored, ``run.json`` says which evaluation format they used and that it is inferred."""
     from xling.io import atomic_dir
     from xling.provenance import write_run_record
+    from xling.tasks.paper import BENCHMARKS, format_record
 
+    scored = sorted(set(loglik_df["task"]) & set(BENCHMARKS))
+    extra = {"paper_benchmark_formats": format_record(scored, benchmark_format)} if scored else {}
     with atomic_dir(out_dir) as tmp:
         loglik_df.to_parquet(tmp / "loglikelihoods.parquet", index=False)
         summarize(loglik_df).to_csv(tmp / "scores.csv", index=False)
-        write_run_record(tmp, config, peak_memory_bytes=loglik_df.attrs.get("peak_memory_bytes"))
+        write_run_record(tmp, config, peak_memory_bytes=loglik_df.attrs.get("peak_memory_bytes"),
+                         oom_retries=loglik_df.attrs.get("oom_retries"), **extra)
     return Path(out_dir)

@@ -111,7 +111,7 @@ def evaluate(
         console.print(f"resuming: {len(list(partial.glob('*.parquet')))} finished cell(s) in {partial}")
     loglik = score_items(spec, adapters, items, score, progress=True, checkpoint_dir=partial)
     write_outputs(loglik, out, {"model": spec, "adapters": adapters, "tasks": task, "languages": lang,
-                                "score": score})
+                                "score": score}, score.benchmark_format)
     shutil.rmtree(partial, ignore_errors=True)
     table = Table("adapter", "task", "language", "n", "acc", "acc_norm", "acc_bytes")
     for row in summarize(loglik).itertuples(index=False):

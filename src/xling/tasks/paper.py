@@ -112,6 +112,18 @@ def check_name(name: str, language: str) -> None:
         raise XlingError(f"benchmark {name!r}: unknown language {language!r} (expected one of {', '.join(LANGUAGES)})")
 
 
+def format_record(names: Iterable[str], variant: str) -> dict[str, Any]:
+    """What a run records about the evaluation format of the paper benchmarks it scored."""
+    if variant == "plain":
+        note = "plain: 'Question: ...\\nAnswer:' + option text, no clean-up; TruthfulQA gold = the true label"
+    else:
+        note = ("inferred from the release's lm-eval task names (its task YAMLs are not released): lm-eval's okapi "
+                "arc/hellaswag/truthfulqa-mc1 and global_mmlu task formats over the aligned data")
+    return {"benchmark_format": variant, "inferred": variant == "lm-eval", "note": note,
+            "lm_eval_tasks": {name: LMEVAL_TASKS[name] for name in names},
+            "score_norm_metric": {name: NORM_METRIC[name] for name in names}}
+
+
 # --- the lm-eval (okapi) text clean-up ---------------------------------------------------------------------
 
 
