@@ -248,3 +248,12 @@ def test_run_record_says_the_formats_are_inferred(tmp_path):
     assert record["score_norm_metric"] == {"truthfulqa": "acc"}
     write_outputs(frame[COLUMNS], tmp_path / "plain", None, "plain")
     assert not json.loads((tmp_path / "plain" / "run.json").read_text())["paper_benchmark_formats"]["inferred"]
+
+
+def test_arc_answers_that_are_not_letters():
+    row = {"id": "x", "instruction": "Why?", "option_a": "a", "option_b": "b", "option_c": "c", "option_d": "d",
+           "option_e": None}
+    item = paper.normalise_row("arc_challenge", {**row, "answer": "3"}, "de")
+    assert item.gold == 2 and not paper_trainable(item)  # the release drops it from training
+    with pytest.raises(XlingError, match="item 'x': answer 'Z' is not a letter"):
+        paper.normalise_row("arc_challenge", {**row, "answer": "Z"}, "de")

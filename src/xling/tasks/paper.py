@@ -148,14 +148,19 @@ def _col(row: dict[str, Any], column: str, where: str) -> Any:
 
 def _arc(row: dict[str, Any], item_id: str, language: str, where: str) -> MCItem:
     """``arc_{lang}`` (okapi): ``Question: `` + cleaned instruction, the non-empty options A–E cleaned, gold = the
-    answer letter. Training (arc_challenge.py): options A–D raw after ``Question: {instruction.strip()}``, target
+    answer letter (a numeric ARC key ``1``–``5`` counts from 1; okapi itself accepts only letters). Training (arc_challenge.py): options A–D raw after ``Question: {instruction.strip()}``, target
     ``" " + letter``; rows whose answer is not A–D are dropped."""
     instruction = str(_col(row, "instruction", where))
     raw = [row.get(f"option_{c}") for c in "abcde"]
     options = [str(o) for o in raw if o]
     answer = _col(row, "answer", where)
     letter = str(answer).strip().upper() if answer is not None else ""
-    gold = "ABCDE".index(letter) if len(letter) == 1 and letter in "ABCDE" else parse_gold(answer, options, where)
+    if len(letter) == 1 and letter in "ABCDE":
+        gold = "ABCDE".index(letter)
+    elif letter in ("1", "2", "3", "4", "5"):  # ARC's numeric answer keys count from 1
+        gold = int(letter) - 1
+    else:
+        raise XlingError(f"{where}: answer {answer!r} is not a letter A–E")
     train = None
     if letter in ("A", "B", "C", "D"):
         a, b, c, d = (row.get(f"option_{x}") for x in "abcd")
