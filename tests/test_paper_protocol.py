@@ -172,9 +172,12 @@ def test_packed_rows_under_eager_and_sdpa_equal_unpacked(assets, monkeypatch):
     model_dir, hub, adapters = assets
     items = paper.fetch_items("hellaswag", "en", "test", str(hub)) + paper.fetch_items("arc_challenge", "en", "test",
                                                                                      str(hub))
+    from xling.models.causal import load_causal
+
     runs = {}
     for attn in ("eager", "sdpa"):
         model = ModelSpec(name="tiny", path=str(model_dir), attn_implementation=attn)
+        assert load_causal(model).model.config._attn_implementation == attn
         for pack in (True, False):
             runs[attn, pack] = score_items(model, {"base": None, **adapters}, items,
                                            ScoreSpec(pack_choices=pack)).loglik.to_numpy()

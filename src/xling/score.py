@@ -193,7 +193,11 @@ def forward_rows(model, rows: Sequence[Row], adapter_names: Sequence[str], n_req
         q = torch.arange(width)
         allowed = (q[None, None, :] <= q[None, :, None]) & (seg[:, None, :] >= 0) & (
             (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))
-        kwargs["attention_mask"] = expand(allowed[:, None])
+        # an additive float mask (0 = attend): eager attention adds it to the scores, SDPA takes it as is; a
+        # boolean mask would be added as 0/1 by eager attention
+        dtype = model.get_input_embeddings().weight.dtype
+        additive = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+        kwargs["attention_mask"] = expand(additive[:, None])
     with torch.inference_mode():
         logits = model(input_ids=expand(ids), position_ids=expand(pos),
                        logits_to_keep=torch.arange(lo, width, device=device), **kwargs).logits

@@ -99,6 +99,7 @@ def load_causal(spec: ModelSpec, *, device=None) -> LoadedLM:
         model = AutoModelForCausalLM.from_pretrained(
             spec.location, revision=spec.revision, dtype=pick_dtype(spec, device),
             trust_remote_code=spec.trust_remote_code,
+            **({"attn_implementation": spec.attn_implementation} if spec.attn_implementation else {}),
         )
     except (OSError, ValueError) as err:
         raise XlingError(f"model {spec.name!r}: cannot load from {spec.location!r}: {str(err).splitlines()[0]}") from None
