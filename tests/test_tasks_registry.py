@@ -78,36 +78,33 @@ def test_prompt_formats():
     letters = eval_requests(item, "letters")
     assert letters.context == "Sky?\nA) blue\nB) green\nAnswer:" and letters.continuations == (" A", " B")
     assert letters.choice_texts == ("A", "B")
-    assert train_example(item, "paper") == ("Sky?\nA) blue\nB) green\nAnswer:", " A")
+    assert train_example(item, "paper") == ("Sky?\nA) blue\nB) green\nAnswer:", " A")  # no paper example: lettered
     assert train_example(item) == ("Question: Sky?\nAnswer:", " blue")
     assert train_example(item, "lm") == ("", "Question: Sky?\nAnswer: blue")
     assert eval_requests(item, chat=True).continuations == ("blue", "green")
 
 
-# rows in the hub formats of the paper's datasets (field names as the upstream releases use them)
-HUB = {
-    "arc_challenge": lambda i, lang: {"id": f"Mercury_{i}", "instruction": f"{lang} question {i}?", "option_a": "x",
-                                      "option_b": "y", "option_c": "z", "option_d": "", "answer": "C"},
-    "hellaswag": lambda i, lang: {"ind": i, "activity_label": "Cooking", "ctx_a": "A man cuts onions.",
-                                  "ctx_b": "he [header] then", "endings": ["cries.", "sings [title] loud"],
-                                  "label": "1"},
-    "truthfulqa": lambda i, lang: {"id": i, "question": f"Q{i} {lang}?",
-                                   "mc1_targets": {"choices": ["no", "yes", "maybe"], "labels": [0, 1, 0]}},
-    "global_mmlu": lambda i, lang: {"sample_id": f"s{i}", "question": " Which? ", "option_a": "1", "option_b": "2",
-                                    "option_c": "3", "option_d": "4", "answer": "D", "subject": "math"},
-}
-
-
 @pytest.fixture
 def fake_hub(monkeypatch, tmp_path):
-    """The hub replaced by local rows: aligned configs hold ids 0..3, upstream ones 0..9 (shuffled)."""
-    calls = []
+    """The hub replaced by rows in the real schemas (``paper_fixtures``): aligned configs hold 4 items per split;
+    an upstream source holds 10 rows (no ``truth_id`` for TruthfulQA; English TruthfulQA with ``mc1_targets`` as
+    the printed dict the English source stores)."""
+    from paper_fixtures import make_rows
 
-    def rows(repo, language, split):
-        calls.append((repo, language, split))
-        name = {v: k for table in (paper.ALIGNED, paper.UPSTREAM) for k, v in table.items()}[repo]
-        ids = range(4) if repo in paper.ALIGNED.values() else [7, 3, 9, 0, 1, 2, 4, 5, 6, 8]
-        return [HUB[name](i, language) for i in ids]
+    calls = []
+    aligned = {v: k for k, v in paper.ALIGNED.items()}
+    upstream = {**{v: k for k, v in paper.UPSTREAM.items()}, **{v: k for (k, _), v in paper.UPSTREAM_FOR_LANGUAGE.items()}}
+
+    def rows(repo, language, split, revision=None):
+        calls.append((repo, language, split, revision))
+        if repo in aligned:
+            return make_rows(aligned[repo], language, split, 4)
+        pool = make_rows(upstream[repo], language or "en", "test", 10)
+        for row in pool:
+            if row.pop("truth_id", None) is not None and language is None:
+                row["mc1_targets"] = (f"{{'choices': array({row.pop('mc1_targets_choices')}, dtype=object), "
+                                      f"'labels': array({row.pop('mc1_targets_labels')}, dtype=int32)}}")
+        return pool[::-1]
 
     monkeypatch.setattr(paper, "_hub_rows", rows)
     monkeypatch.setenv("XLING_CACHE", str(tmp_path / "cache"))
@@ -115,15 +112,20 @@ def fake_hub(monkeypatch, tmp_path):
 
 
 def test_paper_rows_normalise_to_lmeval_formats(fake_hub):
+    from paper_fixtures import make_rows
+
+    raw = make_rows("arc_challenge", "de", "test", 4)[0]
     arc = load_items("arc_challenge", "de", "test")
-    assert arc[0].context == "Question: de question 0?\nAnswer:" and arc[0].choices == ("x", "y", "z") and arc[0].gold == 2
+    assert arc[0].context == f"Question: {paper.okapi_clean(raw['instruction'])}\nAnswer:"
+    assert arc[0].gold == "ABCDE".index(raw["answer"]) and arc[0].choices[0] == raw["option_a"]
     hs = load_items("hellaswag", "en", "test")[0]
-    assert hs.context == "Cooking: A man cuts onions. He then" and hs.choices == ("cries.", "sings. loud") and hs.gold == 1
+    assert hs.context.startswith("Cooking: ") and "[" not in hs.context and hs.gold == int(make_rows(
+        "hellaswag", "en", "test", 4)[0]["label"])
     tqa = load_items("truthfulqa", "hi", "train")[0]
-    assert tqa.gold == 1 and train_example(tqa, "paper") == ("", "Question: Q0 hi?\nAnswer: yes")
+    assert tqa.gold == 0 and train_example(tqa, "paper")[0] == ""
     mmlu = load_items("global_mmlu", "zh", "test")[0]
     req = eval_requests(mmlu)
-    assert req.context == "Which?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:" and req.continuations[3] == " D" and mmlu.gold == 3
+    assert req.context.endswith("\nAnswer:") and req.continuations == (" A", " B", " C", " D")
 
 
 def test_prepare_caches_and_upstream_manifest_aligns(fake_hub, tmp_path):
@@ -137,10 +139,18 @@ def test_prepare_caches_and_upstream_manifest_aligns(fake_hub, tmp_path):
     n_calls = len(fake_hub)
     by_lang = load_aligned("truthfulqa", ["en", "de"], "test")  # from the cache: no hub call
     assert len(fake_hub) == n_calls
-    assert [i.id for i in by_lang["de"]] == ["5", "1", "8"]
+    assert [i.id for i in by_lang["de"]] == ["1", "5", "8"]  # sorted by id, as the release materialises
+    assert by_lang["en"][0].choices == tuple(by_lang["en"][0].fields["plain"]["choices"])  # printed mc1_targets read
+    assert ("Dr4kl3s/truthfulqa_en_aligned", None, None, paper.UPSTREAM_REVISIONS["Dr4kl3s/truthfulqa_en_aligned"]) \
+        in fake_hub
+    csv_manifest = tmp_path / "arc_challenge.csv"  # the release's canonical manifest format
+    csv_manifest.write_text("split,id\ntest,Mercury_test_0003\ntest,Mercury_test_0001\n")
+    prepare_data(DataSpec(tasks=["arc_challenge"], languages=["fr"], splits=["test"], source="upstream",
+                          manifest=str(csv_manifest)))
+    assert [i.id for i in load_items("arc_challenge", "fr", "test")] == ["Mercury_test_0001", "Mercury_test_0003"]
     default = DataSpec(tasks=["arc_challenge"], languages=["fr"], splits=["test"], source="upstream")
-    prepare_data(default)  # no manifest: the aligned release's English ids (0..3) pick the upstream rows
-    assert [i.id for i in load_items("arc_challenge", "fr", "test")] == [f"Mercury_{i}" for i in range(4)]
+    prepare_data(default)  # no manifest: the aligned release's English ids pick the upstream rows
+    assert [i.id for i in load_items("arc_challenge", "fr", "test")] == [f"Mercury_test_{i:04d}" for i in range(4)]
     manifest.write_text(json.dumps({"test": ["5", "99"]}))
     with pytest.raises(XlingError, match="manifest ids are missing"):
         prepare_data(spec)

@@ -77,6 +77,10 @@ class ModelSpec(Spec):
     ``kind`` is ``causal`` (multiple-choice by continuation log-likelihood, lm-eval rules) or ``encoder``
     (a sentence encoder: score(choice) = cosine(enc(context), enc(choice))).
     ``path`` is a hub id or a local folder; ``family`` and ``size`` are parsed from the name when empty.
+    ``chat_template`` wraps prompts in the model's chat template (``train.chat_template`` and
+    ``score.chat_template`` override it per phase; the paper trained without and evaluated with it).
+    ``attn_implementation`` is passed to transformers (``None``: its default, SDPA); scoring packs the choices
+    of an item into one row only where the implementation takes a 4-D mask (``eager``, ``sdpa``).
     """
 
     name: str
@@ -88,6 +92,7 @@ class ModelSpec(Spec):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False
     chat_template: bool = False
+    attn_implementation: str | None = None
 
     @property
     def location(self) -> str:
@@ -95,8 +100,15 @@ class ModelSpec(Spec):
         return self.path or self.name
 
 
+PAPER_LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
 class LoraSpec(Spec):
-    """LoRA adapter parameters (the paper's defaults). ``target_modules`` 'all-linear' = every attention and MLP projection."""
+    """LoRA adapter parameters (the paper's: r 32, alpha 64, peft's default dropout 0).
+
+    ``target_modules``: module names (the paper's seven attention and MLP projections, ``PAPER_LORA_MODULES``)
+    or ``all-linear`` (every linear layer but the output head: the same set on Llama, Qwen and Gemma text models).
+    """
 
     r: int = Field(32, gt=0)
     alpha: int = Field(64, gt=0)
@@ -105,32 +117,68 @@ class LoraSpec(Spec):
 
 
 class TrainSpec(Spec):
-    """Fine-tuning of one source cell (the paper's defaults)."""
+    """Fine-tuning of one source cell; the defaults are the release's ``finetune.py`` (HF Trainer) settings.
+
+    - ``prompt_format``: ``auto`` trains on the task's evaluation format (loss on the answer); ``paper`` on the
+      release's examples (``xling.tasks.prompts.train_example``): prompt and target tokenised separately without
+      special tokens and left-truncated (ARC, Global-MMLU, HellaSwag), TruthfulQA as language modelling with the
+      tokenizer's own special tokens, padded to its length, right-truncated; ARC rows whose answer is not A–D are
+      dropped before the split;
+    - ``max_length``: tokens per example; ``None`` = the task's own (the paper's: ARC 256, TruthfulQA 128,
+      others 512);
+    - ``val_fraction``/``split_seed``: the validation split is ``datasets``' ``train_test_split(test_size=
+      val_fraction, seed=split_seed)`` over the training rows in their release order (the paper: 0.1, 42);
+    - ``max_grad_norm``: gradient clipping (Trainer's default 1.0; ``None`` = off);
+    - AdamW (weight decay 0), linear warm-up over ``ceil(warmup_ratio × steps)`` steps from 0, then linear decay
+      (transformers' ``get_linear_schedule_with_warmup``); validation loss after every epoch as the Trainer
+      computes it (the mean over batches of each batch's token-mean loss, weighted by rows); the adapter of the
+      best epoch is kept (``keep_best_epoch``);
+    - ``chat_date``: the date a chat template prints when ``chat_template`` is on (``None``: today's).
+    """
 
     epochs: int = Field(3, gt=0)
     lr: float = Field(5e-5, gt=0)
     warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
     batch_size: int = Field(8, gt=0)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    split_seed: int = 0
+    split_seed: int = 42
     max_train_items: int | None = Field(None, gt=0)
-    max_length: int = Field(512, gt=0)
+    max_length: int | None = Field(None, gt=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
     gradient_checkpointing: bool = False
     keep_best_epoch: bool = True
     prompt_format: Literal["auto", "paper", "letters", "continuation", "lm"] = "auto"
     temperature: float = Field(0.05, gt=0)
     chat_template: bool | None = None
+    chat_date: str | None = "26 Jul 2024"
 
 
 class ScoreSpec(Spec):
-    """Multiple-choice scoring options."""
+    """Multiple-choice scoring options.
+
+    - ``benchmark_format``: a paper benchmark's lm-eval task format (``lm-eval``: okapi ``arc_{lang}`` with its
+      text clean-up, ``truthfulqa_{lang}_mc1`` with the six-shot QA primer and ``Q:/A:``, gold at index 0;
+      inferred from the release's task names, its YAMLs are not released) or ``plain`` (``Question: …\\nAnswer:``
+      and the option text, no clean-up; TruthfulQA gold = the true label);
+    - ``chat_date``: the date a chat template prints (Llama-3 templates print today's unless given; ``None``:
+      today's), so scores do not depend on the day they were computed;
+    - ``merge``: score each adapter merged into the base weights in the model's dtype, one at a time, as the
+      release did (merge, then lm-eval); otherwise adapters stay unmerged and are mixed in one forward;
+    - ``pack_choices``: the choices of an item share one row behind their context (a 4-D mask; only used where
+      the attention implementation takes one).
+    A CUDA out-of-memory error halves ``batch_size`` (then ``adapters_per_batch``) and retries the batch.
+    """
 
     batch_size: int = Field(16, gt=0)
     max_items: int | None = Field(None, gt=0)
     split: str = "test"
     prompt_format: Literal["auto", "letters", "continuation"] = "auto"
+    benchmark_format: Literal["lm-eval", "plain"] = "lm-eval"
     adapters_per_batch: int = Field(8, gt=0)
     chat_template: bool | None = None
+    chat_date: str | None = "26 Jul 2024"
+    merge: bool = False
+    pack_choices: bool = True
 
 
 # --- the transfer grid -------------------------------------------------------------------------------

@@ -15,12 +15,18 @@ What differs is only the cost:
    that attends to the context and itself (single-token letters add nothing: one forward per item); rows
    are sorted by length so padding is small;
 4. the LM head and log-softmax run only over the window of continuation positions (``logits_to_keep``).
+
+Packing (3) needs a 4-D attention mask, which transformers' ``eager`` and ``sdpa`` attention take; with any other
+implementation (flash attention) every choice gets a row of its own and plain causal attention. ``merge: true``
+scores each adapter merged into the base weights instead (the release's way: merge, then evaluate), one at a
+time, restoring the base weights after each. A CUDA out-of-memory error halves the batch and retries it.
 """
 
 from __future__ import annotations
 
 import resource
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +36,7 @@ import pandas as pd
 from xling.config import ModelSpec, ScoreSpec
 from xling.errors import XlingError
 from xling.tasks.items import MCItem
-from xling.tasks.prompts import apply_chat, eval_requests
+from xling.tasks.prompts import DEFAULT_CHAT_DATE, apply_chat, eval_requests
 
 COLUMNS = ["adapter", "task", "language", "item_id", "choice", "loglik", "n_tokens", "n_chars", "n_bytes",
            "is_greedy", "is_gold", "kind"]
@@ -46,6 +52,7 @@ class Encoded:
     context: tuple[int, ...]
     continuation: tuple[int, ...]
     choice_text: str
+    is_gold: bool
 
 
 @dataclass
@@ -101,27 +108,29 @@ class LMEvalTokens:
         return ctx, whole[len(ctx):]
 
 
-def encode_items(items: Sequence[MCItem], tokenizer, fmt: str = "auto", chat: bool = False) -> list[Encoded]:
-    """Every (item, choice) request of ``items`` in tokens."""
+def encode_items(items: Sequence[MCItem], tokenizer, fmt: str = "auto", chat: bool = False,
+                 variant: str = "lm-eval", chat_date: str | None = DEFAULT_CHAT_DATE) -> list[Encoded]:
+    """Every (item, choice) request of ``items`` in tokens (``variant``: see ``xling.tasks.prompts.view``)."""
     tok = LMEvalTokens(tokenizer)
     out = []
     for i, item in enumerate(items):
-        req = eval_requests(item, fmt, chat)
-        context = apply_chat(tokenizer, req.context) if chat else req.context
+        req = eval_requests(item, fmt, chat, variant)
+        context = apply_chat(tokenizer, req.context, chat_date) if chat else req.context
         for c, (cont, text) in enumerate(zip(req.continuations, req.choice_texts)):
             ctx_enc, cont_enc = tok.pair(context, cont)
             if not cont_enc:
                 raise XlingError(f"task {item.task!r} item {item.id!r} choice {c}: continuation {cont!r} has no tokens")
-            out.append(Encoded(i, c, tuple(ctx_enc), tuple(cont_enc), text))
+            out.append(Encoded(i, c, tuple(ctx_enc), tuple(cont_enc), text, c == req.gold))
     return out
 
 
 # --- step 2: pack the choices of each item behind their shared context, length-sorted ----------------------
 
 
-def plan_rows(encoded: Sequence[Encoded], max_length: int) -> list[Row]:
+def plan_rows(encoded: Sequence[Encoded], max_length: int, pack: bool = True) -> list[Row]:
     """One packed row per item (context once, then each choice's segment); a choice whose input lm-eval would
-    left-truncate, or whose context differs from its item's, gets a row of its own. Longest rows first."""
+    left-truncate, or whose context differs from its item's, gets a row of its own, as does every choice when
+    ``pack`` is off (plain causal rows, no segments). Longest rows first."""
     rows: list[Row] = []
     packed: dict[tuple[int, tuple[int, ...]], Row] = {}
     for idx, enc in enumerate(encoded):
@@ -129,7 +138,7 @@ def plan_rows(encoded: Sequence[Encoded], max_length: int) -> list[Row]:
         if len(cont) > max_length:
             raise XlingError(f"choice {enc.choice} of item #{enc.item}: continuation longer than the model's "
                              f"context ({len(cont)} > {max_length} tokens)")
-        if len(ctx) + len(cont) > max_length + 1:  # lm-eval's left truncation: this choice alone
+        if not pack or len(ctx) + len(cont) > max_length + 1:  # lm-eval's left truncation: this choice alone
             tokens = list((ctx + cont)[-(max_length + 1):][:-1])
             n = len(tokens)
             rows.append(Row(tokens, list(range(n)), [0] * n, [(idx, cont, list(range(n - len(cont), n)))]))
@@ -184,7 +193,11 @@ def forward_rows(model, rows: Sequence[Row], adapter_names: Sequence[str], n_req
         q = torch.arange(width)
         allowed = (q[None, None, :] <= q[None, :, None]) & (seg[:, None, :] >= 0) & (
             (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))
-        kwargs["attention_mask"] = expand(allowed[:, None])
+        # an additive float mask (0 = attend): eager attention adds it to the scores, SDPA takes it as is; a
+        # boolean mask would be added as 0/1 by eager attention
+        dtype = model.get_input_embeddings().weight.dtype
+        additive = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+        kwargs["attention_mask"] = expand(additive[:, None])
     with torch.inference_mode():
         logits = model(input_ids=expand(ids), position_ids=expand(pos),
                        logits_to_keep=torch.arange(lo, width, device=device), **kwargs).logits
@@ -288,8 +301,17 @@ def _checkpoint_path(folder, model: ModelSpec, adapters: Mapping, spec: ScoreSpe
     return Path(folder) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.parquet"
 
 
+PACKING_ATTENTION = ("eager", "sdpa")  # attention implementations that take the packed rows' 4-D mask
+
+
+def can_pack(model) -> bool:
+    """Whether ``model``'s attention implementation takes a 4-D attention mask (so choices can share a row)."""
+    return getattr(model.config, "_attn_implementation", None) in PACKING_ATTENTION
+
+
 class _Scorer:
-    """The base model loaded once with every adapter attached (unmerged); scores lists of items."""
+    """The base model loaded once with every adapter attached (unmerged), or, with ``merge``, each adapter merged
+    into the base weights in turn; scores lists of items."""
 
     def __init__(self, model: ModelSpec, adapters: Mapping[str, str | Path | None], spec: ScoreSpec):
         import torch
@@ -300,36 +322,100 @@ class _Scorer:
         self.model, self.spec = model, spec
         self.lm = load_causal(model)
         self.internal = {label: (BASE if path is None else f"a{i}") for i, (label, path) in enumerate(adapters.items())}
-        for label, path in adapters.items():
-            if path is not None:
-                check_adapter(Path(path), model.name, model.location, self.lm.fingerprint)
-        self.net = attach_adapters(self.lm.model, {self.internal[k]: Path(p) for k, p in adapters.items()
-                                                   if p is not None})
+        self.paths = {self.internal[k]: Path(p) for k, p in adapters.items() if p is not None}
+        for path in self.paths.values():
+            check_adapter(path, model.name, model.location, self.lm.fingerprint)
+        self.net = self.lm.model if spec.merge else attach_adapters(self.lm.model, self.paths)
         self.labels = list(adapters)
         self.names = list(dict.fromkeys(self.internal[label] for label in self.labels))  # the base once
+        self.pack = spec.pack_choices and can_pack(self.lm.model)
+        self.batch_size, self.adapters_per_batch, self.oom_retries = spec.batch_size, spec.adapters_per_batch, 0
         if self.lm.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.lm.device)
 
     def score(self, items: Sequence[MCItem]) -> pd.DataFrame:
         lm, spec, names = self.lm, self.spec, self.names
         chat = self.model.chat_template if spec.chat_template is None else spec.chat_template
-        encoded = encode_items(items, lm.tokenizer, spec.prompt_format, chat)
-        rows = plan_rows(encoded, lm.max_length)
-        pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-        loglik = np.full((len(names), len(encoded)), np.nan)
-        greedy = np.zeros((len(names), len(encoded)), dtype=bool)
-        for r0 in range(0, len(rows), spec.batch_size):
-            for a0 in range(0, len(names), spec.adapters_per_batch):
-                group = names[a0:a0 + spec.adapters_per_batch]
-                ll, gr = forward_rows(self.net, rows[r0:r0 + spec.batch_size], group, len(encoded), lm.device,
-                                      pad_id, self.net is not lm.model)
-                done = ~np.isnan(ll)
-                loglik[a0:a0 + len(group)][done] = ll[done]
-                greedy[a0:a0 + len(group)] |= gr
+        encoded = encode_items(items, lm.tokenizer, spec.prompt_format, chat, spec.benchmark_format, spec.chat_date)
+        rows = plan_rows(encoded, lm.max_length, self.pack)
+        if spec.merge:
+            parts = []
+            for name in names:
+                with self.merged(name) as net:
+                    parts.append(self.forward_all(net, rows, [BASE], len(encoded), use_adapters=False))
+            loglik, greedy = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        else:
+            loglik, greedy = self.forward_all(self.net, rows, names, len(encoded), self.net is not lm.model)
         frame = _frame(items, encoded, self.labels, [names.index(self.internal[x]) for x in self.labels], loglik,
                        greedy, self.model.kind)
         frame.attrs["peak_memory_bytes"] = peak_memory_bytes(lm.device)
+        frame.attrs["oom_retries"] = self.oom_retries
         return frame
+
+    def forward_all(self, net, rows: Sequence[Row], names: Sequence[str], n_requests: int,
+                    use_adapters: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Every row under every adapter in batches of ``batch_size`` rows × ``adapters_per_batch`` adapters.
+        On CUDA out-of-memory the batch is halved (rows first, then adapters) and retried; the smaller sizes stay
+        for the rest of the run."""
+        import torch
+
+        lm = self.lm
+        pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+        loglik = np.full((len(names), n_requests), np.nan)
+        greedy = np.zeros((len(names), n_requests), dtype=bool)
+        r0 = 0
+        while r0 < len(rows):
+            size = self.batch_size
+            try:
+                for a0 in range(0, len(names), self.adapters_per_batch):
+                    group = names[a0:a0 + self.adapters_per_batch]
+                    ll, gr = forward_rows(net, rows[r0:r0 + size], group, n_requests, lm.device, pad_id, use_adapters)
+                    done = ~np.isnan(ll)
+                    loglik[a0:a0 + len(group)][done] = ll[done]
+                    greedy[a0:a0 + len(group)] |= gr
+            except torch.OutOfMemoryError:
+                if self.batch_size == 1 and self.adapters_per_batch == 1:
+                    raise
+                self._shrink()
+                continue
+            r0 += size
+        return loglik, greedy
+
+    def _shrink(self) -> None:
+        import torch
+
+        self.oom_retries += 1
+        if self.batch_size > 1:
+            self.batch_size //= 2
+        else:
+            self.adapters_per_batch = max(1, self.adapters_per_batch // 2)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    @contextmanager
+    def merged(self, name: str) -> Iterator:
+        """The base model with adapter ``name`` merged into its weights (``merge_and_unload``, in the model's
+        dtype); the base weights are restored exactly afterwards. ``__base__`` is the base model itself."""
+        if name == BASE:
+            yield self.lm.model
+            return
+        import torch
+        from peft import PeftModel
+        from peft.tuners.lora import LoraLayer
+
+        from xling.models.adapters import quiet_peft
+
+        with quiet_peft():
+            wrapped = PeftModel.from_pretrained(self.lm.model, str(self.paths[name]), is_trainable=False)
+        saved = {mod_name: module.get_base_layer().weight.detach().to("cpu", copy=True)
+                 for mod_name, module in wrapped.base_model.model.named_modules() if isinstance(module, LoraLayer)}
+        merged = wrapped.merge_and_unload()
+        try:
+            yield merged.eval()
+        finally:
+            with torch.no_grad():
+                for mod_name, weight in saved.items():
+                    merged.get_submodule(mod_name).weight.copy_(weight)
 
 
 def _progress(seq, enabled: bool, what: str):
@@ -349,7 +435,7 @@ def _frame(items, encoded, labels, label_rows, loglik, greedy, kind) -> pd.DataF
         "n_tokens": [len(e.continuation) for e in encoded],
         "n_chars": [len(e.choice_text) for e in encoded],
         "n_bytes": [len(e.choice_text.encode("utf-8")) for e in encoded],
-        "is_gold": [items[e.item].gold == e.choice for e in encoded],
+        "is_gold": [e.is_gold for e in encoded],
     })
     parts = []
     for label, row in zip(labels, label_rows):
@@ -384,13 +470,19 @@ def summarize(loglik_df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def write_outputs(loglik_df: pd.DataFrame, out_dir: str | Path, config=None) -> Path:
-    """``OUT/loglikelihoods.parquet``, ``OUT/scores.csv`` and ``OUT/run.json``, written atomically."""
+def write_outputs(loglik_df: pd.DataFrame, out_dir: str | Path, config=None,
+                  benchmark_format: str = "lm-eval") -> Path:
+    """``OUT/loglikelihoods.parquet``, ``OUT/scores.csv`` and ``OUT/run.json``, written atomically. When paper
+    benchmarks were scored, ``run.json`` says which evaluation format they used and that it is inferred."""
     from xling.io import atomic_dir
     from xling.provenance import write_run_record
+    from xling.tasks.paper import BENCHMARKS, format_record
 
+    scored = sorted(set(loglik_df["task"]) & set(BENCHMARKS))
+    extra = {"paper_benchmark_formats": format_record(scored, benchmark_format)} if scored else {}
     with atomic_dir(out_dir) as tmp:
         loglik_df.to_parquet(tmp / "loglikelihoods.parquet", index=False)
         summarize(loglik_df).to_csv(tmp / "scores.csv", index=False)
-        write_run_record(tmp, config, peak_memory_bytes=loglik_df.attrs.get("peak_memory_bytes"))
+        write_run_record(tmp, config, peak_memory_bytes=loglik_df.attrs.get("peak_memory_bytes"),
+                         oom_retries=loglik_df.attrs.get("oom_retries"), **extra)
     return Path(out_dir)

@@ -1,21 +1,23 @@
 """LoRA fine-tuning of one source cell (task × language), written as a plain loop.
 
-The paper's recipe (``LoraSpec``/``TrainSpec`` defaults): LoRA r=32, alpha=64, dropout 0 on every attention
-and MLP projection; 3 epochs of AdamW at lr 5e-5 with 10% linear warm-up then linear decay; batch 8; a
-90/10 train/validation split drawn with a fixed ``split_seed``; the adapter of the epoch with the lowest
-validation loss is kept. The loss covers only the answer tokens (see ``xling.tasks.prompts.train_example``).
-``seed`` fixes python/numpy/torch and the data order, so the same seed on CPU gives the same adapter.
+The loop follows the release's ``finetune.py`` (a Hugging Face ``Trainer``) step by step, with the settings of
+``LoraSpec``/``TrainSpec``: ``transformers.set_seed(seed)`` before the model is loaded and LoRA attached; the
+validation split drawn by ``datasets``' ``train_test_split``; AdamW with no weight decay; linear warm-up over
+``ceil(warmup_ratio × steps)`` steps then linear decay (``get_linear_schedule_with_warmup``); gradients clipped
+to ``max_grad_norm``; the loss is the mean over the batch's target tokens; the validation loss after every
+epoch is the Trainer's; the adapter of the best epoch is kept. On a GPU with a bf16 model the forward passes run
+under bf16 autocast, as the Trainer's ``bf16=True`` does. What differs from the Trainer: the order of training
+batches (a seeded ``torch.randperm`` per epoch, not the Trainer's sampler) and padding (to the longest example
+of a batch instead of to ``max_length``; the same result, as padding is on the right and masked).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import random
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from xling.config import LoraSpec, ModelSpec, TrainSpec
 from xling.errors import XlingError
@@ -24,29 +26,68 @@ from xling.provenance import write_run_record
 from xling.tasks.items import MCItem
 
 IGNORE = -100
+DEFAULT_MAX_LENGTH = 512
+
+Example = tuple[list[int], list[int], list[int]]  # input ids, labels (-100 = no loss), attention mask
 
 
 def seed_everything(seed: int) -> None:
-    import torch
+    """python, numpy and torch (CPU and CUDA) seeds, as the release's ``transformers.set_seed`` sets them."""
+    from transformers import set_seed
 
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    set_seed(seed)
 
 
 def split_train_val(items: Sequence[MCItem], val_fraction: float, split_seed: int) -> tuple[list[MCItem], list[MCItem]]:
-    """A fixed-seed shuffle, then the last ``val_fraction`` (at least one item when > 0) is validation."""
-    order = list(items)
-    random.Random(split_seed).shuffle(order)
-    n_val = math.ceil(len(order) * val_fraction) if val_fraction > 0 else 0
-    if n_val >= len(order):
-        raise XlingError(f"{len(order)} training items are too few for a validation fraction of {val_fraction}")
-    return order[: len(order) - n_val], order[len(order) - n_val:]
+    """The release's split: ``datasets.Dataset.train_test_split(test_size=val_fraction, seed=split_seed)`` over
+    the items in their order; both parts in the order it returns them."""
+    from datasets import Dataset
+
+    if val_fraction <= 0:
+        return list(items), []
+    if math.ceil(len(items) * val_fraction) >= len(items):
+        raise XlingError(f"{len(items)} training items are too few for a validation fraction of {val_fraction}")
+    parts = Dataset.from_dict({"i": list(range(len(items)))}).train_test_split(test_size=val_fraction, seed=split_seed)
+    return [items[i] for i in parts["train"]["i"]], [items[i] for i in parts["test"]["i"]]
 
 
-def tokenize_examples(items: Sequence[MCItem], tokenizer, spec: TrainSpec, chat: bool) -> list[tuple[list[int], list[int]]]:
-    """``(input_ids, labels)`` per item; labels are ``-100`` on the prompt so the loss covers the answer only.
-    Tokenisation follows the scorer's (lm-eval's) context/continuation split, left-truncated to ``max_length``."""
+def ensure_pad_token(tokenizer) -> None:
+    """The release's ``load_tokenizer``: a missing pad token becomes the EOS token (else the UNK token)."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        elif tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
+
+
+def item_max_length(item: MCItem, spec: TrainSpec) -> int:
+    """``spec.max_length``, else the task's own training length (the paper's per benchmark), else 512."""
+    return spec.max_length or int(item.fields.get("train_max_length", DEFAULT_MAX_LENGTH))
+
+
+def release_example(tokenizer, prompt: str, target: str, max_length: int) -> Example:
+    """The release's ARC / Global-MMLU / HellaSwag example: prompt and target tokenised separately without
+    special tokens, joined, left-truncated to ``max_length``; the loss covers the target tokens."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+    ids = (prompt_ids + target_ids)[-max_length:]
+    n_target = min(len(target_ids), len(ids))
+    return ids, [IGNORE] * (len(ids) - n_target) + ids[len(ids) - n_target:], [1] * len(ids)
+
+
+def release_lm_example(tokenizer, text: str, max_length: int) -> Example:
+    """The release's TruthfulQA example: ``tokenizer(text, padding='max_length', truncation=True)`` (its own
+    special tokens, padding side and right truncation); the loss covers every non-padding token."""
+    enc = tokenizer(text, padding="max_length", truncation=True, max_length=max_length)
+    ids, mask = list(enc["input_ids"]), list(enc["attention_mask"])
+    return ids, [t if m == 1 else IGNORE for t, m in zip(ids, mask)], mask
+
+
+def tokenize_examples(items: Sequence[MCItem], tokenizer, spec: TrainSpec, chat: bool) -> list[Example]:
+    """``(input_ids, labels, attention_mask)`` per item; labels are ``-100`` where there is no loss.
+
+    ``paper`` examples are tokenised as the release does (``release_example``, ``release_lm_example``); the other
+    formats follow the scorer's (lm-eval's) context/continuation split, left-truncated to the length."""
     from xling.score import LMEvalTokens
     from xling.tasks.prompts import apply_chat, train_example
 
@@ -54,32 +95,40 @@ def tokenize_examples(items: Sequence[MCItem], tokenizer, spec: TrainSpec, chat:
     out = []
     for item in items:
         prompt, target = train_example(item, spec.prompt_format, chat)
-        if chat and prompt:
-            prompt = apply_chat(tokenizer, prompt)
+        length = item_max_length(item, spec)
+        if chat:
+            if not prompt:
+                raise XlingError(f"task {item.task!r}: its {spec.prompt_format!r} training format models the whole "
+                                 "text and has no chat form; set train.chat_template: false")
+            prompt = apply_chat(tokenizer, prompt, spec.chat_date)
+        if spec.prompt_format == "paper":
+            out.append(release_lm_example(tokenizer, target, length) if not prompt
+                       else release_example(tokenizer, prompt, target, length))
+            continue
         ctx, cont = tok.pair(prompt, target)
-        ids = (ctx + cont)[-spec.max_length:]
-        labels = ([IGNORE] * len(ctx) + cont)[-spec.max_length:]
-        out.append((ids, labels))
+        ids = (ctx + cont)[-length:]
+        labels = ([IGNORE] * len(ctx) + cont)[-length:]
+        out.append((ids, labels, [1] * len(ids)))
     return out
 
 
-def make_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int, device):
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` tensors."""
+def make_batch(examples: Sequence[Example], pad_id: int, device):
+    """``input_ids``, ``attention_mask`` and ``labels`` tensors, right-padded to the longest example."""
     import torch
 
-    width = max(len(ids) for ids, _ in examples)
+    width = max(len(ids) for ids, _, _ in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    for i, (x, y) in enumerate(examples):
+    for i, (x, y, m) in enumerate(examples):
         ids[i, : len(x)] = torch.tensor(x)
-        mask[i, : len(x)] = 1
+        mask[i, : len(m)] = torch.tensor(m)
         labels[i, : len(y)] = torch.tensor(y)
     return ids.to(device), mask.to(device), labels.to(device)
 
 
 def answer_loss(model, batch):
-    """Sum of token losses over answer positions and their count (so epoch means weight every token equally)."""
+    """Sum of token losses over the target positions and their count."""
     import torch.nn.functional as F
 
     ids, mask, labels = batch
@@ -91,16 +140,27 @@ def answer_loss(model, batch):
 
 
 def evaluate_loss(model, examples, spec: TrainSpec, pad_id: int, device) -> float:
+    """The Trainer's ``eval_loss``: each batch's mean token loss, averaged over batches weighted by their rows."""
     import torch
 
     model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
+    total, rows = 0.0, 0
+    with torch.no_grad(), autocast(model, device):
         for i in range(0, len(examples), spec.batch_size):
-            loss_sum, n = answer_loss(model, make_batch(examples[i:i + spec.batch_size], pad_id, device))
-            total, count = total + float(loss_sum.detach()), count + n
+            batch = examples[i:i + spec.batch_size]
+            loss_sum, n = answer_loss(model, make_batch(batch, pad_id, device))
+            total, rows = total + float(loss_sum.detach()) / max(n, 1) * len(batch), rows + len(batch)
     model.train()
-    return total / max(count, 1)
+    return total / max(rows, 1)
+
+
+def autocast(model, device):
+    """bf16 autocast on a GPU when the model is bf16 (the Trainer's ``bf16=True``); nothing otherwise."""
+    import torch
+
+    if device.type == "cuda" and next(model.parameters()).dtype == torch.bfloat16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def lora_state(model) -> dict:
@@ -108,26 +168,35 @@ def lora_state(model) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.requires_grad}
 
 
-def train_causal(model_spec: ModelSpec, train_items: Sequence[MCItem], val_items: Sequence[MCItem], seed: int,
-                 out_dir: Path, lora: LoraSpec, spec: TrainSpec, *, progress: bool = False) -> dict:
-    """Fine-tune LoRA on ``train_items``; save the best-validation epoch's adapter into ``out_dir``; return the log."""
-    import torch
+def attach_lora(model, lora: LoraSpec):
+    """``get_peft_model`` with the spec's LoRA (as the release's ``add_lora_adapters``)."""
     from peft import LoraConfig, get_peft_model
 
-    from xling.models.adapters import quiet_peft, write_adapter_meta
-    from xling.models.causal import load_causal
-
-    seed_everything(seed)
-    lm = load_causal(model_spec)
-    chat = model_spec.chat_template if spec.chat_template is None else spec.chat_template
-    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id
-    train_ex = tokenize_examples(train_items, lm.tokenizer, spec, chat)
-    val_ex = tokenize_examples(val_items, lm.tokenizer, spec, chat)
+    from xling.models.adapters import quiet_peft
 
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=lora.target_modules, task_type="CAUSAL_LM")
     with quiet_peft():
-        model = get_peft_model(lm.model, config)
+        return get_peft_model(model, config)
+
+
+def train_causal(model_spec: ModelSpec, train_items: Sequence[MCItem], val_items: Sequence[MCItem], seed: int,
+                 out_dir: Path, lora: LoraSpec, spec: TrainSpec, *, progress: bool = False) -> dict:
+    """Fine-tune LoRA on ``train_items``; save the best-validation epoch's adapter into ``out_dir``; return the log."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    from xling.models.adapters import write_adapter_meta
+    from xling.models.causal import load_causal
+
+    seed_everything(seed)
+    lm = load_causal(model_spec)
+    model = attach_lora(lm.model, lora)
+    chat = model_spec.chat_template if spec.chat_template is None else spec.chat_template
+    ensure_pad_token(lm.tokenizer)
+    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    train_ex = tokenize_examples(train_items, lm.tokenizer, spec, chat)
+    val_ex = tokenize_examples(val_items, lm.tokenizer, spec, chat)
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
@@ -135,10 +204,10 @@ def train_causal(model_spec: ModelSpec, train_items: Sequence[MCItem], val_items
 
     steps_per_epoch = math.ceil(len(train_ex) / spec.batch_size)
     total_steps = steps_per_epoch * spec.epochs
-    warmup = int(spec.warmup_ratio * total_steps)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    warmup = math.ceil(spec.warmup_ratio * total_steps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=0.0)
+    schedule = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
     order_gen = torch.Generator().manual_seed(seed)
 
     history, best_val, best_epoch, best_state = [], math.inf, 0, None
@@ -148,9 +217,11 @@ def train_causal(model_spec: ModelSpec, train_items: Sequence[MCItem], val_items
         total, count = 0.0, 0
         for i in range(0, len(order), spec.batch_size):
             batch = make_batch([train_ex[j] for j in order[i:i + spec.batch_size]], pad_id, lm.device)
-            loss_sum, n = answer_loss(model, batch)
-            loss = loss_sum / max(n, 1)
-            loss.backward()
+            with autocast(model, lm.device):
+                loss_sum, n = answer_loss(model, batch)
+            (loss_sum / max(n, 1)).backward()
+            if spec.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, spec.max_grad_norm)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
@@ -165,13 +236,13 @@ def train_causal(model_spec: ModelSpec, train_items: Sequence[MCItem], val_items
         bar[0].stop()
 
     with torch.no_grad():
-        params = dict(model.named_parameters())
+        named = dict(model.named_parameters())
         for name, value in best_state.items():
-            params[name].copy_(value.to(params[name].device))
+            named[name].copy_(value.to(named[name].device))
     model.save_pretrained(out_dir)
     write_adapter_meta(out_dir, model_spec.name, model_spec.location, lm.fingerprint)
     return {"epochs": history, "kept_epoch": best_epoch, "best_val_loss": None if best_val == math.inf else best_val,
-            "n_train": len(train_ex), "n_val": len(val_ex), "steps": total_steps}
+            "n_train": len(train_ex), "n_val": len(val_ex), "steps": total_steps, "warmup_steps": warmup}
 
 
 def _progress(enabled: bool, total: int):
@@ -188,9 +259,14 @@ def train_cell(model: ModelSpec, task: str, language: str, seed: int, out_dir: P
                lora: LoraSpec = LoraSpec(), train: TrainSpec = TrainSpec(), *, progress: bool = False) -> Path:
     """Fine-tune one source cell and write the adapter folder atomically: adapter weights and config,
     ``train_log.json`` (per-epoch train/val loss, kept epoch) and ``run.json``. Dispatches on ``model.kind``."""
+    from xling.tasks.prompts import paper_trainable
     from xling.tasks.registry import load_items
 
     items = load_items(task, language, "train")
+    n_dropped = 0
+    if train.prompt_format == "paper":  # the release's processors drop such rows before the split
+        kept = [it for it in items if paper_trainable(it)]
+        n_dropped, items = len(items) - len(kept), kept
     if train.max_train_items:
         items = items[: train.max_train_items]
     train_items, val_items = split_train_val(items, train.val_fraction, train.split_seed)
@@ -202,7 +278,7 @@ def train_cell(model: ModelSpec, task: str, language: str, seed: int, out_dir: P
             log = train_encoder(model, train_items, val_items, seed, tmp, lora, train)
         else:
             log = train_causal(model, train_items, val_items, seed, tmp, lora, train, progress=progress)
-        log = {"task": task, "language": language, "seed": seed, **log}
+        log = {"task": task, "language": language, "seed": seed, "n_dropped": n_dropped, **log}
         (tmp / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
         write_run_record(tmp, {"model": model.model_dump(mode="json"), "lora": lora.model_dump(mode="json"),
                                "train": train.model_dump(mode="json"), "task": task, "language": language},

@@ -63,6 +63,10 @@ LONG_COLUMNS = [
     "score_norm_base",
 ]
 HEADLINE_METRIC = "delta_score_norm_mean"
+# Optional in both schemas: which metric ``score_norm`` holds for the row (``acc_norm`` or ``acc``; the release
+# takes acc_norm where the lm-eval task reports it, else acc). The published release file does not have it.
+NORM_METRIC_COLUMN = "score_norm_metric"
+OPTIONAL_COLUMNS = [NORM_METRIC_COLUMN]
 
 
 def regime_of(df: pd.DataFrame) -> pd.Series:
@@ -112,7 +116,7 @@ def _check_columns(df: pd.DataFrame, expected: list[str], source: str, schema: s
             f"{source}: column {missing[0]!r} missing ({len(missing)} missing in all: {', '.join(missing)}); "
             f"expected the {schema} schema, {len(df)} rows read"
         )
-    unknown = [c for c in df.columns if c not in expected]
+    unknown = [c for c in df.columns if c not in expected and c not in OPTIONAL_COLUMNS]
     if unknown:
         raise XlingError(
             f"{source}: unknown column {unknown[0]!r} ({len(unknown)} unknown in all: {', '.join(map(str, unknown))}); "
@@ -217,7 +221,8 @@ def validate_long(df: pd.DataFrame, source: str = "results") -> pd.DataFrame:
 
 
 def aggregate_seeds(long_df: pd.DataFrame) -> pd.DataFrame:
-    """Per-seed rows -> one release-schema row per cell: mean, std (ddof 1), se = std/sqrt(n), deltas in pp."""
+    """Per-seed rows -> one release-schema row per cell: mean, std (ddof 1), se = std/sqrt(n), deltas in pp.
+    A ``score_norm_metric`` column is carried over (one value per cell)."""
     df = long_df.copy()
     df["delta_score"] = 100.0 * (df["score"] - df["score_base"])
     df["delta_score_norm"] = 100.0 * (df["score_norm"] - df["score_norm_base"])
@@ -232,4 +237,11 @@ def aggregate_seeds(long_df: pd.DataFrame) -> pd.DataFrame:
     out["regime"] = regime_of(out)
     if out.duplicated(subset=KEYS).any():
         raise XlingError("per-seed table: one model has two different model_size values")
-    return out[RELEASE_COLUMNS].reset_index(drop=True)
+    columns = list(RELEASE_COLUMNS)
+    if NORM_METRIC_COLUMN in df.columns:
+        metrics = grouped[NORM_METRIC_COLUMN].agg(["first", "nunique"]).reset_index(drop=True)
+        if (metrics["nunique"] > 1).any():
+            raise XlingError(f"per-seed table: column {NORM_METRIC_COLUMN!r}: the seeds of a cell use different metrics")
+        out[NORM_METRIC_COLUMN] = metrics["first"].to_numpy()
+        columns.append(NORM_METRIC_COLUMN)
+    return out[columns].reset_index(drop=True)

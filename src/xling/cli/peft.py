@@ -111,7 +111,7 @@ def evaluate(
         console.print(f"resuming: {len(list(partial.glob('*.parquet')))} finished cell(s) in {partial}")
     loglik = score_items(spec, adapters, items, score, progress=True, checkpoint_dir=partial)
     write_outputs(loglik, out, {"model": spec, "adapters": adapters, "tasks": task, "languages": lang,
-                                "score": score})
+                                "score": score}, score.benchmark_format)
     shutil.rmtree(partial, ignore_errors=True)
     table = Table("adapter", "task", "language", "n", "acc", "acc_norm", "acc_bytes")
     for row in summarize(loglik).itertuples(index=False):
@@ -123,13 +123,17 @@ def evaluate(
 
 
 @data_app.command("prepare")
-def prepare(config: Path = typer.Argument(..., help="A data YAML (tasks, languages, source) or a grid config.")) -> None:
+def prepare(
+    config: Path = typer.Argument(..., help="A data YAML (tasks, languages, source) or a grid config."),
+    source: Optional[str] = typer.Option(None, "--source", help="aligned, upstream, or a folder of local copies "
+                                         "of the hub repos (FOLDER/<owner>/<name>); overrides the config's."),
+) -> None:
     """Fetch every dataset CONFIG needs into the local cache, so later runs work offline."""
     from rich.console import Console
 
     from xling.tasks.prepare import prepare_data, read_data_spec
 
-    done = prepare_data(read_data_spec(config))
+    done = prepare_data(read_data_spec(config, source))
     Console().print(f"prepared {len(done)} dataset(s)" + "".join(f"\n  {d}" for d in done))
 
 

@@ -75,14 +75,15 @@ def resolve_max_length(config, tokenizer) -> int:
 
 
 def base_fingerprint(model) -> str:
-    """A short hash of the architecture config and a slice of the input embeddings: tells base models apart."""
+    """A short hash of the architecture config and a slice of the input embeddings: tells base models apart.
+    The slice is rounded to bf16 first, so the same weights loaded in float32, bfloat16 or float16 match."""
     import torch
 
     config = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_") and k != "torch_dtype"
               and k != "dtype"}
-    emb = model.get_input_embeddings().weight.detach()[:8].to(torch.float32).cpu().numpy()
+    emb = model.get_input_embeddings().weight.detach()[:8].to(torch.bfloat16).to(torch.float32).cpu().numpy()
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    h.update(emb.round(4).tobytes())
+    h.update(emb.tobytes())
     return h.hexdigest()[:16]
 
 
@@ -98,6 +99,7 @@ def load_causal(spec: ModelSpec, *, device=None) -> LoadedLM:
         model = AutoModelForCausalLM.from_pretrained(
             spec.location, revision=spec.revision, dtype=pick_dtype(spec, device),
             trust_remote_code=spec.trust_remote_code,
+            **({"attn_implementation": spec.attn_implementation} if spec.attn_implementation else {}),
         )
     except (OSError, ValueError) as err:
         raise XlingError(f"model {spec.name!r}: cannot load from {spec.location!r}: {str(err).splitlines()[0]}") from None

@@ -2,15 +2,29 @@
 
 Sources (``datasets.load_dataset``; ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` are honoured by ``datasets``):
 
-- ``aligned`` (default): the released aligned subsets ``Dr4kl3s/*`` (one config per language, train 300 /
-  test 400; Global-MMLU 215/400);
-- ``upstream``: the original multilingual datasets filtered by an id manifest (``{split: [ids]}``; by default
-  the ids of the aligned release's English config), so every language uses the same items.
+- ``aligned`` (default): the released aligned subsets ``Dr4kl3s/*`` (one config per language, ``train`` 300 /
+  ``test`` 400; Global-MMLU 215/400), read in their real columns (``DATASETS.md`` and ``dataset_processors/`` of
+  the release): ARC ``id, instruction, option_a…option_e, answer`` (a letter); Global-MMLU ``sample_id, question,
+  option_a…option_d, answer, subject, subject_category, …``; HellaSwag ``id, activity_label, ctx_a, ctx_b,
+  endings, label`` (a digit string); TruthfulQA ``truth_id, question, mc1_targets_choices, mc1_targets_labels,
+  mc2_…`` (gold = the label equal to 1);
+- a folder: local copies of those hub repos at ``FOLDER/<owner>/<name>/`` as ``huggingface-cli download
+  --repo-type dataset <owner>/<name> --local-dir FOLDER/<owner>/<name>`` writes them (for clusters without hub
+  access), read with the same ``datasets.load_dataset`` call;
+- ``upstream``: the original multilingual datasets at the revisions ``split_benchmarks.py`` pins, filtered by an
+  id manifest (``{split: [ids]}`` JSON, or the release's ``split_manifests/canonical/<benchmark>.csv``; by default
+  the ids of the aligned release's English config), so every language uses the same items. As in the release,
+  HellaSwag ``zh`` comes from ``richmondsin/m_hellaswag``, TruthfulQA ``en`` from ``Dr4kl3s/truthfulqa_en_aligned``
+  (its ``mc1_targets``/``mc2_targets`` split into the aligned columns), and TruthfulQA rows get ``truth_id`` = their
+  position over the source's splits in order.
 
-``xling data prepare`` writes normalised items to the local cache (``$XLING_CACHE``, default
-``~/.cache/xling``), after which ``load_paper_items`` runs offline. Rows are normalised per benchmark into
-lm-eval's zero-shot evaluation format: ARC/TruthfulQA ``Question: …\\nAnswer:`` + option text, HellaSwag
-lm-eval's preprocessed context + ending, Global-MMLU lettered options + letter.
+``xling data prepare`` caches the raw rows (``$XLING_CACHE``, default ``~/.cache/xling``), after which
+``load_paper_items`` runs offline. Each row becomes one ``MCItem`` whose context, choices and gold are the
+evaluation format of the lm-eval task the release runs (``arc_{lang}``, ``hellaswag_{lang}``,
+``truthfulqa_{lang}_mc1`` from lm-eval's okapi family, ``global_mmlu_{lang}``); the paper's own task YAMLs are
+not released, so these formats are inferred from the task names. ``fields['plain']`` holds the plain alternative
+(``Question: …\\nAnswer:`` + option text, no clean-up, TruthfulQA gold = the true label) and
+``fields['paper_train']`` the release's training example for the row (``None`` where its processor drops the row).
 """
 
 from __future__ import annotations
@@ -18,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +54,45 @@ UPSTREAM = {
     "hellaswag": "alexandrainst/m_hellaswag",
     "truthfulqa": "alexandrainst/m_truthfulqa",
 }
+# Language-specific upstream sources and the revisions split_benchmarks.py pins (SOURCES).
+UPSTREAM_FOR_LANGUAGE = {("hellaswag", "zh"): "richmondsin/m_hellaswag",
+                         ("truthfulqa", "en"): "Dr4kl3s/truthfulqa_en_aligned"}
+UPSTREAM_REVISIONS = {
+    "alexandrainst/m_arc": "69b0991ee606079105c4f9e271bcc1fef0014e03",
+    "CohereLabs/Global-MMLU-Lite": "36c2fd756f19ccf13a9a96c8e53ccecc02192b8b",
+    "alexandrainst/m_hellaswag": "9d31dc982bd6285e081e3e3136332a38b9c1d7b7",
+    "richmondsin/m_hellaswag": "8d9642f16ae3031f7eddc3e3531b6ae58686d81a",
+    "alexandrainst/m_truthfulqa": "f0445d470f1925882b990f5f247fdcf288972f60",
+    "Dr4kl3s/truthfulqa_en_aligned": "7332da38d96e69b5d6f2502cd45db3fe011b2f19",
+}
 BENCHMARKS = tuple(ALIGNED)
-_ID_FIELDS = ("id", "sample_id", "item_id", "ind", "source_id")
+# The id column of each aligned release (split_benchmarks.py ID_COLUMNS).
+ID_COLUMNS = {"arc_challenge": "id", "global_mmlu": "sample_id", "hellaswag": "id", "truthfulqa": "truth_id"}
+# The lm-eval task the release evaluates each benchmark with (dataset_processors/*.py build_tasks).
+LMEVAL_TASKS = {"arc_challenge": "arc_{lang}", "global_mmlu": "global_mmlu_{lang}", "hellaswag": "hellaswag_{lang}",
+                "truthfulqa": "truthfulqa_{lang}_mc1"}
+# The release's score_norm: acc_norm where the lm-eval task reports it, else acc (parse_lm_eval_output.py).
+NORM_METRIC = {"arc_challenge": "acc_norm", "global_mmlu": "acc", "hellaswag": "acc_norm", "truthfulqa": "acc"}
+# Training sequence lengths of the release's processors (dataset_processors/*.py ``max_length``).
+TRAIN_MAX_LENGTH = {"arc_challenge": 256, "global_mmlu": 512, "hellaswag": 512, "truthfulqa": 128}
+_ID_FIELDS = ("id", "sample_id", "truth_id", "item_id", "ind", "source_id")
+
+# The six-shot QA primer of TruthfulQA (Lin et al., 2022) as lm-eval's okapi TruthfulQA tasks prepend it
+# (lm_eval/tasks/okapi/truthfulqa_multilingual/utils.py; a test checks the two are equal).
+TRUTHFULQA_QA_PROMPT = (
+    "Q: What is human life expectancy in the United States?\n"
+    "A: Human life expectancy in the United States is 78 years.\n\n"
+    "Q: Who was president of the United States in 1955?\n"
+    "A: Dwight D. Eisenhower was president of the United States in 1955.\n\n"
+    "Q: Which party did he belong to?\n"
+    "A: He belonged to the Republican Party.\n\n"
+    "Q: What is the square root of banana?\n"
+    "A: I have no comment.\n\n"
+    "Q: How does a telescope work?\n"
+    "A: Telescopes use lenses or mirrors to focus light and make objects appear closer.\n\n"
+    "Q: Where were the 1992 Olympics held?\n"
+    "A: The 1992 Olympics were held in Barcelona, Spain."
+)
 
 
 def cache_dir() -> Path:
@@ -50,7 +101,8 @@ def cache_dir() -> Path:
 
 
 def cached_path(name: str, language: str, split: str) -> Path:
-    return cache_dir() / "tasks" / name / language / f"{split}.jsonl"
+    """The cached raw rows of one benchmark, language and split (JSON lines, the release's columns)."""
+    return cache_dir() / "paper-rows" / name / language / f"{split}.jsonl"
 
 
 def check_name(name: str, language: str) -> None:
@@ -60,75 +112,153 @@ def check_name(name: str, language: str) -> None:
         raise XlingError(f"benchmark {name!r}: unknown language {language!r} (expected one of {', '.join(LANGUAGES)})")
 
 
-def _options(row: dict[str, Any]) -> list[str]:
-    """Options from ``option_a…`` columns, a ``choices`` list, or an ai2_arc ``{text, label}`` dict."""
-    lettered = [row[f"option_{c}"] for c in "abcdefgh" if row.get(f"option_{c}") not in (None, "")]
-    if lettered:
-        return [str(x) for x in lettered]
-    choices = row.get("choices")
-    if isinstance(choices, dict):
-        choices = choices.get("text")
-    if isinstance(choices, (list, tuple)):
-        return [str(x) for x in choices]
-    raise XlingError(f"row {_row_id(row)!r}: no options (expected option_a… or choices)")
+def format_record(names: Iterable[str], variant: str) -> dict[str, Any]:
+    """What a run records about the evaluation format of the paper benchmarks it scored."""
+    if variant == "plain":
+        note = "plain: 'Question: ...\\nAnswer:' + option text, no clean-up; TruthfulQA gold = the true label"
+    else:
+        note = ("inferred from the release's lm-eval task names (its task YAMLs are not released): lm-eval's okapi "
+                "arc/hellaswag/truthfulqa-mc1 and global_mmlu task formats over the aligned data")
+    return {"benchmark_format": variant, "inferred": variant == "lm-eval", "note": note,
+            "lm_eval_tasks": {name: LMEVAL_TASKS[name] for name in names},
+            "score_norm_metric": {name: NORM_METRIC[name] for name in names}}
 
 
-def _row_id(row: dict[str, Any]) -> str:
-    for key in _ID_FIELDS:
-        if row.get(key) not in (None, ""):
-            return str(row[key])
-    raise XlingError(f"row has no id field (expected one of {', '.join(_ID_FIELDS)}; has {', '.join(row)})")
+# --- the lm-eval (okapi) text clean-up ---------------------------------------------------------------------
 
 
-def _hellaswag_clean(text: str) -> str:
-    """lm-eval's HellaSwag preprocessing: strip, ' [title]' → '. ', drop bracketed tags, collapse double spaces."""
+def okapi_clean(text: str | None) -> str:
+    """lm-eval's okapi ``preprocess``: strip, ``' [title]'`` → ``'. '``, drop bracketed tags, collapse double
+    spaces (ARC, HellaSwag and TruthfulQA questions; TruthfulQA maps a missing text to a space)."""
+    if text is None:
+        return " "
     text = text.strip().replace(" [title]", ". ")
     text = re.sub(r"\[.*?\]", "", text)
     return text.replace("  ", " ")
 
 
-def normalise_row(name: str, row: dict[str, Any], language: str) -> MCItem:
-    """One raw row of a paper benchmark (aligned or upstream schema) → ``MCItem`` in lm-eval's eval format."""
-    item_id = _row_id(row)
-    where = f"{name} {language} item {item_id!r}"
-    if name == "hellaswag":
-        ctx = f"{row['activity_label']}: {row['ctx_a']} {str(row['ctx_b']).capitalize()}"
-        context = _hellaswag_clean(ctx)
-        choices = [_hellaswag_clean(str(e)) for e in row["endings"]]
-        gold = parse_gold(row["label"], choices, where)
-        fields = {"question": context}
-    elif name == "truthfulqa":
-        question = str(row["question"])
-        targets = row.get("mc1_targets")
-        if targets:
-            choices, gold = [str(c) for c in targets["choices"]], list(targets["labels"]).index(1)
-        else:
-            choices = _options(row)
-            gold = parse_gold(row.get("answer", row.get("label", 0)), choices, where)
-        context, fields = f"Question: {question}\nAnswer:", {"question": question, "train_format": "lm"}
+# --- one normaliser per benchmark: raw row → MCItem ------------------------------------------------------
+
+
+def _col(row: dict[str, Any], column: str, where: str) -> Any:
+    if column not in row:
+        raise XlingError(f"{where}: no column {column!r} (row has {', '.join(row)})")
+    return row[column]
+
+
+def _arc(row: dict[str, Any], item_id: str, language: str, where: str) -> MCItem:
+    """``arc_{lang}`` (okapi): ``Question: `` + cleaned instruction, the non-empty options A–E cleaned, gold = the
+    answer letter (a numeric ARC key ``1``–``5`` counts from 1; okapi itself accepts only letters). Training (arc_challenge.py): options A–D raw after ``Question: {instruction.strip()}``, target
+    ``" " + letter``; rows whose answer is not A–D are dropped."""
+    instruction = str(_col(row, "instruction", where))
+    raw = [row.get(f"option_{c}") for c in "abcde"]
+    options = [str(o) for o in raw if o]
+    answer = _col(row, "answer", where)
+    letter = str(answer).strip().upper() if answer is not None else ""
+    if len(letter) == 1 and letter in "ABCDE":
+        gold = "ABCDE".index(letter)
+    elif letter in ("1", "2", "3", "4", "5"):  # ARC's numeric answer keys count from 1
+        gold = int(letter) - 1
     else:
-        question = str(row.get("question") or row.get("instruction") or "")
-        if not question:
-            raise XlingError(f"{where}: no question (expected 'question' or 'instruction')")
-        choices = _options(row)
-        gold = parse_gold(row.get("answer", row.get("answerKey", row.get("label"))), choices, where)
-        context, fields = f"Question: {question}\nAnswer:", {"question": question}
-        if name == "global_mmlu":
-            fields.update(prompt_format="letters", letter_sep=".")
-            for extra in ("subject", "cultural_sensitivity_label"):
-                if extra in row:
-                    fields[extra] = str(row[extra])
-    return MCItem(item_id, name, language, context, tuple(choices), gold, fields)
+        raise XlingError(f"{where}: answer {answer!r} is not a letter A–E")
+    train = None
+    if letter in ("A", "B", "C", "D"):
+        a, b, c, d = (row.get(f"option_{x}") for x in "abcd")
+        train = {"prompt": f"Question: {instruction.strip()}\nA) {a}\nB) {b}\nC) {c}\nD) {d}\nAnswer:",
+                 "target": f" {letter}"}
+    plain = {"context": f"Question: {instruction}\nAnswer:", "choices": options, "gold": gold}
+    return MCItem(item_id, "arc_challenge", language, f"Question: {okapi_clean(instruction)}\nAnswer:",
+                  tuple(okapi_clean(o) for o in options), gold,
+                  {"question": instruction, "plain": plain, "paper_train": train})
 
 
-def _hub_rows(repo: str, language: str, split: str | None) -> list[dict[str, Any]]:
-    """Rows of one config of a hub dataset: one split, or every split in turn when ``split`` is None."""
+def _hellaswag(row: dict[str, Any], item_id: str, language: str, where: str) -> MCItem:
+    """``hellaswag_{lang}`` (okapi): cleaned ``activity_label: ctx_a Ctx_b`` + cleaned ending, gold = int(label).
+    Training (hellaswag.py): the same query, the four endings lettered ``A) …``, target ``" " + letter``."""
+    ctx = f"{_col(row, 'ctx_a', where)} {str(_col(row, 'ctx_b', where)).capitalize()}"
+    query = okapi_clean(f"{_col(row, 'activity_label', where)}: {ctx}")
+    endings = [okapi_clean(str(e)) for e in _col(row, "endings", where)]
+    gold = parse_gold(_col(row, "label", where), endings, where)
+    train = None
+    if len(endings) >= 4 and 0 <= gold < 4:
+        options = "\n".join(f"{'ABCD'[i]}) {endings[i]}" for i in range(4))
+        train = {"prompt": f"{query}\n{options}\nAnswer:", "target": f" {'ABCD'[gold]}"}
+    return MCItem(item_id, "hellaswag", language, query, tuple(endings), gold,
+                  {"question": query, "paper_train": train})
+
+
+def _global_mmlu(row: dict[str, Any], item_id: str, language: str, where: str) -> MCItem:
+    """``global_mmlu_{lang}``: ``{question.strip()}\\nA. …\\nD. …\\nAnswer:`` + the letter, gold = the answer letter.
+    Training (global_mmlu.py): the same prompt, target ``" " + letter`` (an int answer is an index)."""
+    question = str(_col(row, "question", where))
+    options = [str(_col(row, f"option_{c}", where)) for c in "abcd"]
+    answer = _col(row, "answer", where)
+    gold = parse_gold(answer, options, where)
+    letter = "ABCD"[gold] if isinstance(answer, int) and not isinstance(answer, bool) else str(answer).strip().upper()
+    prompt = f"{question.strip()}\n" + "".join(f"{'ABCD'[i]}. {o}\n" for i, o in enumerate(options)) + "Answer:"
+    fields = {"question": question, "prompt_format": "letters", "letter_sep": ".",
+              "paper_train": {"prompt": prompt, "target": f" {letter}"}}
+    for extra in ("subject", "subject_category", "cultural_sensitivity_label"):
+        if extra in row:
+            fields[extra] = str(row[extra])
+    return MCItem(item_id, "global_mmlu", language, f"Question: {question}\nAnswer:", tuple(options), gold, fields)
+
+
+def _truthfulqa(row: dict[str, Any], item_id: str, language: str, where: str) -> MCItem:
+    """``truthfulqa_{lang}_mc1`` (okapi): the six-shot QA primer, ``\\n\\nQ: `` + cleaned question + ``\\nA:``, the
+    mc1 choices, gold at index 0 (``doc_to_target: 0``). Training (truthfulqa.py): language modelling of
+    ``Question: {question}\\nAnswer: {true answer}`` (true = the label equal to 1)."""
+    question = _col(row, "question", where)
+    choices = [str(c) for c in _col(row, "mc1_targets_choices", where)]
+    labels = [int(x) for x in _col(row, "mc1_targets_labels", where)]
+    if len(labels) != len(choices) or 1 not in labels:
+        raise XlingError(f"{where}: mc1_targets_labels must give one label per choice with a 1 for the true answer")
+    true = labels.index(1)
+    context = f"{TRUTHFULQA_QA_PROMPT}\n\nQ: {okapi_clean(question)}\nA:"
+    plain = {"context": f"Question: {question}\nAnswer:", "choices": choices, "gold": true}
+    return MCItem(item_id, "truthfulqa", language, context, tuple(choices), 0,
+                  {"question": str(question), "plain": plain,
+                   "paper_train": {"text": f"Question: {question}\nAnswer: {choices[true]}"}})
+
+
+_NORMALISE: dict[str, Callable[[dict[str, Any], str, str, str], MCItem]] = {
+    "arc_challenge": _arc, "global_mmlu": _global_mmlu, "hellaswag": _hellaswag, "truthfulqa": _truthfulqa}
+
+
+def row_id(row: dict[str, Any], name: str | None = None) -> str:
+    """The item id of a raw row: the release's id column for ``name``, else the first id-like column."""
+    if name is not None and row.get(ID_COLUMNS[name]) not in (None, ""):
+        return str(row[ID_COLUMNS[name]])
+    for key in _ID_FIELDS:
+        if row.get(key) not in (None, ""):
+            return str(row[key])
+    expected = ID_COLUMNS[name] if name else ", ".join(_ID_FIELDS)
+    raise XlingError(f"row has no id field (expected {expected}; has {', '.join(row)})")
+
+
+def normalise_row(name: str, row: dict[str, Any], language: str) -> MCItem:
+    """One raw row of a paper benchmark → ``MCItem`` (lm-eval's evaluation format; see the module docstring)."""
+    item_id = row_id(row, name)
+    where = f"{name} {language} item {item_id!r}"
+    item = _NORMALISE[name](row, item_id, language, where)
+    return MCItem(item.id, item.task, item.language, item.context, item.choices, item.gold,
+                  {**item.fields, "train_max_length": TRAIN_MAX_LENGTH[name],
+                   "lm_eval_task": LMEVAL_TASKS[name].format(lang=language)})
+
+
+# --- where rows come from -----------------------------------------------------------------------------------
+
+
+def _hub_rows(repo: str, language: str | None, split: str | None, revision: str | None = None) -> list[dict[str, Any]]:
+    """Rows of one config of a hub dataset (a hub id or a local copy): one split, or every split in order when
+    ``split`` is ``None``; ``language=None`` is the dataset's only config."""
     import datasets
 
+    datasets.disable_progress_bars()
     try:
         if split is None:
-            return [dict(r) for part in datasets.load_dataset(repo, language).values() for r in part]
-        return [dict(r) for r in datasets.load_dataset(repo, language, split=split)]
+            return [dict(r) for part in datasets.load_dataset(repo, language, revision=revision).values() for r in part]
+        return [dict(r) for r in datasets.load_dataset(repo, language, split=split, revision=revision)]
     except Exception as err:  # noqa: BLE001  (datasets raises many types for "not available")
         offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE")
         hint = " (offline: run `xling data prepare` on a connected machine first)" if offline else ""
@@ -136,52 +266,112 @@ def _hub_rows(repo: str, language: str, split: str | None) -> list[dict[str, Any
                          f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}{hint}") from None
 
 
+def local_repo(folder: str | Path, repo: str) -> str:
+    """``FOLDER/<owner>/<name>``, the local copy of hub dataset ``repo``; missing is one line naming it."""
+    path = Path(folder).expanduser() / repo
+    if not path.is_dir():
+        raise XlingError(f"{path}: no local copy of hub dataset {repo} (create it with `huggingface-cli download "
+                         f"--repo-type dataset {repo} --local-dir {path}`)")
+    return str(path)
+
+
 def read_manifest(path: str | Path) -> dict[str, list[str]]:
-    """An id manifest ``{split: [ids]}`` (JSON)."""
+    """An id manifest: JSON ``{split: [ids]}``, or the release's CSV with the header ``split,id``."""
+    import csv
+
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise XlingError(f"{path}: cannot read id manifest ({err.strerror or err})") from None
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if reader.fieldnames != ["split", "id"]:
+            raise XlingError(f"{path}: id manifest CSV must have the header 'split,id' (has {reader.fieldnames})")
+        out: dict[str, list[str]] = {}
+        for row in reader:
+            out.setdefault(row["split"], []).append(row["id"])
+        return out
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
         raise XlingError(f"{path}: cannot read id manifest ({err})") from None
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise XlingError(f"{path}: id manifest must map split names to lists of ids")
     return {k: [str(i) for i in v] for k, v in data.items()}
 
 
-def select_by_manifest(rows: Iterable[dict[str, Any]], ids: list[str], where: str) -> list[dict[str, Any]]:
+_NP_ARRAY = re.compile(r"array\((\[.*?\])\s*,\s*dtype=[^)]*\)", re.DOTALL)
+
+
+def _mc_target(value: Any, where: str) -> tuple[list[str], list[int]]:
+    """``{choices, labels}`` from a dict or its printed form (numpy arrays included), as the English TruthfulQA
+    source stores ``mc1_targets``; read with ``ast.literal_eval`` (literals only, no code runs)."""
+    import ast
+
+    if not isinstance(value, dict):
+        try:
+            value = ast.literal_eval(_NP_ARRAY.sub(r"\1", str(value).strip()))
+        except (SyntaxError, ValueError):
+            raise XlingError(f"{where}: cannot read {str(value)[:60]!r} as choices and labels") from None
+    return [str(c) for c in value["choices"]], [int(x) for x in value["labels"]]
+
+
+def upstream_rows(name: str, language: str) -> list[dict[str, Any]]:
+    """Every row of the upstream source of ``name`` in ``language`` (all splits, in order), in the aligned columns."""
+    repo = UPSTREAM_FOR_LANGUAGE.get((name, language), UPSTREAM[name])
+    english_tqa = (name, language) == ("truthfulqa", "en")
+    rows = _hub_rows(repo, None if english_tqa else language, None, UPSTREAM_REVISIONS.get(repo))
+    if name == "truthfulqa":
+        for i, row in enumerate(rows):  # split_benchmarks.py add_synthetic_id: position over the splits in order
+            if english_tqa:
+                for key in ("mc1", "mc2"):
+                    if f"{key}_targets" in row:
+                        choices, labels = _mc_target(row.pop(f"{key}_targets"), f"{repo} row {i}")
+                        row[f"{key}_targets_choices"], row[f"{key}_targets_labels"] = choices, labels
+            row.setdefault("truth_id", i)
+    return rows
+
+
+def select_by_manifest(rows: Iterable[dict[str, Any]], ids: list[str], where: str,
+                       name: str | None = None) -> list[dict[str, Any]]:
     """Rows whose id is in ``ids``, in manifest order; a missing id is an error (languages must align)."""
-    by_id = {}
+    by_id: dict[str, dict[str, Any]] = {}
     for row in rows:
-        by_id.setdefault(_row_id(row), row)
+        by_id.setdefault(row_id(row, name), row)
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise XlingError(f"{where}: {len(missing)} manifest ids are missing, e.g. {missing[0]!r}")
     return [by_id[i] for i in ids]
 
 
-def fetch_items(name: str, language: str, split: str, source: str = "aligned",
-                manifest: dict[str, list[str]] | None = None) -> list[MCItem]:
-    """Items from the hub (aligned release, or upstream filtered by ``manifest``)."""
+def fetch_rows(name: str, language: str, split: str, source: str = "aligned",
+               manifest: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """Raw rows from the hub (aligned release, or upstream filtered by ``manifest``) or from a folder of local
+    copies of the aligned release (any other ``source``), in the release's row order."""
     check_name(name, language)
     if source == "aligned":
-        rows = _hub_rows(ALIGNED[name], language, split)
-    elif source == "upstream":
+        return _hub_rows(ALIGNED[name], language, split)
+    if source == "upstream":
         if manifest is None:  # the aligned release's English ids define the items
-            manifest = {split: [_row_id(row) for row in _hub_rows(ALIGNED[name], "en", split)]}
+            manifest = {split: [row_id(row, name) for row in _hub_rows(ALIGNED[name], "en", split)]}
         if split not in manifest:
             raise XlingError(f"{name}: the id manifest has no split {split!r} (has {', '.join(manifest)})")
-        rows = select_by_manifest(_hub_rows(UPSTREAM[name], language, None), manifest[split],
-                                  f"{UPSTREAM[name]} {language}")
-    else:
-        raise XlingError(f"unknown source {source!r} (expected aligned or upstream)")
-    return [normalise_row(name, row, language) for row in rows]
+        rows = select_by_manifest(upstream_rows(name, language), manifest[split], f"{name} upstream {language}", name)
+        return sorted(rows, key=lambda row: row[ID_COLUMNS[name]])  # the release's order (split_benchmarks.py sort)
+    return _hub_rows(local_repo(source, ALIGNED[name]), language, split)
 
 
-def write_cache(items: list[MCItem], path: Path) -> None:
+def fetch_items(name: str, language: str, split: str, source: str = "aligned",
+                manifest: dict[str, list[str]] | None = None) -> list[MCItem]:
+    """Items from the hub or a local folder (see ``fetch_rows``)."""
+    return [normalise_row(name, row, language) for row in fetch_rows(name, language, split, source, manifest)]
+
+
+def write_cache(rows: list[dict[str, Any]], path: Path) -> None:
     with atomic_file(path) as fh:
-        for it in items:
-            fh.write(json.dumps({"id": it.id, "context": it.context, "choices": list(it.choices), "gold": it.gold,
-                                 "fields": dict(it.fields)}, ensure_ascii=False) + "\n")
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
 
 def read_cache(path: Path, name: str, language: str) -> list[MCItem]:
@@ -189,10 +379,11 @@ def read_cache(path: Path, name: str, language: str) -> list[MCItem]:
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:
             row = json.loads(line)
-            items.append(MCItem(row["id"], name, language, row["context"], tuple(row["choices"]), int(row["gold"]),
-                                row.get("fields", {})))
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+        except json.JSONDecodeError as err:
             raise XlingError(f"{path}:{lineno}: corrupt cache entry ({err}); rerun `xling data prepare`") from None
+        if not isinstance(row, dict):
+            raise XlingError(f"{path}:{lineno}: corrupt cache entry (not a row); rerun `xling data prepare`")
+        items.append(normalise_row(name, row, language))
     return items
 
 
@@ -207,14 +398,17 @@ def load_paper_items(name: str, language: str, split: str) -> list[MCItem]:
 
 def prepare(names: Iterable[str], languages: Iterable[str], splits: Iterable[str] = ("train", "test"),
             source: str = "aligned", manifest: str | Path | None = None) -> list[Path]:
-    """Materialise every (benchmark, language, split) into the local cache; returns the files written."""
+    """Materialise every (benchmark, language, split) into the local cache; returns the files written.
+    Rows are checked (every one must normalise) before anything is written."""
     ids = read_manifest(manifest) if manifest else None
     written = []
     for name in names:
         for language in languages:
             for split in splits:
-                items = fetch_items(name, language, split, source, ids)
+                rows = fetch_rows(name, language, split, source, ids)
+                for row in rows:
+                    normalise_row(name, row, language)
                 path = cached_path(name, language, split)
-                write_cache(items, path)
+                write_cache(rows, path)
                 written.append(path)
     return written

@@ -12,26 +12,36 @@ from xling.errors import XlingError
 
 
 class DataSpec(Spec):
-    """Datasets to materialise: tasks × languages × splits; paper benchmarks from the aligned release or
-    from upstream filtered by an id manifest (``{split: [ids]}`` JSON)."""
+    """Datasets to materialise: tasks × languages × splits. Paper benchmarks come from ``source``: ``aligned``
+    (the aligned release on the hub), ``upstream`` (the original datasets filtered by an id manifest,
+    ``{split: [ids]}`` JSON) or a folder holding local copies of the aligned hub repos at
+    ``FOLDER/<owner>/<name>/`` (as ``huggingface-cli download --repo-type dataset <owner>/<name> --local-dir
+    FOLDER/<owner>/<name>`` writes them; relative to the data YAML)."""
 
     tasks: list[str] = Field(min_length=1)
     languages: list[str] = Field(min_length=1)
     splits: list[Literal["train", "test"]] = Field(default_factory=lambda: ["train", "test"])
-    source: Literal["aligned", "upstream"] = "aligned"
+    source: str = "aligned"
     manifest: str | None = None
 
 
-def read_data_spec(path: str | Path) -> DataSpec:
-    """A ``DataSpec`` YAML, or a grid config (its tasks and languages)."""
+def read_data_spec(path: str | Path, source: str | None = None) -> DataSpec:
+    """A ``DataSpec`` YAML, or a grid config (its tasks and languages); ``source`` overrides the YAML's."""
     data = load_yaml(path)
     if isinstance(data, dict) and "models" in data:
         grid = load_spec(GridSpec, path)
         cells = {(c.task, c.language) for c in grid.source_cells() + grid.target_cells()}
-        return DataSpec(tasks=sorted({t for t, _ in cells}), languages=sorted({lang for _, lang in cells}))
-    spec = load_spec(DataSpec, path)
-    if spec.manifest and not Path(spec.manifest).is_absolute():
-        spec.manifest = str(Path(path).parent / spec.manifest)
+        spec = DataSpec(tasks=sorted({t for t, _ in cells}), languages=sorted({lang for _, lang in cells}))
+    else:
+        spec = load_spec(DataSpec, path)
+        if spec.manifest and not Path(spec.manifest).is_absolute():
+            spec.manifest = str(Path(path).parent / spec.manifest)
+        if spec.source not in ("aligned", "upstream") and not Path(spec.source).expanduser().is_absolute():
+            spec.source = str(Path(path).parent / spec.source)
+    if source is not None:
+        spec.source = source
+    if spec.source not in ("aligned", "upstream") and not Path(spec.source).expanduser().is_dir():
+        raise XlingError(f"{path}: field 'source': {spec.source!r} is neither aligned, upstream nor a folder")
     return spec
 
 

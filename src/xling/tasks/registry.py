@@ -90,6 +90,35 @@ def task_fingerprint(task: str, language: str, split: str) -> str:
     return items_fingerprint(load_items(task, language, split))
 
 
+def norm_metric(task: str) -> str:
+    """The metric a task's ``score_norm`` uses, as the release's ``parse_lm_eval_output.py`` picks it: ``acc_norm``
+    where the task reports it, else ``acc``. Paper benchmarks: acc_norm for ARC and HellaSwag, acc for TruthfulQA
+    mc1 and Global-MMLU; an lm-eval YAML: acc_norm when its ``metric_list`` has it (or it has none: lm-eval's
+    multiple-choice default reports both); xling task YAMLs and the mini suite: acc_norm."""
+    if task.startswith("mini:"):
+        return "acc_norm"
+    if task.endswith((".yaml", ".yml")) or Path(task).is_file():
+        from xling.config import load_yaml
+        from xling.tasks.lmeval import is_lmeval_yaml, read_lmeval_yaml
+
+        try:
+            data = load_yaml(task)
+        except XlingError:
+            data = None
+        if data is None or is_lmeval_yaml(data):
+            metrics = read_lmeval_yaml(Path(task)).get("metric_list")
+            if metrics:
+                names = {m.get("metric") for m in metrics if isinstance(m, dict)}
+                return "acc_norm" if "acc_norm" in names else "acc"
+        return "acc_norm"
+    from xling.tasks.paper import BENCHMARKS, NORM_METRIC
+
+    if task not in BENCHMARKS:
+        raise XlingError(f"unknown task {task!r} (expected a task YAML path, mini:<name>, or one of "
+                         f"{', '.join(BENCHMARKS)})")
+    return NORM_METRIC[task]
+
+
 def task_languages(task: str) -> list[str]:
     """The languages a task offers: an xling task YAML's ``languages``, the mini suite's, the paper's eleven;
     an lm-eval YAML is one language, ``metadata.language`` or ``und`` (undetermined)."""
