@@ -113,3 +113,19 @@ def test_failing_units_are_retried_and_reported(grid_assets, tmp_path) -> None:
         assert all("broken-llama" in unit and error for unit, error in stage.failed.items())
     table = long_table(plan, store_for(spec))
     assert set(table["model_name"]) == {"tiny-llama"} and len(table) == 4 * 4
+
+
+def test_paper_preset_plans_offline_before_the_data(tmp_path, monkeypatch, capsys) -> None:
+    """`xling grid plan` of the paper preset works with nothing prepared: counts from the spec, the rest unknown."""
+    from xling.cli import main
+
+    monkeypatch.setenv("XLING_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(sys, "argv", ["xling", "grid", "plan", str(Path(__file__).parents[1] / "configs" /
+                                                                  "donors-recipients.yaml")])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "│ train │ 1,188 │ unknown │ unknown │" in out and "│ score │ 1,197 │ unknown │ unknown │" in out
+    assert "xling data prepare" in out and not (tmp_path / "empty-cache").exists()

@@ -40,6 +40,7 @@ def _train(spec: GridSpec, store: Store, unit: TrainUnit) -> None:
 def _score(spec: GridSpec, store: Store, units: list[ScoreUnit]) -> None:
     """Score the base and several adapters of one model in one pass, then publish each unit's rows."""
     from xling.score import score_items, summarize
+    from xling.tasks.paper import BENCHMARKS, format_record
     from xling.tasks.registry import load_items
 
     t0 = time.time()
@@ -50,10 +51,12 @@ def _score(spec: GridSpec, store: Store, units: list[ScoreUnit]) -> None:
     loglik = score_items(model, adapters, items, spec.score)
     scores = summarize(loglik)
     share = (time.time() - t0) / len(units)  # each unit's share of the one scoring pass
+    paper = sorted({c.task for c in units[0].targets} & set(BENCHMARKS))
+    extra = {"paper_benchmark_formats": format_record(paper, spec.score.benchmark_format)} if paper else {}
     for u in units:
         meta = {"unit": "score", "model": model.name, "adapter": u.label, "seconds": round(share, 3)}
         with store.writing(u.key, meta) as tmp:
             scores[scores["adapter"] == u.label].to_parquet(tmp / "scores.parquet", index=False)
             loglik[loglik["adapter"] == u.label].to_parquet(tmp / "loglikelihoods.parquet", index=False)
-            (tmp / "run.json").write_text(json.dumps(run_record(spec, seed=None, unit=u.key), indent=2,
+            (tmp / "run.json").write_text(json.dumps(run_record(spec, seed=None, unit=u.key, **extra), indent=2,
                                                      default=str) + "\n")
