@@ -67,7 +67,7 @@ def make_adapters(model: str, root: Path, k: int, dtype: str) -> dict[str, Path]
     from transformers import AutoModelForCausalLM
 
     from xling.models.adapters import quiet_peft, write_adapter_meta
-    from xling.models.causal import base_fingerprint
+    from xling.models.base import base_fingerprint
 
     out = {}
     for i in range(k):

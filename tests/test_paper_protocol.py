@@ -44,7 +44,7 @@ def test_release_tokenisation(assets):
     the length on the tokenizer's side, right-truncated, loss on every real token."""
     from transformers import AutoTokenizer
 
-    from xling.train import IGNORE, release_example, release_lm_example
+    from xling.models.causal import IGNORE, release_example, release_lm_example
 
     tok = AutoTokenizer.from_pretrained(assets[0])
     ids, labels, mask = release_example(tok, "Question: Sky?\nA) blue\nB) red\nAnswer:", " A", 256)
@@ -73,7 +73,8 @@ def test_training_loop_equals_hf_trainer(assets, tmp_path):
     from transformers import set_seed as hf_set_seed
 
     from xling.tasks.prompts import paper_trainable
-    from xling.train import split_train_val, tokenize_examples, train_causal
+    from xling.models.causal import tokenize_examples
+    from xling.train import split_train_val, train_adapter
 
     model_dir, hub, _ = assets
     items = [it for it in paper.fetch_items("arc_challenge", "de", "train", str(hub)) if paper_trainable(it)][:14]
@@ -83,7 +84,7 @@ def test_training_loop_equals_hf_trainer(assets, tmp_path):
     lora = LoraSpec(r=4, alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                                   "down_proj"])
     model = ModelSpec(name="tiny", path=str(model_dir))
-    log = train_causal(model, train_items, val_items, 17, tmp_path / "xling", lora, spec)
+    log = train_adapter(model, train_items, val_items, 17, tmp_path / "xling", lora, spec)
     ours = load_file(tmp_path / "xling" / "adapter_model.safetensors")
 
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -114,7 +115,7 @@ def test_training_loop_equals_hf_trainer(assets, tmp_path):
     ref = {k.replace(".default", ""): v for k, v in trainer.model.state_dict().items() if "lora_" in k}
     assert ours.keys() == ref.keys()
     assert max(float((ours[k] - ref[k]).abs().max()) for k in ours) < 1e-5
-    unclipped = train_causal(model, train_items, val_items, 17, tmp_path / "noclip", lora,
+    unclipped = train_adapter(model, train_items, val_items, 17, tmp_path / "noclip", lora,
                              spec.model_copy(update={"max_grad_norm": None}))
     assert unclipped["epochs"][-1]["val_loss"] != pytest.approx(log["epochs"][-1]["val_loss"], rel=1e-4)
 
@@ -166,7 +167,7 @@ def test_paper_evaluation_equals_lm_eval_with_chat_template(assets, tmp_path):
 
 
 def test_packed_rows_under_eager_and_sdpa_equal_unpacked(assets, monkeypatch):
-    from xling import score
+    from xling.models import causal
     from xling.score import score_items
 
     model_dir, hub, adapters = assets
@@ -186,11 +187,11 @@ def test_packed_rows_under_eager_and_sdpa_equal_unpacked(assets, monkeypatch):
 
     from types import SimpleNamespace
 
-    assert not score.can_pack(SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2")))
+    assert not causal.can_pack(SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2")))
     seen = []
-    original = score.plan_rows
-    monkeypatch.setattr(score, "can_pack", lambda model: False)
-    monkeypatch.setattr(score, "plan_rows", lambda enc, n, pack=True: seen.append(pack) or original(enc, n, pack))
+    original = causal.plan_rows
+    monkeypatch.setattr(causal, "can_pack", lambda model: False)
+    monkeypatch.setattr(causal, "plan_rows", lambda enc, n, pack=True: seen.append(pack) or original(enc, n, pack))
     loglik = score_items(ModelSpec(name="tiny", path=str(model_dir)), {"base": None, **adapters}, items).loglik
     assert seen == [False, False] and np.abs(loglik.to_numpy() - first).max() < 1e-5
 
@@ -199,12 +200,13 @@ def test_cuda_out_of_memory_halves_the_batch_and_retries(assets, monkeypatch):
     import torch
 
     from xling import score
+    from xling.models import causal
 
     model_dir, hub, adapters = assets
     items = paper.fetch_items("truthfulqa", "de", "test", str(hub))
     model, spec = ModelSpec(name="tiny", path=str(model_dir)), ScoreSpec(batch_size=4, adapters_per_batch=2)
     expected = score.score_items(model, {"base": None, **adapters}, items, spec).loglik.to_numpy()
-    original, sizes = score.forward_rows, []
+    original, sizes = causal.forward_rows, []
 
     def small_gpu(model, rows, names, *args, limit=1):
         sizes.append((len(rows), len(names)))
@@ -212,15 +214,15 @@ def test_cuda_out_of_memory_halves_the_batch_and_retries(assets, monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(model, rows, names, *args)
 
-    monkeypatch.setattr(score, "forward_rows", small_gpu)
-    scorer = score._Scorer(model, {"base": None, **adapters}, spec)
+    monkeypatch.setattr(causal, "forward_rows", small_gpu)
+    scorer = causal.CausalScorer(model, {"base": None, **adapters}, spec)
     frame = scorer.score(items)
     assert np.abs(frame.loglik.to_numpy() - expected).max() < 1e-5  # other batch shapes: float rounding only
     assert (scorer.batch_size, scorer.adapters_per_batch) == (1, 1) and frame.attrs["oom_retries"] == 3
     assert sizes[:3] == [(4, 2), (2, 2), (1, 2)]
-    monkeypatch.setattr(score, "forward_rows", lambda *a, **k: small_gpu(*a, limit=0))
+    monkeypatch.setattr(causal, "forward_rows", lambda *a, **k: small_gpu(*a, limit=0))
     with pytest.raises(torch.OutOfMemoryError):
-        score._Scorer(model, {"base": None}, spec).score(items)
+        causal.CausalScorer(model, {"base": None}, spec).score(items)
 
 
 def test_merged_scoring_and_how_far_it_moves_logliks(assets):
@@ -228,7 +230,7 @@ def test_merged_scoring_and_how_far_it_moves_logliks(assets):
     exactly; merged into bf16 weights (the paper's dtype) log-likelihoods move by the bf16 rounding of W + BA."""
     import torch
 
-    from xling.score import _Scorer
+    from xling.models.causal import CausalScorer
 
     model_dir, hub, adapters = assets
     items = paper.fetch_items("global_mmlu", "en", "test", str(hub)) + paper.fetch_items("hellaswag", "en", "test",
@@ -236,8 +238,8 @@ def test_merged_scoring_and_how_far_it_moves_logliks(assets):
     moved = {}
     for dtype in ("float32", "bfloat16"):
         model = ModelSpec(name="tiny", path=str(model_dir), dtype=dtype)
-        unmerged = _Scorer(model, {"base": None, **adapters}, ScoreSpec()).score(items).loglik.to_numpy()
-        scorer = _Scorer(model, {"base": None, **adapters}, ScoreSpec(merge=True))
+        unmerged = CausalScorer(model, {"base": None, **adapters}, ScoreSpec()).score(items).loglik.to_numpy()
+        scorer = CausalScorer(model, {"base": None, **adapters}, ScoreSpec(merge=True))
         before = {k: v.clone() for k, v in scorer.lm.model.state_dict().items()}
         merged = scorer.score(items).loglik.to_numpy()
         assert all(torch.equal(before[k], v) for k, v in scorer.lm.model.state_dict().items())  # restored exactly

@@ -21,7 +21,7 @@ def random_adapter(base_dir, out_dir, seed: int):
     from transformers import AutoModelForCausalLM
 
     from xling.models.adapters import quiet_peft, write_adapter_meta
-    from xling.models.causal import base_fingerprint
+    from xling.models.base import base_fingerprint
 
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(base_dir)
@@ -144,24 +144,3 @@ def test_eval_cli_writes_outputs_and_fails_cleanly(setup, tmp_path, monkeypatch,
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
         assert not out2.exists()
-
-
-def test_checkpointed_cells_are_not_scored_again(setup, tmp_path, monkeypatch):
-    import xling.score as score
-    from xling.config import ModelSpec
-    from xling.tasks.registry import load_items
-
-    root, model, adapters = setup
-    spec = ModelSpec(name="tiny", path=str(model))
-    items = [it for lang in ("en", "de") for it in load_items(str(root / "task.yaml"), lang, "test")]
-    first = score.score_items(spec, {"base": None, "ad0": adapters["ad0"]}, items, checkpoint_dir=tmp_path / "ck")
-    assert len(list((tmp_path / "ck").glob("*.parquet"))) == 2
-
-    def no_model(*args, **kwargs):
-        raise AssertionError("a finished cell was scored again")
-
-    monkeypatch.setattr(score, "_Scorer", no_model)
-    again = score.score_items(spec, {"base": None, "ad0": adapters["ad0"]}, items, checkpoint_dir=tmp_path / "ck")
-    pd.testing.assert_frame_equal(first, again)
-    with pytest.raises(AssertionError, match="scored again"):  # other adapters: a different key
-        score.score_items(spec, {"base": None}, items, checkpoint_dir=tmp_path / "ck")

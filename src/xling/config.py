@@ -129,7 +129,8 @@ class TrainSpec(Spec):
     - ``val_fraction``/``split_seed``: the validation split is ``datasets``' ``train_test_split(test_size=
       val_fraction, seed=split_seed)`` over the training rows in their release order (the paper: 0.1, 42);
     - ``max_grad_norm``: gradient clipping (Trainer's default 1.0; ``None`` = off);
-    - AdamW (weight decay 0), linear warm-up over ``ceil(warmup_ratio × steps)`` steps from 0, then linear decay
+    - AdamW with ``weight_decay`` (the Trainer's 0), linear warm-up over ``warmup_ratio × steps`` steps from 0,
+      rounded up (``warmup_rounding: ceil``, the Trainer's) or to the nearest step (``round``), then linear decay
       (transformers' ``get_linear_schedule_with_warmup``); validation loss after every epoch as the Trainer
       computes it (the mean over batches of each batch's token-mean loss, weighted by rows); the adapter of the
       best epoch is kept (``keep_best_epoch``);
@@ -145,6 +146,8 @@ class TrainSpec(Spec):
     max_train_items: int | None = Field(None, gt=0)
     max_length: int | None = Field(None, gt=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_rounding: Literal["ceil", "round"] = "ceil"
     gradient_checkpointing: bool = False
     keep_best_epoch: bool = True
     prompt_format: Literal["auto", "paper", "letters", "continuation", "lm"] = "auto"

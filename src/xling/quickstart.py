@@ -19,9 +19,12 @@ PAPER_SEEDS = (17, 42, 101)
 # learns it only with many more epochs (measured), so it would add time without adding signal.
 DEFAULT_LANGUAGES = ("en", "de", "fr", "ru")
 DEFAULT_TASKS = ("numbers", "region", "currency", "language")
-QUICK_TRAIN = TrainSpec(epochs=5, lr=2e-3, batch_size=8, val_fraction=0.15, max_train_items=48)
+# The encoder's training settings (sentence-transformers-like, not the paper's Trainer defaults): AdamW's usual weight
+# decay, warm-up rounded to the nearest step, no gradient clipping.
+ENCODER_OPTIM = {"weight_decay": 0.01, "warmup_rounding": "round", "max_grad_norm": None}
+QUICK_TRAIN = TrainSpec(epochs=5, lr=2e-3, batch_size=8, val_fraction=0.15, max_train_items=48, **ENCODER_OPTIM)
 QUICK_SCORE = ScoreSpec(batch_size=64, adapters_per_batch=8, max_items=24)
-FULL_TRAIN = TrainSpec(epochs=8, lr=2e-3, batch_size=8, val_fraction=0.15)
+FULL_TRAIN = TrainSpec(epochs=8, lr=2e-3, batch_size=8, val_fraction=0.15, **ENCODER_OPTIM)
 FULL_SCORE = ScoreSpec(batch_size=64, adapters_per_batch=8)
 LORA = LoraSpec(r=8, alpha=16, dropout=0.0, target_modules=["query", "key", "value", "dense"])
 

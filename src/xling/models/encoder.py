@@ -13,10 +13,7 @@ PEFT adapter folders, seeds and logs serve encoders and causal LMs alike.
 
 from __future__ import annotations
 
-import copy
 import json
-import math
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from xling.config import LoraSpec, ModelSpec, ScoreSpec, TrainSpec
 from xling.errors import XlingError
+from xling.models.adapters import attach_adapters, check_adapter
+from xling.models.base import COLUMNS, Loss, base_fingerprint, peak_memory_bytes
 from xling.tasks.items import MCItem
 
 if TYPE_CHECKING:
@@ -46,7 +45,8 @@ def default_model_path() -> str:
 
 
 class Encoder:
-    """A transformer with sentence-transformers pooling; ``net`` is the (possibly PEFT-wrapped) model."""
+    """A transformer with sentence-transformers pooling; ``model`` is the (possibly PEFT-wrapped) transformer.
+    It runs on the CPU; ``fingerprint`` tells base models apart (adapters record it)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         from transformers import AutoModel, AutoTokenizer
@@ -58,7 +58,7 @@ class Encoder:
         self.pooling: str = config["pooling"]
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(location, revision=spec.revision)
-            self.net = AutoModel.from_pretrained(
+            self.model = AutoModel.from_pretrained(
                 location,
                 revision=spec.revision,
                 trust_remote_code=spec.trust_remote_code,
@@ -67,6 +67,8 @@ class Encoder:
         except OSError as err:
             raise XlingError(f"model {spec.name!r}: cannot load encoder from {location!r} ({err})") from None
         self.max_length: int = min(config["max_seq_length"] or 512, self.tokenizer.model_max_length, 512)
+        self.device = self.model.device
+        self.fingerprint = base_fingerprint(self.model)
 
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         return self.tokenizer(
@@ -79,7 +81,7 @@ class Encoder:
         import torch.nn.functional as F
 
         batch = self.tokenize(texts, max_length)
-        hidden = self.net(**batch).last_hidden_state
+        hidden = self.model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         if self.pooling == "mean":
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -137,162 +139,39 @@ def _torch_dtype(name: str) -> Any:
     return "auto" if name == "auto" else getattr(torch, name)
 
 
-# --- scoring -----------------------------------------------------------------------------------------
+# --- the kind ------------------------------------------------------------------------------------------------------
 
 
-def score_encoder(
-    model: ModelSpec,
-    adapters: Mapping[str, str | Path | None],
-    items: Sequence[MCItem],
-    spec: ScoreSpec | None = None,
-) -> pd.DataFrame:
-    """Score ``items`` with the base encoder and every adapter: one row per (adapter, item, choice).
+class EncoderKind:
+    """Sentence encoders: LoRA on ``query, key, value, dense`` (never the pooler), softmax cross-entropy over each
+    item's choices of cosine / temperature, cosine scoring."""
 
-    Columns follow the log-likelihood table of ``xling.score``: ``loglik`` is the cosine between the
-    context's and the choice's embeddings, ``is_greedy`` marks the item's highest-scoring choice.
-    The base model is loaded once; every adapter is attached beside it (unmerged) and switched on in
-    turn; each distinct text is embedded once per adapter. Called by ``xling.score.score_items``, which
-    validates ``adapters`` and ``items``.
-    """
-    import pandas as pd
-    import torch
+    name = "encoder"
+    length_normalised = False  # a cosine has no length to normalise by: acc_norm = acc
 
-    from xling.models.adapters import attach_adapters, check_adapter
-    from xling.models.causal import base_fingerprint
-    from xling.score import COLUMNS, peak_memory_bytes
+    def load(self, spec: ModelSpec) -> Encoder:
+        return Encoder(spec)
 
-    spec = spec or ScoreSpec()
-    encoder = Encoder(model)
-    fingerprint = base_fingerprint(encoder.net)
-    slots = {label: None if path is None else f"a{i}" for i, (label, path) in enumerate(adapters.items())}
-    for label, path in adapters.items():
-        if path is not None:
-            check_adapter(Path(path), model.name, model.location, fingerprint)
-    encoder.net = attach_adapters(encoder.net, {slots[k]: Path(p) for k, p in adapters.items() if p is not None})
-    encoder.net.eval()
+    def lora_config(self, lora: LoraSpec):
+        from peft import LoraConfig
 
-    texts = [t for item in items for t in (item.context, *item.choices)]
-    n_tokens = {t: len(ids) for t, ids in zip(texts, encoder.tokenizer(texts, add_special_tokens=False)["input_ids"])}
-    rows = []
-    for label, slot in slots.items():
-        with _switched_on(encoder.net, slot):
-            emb = encoder.embed_unique(texts, spec.batch_size)
-        for item in items:
-            scores = torch.stack([emb[item.context] @ emb[c] for c in item.choices]).tolist()
-            best = max(range(len(scores)), key=scores.__getitem__)  # ties go to the first choice, as in summarize
-            for j, choice in enumerate(item.choices):
-                rows.append({
-                    "adapter": label, "task": item.task, "language": item.language, "item_id": item.id,
-                    "choice": j, "loglik": scores[j], "n_tokens": n_tokens[choice], "n_chars": len(choice),
-                    "n_bytes": len(choice.encode("utf-8")), "is_greedy": j == best, "is_gold": j == item.gold,
-                    "kind": "encoder",
-                })
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    frame.attrs["peak_memory_bytes"] = peak_memory_bytes(torch.device("cpu"))
-    return frame
+        targets = ENCODER_TARGET_MODULES if lora.target_modules == "all-linear" else list(lora.target_modules)
+        return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                          exclude_modules=["pooler.dense"])  # the pooler is unused by sentence embeddings
+
+    def examples(self, loaded: Encoder, items: Sequence[MCItem], spec: TrainSpec, chat: bool) -> list[MCItem]:
+        return list(items)
+
+    def batch_loss(self, loaded: Encoder, examples: Sequence[MCItem], spec: TrainSpec) -> Loss:
+        loss, right = choice_loss(loaded, examples, spec)
+        return Loss(loss, loss.item() * len(examples), len(examples), int(right.sum()))
+
+    def scorer(self, spec: ModelSpec, adapters: Mapping[str, Path | None], score: ScoreSpec,
+               items: Sequence[MCItem]) -> EncoderScorer:
+        return EncoderScorer(spec, adapters, score, items)
 
 
-@contextmanager
-def _switched_on(net: Any, slot: str | None) -> Iterator[None]:
-    """Run ``net`` with adapter ``slot`` active, or with every adapter off (the base) for None."""
-    from peft import PeftModel
-
-    if not isinstance(net, PeftModel):
-        yield
-    elif slot is None:
-        with net.disable_adapter():
-            yield
-    else:
-        net.set_adapter(slot)
-        yield
-
-
-# --- training ----------------------------------------------------------------------------------------
-
-
-def train_encoder(
-    model: ModelSpec,
-    train_items: Sequence[MCItem],
-    val_items: Sequence[MCItem],
-    seed: int,
-    out_dir: str | Path,
-    lora: LoraSpec | None = None,
-    train: TrainSpec | None = None,
-) -> dict[str, Any]:
-    """Fine-tune a LoRA adapter on ``train_items``; save the best-validation epoch's adapter into ``out_dir``.
-
-    Steps per batch: embed contexts and choices, cosine / temperature, cross-entropy against the gold
-    choice, AdamW with linear warm-up and decay. Seeded (data order, dropout, LoRA init) and
-    deterministic on CPU. ``lora.target_modules == "all-linear"`` means ``query, key, value, dense`` (the
-    pooler is never adapted: sentence embeddings do not use it). Returns the training log: per-epoch
-    train/validation loss (and validation accuracy), the kept epoch, as ``xling.train`` writes it.
-    """
-    import torch
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-    from transformers import get_linear_schedule_with_warmup
-
-    from xling.models.adapters import quiet_peft, write_adapter_meta
-    from xling.models.causal import base_fingerprint
-
-    lora, train = lora or LoraSpec(), train or TrainSpec()
-    train_items, val_items = list(train_items), list(val_items)
-    if not train_items:
-        raise XlingError(f"model {model.name!r}: no training items")
-    started = time.perf_counter()
-
-    torch.manual_seed(seed)
-    encoder = Encoder(model)
-    targets = ENCODER_TARGET_MODULES if lora.target_modules == "all-linear" else list(lora.target_modules)
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-                        exclude_modules=["pooler.dense"])  # the pooler is unused by sentence embeddings
-    fingerprint = base_fingerprint(encoder.net)
-    with quiet_peft():
-        encoder.net = get_peft_model(encoder.net, config)
-    if train.gradient_checkpointing:
-        encoder.net.gradient_checkpointing_enable()
-    params = [p for p in encoder.net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=train.lr)
-    steps = train.epochs * math.ceil(len(train_items) / train.batch_size)
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(train.warmup_ratio * steps), steps)
-    order_rng = torch.Generator().manual_seed(seed)
-
-    epochs: list[dict[str, Any]] = []
-    best_state, best_loss, kept_epoch = None, math.inf, 0
-    for epoch in range(1, train.epochs + 1):
-        encoder.net.train()
-        order = torch.randperm(len(train_items), generator=order_rng).tolist()
-        total = 0.0
-        for start in range(0, len(order), train.batch_size):
-            batch = [train_items[i] for i in order[start:start + train.batch_size]]
-            loss, _ = _choice_loss(encoder, batch, train)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            total += loss.item() * len(batch)
-        record = {"epoch": epoch, "train_loss": total / len(train_items), **_evaluate(encoder, val_items, train)}
-        epochs.append(record)
-        val_loss = record["val_loss"]
-        better = val_loss is not None and val_loss < best_loss
-        if not train.keep_best_epoch or val_loss is None or better:
-            best_loss = val_loss if better else best_loss
-            best_state, kept_epoch = copy.deepcopy(get_peft_model_state_dict(encoder.net)), epoch
-
-    set_peft_model_state_dict(encoder.net, best_state)
-    encoder.net.save_pretrained(str(out_dir))
-    write_adapter_meta(Path(out_dir), model.name, model.location, fingerprint)
-    return {
-        "epochs": epochs,
-        "kept_epoch": kept_epoch,
-        "best_val_loss": None if best_loss == math.inf else best_loss,
-        "n_train": len(train_items),
-        "n_val": len(val_items),
-        "steps": steps,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-
-
-def _choice_loss(encoder: Encoder, items: Sequence[MCItem], train: TrainSpec) -> tuple[torch.Tensor, torch.Tensor]:
+def choice_loss(encoder: Encoder, items: Sequence[MCItem], train: TrainSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy over each item's choices of cosine / temperature, and the per-item correctness."""
     import torch
     import torch.nn.functional as F
@@ -313,18 +192,67 @@ def _choice_loss(encoder: Encoder, items: Sequence[MCItem], train: TrainSpec) ->
     return F.cross_entropy(logits, gold), logits.argmax(1) == gold
 
 
-def _evaluate(encoder: Encoder, items: Sequence[MCItem], train: TrainSpec) -> dict[str, float | None]:
-    """Validation loss and accuracy (None without validation items), in eval mode without gradients."""
-    import torch
+# --- scoring -----------------------------------------------------------------------------------------------------
 
-    if not items:
-        return {"val_loss": None, "val_acc": None}
-    encoder.net.eval()
-    loss_sum, correct = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(items), train.batch_size):
-            batch = items[start:start + train.batch_size]
-            loss, right = _choice_loss(encoder, batch, train)
-            loss_sum += loss.item() * len(batch)
-            correct += int(right.sum())
-    return {"val_loss": loss_sum / len(items), "val_acc": correct / len(items)}
+
+class EncoderScorer:
+    """The base encoder loaded once, every adapter attached beside it (unmerged) and switched on in turn.
+
+    A choice's score (the ``loglik`` column) is the cosine between the context's and the choice's embeddings;
+    ``is_greedy`` marks the item's highest-scoring choice. Every distinct text of all the items the scorer will
+    see is embedded once per adapter, up front (choices repeat a lot across items and cells); ``score`` then
+    assembles one cell's rows.
+    """
+
+    def __init__(self, model: ModelSpec, adapters: Mapping[str, Path | None], spec: ScoreSpec,
+                 items: Sequence[MCItem]) -> None:
+        encoder = Encoder(model)
+        slots = {label: None if path is None else f"a{i}" for i, (label, path) in enumerate(adapters.items())}
+        for label, path in adapters.items():
+            if path is not None:
+                check_adapter(Path(path), model.name, model.location, encoder.fingerprint)
+        encoder.model = attach_adapters(encoder.model, {slots[k]: Path(p) for k, p in adapters.items()
+                                                        if p is not None})
+        encoder.model.eval()
+        texts = [t for item in items for t in (item.context, *item.choices)]
+        ids = encoder.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        self.n_tokens = {t: len(i) for t, i in zip(texts, ids)}
+        self.embeddings = {}
+        for label, slot in slots.items():
+            with _switched_on(encoder.model, slot):
+                self.embeddings[label] = encoder.embed_unique(texts, spec.batch_size)
+
+    def score(self, items: Sequence[MCItem]) -> pd.DataFrame:
+        import pandas as pd
+        import torch
+
+        rows = []
+        for label, emb in self.embeddings.items():
+            for item in items:
+                scores = torch.stack([emb[item.context] @ emb[c] for c in item.choices]).tolist()
+                best = max(range(len(scores)), key=scores.__getitem__)  # ties go to the first choice, as in summarize
+                for j, choice in enumerate(item.choices):
+                    rows.append({
+                        "adapter": label, "task": item.task, "language": item.language, "item_id": item.id,
+                        "choice": j, "loglik": scores[j], "n_tokens": self.n_tokens[choice], "n_chars": len(choice),
+                        "n_bytes": len(choice.encode("utf-8")), "is_greedy": j == best, "is_gold": j == item.gold,
+                        "kind": "encoder",
+                    })
+        frame = pd.DataFrame(rows, columns=COLUMNS)
+        frame.attrs["peak_memory_bytes"] = peak_memory_bytes(torch.device("cpu"))
+        return frame
+
+
+@contextmanager
+def _switched_on(net: Any, slot: str | None) -> Iterator[None]:
+    """Run ``net`` with adapter ``slot`` active, or with every adapter off (the base) for None."""
+    from peft import PeftModel
+
+    if not isinstance(net, PeftModel):
+        yield
+    elif slot is None:
+        with net.disable_adapter():
+            yield
+    else:
+        net.set_adapter(slot)
+        yield
