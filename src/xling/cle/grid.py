@@ -11,6 +11,9 @@ a killed run loses only the unit in progress), then writes the tables the analys
   pairs, pairs done, failures (MRR below ``fail_mrr``), errors.
 
 Methods without a dictionary (``vecmap-identical``, ``vecmap-unsup``) run once per pair; their size is ``none``.
+``protocol: glavas2019`` (or ``vecmap``, ``muse``; ``xling.cle.protocol``) fixes how vectors and dictionaries are
+read and how BLI counts; ``max_vocab``, ``case``, ``retrieval``, ``convention`` and ``oov`` written in the spec
+override it (recorded). ``cache: false`` turns off the ``.xling-cache`` copies beside the vectors files.
 Paths in the spec are templates relative to the spec file's folder: ``vectors`` with ``{lang}`` (one file per
 language), or ``src_vectors``/``tgt_vectors`` with ``{pair}``, ``{src}``, ``{tgt}`` (one pair of files per pair,
 as ``xling cle simulate`` writes them); dictionaries with ``{pair}``, ``{src}``, ``{tgt}`` and ``{size}``.
@@ -58,6 +61,7 @@ class CLEGridSpec(Spec):
     tgt_vectors: str | None = None
     train_dict: str | None = None
     test_dict: str
+    protocol: Literal["glavas2019", "vecmap", "muse"] | None = None
     max_vocab: int | None = Field(200000, gt=0)
     case: Literal["keep", "lower"] = "keep"
     retrieval: Literal["nn", "csls", "isf"] = "csls"
@@ -65,6 +69,7 @@ class CLEGridSpec(Spec):
     oov: Literal["skip", "wrong"] = "skip"
     fail_mrr: float = Field(0.05, ge=0.0, le=1.0)
     seed: int = 0
+    cache: bool = True
 
     @field_validator("sizes", mode="before")
     @classmethod
@@ -116,6 +121,15 @@ class CLEGridSpec(Spec):
             if template is not None:
                 _check_template(field, template, keys)
         return self
+
+    def conventions(self) -> Any:
+        """The BLI conventions of every unit (``xling.cle.protocol.Protocol``): the spec's protocol, or xling's
+        defaults with CSLS, with the options written in the spec on top."""
+        from xling.cle.protocol import resolve
+
+        keys = ("max_vocab", "case", "retrieval", "convention", "oov")
+        given = {k: getattr(self, k) for k in keys if self.protocol is None or k in self.model_fields_set}
+        return resolve(self.protocol, {"retrieval": "csls"}, **given)
 
     def entries(self) -> list[MethodEntry]:
         """Every method as a ``MethodEntry``."""
@@ -176,9 +190,14 @@ def _path(base: Path, text: str) -> str:
 def unit_payload(spec: CLEGridSpec, unit: dict[str, Any]) -> dict[str, Any]:
     """Everything that determines a unit's result (its store key is a hash of this)."""
     files = {k: unit[k] for k in ("src_vectors", "tgt_vectors", "train_dict", "test_dict")}
-    return {"kind": "cle-bli", "method": unit["method"], "params": unit["params"], "pair": unit["pair"],
-            "size": unit["size"], "files": files, "sizes_bytes": {k: _size(v) for k, v in files.items()},
-            **spec.model_dump(include={"max_vocab", "case", "retrieval", "convention", "oov", "seed"})}
+    payload = {"kind": "cle-bli", "method": unit["method"], "params": unit["params"], "pair": unit["pair"],
+               "size": unit["size"], "files": files, "sizes_bytes": {k: _size(v) for k, v in files.items()},
+               **spec.model_dump(include={"max_vocab", "case", "retrieval", "convention", "oov", "seed"})}
+    if spec.protocol is not None:  # the resolved conventions; specs without a protocol keep their earlier keys
+        conv = spec.conventions()
+        payload.update(protocol=conv.name, conventions={k: v for k, v in conv.record().items() if k != "reference"},
+                       params={**conv.params_for(unit["method"]), **unit["params"]})
+    return payload
 
 
 def _size(path: str | None) -> int | None:
@@ -195,18 +214,18 @@ def run_unit(spec: CLEGridSpec, unit: dict[str, Any], cache: dict[str, Any]) -> 
     from xling.cle.mappers.run import map_embeddings
     from xling.cle.vectors import read_vectors
 
+    conv = spec.conventions()
     for key in ("src_vectors", "tgt_vectors"):
         if unit[key] not in cache:
             if len(cache) >= 2:
                 cache.clear()
-            cache[unit[key]] = read_vectors(unit[key], max_vocab=spec.max_vocab, lowercase=spec.case == "lower",
-                                            cache=True)
+            cache[unit[key]] = read_vectors(unit[key], **conv.vector_options(), cache=spec.cache)
     x, z = cache[unit["src_vectors"]], cache[unit["tgt_vectors"]]
-    train = read_dictionary(unit["train_dict"], case=spec.case) if unit["train_dict"] else None
-    test = read_dictionary(unit["test_dict"], case=spec.case)
-    mapped = map_embeddings(unit["method"], x, z, train, params=unit["params"], seed=spec.seed)
-    result = bli(mapped.src, mapped.tgt, test, retrieval_method=spec.retrieval, convention=spec.convention,
-                 oov=spec.oov, inplace=True).to_dict()
+    train = read_dictionary(unit["train_dict"], **conv.dictionary_options()) if unit["train_dict"] else None
+    test = read_dictionary(unit["test_dict"], **conv.dictionary_options())
+    mapped = map_embeddings(unit["method"], x, z, train, params=unit["params"], seed=spec.seed,
+                            protocol=conv if spec.protocol else None)
+    result = bli(mapped.src, mapped.tgt, test, inplace=True, **conv.bli_options()).to_dict()
     return {**result, "mapping": mapped.info}
 
 

@@ -49,14 +49,18 @@ def seed_of(name: str) -> Seed:
 def make_mapper(name: str, *, seed: int | None = None, verbose: bool = False, **params: Any) -> Mapper:
     """A fresh estimator for method ``name``; ``params`` override its defaults (unknown ones → ``XlingError``).
 
-    ``seed`` and ``verbose`` go to the methods that have them (self-learning) and are ignored by the others.
+    ``seed`` and ``verbose`` go to the methods whose constructor has them (the iterative and stochastic ones) and
+    are ignored by the others.
     """
     cls, fixed, _ = METHODS[check_method(name)]
+    accepted = inspect.signature(cls).parameters
     for key in params:
-        if key in fixed or key.startswith("_") or key not in inspect.signature(cls).parameters:
+        if key in fixed or key.startswith("_") or key not in accepted:
             raise XlingError(f"method {name!r}: unknown parameter {key!r}")
-    if cls is VecMapSelfLearning:
-        params = {"verbose": verbose, **params, **({"seed": seed} if seed is not None else {})}
+    if "verbose" in accepted:
+        params = {"verbose": verbose, **params}
+    if "seed" in accepted and seed is not None:
+        params = {**params, "seed": seed}
     return cls(**{**params, **fixed})
 
 
