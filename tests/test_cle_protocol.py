@@ -160,7 +160,7 @@ def ref_proc_b_reproduce(pairs, vs, vt, src, tgt, limit=10000):
     return ref_proc(grown, vs, vt, src, tgt)[0]
 
 
-# --- tests -------------------------------------------------------------------------------------------------------------
+# --- tests -------------------------------------------------------------------------------------------------------
 
 
 def test_reader_keeps_xling_evals_vocabulary_and_row_count(mixed, tmp_path):

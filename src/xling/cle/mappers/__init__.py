@@ -13,7 +13,9 @@ from typing import Any, Literal
 from xling.cle.mappers.base import Mapper
 from xling.cle.mappers.bootstrap import ProcrustesBootstrap
 from xling.cle.mappers.cca import CCA, CCAXlingEval
+from xling.cle.mappers.dlv import LatentVariableMatching
 from xling.cle.mappers.procrustes import Procrustes
+from xling.cle.mappers.rcsls import RCSLS
 from xling.cle.mappers.selflearning import VecMapSelfLearning, identical_pairs
 from xling.cle.mappers.vecmap import VecMapSupervised
 from xling.errors import XlingError
@@ -31,6 +33,8 @@ METHODS: dict[str, tuple[type[Mapper], dict[str, Any], Seed]] = {
     "vecmap-semi": (VecMapSelfLearning, {"init": "pairs"}, "dictionary"),
     "vecmap-identical": (VecMapSelfLearning, {"init": "pairs"}, "identical"),
     "vecmap-unsup": (VecMapSelfLearning, {"init": "unsupervised"}, "none"),
+    "rcsls": (RCSLS, {}, "dictionary"),
+    "dlv": (LatentVariableMatching, {}, "dictionary"),
 }
 
 
@@ -65,6 +69,7 @@ def make_mapper(name: str, *, seed: int | None = None, verbose: bool = False, **
 
 
 __all__ = [
-    "CCA", "CCAXlingEval", "METHODS", "Mapper", "Procrustes", "ProcrustesBootstrap", "VecMapSelfLearning",
+    "CCA", "CCAXlingEval", "LatentVariableMatching", "METHODS", "Mapper", "Procrustes", "ProcrustesBootstrap", "RCSLS",
+    "VecMapSelfLearning",
     "VecMapSupervised", "check_method", "identical_pairs", "make_mapper", "seed_of",
 ]
