@@ -1,6 +1,7 @@
-"""DLV: the latent 1:1 matching equals the release's ``lat_var`` (a dense assignment in which a non-candidate edge
-costs a large constant, non-candidate pairs dropped), and the whole loop equals ``map_embeddings.py
---ruder_emnlp2018`` reimplemented densely; from a small seed it beats PROC on a harder pair."""
+"""DLV: the latent 1:1 matching equals the release's ``lat_var`` (``lap.lapmod`` on the candidate costs, non-candidate
+pairs dropped) or, with ``solver="optimal"``, the best matching with the most candidate pairs (a dense assignment in
+which a missing edge costs a large constant); the whole loop equals ``map_embeddings.py --ruder_emnlp2018``
+reimplemented from its code; from a small seed DLV beats PROC on a harder pair."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from scipy.optimize import linear_sum_assignment
 from threadpoolctl import threadpool_limits
 
 from xling.cle.mappers import make_mapper
-from xling.cle.mappers.dlv import match_candidates, top_candidates
+from xling.cle.mappers.dlv import match_optimal, top_candidates
+from xling.cle.normalize import normalize
 from xling.cle.simulate import simulate_pair
 from xling.errors import XlingError
 
@@ -21,15 +23,28 @@ def _one_blas_thread():
         yield
 
 
-LARGE = 1e6  # lap's cost of a missing edge
-
-
 def ref_lat_var(sims: np.ndarray, n_similar: int) -> tuple[np.ndarray, np.ndarray]:
-    """lat_var.lat_var with n_repeats 1: each row's n_similar best columns, cost 1 - sim, every other edge LARGE
-    (as lapmod prices it), the optimal assignment, then pairs outside a row's candidates dropped."""
+    """lat_var.lat_var with n_repeats 1 and asym 1:1, from its code: each row's n_similar best columns (sorted), their
+    costs 1 - sim, lapmod, then the rows assigned outside their candidates dropped."""
+    from lap import lapmod
+
+    n = sims.shape[0]
+    cc, kk = np.empty(n * n_similar), np.empty(n * n_similar)
+    ii = np.arange(0, n * n_similar + 1, n_similar)
+    trg = np.sort(np.argpartition(sims, -n_similar)[:, -n_similar:], axis=1).flatten()
+    rows = np.repeat(np.arange(n), n_similar)
+    cc[:], kk[:] = 1 - sims[rows, trg], trg
+    _, x, _ = lapmod(n, cc, ii, kk)
+    keep = [i for i in range(n) if x[i] in kk[ii[i]:ii[i] + n_similar]]
+    return np.arange(n)[keep], x[keep]
+
+
+def ref_best_matching(sims: np.ndarray, n_similar: int) -> tuple[np.ndarray, np.ndarray]:
+    """The matching the paper describes: each row's n_similar best columns, every other edge priced 1e6 (more than
+    any sum of real costs), the optimal dense assignment, then the non-candidate pairs dropped."""
     n = sims.shape[0]
     cand = np.sort(np.argpartition(sims, -n_similar, axis=1)[:, -n_similar:], axis=1)
-    cost = np.full(sims.shape, LARGE)
+    cost = np.full(sims.shape, 1e6)
     rows = np.repeat(np.arange(n), n_similar)
     cost[rows, cand.ravel()] = 1 - sims[rows, cand.ravel()]
     r, c = linear_sum_assignment(cost)
@@ -38,20 +53,16 @@ def ref_lat_var(sims: np.ndarray, n_similar: int) -> tuple[np.ndarray, np.ndarra
 
 
 def ref_ruder_emnlp2018(x, z, seed, n_similar, cutoff, threshold=1e-6):
-    """map_embeddings.py --ruder_emnlp2018 (orthogonal, normalize unit center, forward, no CSLS, no dropout, stochastic
-    interval 1), densely."""
-    def normalize(m):
-        m = m / np.linalg.norm(m, axis=1, keepdims=True)
-        return m - m.mean(axis=0)
-
-    x, z = normalize(x), normalize(z)
+    """map_embeddings.py --ruder_emnlp2018 from the normalised spaces on (orthogonal map, forward, no CSLS, no dropout,
+    stochastic interval 1): the map of the last dictionary and that dictionary. The release computes in float32;
+    the SVD here is float64 like xling's Procrustes (lapmod's choices follow the last bits of the costs)."""
     src, trg = seed[:, 0], seed[:, 1]
     best, it, last, end = -100.0, 1, 0, False
     while True:
         if it - last > 1:
             end, last = True, it
-        u, s, vt = np.linalg.svd(z[trg].T.dot(x[src]))
-        w = vt.T.dot(u.T)
+        u, s, vt = np.linalg.svd(z[trg].T.astype(np.float64).dot(x[src]))
+        w = vt.T.dot(u.T).astype(np.float32)
         if end:
             return w, np.c_[src, trg]
         sims = x[:cutoff].dot(w).dot(z[:cutoff].T)
@@ -71,26 +82,39 @@ def test_candidates_are_each_rows_best_columns():
     assert np.allclose(sim, np.take_along_axis(S, idx, axis=1)) and np.allclose(best, S.max(axis=1))
 
 
-@pytest.mark.parametrize("noise", [0.3, 1.0, 3.0])  # crowded candidates (many rows left unpaired) to scattered ones
-def test_matching_equals_lat_var_with_lapmods_missing_edge_cost(noise):
+def _sims(noise: float, n: int = 150) -> np.ndarray:
     rng = np.random.default_rng(0)
-    base = rng.normal(size=(150, 6))
-    sims = base @ (base + rng.normal(scale=noise, size=base.shape)).T / 6
+    base = rng.normal(size=(n, 6))
+    sims = base @ (base + rng.normal(scale=noise, size=base.shape)).T
+    return (sims / np.abs(sims).max()).astype(np.float32)  # cosine-like, so 1 - sim >= 0 as lapmod needs
+
+
+@pytest.mark.parametrize("noise", [0.3, 1.0, 3.0])  # crowded candidates (many rows left unpaired) to scattered ones
+def test_matchings_equal_lat_var_and_the_best_matching(noise):
+    pytest.importorskip("lap")
+    from xling.cle.mappers.dlv import match_lapmod
+
+    sims = _sims(noise)
+    idx, sim, _ = top_candidates(np.eye(len(sims), dtype=np.float32), sims.T.copy(), 3)  # rows of sims
+    released = match_lapmod(idx, sim, len(sims))
     r_ref, c_ref = ref_lat_var(sims, 3)
-    cand = np.argpartition(sims, -3, axis=1)[:, -3:]
-    got = match_candidates(cand, np.take_along_axis(sims, cand, axis=1).astype(np.float32), len(sims))
-    assert len(got) == len(r_ref) and len(set(got[:, 1].tolist())) == len(got)  # as many pairs, 1:1
-    assert sims[got[:, 0], got[:, 1]].sum() == pytest.approx(sims[r_ref, c_ref].sum(), abs=1e-3)
+    assert released.tolist() == np.c_[r_ref, c_ref].tolist()
+    best = match_optimal(idx, sim, len(sims))
+    r_opt, c_opt = ref_best_matching(sims, 3)
+    assert len(best) == len(r_opt) == len(released) and len(set(best[:, 1].tolist())) == len(best)  # 1:1
+    assert sims[best[:, 0], best[:, 1]].sum() == pytest.approx(sims[r_opt, c_opt].sum(), abs=1e-3)
+    assert sims[best[:, 0], best[:, 1]].sum() > sims[r_ref, c_ref].sum()  # lapmod's is not the best
 
 
 def test_fit_equals_the_release_loop():
+    pytest.importorskip("lap")
     pair = simulate_pair(500, 16, 0.6, 0.15, seed=4, n_train=60, n_test=50)
     si = {w: i for i, w in enumerate(pair.src_words)}
     ti = {w: i for i, w in enumerate(pair.tgt_words)}
     seed = np.array([(si[s], ti[t]) for s, t in pair.train])
-    w_ref, pairs_ref = ref_ruder_emnlp2018(pair.src_vectors.astype(np.float64), pair.tgt_vectors.astype(np.float64),
-                                           seed, 3, 400)
-    mapper = make_mapper("dlv", vocabulary_cutoff=400).fit(pair.src_vectors, pair.tgt_vectors, seed)
+    X, Z = normalize(pair.src_vectors, ("unit", "center")), normalize(pair.tgt_vectors, ("unit", "center"))
+    w_ref, pairs_ref = ref_ruder_emnlp2018(X, Z, seed, 3, 400)
+    mapper = make_mapper("dlv", vocabulary_cutoff=400, normalize=()).fit(X, Z, seed)
     assert mapper.converged_ and mapper.n_iter_ >= 2
     assert sorted(map(tuple, mapper.pairs_.tolist())) == sorted(map(tuple, pairs_ref.tolist()))
     assert np.allclose(mapper.W_src_, w_ref, atol=1e-4)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,3 +269,18 @@ def test_grid_protocol_field_resolves_every_unit(tmp_path, mixed):
     assert CLEGridSpec(**fields, retrieval="nn").conventions().overrides == {}
     with pytest.warns(XlingNote, match="retrieval=csls"):
         assert CLEGridSpec(**fields, retrieval="csls").conventions().overrides == {"retrieval": "csls"}
+
+
+def test_readme_paper_grid_uses_the_protocol():
+    import re
+
+    import yaml
+
+    from xling.cle.grid import CLEGridSpec
+    from xling.cle.mappers import METHODS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "pairs: paper" in b)
+    spec = CLEGridSpec(**yaml.safe_load(block))
+    assert spec.protocol == "glavas2019" and spec.conventions().overrides == {}
+    assert {e.method for e in spec.entries()} <= set(METHODS) and len(spec.pair_list()) == 28

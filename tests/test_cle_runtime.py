@@ -101,3 +101,18 @@ def test_overwrite_maps_in_place_and_equals_transform(method, pair):
     Xm, Zm = make_mapper(method).fit_transform(X, Z, seed, overwrite=True)
     assert Xm is X and Zm is Z
     assert np.allclose(Xm, expected[0], atol=1e-5) and np.allclose(Zm, expected[1], atol=1e-5)
+
+
+def test_ctrl_c_during_the_fit_leaves_no_output(monkeypatch, capsys, pair, tmp_path):
+    from xling.cle.mappers.iterlog import IterationLog
+
+    write_pair(pair, tmp_path / "data")
+
+    def interrupt(self, iteration, **values):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(IterationLog, "update", interrupt)
+    code, out, err = xling(monkeypatch, capsys, "cle", "map", "-m", "dlv", "--src", tmp_path / "data" / "src.vec",
+                           "--tgt", tmp_path / "data" / "tgt.vec", "--train-dict", tmp_path / "data" / "train.tsv",
+                           "-o", tmp_path / "mapped", "--no-cache")
+    assert code == 130 and not (tmp_path / "mapped").exists()

@@ -5,19 +5,25 @@ Self-learning from a seed dictionary in which each step's dictionary is a 1:1 ma
 
 0. Normalise both spaces (unit length, then mean-centred: ``unit, center``).
 1. Orthogonal Procrustes on the current dictionary.
-2. ``match_candidates``: for every source word among the ``vocabulary_cutoff`` most frequent, its ``n_similar`` most
-   similar targets (dot product in the mapped space, no CSLS) are its candidates; the dictionary is the matching of
-   those candidate edges that pairs as many source words as possible, 1:1, and among those maximises the summed
-   similarity (the release solves it with ``lap.lapmod``, in which a missing edge costs a large constant, and then
-   drops every pair that is not a candidate edge: the same matching).
+2. For every source word among the ``vocabulary_cutoff`` most frequent, its ``n_similar`` most similar targets (dot
+   product in the mapped space, no CSLS) are its candidates, at cost ``1 - similarity``; the step's dictionary is a
+   1:1 matching of candidate edges (``match_lapmod`` or ``match_optimal``).
 3. The objective is the mean best similarity of the source words; the loop stops after the first step that does not
    raise it by ``threshold``, and the map is refitted on that step's dictionary.
 
+Two solvers for step 2. ``solver="lapmod"`` (default) is the release's ``lat_var``: ``lap.lapmod`` (Jonker-Volgenant
+for sparse matrices) on the candidate costs as a square problem, then every pair that is not a candidate edge is
+dropped. With only ``n_similar`` candidates per word a full matching rarely exists, and on such problems ``lapmod``
+returns a matching with as many candidate pairs as possible but not the cheapest one (on random problems here its
+summed similarity was about 25% below the optimum), and its choices follow the last bits of the costs: xling's
+Procrustes runs in float64 where the release's runs in float32, so the two agree step by step only when fed the same
+numbers (the tests feed them so). ``solver="optimal"`` solves what the paper describes: among the matchings with the
+most candidate pairs, the one of largest summed similarity, with SciPy's sparse solver
+(``min_weight_full_bipartite_matching``) on the candidate edges plus one private "unmatched" column per word that
+costs more than any gain among real edges. Neither builds the dense cost matrix (``linear_sum_assignment`` would need
+40K x 40K; the release keeps that similarity matrix, 6.4 GB in float32); only each block's top candidates are kept.
+
 ``direction="backward"`` (``--ruder_emnlp2018_backward``) matches every target word to its candidate sources instead.
-The matching is solved with SciPy's sparse Jonker-Volgenant solver (``min_weight_full_bipartite_matching``) on the
-candidate edges plus one private "unmatched" column per word whose cost exceeds any gain among real edges; a dense
-``linear_sum_assignment`` would need the full 40K x 40K cost matrix (the release keeps that similarity matrix, 6.4 GB in
-float32); here only each block's top candidates are kept.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from xling.cle.mappers.procrustes import procrustes_map
 from xling.errors import XlingError
 
 Direction = Literal["forward", "backward"]
+Solver = Literal["lapmod", "optimal"]
 
 #: Bytes of one block of similarities (queries x candidates, float32).
 SIM_BLOCK_BYTES = 64 * 2**20
@@ -58,9 +65,29 @@ def top_candidates(Q: np.ndarray, C: np.ndarray, k: int) -> tuple[np.ndarray, np
     return idx, sim, best
 
 
-def match_candidates(idx: np.ndarray, sim: np.ndarray, n_columns: int) -> np.ndarray:
-    """STEP 2: the 1:1 matching of rows to their candidate columns with the most pairs, then the largest summed
-    similarity; returns ``(row, column)`` pairs of the matched rows, in row order."""
+def match_lapmod(idx: np.ndarray, sim: np.ndarray, n_columns: int) -> np.ndarray:
+    """STEP 2 as the release's ``lat_var``: ``lap.lapmod`` on the candidate costs ``1 - sim`` (columns sorted per
+    row), then the rows assigned to a non-candidate column dropped; ``(row, column)`` pairs in row order."""
+    try:
+        from lap import lapmod
+    except ImportError:
+        raise XlingError("dlv solver 'lapmod' needs the lap package (pip install lap, or xling[cle]); "
+                         "solver='optimal' needs only SciPy") from None
+    n, k = idx.shape
+    if n != n_columns:
+        raise XlingError(f"dlv solver 'lapmod' matches square problems (as the release); found {n} words on one side "
+                         f"and {n_columns} on the other: lower vocabulary_cutoff or use solver='optimal'")
+    order = np.argsort(idx, axis=1)
+    cols = np.take_along_axis(idx, order, axis=1)
+    cost = np.maximum(1 - np.take_along_axis(sim, order, axis=1), 0)  # the release's float32 costs (>= 0 for lap)
+    _, x, _ = lapmod(n, cost.ravel().astype(np.float64), np.arange(0, n * k + 1, k), cols.ravel())
+    keep = (cols == x[:, None]).any(axis=1)
+    return np.c_[np.flatnonzero(keep), x[keep]].astype(np.int64)
+
+
+def match_optimal(idx: np.ndarray, sim: np.ndarray, n_columns: int) -> np.ndarray:
+    """STEP 2 as the paper describes it: the 1:1 matching of rows to their candidate columns with the most pairs, then
+    the largest summed similarity; returns ``(row, column)`` pairs of the matched rows, in row order."""
     n, k = idx.shape
     cost = (float(sim.max()) + 1.0 - sim).ravel()  # >= 1: no explicit zeros, order of similarities kept
     unmatched = n * float(cost.max()) + 1.0  # more than any sum of real costs: pairing one more row always wins
@@ -79,6 +106,7 @@ class LatentVariableMatching(Mapper):
     ----------
     n_similar : candidates per word (3).  vocabulary_cutoff : words matched per side, the most frequent (40000).
     direction : ``forward`` (sources matched to targets, the paper's) or ``backward``.
+    solver : ``"lapmod"`` (the release's matching; needs the ``lap`` package) or ``"optimal"`` (see the module).
     threshold : minimum objective gain that continues the loop (1e-6).
     max_iter : stop after this many matchings even if the objective still rises (None: until it stops rising).
     normalize : ("unit", "center"), as the release.  verbose : one progress line per step (``IterationLog``).
@@ -96,11 +124,12 @@ class LatentVariableMatching(Mapper):
     """
 
     def __init__(self, n_similar: int = 3, vocabulary_cutoff: int = 40000, direction: Direction = "forward",
-                 threshold: float = 1e-6, max_iter: int | None = None, normalize: Sequence[str] = ("unit", "center"),
-                 verbose: bool = False) -> None:
+                 solver: Solver = "lapmod", threshold: float = 1e-6, max_iter: int | None = None,
+                 normalize: Sequence[str] = ("unit", "center"), verbose: bool = False) -> None:
         self.n_similar = n_similar
         self.vocabulary_cutoff = vocabulary_cutoff
         self.direction = direction
+        self.solver = solver
         self.threshold = threshold
         self.max_iter = max_iter
         self.normalize = normalize
@@ -109,6 +138,8 @@ class LatentVariableMatching(Mapper):
     def _check_params(self) -> None:
         if self.direction not in ("forward", "backward"):
             raise XlingError(f"dlv direction: expected 'forward' or 'backward', found {self.direction!r}")
+        if self.solver not in ("lapmod", "optimal"):
+            raise XlingError(f"dlv solver: expected 'lapmod' or 'optimal', found {self.solver!r}")
         for name in ("n_similar", "vocabulary_cutoff"):
             if getattr(self, name) < 1:
                 raise XlingError(f"dlv: {name} must be at least 1, found {getattr(self, name)}")
@@ -122,6 +153,7 @@ class LatentVariableMatching(Mapper):
         check_same_dim(Xn, Zn, "dlv")
         pairs = check_pairs(pairs, len(Xn), len(Zn), name="seed dictionary")
         Xc, Zc = Xn[: self.vocabulary_cutoff], Zn[: self.vocabulary_cutoff]
+        match = match_lapmod if self.solver == "lapmod" else match_optimal
         best, it = -np.inf, 0
         self.history_: list[dict[str, Any]] = []
         self.converged_ = True
@@ -137,10 +169,10 @@ class LatentVariableMatching(Mapper):
                 # STEP 2: the latent 1:1 matching among each word's top candidates
                 if self.direction == "forward":
                     idx, sim, top = top_candidates(Xc @ W, Zc, self.n_similar)
-                    pairs = match_candidates(idx, sim, len(Zc))
+                    pairs = match(idx, sim, len(Zc))
                 else:
                     idx, sim, top = top_candidates(Zc, Xc @ W, self.n_similar)
-                    pairs = match_candidates(idx, sim, len(Xc))[:, ::-1].copy()
+                    pairs = match(idx, sim, len(Xc))[:, ::-1].copy()
                 # STEP 3: stop after the first step that does not raise the objective
                 objective = float(top.mean(dtype=np.float64))
                 improved = objective - best >= self.threshold
