@@ -171,8 +171,8 @@ def fetch_command(
 
 # --- mapping (methods side) ------------------------------------------------------------------------------------------
 
-_METHOD_HELP = ("proc, proc-b, proc-b-iterative, cca, cca-xlingeval, vecmap-sup, vecmap-semi, vecmap-identical "
-                "or vecmap-unsup.")
+_METHOD_HELP = ("proc, proc-b, proc-b-iterative, cca, cca-xlingeval, vecmap-sup, vecmap-semi, vecmap-identical, "
+                "vecmap-unsup, rcsls or dlv.")
 _PARAM_HELP = "Method parameter KEY=VALUE (YAML value), repeatable, e.g. --param vocabulary_cutoff=10000."
 
 
