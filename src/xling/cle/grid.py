@@ -24,13 +24,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from xling.config import Spec
 from xling.errors import XlingError
+
+if TYPE_CHECKING:
+    from xling.cle.protocol import Protocol
 
 #: The paper's eight languages; its 28 pairs are the xling-eval dictionary folders.
 PAPER_LANGUAGES = ("de", "en", "fi", "fr", "hr", "it", "ru", "tr")
@@ -122,7 +125,7 @@ class CLEGridSpec(Spec):
                 _check_template(field, template, keys)
         return self
 
-    def conventions(self) -> Any:
+    def conventions(self) -> Protocol:
         """The BLI conventions of every unit (``xling.cle.protocol.Protocol``): the spec's protocol, or xling's
         defaults with CSLS, with the options written in the spec on top."""
         from xling.cle.protocol import resolve

@@ -31,7 +31,6 @@ from xling.errors import XlingError, XlingNote
 
 Retrieval = Literal["nn", "csls", "isf"]
 Count = Literal["rows", "words"]
-ProtocolName = Literal["glavas2019", "vecmap", "muse"]
 
 
 @dataclass(frozen=True)
