@@ -4,6 +4,7 @@ cannot be written, and in-place mapping (no second copy of the spaces)."""
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import sys
 
@@ -116,3 +117,17 @@ def test_ctrl_c_during_the_fit_leaves_no_output(monkeypatch, capsys, pair, tmp_p
                            "--tgt", tmp_path / "data" / "tgt.vec", "--train-dict", tmp_path / "data" / "train.tsv",
                            "-o", tmp_path / "mapped", "--no-cache")
     assert code == 130 and not (tmp_path / "mapped").exists()
+
+
+@pytest.mark.parametrize("method", ["rcsls", "dlv"])
+def test_cle_run_new_methods_from_the_cli(method, monkeypatch, capsys, pair, tmp_path):
+    write_pair(pair, tmp_path / "data")
+    code, out, err = xling(monkeypatch, capsys, "cle", "run", "-m", method, "--src", tmp_path / "data" / "src.vec",
+                           "--tgt", tmp_path / "data" / "tgt.vec", "--train-dict", tmp_path / "data" / "train.tsv",
+                           "--test-dict", tmp_path / "data" / "test.tsv", "--json", "--no-cache",
+                           "-o", tmp_path / "run")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["method"] == method and result["p1"] > 0.5
+    assert f"{method}: iteration " in err  # progress on stderr, JSON alone on stdout
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["mapping"]["n_iter"] >= 1
