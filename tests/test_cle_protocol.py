@@ -314,3 +314,11 @@ def test_readme_paper_grid_uses_the_protocol():
     spec = CLEGridSpec(**yaml.safe_load(block))
     assert spec.protocol == "glavas2019" and spec.conventions().overrides == {}
     assert {e.method for e in spec.entries()} <= set(METHODS) and len(spec.pair_list()) == 28
+
+
+def test_real_dictionaries_read_as_xling_eval_reads_them(bli_data):
+    for pair in ("de-fi", "en-de", "hr-ru"):
+        for path in sorted((bli_data / pair).glob("*.tsv")):
+            d = read_dictionary(path, **get_protocol("glavas2019").dictionary_options())
+            assert [list(p) for p in d.pairs] == ref_dictionary(path), path
+            assert len(d) == len(path.read_text(encoding="utf-8").splitlines())  # every line, repeats included
