@@ -7,3 +7,10 @@ class XlingError(Exception):
     The CLI prints ``error: <message>`` and exits with code 2, without a traceback.
     Messages name the file, line or field and what was expected vs found.
     """
+
+
+class XlingNote(UserWarning):
+    """Something a user should know that does not stop the run (a cache skipped, a default applied).
+
+    Raised with ``warnings.warn(..., XlingNote)``; the CLI prints it as one ``note: <message>`` line on stderr.
+    """

@@ -3,7 +3,9 @@
 A dictionary is a list of ``(source, target)`` lines in file order; a source word may have several gold translations
 (several lines). Case is handled explicitly: ``case="keep"`` compares words exactly as written (xling-eval's
 dictionaries are mixed case), ``case="lower"`` lowercases both sides (pair it with vectors read with
-``lowercase=True``). Identical repeated lines are dropped and counted.
+``lowercase=True``). A line that repeats an earlier one (after lowercasing) is counted and either dropped
+(``repeats="drop"``, the default) or kept (``repeats="keep"``: xling-eval reads every line, so a repeated test line
+counts twice in its MRR and a repeated training line weighs twice in its Procrustes fit).
 
 Coverage (``lookup``) is reported both ways the reference tools count: the share of dictionary lines whose two words
 are in the vocabularies (xling-eval) and the share of unique source words with at least one such line (MUSE/vecmap).
@@ -21,28 +23,33 @@ from xling.errors import XlingError
 from xling.io import atomic_file
 
 Case = Literal["keep", "lower"]
+Repeats = Literal["drop", "keep"]
 
 
 @dataclass
 class Dictionary:
-    """Dictionary lines ``(source, target)`` in file order, without exact repeats."""
+    """Dictionary lines ``(source, target)`` in file order; repeated lines dropped or kept (``kept_repeats``)."""
 
     pairs: list[tuple[str, str]]
     source: str = "<memory>"
-    repeats: int = 0  # identical lines dropped
+    repeats: int = 0  # lines that repeat an earlier line
+    kept_repeats: bool = False  # True: the repeats are among ``pairs``; False: they were dropped
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def golds(self) -> dict[str, list[str]]:
-        """Source word -> its gold translations, in first-seen order."""
+        """Source word -> its distinct gold translations, in first-seen order."""
         out: dict[str, list[str]] = {}
         for src, tgt in self.pairs:
-            out.setdefault(src, []).append(tgt)
+            golds = out.setdefault(src, [])
+            if tgt not in golds:
+                golds.append(tgt)
         return out
 
 
-def read_dictionary(path: str | Path, *, case: Case = "keep", encoding: str = "utf-8") -> Dictionary:
+def read_dictionary(path: str | Path, *, case: Case = "keep", repeats: Repeats = "drop",
+                    encoding: str = "utf-8") -> Dictionary:
     """Read ``source<TAB>target`` or ``source target`` lines (the separator is detected per line; blank lines skipped).
 
     A line that is not exactly two fields raises ``XlingError`` naming the line.
@@ -50,13 +57,15 @@ def read_dictionary(path: str | Path, *, case: Case = "keep", encoding: str = "u
     path = Path(path)
     if case not in ("keep", "lower"):
         raise XlingError(f"unknown dictionary case policy {case!r}; expected 'keep' or 'lower'")
+    if repeats not in ("drop", "keep"):
+        raise XlingError(f"unknown repeated-line policy {repeats!r}; expected 'drop' or 'keep'")
     try:
         text = path.read_bytes()
     except OSError as err:
         raise XlingError(f"{path}: cannot read dictionary ({err.strerror or err})") from None
     pairs: list[tuple[str, str]] = []
     seen: set[tuple[str, str]] = set()
-    repeats = 0
+    n_repeats = 0
     for line_no, raw in enumerate(text.split(b"\n"), start=1):
         try:
             line = raw.decode(encoding).strip()
@@ -70,13 +79,14 @@ def read_dictionary(path: str | Path, *, case: Case = "keep", encoding: str = "u
             raise XlingError(f"{path}:{line_no}: expected 'source<TAB>target' or 'source target', found {line[:80]!r}")
         pair = (fields[0].lower(), fields[1].lower()) if case == "lower" else (fields[0], fields[1])
         if pair in seen:
-            repeats += 1
-            continue
+            n_repeats += 1
+            if repeats == "drop":
+                continue
         seen.add(pair)
         pairs.append(pair)
     if not pairs:
         raise XlingError(f"{path}: the dictionary has no lines")
-    return Dictionary(pairs, str(path), repeats)
+    return Dictionary(pairs, str(path), n_repeats, repeats == "keep")
 
 
 def write_dictionary(path: str | Path, pairs: list[tuple[str, str]]) -> None:

@@ -12,6 +12,9 @@ writes the tables the analysis layer reads:
   pairs, pairs done, failures (MRR below ``fail_mrr``), errors.
 
 Methods without a dictionary (``vecmap-identical``, ``vecmap-unsup``) run once per pair; their size is ``none``.
+``protocol: glavas2019`` (or ``vecmap``, ``muse``; ``xling.cle.protocol``) fixes how vectors and dictionaries are
+read and how BLI counts; ``max_vocab``, ``case``, ``retrieval``, ``convention`` and ``oov`` written in the spec
+override it (recorded). ``cache: false`` turns off the ``.xling-cache`` copies beside the vectors files.
 Paths in the spec are templates relative to the spec file's folder: ``vectors`` with ``{lang}`` (one file per
 language), or ``src_vectors``/``tgt_vectors`` with ``{pair}``, ``{src}``, ``{tgt}`` (one pair of files per pair,
 as ``xling cle simulate`` writes them); dictionaries with ``{pair}``, ``{src}``, ``{tgt}`` and ``{size}``.
@@ -23,7 +26,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
@@ -33,6 +36,9 @@ from xling.errors import XlingError
 from xling.grid.engine import StageStatus, grid_status, run_units
 from xling.grid.jobs import Workload
 from xling.grid.store import Store, unit_key
+
+if TYPE_CHECKING:
+    from xling.cle.protocol import Protocol
 
 #: The paper's eight languages; its 28 pairs are the xling-eval dictionary folders.
 PAPER_LANGUAGES = ("de", "en", "fi", "fr", "hr", "it", "ru", "tr")
@@ -63,6 +69,7 @@ class CLEGridSpec(Spec):
     tgt_vectors: str | None = None
     train_dict: str | None = None
     test_dict: str
+    protocol: Literal["glavas2019", "vecmap", "muse"] | None = None
     max_vocab: int | None = Field(200000, gt=0)
     case: Literal["keep", "lower"] = "keep"
     retrieval: Literal["nn", "csls", "isf"] = "csls"
@@ -70,6 +77,7 @@ class CLEGridSpec(Spec):
     oov: Literal["skip", "wrong"] = "skip"
     fail_mrr: float = Field(0.05, ge=0.0, le=1.0)
     seed: int = 0
+    cache: bool = True
     output: str = "xling-out/cle-grid"
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     max_retries: int = Field(1, ge=0)
@@ -124,6 +132,15 @@ class CLEGridSpec(Spec):
             if template is not None:
                 _check_template(field, template, keys)
         return self
+
+    def conventions(self) -> Protocol:
+        """The BLI conventions of every unit (``xling.cle.protocol.Protocol``): the spec's protocol, or xling's
+        defaults with CSLS, with the options written in the spec on top."""
+        from xling.cle.protocol import resolve
+
+        keys = ("max_vocab", "case", "retrieval", "convention", "oov")
+        given = {k: getattr(self, k) for k in keys if self.protocol is None or k in self.model_fields_set}
+        return resolve(self.protocol, {"retrieval": "csls"}, **given)
 
     def entries(self) -> list[MethodEntry]:
         """Every method as a ``MethodEntry``."""
@@ -208,9 +225,8 @@ def units(spec: CLEGridSpec) -> list[CLEUnit]:
                     tgt_vectors=_path((spec.tgt_vectors or spec.vectors).format(lang=tgt, **fill)),
                     train_dict=_path(spec.train_dict.format(**fill)) if with_dict else None,
                     test_dict=_path(spec.test_dict.format(**fill)))
-                payload = {"kind": "cle-bli", "method": entry.method, "params": entry.params, "pair": pair,
-                           "size": size, "files": files, "sizes_bytes": {k: _size(v) for k, v in files.items()},
-                           **spec.model_dump(include={"max_vocab", "case", "retrieval", "convention", "oov", "seed"})}
+                payload = unit_payload(spec, {"method": entry.method, "params": entry.params, "pair": pair,
+                                              "size": size, **files})
                 out.append(CLEUnit(unit_key(payload), entry.name, entry.method, entry.params, pair, src, tgt, size,
                                    **files))
     return out
@@ -220,23 +236,38 @@ def _path(text: str) -> str:
     return str(Path(text).expanduser().resolve())
 
 
+def unit_payload(spec: CLEGridSpec, fields: dict[str, Any]) -> dict[str, Any]:
+    """Everything that determines a unit's result (its store key is a hash of this)."""
+    files = {k: fields[k] for k in ("src_vectors", "tgt_vectors", "train_dict", "test_dict")}
+    payload = {"kind": "cle-bli", "method": fields["method"], "params": fields["params"], "pair": fields["pair"],
+               "size": fields["size"], "files": files, "sizes_bytes": {k: _size(v) for k, v in files.items()},
+               **spec.model_dump(include={"max_vocab", "case", "retrieval", "convention", "oov", "seed"})}
+    if spec.protocol is not None:  # the resolved conventions; specs without a protocol keep their earlier keys
+        conv = spec.conventions()
+        payload.update(protocol=conv.name, conventions={k: v for k, v in conv.record().items() if k != "reference"},
+                       params={**conv.params_for(fields["method"]), **fields["params"]})
+    return payload
+
+
 def _size(path: str | None) -> int | None:
     return Path(path).stat().st_size if path and Path(path).is_file() else None
 
 
 # --- running ----------------------------------------------------------------------------------------------------------
 
-_VECTORS: dict[str, Any] = {}  # this worker's vectors of the current pair, kept between its units
+_VECTORS: dict[tuple, Any] = {}  # this worker's vectors of the current pair, kept between its units
 
 
 def _vectors(spec: CLEGridSpec, path: str):
     from xling.cle.vectors import read_vectors
 
-    if path not in _VECTORS:
+    options = spec.conventions().vector_options()
+    key = (path, spec.cache, *sorted(options.items()))
+    if key not in _VECTORS:
         if len(_VECTORS) >= 2:
             _VECTORS.clear()
-        _VECTORS[path] = read_vectors(path, max_vocab=spec.max_vocab, lowercase=spec.case == "lower", cache=True)
-    return _VECTORS[path]
+        _VECTORS[key] = read_vectors(path, **options, cache=spec.cache)
+    return _VECTORS[key]
 
 
 def run_unit(spec: CLEGridSpec, unit: CLEUnit) -> dict[str, Any]:
@@ -245,12 +276,13 @@ def run_unit(spec: CLEGridSpec, unit: CLEUnit) -> dict[str, Any]:
     from xling.cle.dictionaries import read_dictionary
     from xling.cle.mappers.run import map_embeddings
 
+    conv = spec.conventions()
     x, z = _vectors(spec, unit.src_vectors), _vectors(spec, unit.tgt_vectors)
-    train = read_dictionary(unit.train_dict, case=spec.case) if unit.train_dict else None
-    test = read_dictionary(unit.test_dict, case=spec.case)
-    mapped = map_embeddings(unit.method, x, z, train, params=unit.params, seed=spec.seed)
-    result = bli(mapped.src, mapped.tgt, test, retrieval_method=spec.retrieval, convention=spec.convention,
-                 oov=spec.oov, inplace=True).to_dict()
+    train = read_dictionary(unit.train_dict, **conv.dictionary_options()) if unit.train_dict else None
+    test = read_dictionary(unit.test_dict, **conv.dictionary_options())
+    mapped = map_embeddings(unit.method, x, z, train, params=unit.params, seed=spec.seed,
+                            protocol=conv if spec.protocol else None)
+    result = bli(mapped.src, mapped.tgt, test, inplace=True, **conv.bli_options()).to_dict()
     return {**result, "mapping": mapped.info}
 
 

@@ -2,7 +2,8 @@
 
 Each step returns a new float32 matrix (the input is never changed). ``normalize(X, steps)`` applies
 steps in order; an empty sequence leaves the vectors as they are (PROC and CCA as in xling-eval use raw
-vectors unless normalisation is asked for).
+vectors unless normalisation is asked for). ``normalize_inplace`` does the same into a float32 matrix, a block
+of rows at a time, without a second copy.
 """
 
 from __future__ import annotations
@@ -47,3 +48,23 @@ def normalize(X: np.ndarray, steps: Sequence[str] = VECMAP_ORDER) -> np.ndarray:
     for step in check_steps(steps):
         out = unit_length(out) if step == "unit" else mean_center(out)
     return out
+
+
+def normalize_inplace(X: np.ndarray, steps: Sequence[str] = VECMAP_ORDER, block: int = 16384) -> np.ndarray:
+    """``normalize`` written into ``X`` (float32, writeable; else a normalised copy is returned); returns ``X``."""
+    steps = check_steps(steps)
+    if not steps:
+        return X
+    if X.dtype != np.float32 or not X.flags.writeable:
+        return normalize(X, steps)
+    for step in steps:
+        if step == "unit":
+            for i in range(0, len(X), block):
+                rows = X[i:i + block]
+                norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+                np.divide(rows, norms, out=rows, where=norms > 0)
+        else:
+            mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+            for i in range(0, len(X), block):
+                X[i:i + block] -= mean
+    return X

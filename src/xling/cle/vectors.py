@@ -1,10 +1,11 @@
 """Word vectors: read and write word2vec text (``.vec``) and binary (``.bin``), with a fast ``.npy`` cache.
 
 Reading streams the file into one preallocated float32 matrix (memory ≈ rows x dim x 4 bytes; rows are never held
-in Python lists), stops after ``max_vocab`` rows, optionally lowercases, and always de-duplicates (the first
-occurrence wins: a vocabulary maps each word to one row). A row with the wrong number of values, a NaN/inf value or
-undecodable bytes raises ``XlingError`` naming the file and line, unless ``skip_bad=True``, which skips such rows and
-counts them (``Embeddings.skipped``).
+in Python lists), stops after ``max_vocab`` distinct words or after ``max_rows`` rows of the file (xling-eval's
+count: rows dropped as duplicates or skipped as bad count too), optionally lowercases, and always de-duplicates
+(the first occurrence wins: a vocabulary maps each word to one row). A row with the wrong number of values, a NaN/inf
+value or undecodable bytes raises ``XlingError`` naming the file and line, unless ``skip_bad=True``, which skips such
+rows and counts them (``Embeddings.skipped``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xling.errors import XlingError
+from xling.errors import XlingError, XlingNote
 from xling.io import atomic_file
 
 
@@ -46,26 +47,35 @@ class Embeddings:
         return self._index
 
 
-def read_vectors(path: str | Path, *, max_vocab: int | None = None, lowercase: bool = False, skip_bad: bool = False,
-                 binary: bool | None = None, encoding: str = "utf-8", cache: bool = False) -> Embeddings:
+def read_vectors(path: str | Path, *, max_vocab: int | None = None, max_rows: int | None = None,
+                 lowercase: bool = False, skip_bad: bool = False, binary: bool | None = None, encoding: str = "utf-8",
+                 cache: bool = False) -> Embeddings:
     """Read word2vec text or binary (``binary=None``: binary when the name ends in ``.bin``).
 
-    ``cache=True`` keeps a ``.npy`` + vocabulary copy beside the file, keyed by the file's size, time and these
-    options, and reloads from it while the file is unchanged.
+    ``max_vocab``: stop once this many distinct words are kept; ``max_rows``: stop after this many rows of the file
+    (the header not counted), whatever became of them (at most one of the two). ``cache=True`` keeps a ``.npy`` +
+    vocabulary copy in ``.xling-cache/`` beside the file, keyed by the file's size, time and these options, and
+    reloads from it while the file is unchanged; where that folder cannot be written, the cache is skipped with a
+    warning (``CacheWarning``).
     """
     path = Path(path)
-    if max_vocab is not None and max_vocab < 1:
-        raise XlingError(f"max_vocab must be at least 1, found {max_vocab}")
+    for name, value in (("max_vocab", max_vocab), ("max_rows", max_rows)):
+        if value is not None and value < 1:
+            raise XlingError(f"{name} must be at least 1, found {value}")
+    if max_vocab is not None and max_rows is not None:
+        raise XlingError("give max_vocab (distinct words) or max_rows (rows of the file), not both")
     if not path.is_file():
         raise XlingError(f"{path}: no such vectors file")
     binary = path.name.endswith(".bin") if binary is None else binary
     options = dict(max_vocab=max_vocab, lowercase=lowercase, skip_bad=skip_bad, binary=binary, encoding=encoding)
+    if max_rows is not None:  # a new key only when used: existing caches stay valid
+        options["max_rows"] = max_rows
     if cache:
         cached = _load_cache(path, options)
         if cached is not None:
             return cached
     with open(path, "rb") as fh:
-        emb = (_read_binary if binary else _read_text)(fh, path, max_vocab, lowercase, skip_bad, encoding)
+        emb = (_read_binary if binary else _read_text)(fh, path, max_vocab, max_rows, lowercase, skip_bad, encoding)
     if len(emb) == 0:
         raise XlingError(f"{path}: no vectors read")
     if cache:
@@ -135,7 +145,8 @@ def _count_lines(fh) -> int:
     return n + 1
 
 
-def _read_text(fh, path: Path, max_vocab: int | None, lowercase: bool, skip_bad: bool, encoding: str) -> Embeddings:
+def _read_text(fh, path: Path, max_vocab: int | None, max_rows: int | None, lowercase: bool, skip_bad: bool,
+               encoding: str) -> Embeddings:
     first = fh.readline()
     header = _header(first)
     if header is not None:
@@ -146,21 +157,30 @@ def _read_text(fh, path: Path, max_vocab: int | None, lowercase: bool, skip_bad:
         if dim < 1:
             raise XlingError(f"{path}:1: expected a 'count dim' header or 'word v1 v2 ...', found {first[:60]!r}")
         fh.seek(0)
-        capacity = max_vocab if max_vocab is not None else _count_lines(fh)
+        limit = max_vocab or max_rows
+        capacity = limit if limit is not None else _count_lines(fh)
         line_no = 0
-    if max_vocab is not None:
-        capacity = min(capacity, max_vocab)
+    for limit in (max_vocab, max_rows):
+        if limit is not None:
+            capacity = min(capacity, limit)
     rows = _Rows(path, capacity, dim, lowercase, skip_bad, encoding)
     batch: list[tuple[int, bytes, bytes]] = []
+    n_rows = 0
     for raw in fh:
         line_no += 1
         raw = raw.rstrip(b"\r\n ")
         if not raw:
             continue
-        if len(rows.words) + len(batch) >= capacity:
-            if max_vocab is None and header is not None:
-                raise XlingError(f"{path}:{line_no}: more rows than the header's count {header[0]}")
+        if max_rows is not None and n_rows >= max_rows:
             break
+        if len(rows.words) + len(batch) >= capacity:
+            _add_batch(rows, batch)  # pending rows may hold duplicates or bad rows: count what was kept
+            batch = []
+            if len(rows.words) >= capacity:
+                if max_vocab is None and max_rows is None and header is not None:
+                    raise XlingError(f"{path}:{line_no}: more rows than the header's count {header[0]}")
+                break
+        n_rows += 1
         word, _, rest = raw.partition(b" ")
         batch.append((line_no, word, rest))
         if len(batch) == _BATCH:
@@ -201,11 +221,13 @@ def _parse(text: bytes) -> np.ndarray | None:
             return None
 
 
-def _read_binary(fh, path: Path, max_vocab: int | None, lowercase: bool, skip_bad: bool, encoding: str) -> Embeddings:
+def _read_binary(fh, path: Path, max_vocab: int | None, max_rows: int | None, lowercase: bool, skip_bad: bool,
+                 encoding: str) -> Embeddings:
     header = _header(fh.readline())
     if header is None:
         raise XlingError(f"{path}:1: word2vec binary must start with a 'count dim' header")
     count, dim = header
+    count = count if max_rows is None else min(count, max_rows)
     capacity = count if max_vocab is None else min(count, max_vocab)
     rows = _Rows(path, capacity, dim, lowercase, skip_bad, encoding)
     for entry in range(count):
@@ -285,5 +307,6 @@ def _save_cache(path: Path, options: dict, emb: Embeddings) -> None:
             fh.write("".join(w + "\n" for w in emb.words))
         with atomic_file(npy, "wb") as fh:
             np.save(fh, emb.vectors, allow_pickle=False)
-    except OSError:
-        return  # a read-only folder: the cache is only an optimisation
+    except OSError as err:  # a read-only folder (or a full disk): the cache is only an optimisation
+        warnings.warn(f"{npy.parent}: cannot write the vectors cache ({err.strerror or err}); {path.name} is read "
+                      f"from text each time (--no-cache turns the cache off)", XlingNote, stacklevel=3)

@@ -1,7 +1,7 @@
 """Commands of `xling cle`: cross-lingual word embeddings (map, bli, run, grid, simulate)."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -15,23 +15,37 @@ app.add_typer(cle_app, name="cle")
 # --- BLI and simulation (data / evaluation side) -------------------------------------------------------------------
 
 
+ProtocolName = Literal["glavas2019", "vecmap", "muse"]
+Retrieval = Literal["nn", "csls", "isf"]
+Convention = Literal["line", "source"]
+OOV = Literal["skip", "wrong"]
+Case = Literal["keep", "lower"]
+
+_PROTOCOL_HELP = ("Named BLI protocol: glavas2019 (xling-eval: first 200K rows, lowercased, repeated lines counted, "
+                  "NN, per line), vecmap or muse (per source word, CSLS). Options given explicitly override it.")
+_MAX_VOCAB_HELP = "Vectors read per side (0: all) [default: 200000; counted as the protocol counts: rows or words]."
+
+
 @cle_app.command("bli")
 def bli_command(
     src: Annotated[Path, typer.Option("--src", help="Source vectors (mapped), word2vec text or .bin.")],
     tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors (mapped), word2vec text or .bin.")],
     test_dict: Annotated[Path, typer.Option("--test-dict", help="Test dictionary: 'source<TAB>target' lines.")],
-    retrieval: Annotated[str, typer.Option(help="nn (cosine), csls or isf (inverted softmax).")] = "nn",
-    convention: Annotated[str, typer.Option(help="line (xling-eval: every line) or source (MUSE/vecmap: any gold).")]
-    = "line",
-    oov: Annotated[str, typer.Option(help="skip out-of-vocabulary items or count them as wrong.")] = "skip",
-    case: Annotated[str, typer.Option(help="keep: compare words as written; lower: lowercase vectors and dictionary.")]
-    = "keep",
-    max_vocab: Annotated[int, typer.Option(help="Read at most this many vectors per side (0: all).")] = 200000,
-    csls_k: Annotated[int, typer.Option(help="CSLS neighbourhood size.")] = 10,
-    isf_beta: Annotated[float, typer.Option(help="Inverse temperature of the inverted softmax.")] = 30.0,
+    protocol: Annotated[ProtocolName | None, typer.Option(help=_PROTOCOL_HELP)] = None,
+    retrieval: Annotated[Retrieval | None, typer.Option(help="nn (cosine), csls or isf [default: nn].")] = None,
+    convention: Annotated[Convention | None, typer.Option(
+        help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) [default: line].")] = None,
+    oov: Annotated[OOV | None, typer.Option(help="skip OOV items or count them as wrong [default: skip].")] = None,
+    case: Annotated[Case | None, typer.Option(
+        help="keep: compare words as written; lower: lowercase vectors and dictionary [default: keep].")] = None,
+    max_vocab: Annotated[int | None, typer.Option(help=_MAX_VOCAB_HELP)] = None,
+    csls_k: Annotated[int | None, typer.Option(help="CSLS neighbourhood size [default: 10].")] = None,
+    isf_beta: Annotated[float | None, typer.Option(help="Inverse temperature of the inverted softmax [default: 30].")]
+    = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")]
     = False,
-    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file for fast rereads.")] = True,
+    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")]
+    = True,
     backend: Annotated[str, typer.Option(help="auto, numpy, faiss or torch.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, ...")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the result and run record here.")]
@@ -46,22 +60,25 @@ def bli_command(
     from xling.cle.dictionaries import lookup, read_dictionary
     from xling.cle.vectors import read_vectors
 
-    options = dict(max_vocab=max_vocab or None, lowercase=case == "lower", skip_bad=skip_bad, cache=cache)
-    dictionary = read_dictionary(test_dict, case=case)
+    from xling.cle.protocol import resolve
+
+    conv = resolve(protocol, None, retrieval=retrieval, convention=convention, oov=oov, case=case,
+                        max_vocab=max_vocab, csls_k=csls_k, isf_beta=isf_beta, skip_bad=skip_bad or None)
+    options = {**conv.vector_options(), "cache": cache}
+    dictionary = read_dictionary(test_dict, **conv.dictionary_options())
     with Console(stderr=True).status(f"reading {src}") as status:  # progress on stderr: --json output stays clean
         x = read_vectors(src, **options)
         status.update(f"reading {tgt}")
         z = read_vectors(tgt, **options)
         found = lookup(dictionary, x.index, z.index)
-        status.update(f"ranking {len(found.src_rows)} test pairs among {len(z)} targets ({retrieval})")
-        result = evaluate(x.vectors, z.vectors, found, retrieval_method=retrieval, convention=convention, oov=oov,
-                          csls_k=csls_k, isf_beta=isf_beta, inplace=True, backend=backend).to_dict()
+        status.update(f"ranking {len(found.src_rows)} test pairs among {len(z)} targets ({conv.retrieval})")
+        result = evaluate(x.vectors, z.vectors, found, inplace=True, backend=backend, **conv.bli_options()).to_dict()
+    result["protocol"] = protocol
     if output is not None:
         from xling.io import atomic_file
         from xling.provenance import run_record
 
-        config = dict(src=str(src), tgt=str(tgt), test_dict=str(test_dict), retrieval=retrieval,
-                      convention=convention, oov=oov, case=case, csls_k=csls_k, isf_beta=isf_beta, **options)
+        config = dict(src=str(src), tgt=str(tgt), test_dict=str(test_dict), conventions=conv.record(), **options)
         with atomic_file(output) as fh:
             json.dump({**result, "run": run_record(config)}, fh, indent=2, default=str)
     if as_json:
@@ -74,14 +91,18 @@ def _print_bli(result: dict, dictionary, x, z) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"BLI ({result['retrieval']}, per {result['convention']}, OOV {result['oov']})")
+    title = f"BLI ({result['retrieval']}, per {result['convention']}, OOV {result['oov']})"
+    if result.get("protocol"):
+        title = f"BLI, protocol {result['protocol']} ({result['retrieval']}, per {result['convention']})"
+    table = Table(title=title)
     for col in ("P@1", "P@5", "P@10", "MRR", "coverage", "n"):
         table.add_column(col, justify="right")
     table.add_row(*(f"{100 * result[k]:.2f}" for k in ("p1", "p5", "p10", "mrr", "coverage")), str(result["n"]))
     console = Console()
     console.print(table)
-    notes = [f"{len(dictionary)} dictionary lines ({dictionary.repeats} repeats dropped)",
-             f"{len(x)} source / {len(z)} target vectors", f"{result['n_oov']} OOV items"]
+    repeats = f"{dictionary.repeats} repeated lines " + ("counted" if dictionary.kept_repeats else "dropped")
+    notes = [f"{len(dictionary)} dictionary lines ({repeats})", f"{len(x)} source / {len(z)} target vectors",
+             f"{result['n_oov']} OOV items"]
     if x.skipped or z.skipped:
         notes.append(f"{x.skipped} + {z.skipped} bad vector rows skipped")
     console.print("; ".join(notes))
@@ -151,8 +172,8 @@ def fetch_command(
 
 # --- mapping (methods side) ------------------------------------------------------------------------------------------
 
-_METHOD_HELP = ("proc, proc-b, proc-b-iterative, cca, cca-xlingeval, vecmap-sup, vecmap-semi, vecmap-identical "
-                "or vecmap-unsup.")
+_METHOD_HELP = ("proc, proc-b, proc-b-iterative, cca, cca-xlingeval, vecmap-sup, vecmap-semi, vecmap-identical, "
+                "vecmap-unsup, rcsls or dlv.")
 _PARAM_HELP = "Method parameter KEY=VALUE (YAML value), repeatable, e.g. --param vocabulary_cutoff=10000."
 
 
@@ -176,8 +197,7 @@ def _parse_params(items: list[str] | None) -> dict:
     return out
 
 
-def _load_for_mapping(method: str, src: Path, tgt: Path, train_dict: Path | None, max_vocab: int, case: str,
-                      skip_bad: bool, cache: bool):
+def _load_for_mapping(method: str, src: Path, tgt: Path, train_dict: Path | None, conv, cache: bool):
     """Validate the method name first (cheap), then read the dictionary and both vector files."""
     from xling.cle.dictionaries import read_dictionary
     from xling.cle.mappers import seed_of
@@ -188,8 +208,8 @@ def _load_for_mapping(method: str, src: Path, tgt: Path, train_dict: Path | None
         from xling.errors import XlingError
 
         raise XlingError(f"method {method!r} needs a training dictionary (--train-dict)")
-    train = read_dictionary(train_dict, case=case) if train_dict is not None else None
-    options = dict(max_vocab=max_vocab or None, lowercase=case == "lower", skip_bad=skip_bad, cache=cache)
+    train = read_dictionary(train_dict, **conv.dictionary_options()) if train_dict is not None else None
+    options = {**conv.vector_options(), "cache": cache}
     return train, read_vectors(src, **options), read_vectors(tgt, **options), options
 
 
@@ -202,28 +222,33 @@ def map_command(
                                                           "run.json.")],
     train_dict: Annotated[Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and "
                                                                          "semi-supervised methods).")] = None,
-    max_vocab: Annotated[int, typer.Option(help="Read at most this many vectors per side (0: all).")] = 200000,
-    case: Annotated[str, typer.Option(help="keep: words as written; lower: lowercase vectors and dictionary.")]
-    = "keep",
-    seed: Annotated[int, typer.Option(help="Random seed (stochastic dictionary induction).")] = 0,
+    protocol: Annotated[ProtocolName | None, typer.Option(help=_PROTOCOL_HELP)] = None,
+    max_vocab: Annotated[int | None, typer.Option(help=_MAX_VOCAB_HELP)] = None,
+    case: Annotated[Case | None, typer.Option(
+        help="keep: words as written; lower: lowercase vectors and dictionary [default: keep].")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (stochastic methods).")] = 0,
     param: Annotated[list[str] | None, typer.Option("--param", help=_PARAM_HELP)] = None,
     vectors: Annotated[bool, typer.Option(help="Write the mapped vectors (--no-vectors: only the maps).")] = True,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")]
     = False,
-    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file for fast rereads.")] = True,
+    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")]
+    = True,
 ) -> None:
     """Map two embedding spaces into one shared space; write both mapped spaces and the mapping matrices."""
     from rich.console import Console
 
     from xling.cle.mappers import check_method
     from xling.cle.mappers.run import map_embeddings, write_mapped
+    from xling.cle.protocol import resolve
 
     params = _parse_params(param)
     check_method(method)
-    train, x, z, options = _load_for_mapping(method, src, tgt, train_dict, max_vocab, case, skip_bad, cache)
-    mapped = map_embeddings(method, x, z, train, params=params, seed=seed, verbose=True)
+    conv = resolve(protocol, None, case=case, max_vocab=max_vocab, skip_bad=skip_bad or None)
+    train, x, z, options = _load_for_mapping(method, src, tgt, train_dict, conv, cache)
+    mapped = map_embeddings(method, x, z, train, params=params, seed=seed, verbose=True,
+                            protocol=conv if protocol else None, overwrite=True)
     config = dict(method=method, src=str(src), tgt=str(tgt), train_dict=str(train_dict) if train_dict else None,
-                  case=case, params=params, **options)
+                  params=params, conventions=conv.record(), **options)
     write_mapped(mapped, out, config=config, seed=seed, vectors=vectors)
     Console().print(f"{method}: mapped {len(x)} source and {len(z)} target words into {out} "
                     f"({_describe(mapped.info)})")
@@ -237,42 +262,48 @@ def run_command(
     test_dict: Annotated[Path, typer.Option("--test-dict", help="Test dictionary: 'source<TAB>target' lines.")],
     train_dict: Annotated[Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and "
                                                                          "semi-supervised methods).")] = None,
-    retrieval: Annotated[str, typer.Option(help="nn (cosine), csls or isf (inverted softmax).")] = "csls",
-    convention: Annotated[str, typer.Option(help="line (xling-eval: every line) or source (MUSE/vecmap: any gold).")]
-    = "line",
-    oov: Annotated[str, typer.Option(help="skip out-of-vocabulary items or count them as wrong.")] = "skip",
-    max_vocab: Annotated[int, typer.Option(help="Read at most this many vectors per side (0: all).")] = 200000,
-    case: Annotated[str, typer.Option(help="keep: words as written; lower: lowercase vectors and dictionaries.")]
-    = "keep",
-    seed: Annotated[int, typer.Option(help="Random seed (stochastic dictionary induction).")] = 0,
+    protocol: Annotated[ProtocolName | None, typer.Option(help=_PROTOCOL_HELP)] = None,
+    retrieval: Annotated[Retrieval | None, typer.Option(help="nn (cosine), csls or isf [default: csls].")] = None,
+    convention: Annotated[Convention | None, typer.Option(
+        help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) [default: line].")] = None,
+    oov: Annotated[OOV | None, typer.Option(help="skip OOV items or count them as wrong [default: skip].")] = None,
+    max_vocab: Annotated[int | None, typer.Option(help=_MAX_VOCAB_HELP)] = None,
+    case: Annotated[Case | None, typer.Option(
+        help="keep: words as written; lower: lowercase vectors and dictionaries [default: keep].")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (stochastic methods).")] = 0,
     param: Annotated[list[str] | None, typer.Option("--param", help=_PARAM_HELP)] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")]
     = False,
-    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file for fast rereads.")] = True,
+    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")]
+    = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, method, ...")]
     = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the maps, result.json and run.json here.")]
     = None,
 ) -> None:
-    """Map, then evaluate with BLI in one step (the mapped vectors stay in memory)."""
+    """Map, then evaluate with BLI in one step (the vectors are mapped in place: one copy of each space in memory)."""
     import json
 
     from xling.cle.bli import bli
     from xling.cle.dictionaries import read_dictionary
     from xling.cle.mappers import check_method
     from xling.cle.mappers.run import map_embeddings, write_mapped
+    from xling.cle.protocol import resolve
 
     params = _parse_params(param)
     check_method(method)
-    test = read_dictionary(test_dict, case=case)
-    train, x, z, options = _load_for_mapping(method, src, tgt, train_dict, max_vocab, case, skip_bad, cache)
-    mapped = map_embeddings(method, x, z, train, params=params, seed=seed, verbose=not as_json)
-    result = {**bli(mapped.src, mapped.tgt, test, retrieval_method=retrieval, convention=convention, oov=oov,
-                    inplace=True).to_dict(), "method": method, "fit_seconds": mapped.info["fit_seconds"]}
+    conv = resolve(protocol, {"retrieval": "csls"}, retrieval=retrieval, convention=convention, oov=oov, case=case,
+                   max_vocab=max_vocab, skip_bad=skip_bad or None)
+    test = read_dictionary(test_dict, **conv.dictionary_options())
+    train, x, z, options = _load_for_mapping(method, src, tgt, train_dict, conv, cache)
+    mapped = map_embeddings(method, x, z, train, params=params, seed=seed, verbose=True,
+                            protocol=conv if protocol else None, overwrite=True)
+    result = {**bli(mapped.src, mapped.tgt, test, inplace=True, **conv.bli_options()).to_dict(), "method": method,
+              "protocol": protocol, "fit_seconds": mapped.info["fit_seconds"]}
     if out is not None:
         config = dict(method=method, src=str(src), tgt=str(tgt), test_dict=str(test_dict),
-                      train_dict=str(train_dict) if train_dict else None, retrieval=retrieval, convention=convention,
-                      oov=oov, case=case, params=params, **options)
+                      train_dict=str(train_dict) if train_dict else None, params=params, conventions=conv.record(),
+                      **options)
         write_mapped(mapped, out, config=config, seed=seed, vectors=False, extra=result)
     if as_json:
         print(json.dumps(result))

@@ -5,6 +5,10 @@ learns ``W_src_`` and ``W_tgt_`` and returns ``self``, and ``transform(X, Z)`` r
 spaces ``(normalize(X) @ W_src_, normalize(Z) @ W_tgt_)``. Rows of ``X``/``Z`` are words in frequency
 order (row 0 is the most frequent word); ``pairs`` is an ``(n, 2)`` integer array of
 ``(source row, target row)`` training translations.
+
+Memory: the input spaces are copied only where a normalisation step needs it, and
+``fit_transform(X, Z, pairs, overwrite=True)`` normalises and maps float32 inputs in place, a block of rows at a
+time, so a run that does not need its input vectors afterwards (``xling cle run``) holds one copy of each space.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from xling.cle.normalize import check_steps, normalize
+from xling.cle.normalize import check_steps, normalize, normalize_inplace
 from xling.errors import XlingError
 
 
@@ -36,18 +40,34 @@ def single_threaded(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: Rows per block of the in-place and validation passes (16K x 300 float32 = 19 MB of temporaries).
+BLOCK_ROWS = 16384
+
+
 def check_space(X: Any, name: str) -> np.ndarray:
-    """A finite 2-D float32 matrix with at least one row, or ``XlingError``."""
+    """A finite 2-D float32 matrix with at least one row (float32 input is not copied), or ``XlingError``."""
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise XlingError(f"{name}: expected a non-empty 2-D matrix (words x dims), found shape {X.shape}")
     if not np.issubdtype(X.dtype, np.number):
         raise XlingError(f"{name}: expected numbers, found dtype {X.dtype}")
     X = np.asarray(X, dtype=np.float32)
-    if not np.isfinite(X).all():
-        row = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
-        raise XlingError(f"{name}: row {row} has NaN or inf values")
+    for start in range(0, len(X), BLOCK_ROWS):  # a block at a time: no full-size boolean temporary
+        finite = np.isfinite(X[start:start + BLOCK_ROWS]).all(axis=1)
+        if not finite.all():
+            raise XlingError(f"{name}: row {start + int(np.flatnonzero(~finite)[0])} has NaN or inf values")
     return X
+
+
+def apply_map(X: np.ndarray, W: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+    """``X @ W``; with ``inplace`` written into ``X`` a block at a time when ``W`` is square and ``X`` a writeable,
+    C-contiguous float32 matrix (an identity ``W`` then costs nothing)."""
+    if inplace and W.shape[0] == W.shape[1] and X.dtype == np.float32 and X.flags.writeable and X.flags.c_contiguous:
+        if not np.array_equal(W, np.eye(len(W), dtype=W.dtype)):
+            for start in range(0, len(X), BLOCK_ROWS):
+                X[start:start + BLOCK_ROWS] = X[start:start + BLOCK_ROWS] @ W
+        return X
+    return X @ W
 
 
 def check_pairs(pairs: Any, n_src: int, n_tgt: int, name: str = "pairs", min_pairs: int = 1) -> np.ndarray:
@@ -93,24 +113,47 @@ class Mapper(ABC):
             raise XlingError(f"{type(self).__name__} is not fitted yet; call fit(X, Z, pairs) first")
 
     def _inputs(self, X: Any, Z: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Validate both spaces and apply this mapper's normalisation steps."""
-        steps = check_steps(self.normalize)
-        return normalize(check_space(X, "source vectors"), steps), normalize(check_space(Z, "target vectors"), steps)
+        """Validate both spaces and apply this mapper's normalisation steps (a copy only when there are steps;
+        none when ``fit_transform(..., overwrite=True)`` has normalised them already). Never write into them."""
+        X, Z = check_space(X, "source vectors"), check_space(Z, "target vectors")
+        steps = () if getattr(self, "_normalized_inputs", False) else check_steps(self.normalize)
+        return (normalize(X, steps) if steps else X), (normalize(Z, steps) if steps else Z)
 
-    def transform(self, X: Any, Z: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Map both spaces into the shared space: ``(normalize(X) @ W_src_, normalize(Z) @ W_tgt_)``."""
-        self._check_fitted()
-        Xn, Zn = self._inputs(X, Z)
+    def _map(self, Xn: np.ndarray, Zn: np.ndarray, *, inplace: tuple[bool, bool]) -> tuple[np.ndarray, np.ndarray]:
+        """The learned maps applied to normalised spaces, each written into its input where ``inplace`` says so and
+        the shapes allow (subclasses add what else their transform does). Never returns an input not to overwrite."""
         if Xn.shape[1] != self.W_src_.shape[0] or Zn.shape[1] != self.W_tgt_.shape[0]:
             raise XlingError(
                 f"{type(self).__name__}: fitted on dims ({self.W_src_.shape[0]}, {self.W_tgt_.shape[0]}), "
                 f"found ({Xn.shape[1]}, {Zn.shape[1]})"
             )
-        return Xn @ self.W_src_, Zn @ self.W_tgt_
+        return apply_map(Xn, self.W_src_, inplace=inplace[0]), apply_map(Zn, self.W_tgt_, inplace=inplace[1])
 
-    def fit_transform(self, X: Any, Z: Any, pairs: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """``fit`` then ``transform`` on the same spaces."""
-        return self.fit(X, Z, pairs).transform(X, Z)
+    def transform(self, X: Any, Z: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Map both spaces into the shared space: ``(normalize(X) @ W_src_, normalize(Z) @ W_tgt_)``."""
+        self._check_fitted()
+        Xn, Zn = self._inputs(X, Z)
+        return self._map(Xn, Zn, inplace=(Xn is not X, Zn is not Z))  # write into our own copies only
+
+    def fit_transform(self, X: Any, Z: Any, pairs: Any = None, *, overwrite: bool = False,
+                      **fit_params: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``fit`` then ``transform`` on the same spaces; ``fit_params`` go to ``fit``.
+
+        ``overwrite=True``: float32 ``X`` and ``Z`` are normalised and mapped in place (their old values are lost),
+        so no second copy of either space is ever made; the returned arrays are ``X`` and ``Z`` themselves unless a
+        map changes the dimension.
+        """
+        if not overwrite:
+            return self.fit(X, Z, pairs, **fit_params).transform(X, Z)
+        steps = check_steps(self.normalize)
+        X = normalize_inplace(check_space(X, "source vectors"), steps)
+        Z = normalize_inplace(check_space(Z, "target vectors"), steps)
+        self._normalized_inputs = True
+        try:
+            self.fit(X, Z, pairs, **fit_params)
+        finally:
+            del self._normalized_inputs
+        return self._map(X, Z, inplace=(True, True))
 
     @abstractmethod
     def fit(self, X: Any, Z: Any, pairs: Any = None) -> "Mapper":

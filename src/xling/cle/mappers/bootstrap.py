@@ -5,11 +5,19 @@ space and the target space (cosine), ranked by frequency (the sum of the two wor
 row indices; ties by source rank), then refit PROC:
 
 - ``variant="paper"`` (``proc-b``): the paper's PROC-B, one bootstrap step: the seed dictionary plus the
-  best-ranked new mutual pairs, up to ``limit`` (10K) pairs in all, then refit once. (xling-eval's own code of
-  this variant crashes; pairs already in the seed dictionary are not added twice here.)
+  best-ranked new mutual pairs, up to ``limit`` (10K) pairs in all, then refit once.
 - ``variant="iterative"`` (``proc-b-iterative``): xling-eval's loop: the dictionary is replaced by the
   best-ranked mutual pairs, ``growth`` (1.5) times as many as before, up to ``limit``; it stops when the
   dictionary grows by less than 1% or reaches ``limit``; the map is fitted on the last dictionary.
+
+Seed duplicates, two ways. ``seed_duplicates="drop"`` (default): mutual pairs already in the seed dictionary are not
+added again, and ``limit`` counts the distinct pairs fitted. ``seed_duplicates="release"`` (the ``glavas2019``
+protocol) does what xling-eval's ``project_proc_bootstrap_reproduce`` (the paper's PROC-B; ``map.py -m r``
+computes it, then fails unpacking its result) does: the seed is every in-vocabulary dictionary line as given
+(repeated lines included, so they weigh twice in the fit), *every* best-ranked mutual pair is appended, also when it
+is already a seed pair, and the number appended is ``limit`` minus the number of lines of the dictionary file, out of
+vocabulary ones included (``fit(..., n_seed_lines=...)``). The iterative variant's first growth step then also counts
+the file's lines, as ``project_proc_bootstrap`` does.
 
 Finding mutual neighbours is exact but lazy: sources are scanned in frequency order and the scan stops once
 the pairs found are enough and no later source can outrank them (a later source ``i`` has rank sum ``>= i``),
@@ -30,6 +38,7 @@ from xling.cle.retrieval import knn
 from xling.errors import XlingError
 
 Variant = Literal["paper", "iterative"]
+SeedDuplicates = Literal["drop", "release"]
 
 
 def mutual_neighbours(Xm: np.ndarray, Zm: np.ndarray, need: int, exclude: set[tuple[int, int]] = frozenset(),
@@ -68,6 +77,7 @@ class ProcrustesBootstrap(Mapper):
     limit : largest dictionary (10000).  growth : iterative growth factor (1.5).
     min_growth : iterative stop when the dictionary grows by less than this fraction (0.01).
     vocab_cutoff : search mutual neighbours among the most frequent words only (None: all words, as the paper).
+    seed_duplicates : ``"drop"`` or ``"release"`` (xling-eval's handling; see the module docstring).
     normalize : steps applied to both spaces first (none, as xling-eval).
 
     Attributes
@@ -77,18 +87,26 @@ class ProcrustesBootstrap(Mapper):
     """
 
     def __init__(self, variant: Variant = "paper", limit: int = 10000, growth: float = 1.5, min_growth: float = 0.01,
-                 vocab_cutoff: int | None = None, normalize: Sequence[str] = ()) -> None:
+                 vocab_cutoff: int | None = None, seed_duplicates: SeedDuplicates = "drop",
+                 normalize: Sequence[str] = ()) -> None:
         self.variant = variant
         self.limit = limit
         self.growth = growth
         self.min_growth = min_growth
         self.vocab_cutoff = vocab_cutoff
+        self.seed_duplicates = seed_duplicates
         self.normalize = normalize
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "ProcrustesBootstrap":
-        """PROC on the seed pairs, then bootstrap (one step or iteratively) and refit."""
+    def fit(self, X: Any, Z: Any, pairs: Any = None, *, n_seed_lines: int | None = None) -> "ProcrustesBootstrap":
+        """PROC on the seed pairs, then bootstrap (one step or iteratively) and refit.
+
+        ``n_seed_lines``: lines of the seed dictionary file, out-of-vocabulary ones included; used by
+        ``seed_duplicates="release"`` (default: the number of pairs given).
+        """
         if self.variant not in ("paper", "iterative"):
             raise XlingError(f"proc-b variant: expected 'paper' or 'iterative', found {self.variant!r}")
+        if self.seed_duplicates not in ("drop", "release"):
+            raise XlingError(f"proc-b seed_duplicates: expected 'drop' or 'release', found {self.seed_duplicates!r}")
         if self.limit < 1 or self.growth <= 1 or self.min_growth < 0:
             raise XlingError(f"proc-b: need limit >= 1, growth > 1, min_growth >= 0; found "
                              f"{self.limit}, {self.growth}, {self.min_growth}")
@@ -97,19 +115,22 @@ class ProcrustesBootstrap(Mapper):
         pairs = check_pairs(pairs, len(Xn), len(Zn))
         cut = self.vocab_cutoff or max(len(Xn), len(Zn))
         Xu, Zu = unit_length(Xn[:cut]), unit_length(Zn[:cut])
+        release = self.seed_duplicates == "release"
+        n_lines = len(pairs) if n_seed_lines is None or not release else n_seed_lines
         W = procrustes_map(Xn[pairs[:, 0]], Zn[pairs[:, 1]])
         self.sizes_ = [len(pairs)]
         if self.variant == "paper":
-            seed = {(int(i), int(j)) for i, j in pairs}
-            new = mutual_neighbours(Xu @ W, Zu, max(0, self.limit - len(pairs)), exclude=seed)
+            seed = set() if release else {(int(i), int(j)) for i, j in pairs}
+            new = mutual_neighbours(Xu @ W, Zu, max(0, self.limit - n_lines), exclude=seed)
             pairs = np.concatenate([pairs, new]) if len(new) else pairs
             W = procrustes_map(Xn[pairs[:, 0]], Zn[pairs[:, 1]])
             self.sizes_.append(len(pairs))
         else:
             size = 0
             while len(pairs) >= (1 + self.min_growth) * size and len(pairs) < self.limit:
+                basis = n_lines if size == 0 else len(pairs)  # release: the first step grows the file's lines
                 size = len(pairs)
-                grown = mutual_neighbours(Xu @ W, Zu, min(int(self.growth * size), self.limit))
+                grown = mutual_neighbours(Xu @ W, Zu, min(int(self.growth * basis), self.limit))
                 if len(grown) == 0:  # no mutual neighbours at all: keep the last map
                     break
                 pairs = grown

@@ -111,11 +111,12 @@ class CCA(Mapper):
         self.n_pairs_ = len(pairs)
         return self
 
-    def transform(self, X: Any, Z: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _map(self, Xn: np.ndarray, Zn: np.ndarray, *, inplace: tuple[bool, bool]) -> tuple[np.ndarray, np.ndarray]:
         """Centre on the training means, then project: ``((X - m_x) W_src_, (Z - m_z) W_tgt_)``."""
-        Xm, Zm = super().transform(X, Z)
-        return (Xm - (self.mean_src_ @ self.W_src_).astype(np.float32),
-                Zm - (self.mean_tgt_ @ self.W_tgt_).astype(np.float32))
+        Xm, Zm = super()._map(Xn, Zn, inplace=inplace)  # new arrays, or the caller's to overwrite
+        Xm -= (self.mean_src_ @ self.W_src_).astype(np.float32)
+        Zm -= (self.mean_tgt_ @ self.W_tgt_).astype(np.float32)
+        return Xm, Zm
 
 
 def _n_components(k: int | None, X: np.ndarray, Z: np.ndarray) -> int:

@@ -7,6 +7,7 @@ words, or none at all.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import numpy as np
 
 from xling.cle.dictionaries import Dictionary, lookup
 from xling.cle.mappers import Mapper, identical_pairs, make_mapper, seed_of
+from xling.cle.protocol import Protocol
 from xling.cle.vectors import Embeddings
 from xling.errors import XlingError
 
@@ -64,14 +66,26 @@ def fitted_info(mapper: Mapper) -> dict[str, Any]:
 
 
 def map_embeddings(method: str, src: Embeddings, tgt: Embeddings, train: Dictionary | None = None, *,
-                   params: dict[str, Any] | None = None, seed: int = 0, verbose: bool = False) -> Mapped:
-    """Fit method ``method`` on the two spaces and return both mapped spaces."""
-    mapper = make_mapper(method, seed=seed, verbose=verbose, **(params or {}))
+                   params: dict[str, Any] | None = None, seed: int = 0, verbose: bool = False,
+                   protocol: Protocol | None = None, overwrite: bool = False) -> Mapped:
+    """Fit method ``method`` on the two spaces and return both mapped spaces.
+
+    ``protocol``: its method parameters apply under ``params`` (e.g. PROC-B's release bootstrap for
+    ``glavas2019``). ``overwrite=True`` normalises and maps ``src.vectors``/``tgt.vectors`` in place (no second copy
+    of either space; the inputs are gone afterwards), as ``xling cle run`` does.
+    """
+    params = {**(protocol.params_for(method) if protocol is not None else {}), **(params or {})}
+    mapper = make_mapper(method, seed=seed, verbose=verbose, **params)
     pairs, info = seed_pairs(method, src, tgt, train)
+    fit_params = {}
+    if "train_lines" in info and "n_seed_lines" in inspect.signature(mapper.fit).parameters:
+        fit_params["n_seed_lines"] = info["train_lines"]
     start = time.perf_counter()
-    Xm, Zm = mapper.fit_transform(src.vectors, tgt.vectors, pairs)
+    Xm, Zm = mapper.fit_transform(src.vectors, tgt.vectors, pairs, overwrite=overwrite, **fit_params)
     info = {"method": method, "params": mapper.get_params(), **info, **fitted_info(mapper),
             "fit_seconds": round(time.perf_counter() - start, 3)}
+    if protocol is not None:
+        info["protocol"] = protocol.name
     return Mapped(method, mapper, Embeddings(src.words, Xm), Embeddings(tgt.words, Zm), info)
 
 

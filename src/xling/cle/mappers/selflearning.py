@@ -24,13 +24,13 @@ differs only when every kept CSLS score of a query is negative; here dropped can
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from xling.cle.mappers.base import Mapper, check_pairs, check_same_dim
+from xling.cle.mappers.iterlog import IterationLog
 from xling.cle.mappers.procrustes import procrustes_map
 from xling.cle.mappers.vecmap import Side, check_multistep, multistep_maps
 from xling.cle.normalize import VECMAP_ORDER, check_steps, normalize
@@ -171,7 +171,7 @@ class VecMapSelfLearning(Mapper):
     seed : random seed of the stochastic induction (deterministic for a given seed).
     normalize, whitening, src_reweight, trg_reweight, src_dewhiten, trg_dewhiten, dim_reduction : the
         normalisation and the final multi-step refinement (vecmap's recommended settings).
-    verbose : show a rich progress line while iterating.
+    verbose : report every iteration (objective, keep probability) on stderr (``IterationLog``).
 
     Attributes
     ----------
@@ -259,7 +259,7 @@ class VecMapSelfLearning(Mapper):
         keep_prob, best, it, last_improvement = self.stochastic_initial, -np.inf, 1, 0
         self.history_: list[dict[str, float]] = []
         self.converged_ = True
-        with _progress(self.verbose) as (progress, task):
+        with IterationLog("self-learning", self.verbose) as log:
             while True:
                 # after an interval without improvement: more deterministic induction, or stop at keep_prob 1
                 if it - last_improvement > self.stochastic_interval:
@@ -281,8 +281,8 @@ class VecMapSelfLearning(Mapper):
                     last_improvement, best = it, objective
                 self.history_.append({"iteration": it, "objective": objective, "keep_prob": keep_prob,
                                       "seconds": time.perf_counter() - t0})
-                progress.update(task, advance=1, description=(
-                    f"self-learning: iteration {it}, objective {objective:.4f}, keep {keep_prob:.2f}"))
+                log.update(it, objective=objective, best=float(best), keep=keep_prob,
+                           dictionary=len(pairs))
                 it += 1
         # STEP 4: final multi-step refinement on the last induced dictionary
         self.W_src_, self.W_tgt_ = multistep_maps(
@@ -292,12 +292,3 @@ class VecMapSelfLearning(Mapper):
         self.pairs_, self.n_iter_, self.objective_ = pairs, it - 1, float(best)
         return self
 
-
-@contextmanager
-def _progress(verbose: bool) -> Iterator[tuple[Any, Any]]:
-    """A rich progress line (iterations and the current objective), shown only when ``verbose``."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  disable=not verbose, transient=True) as progress:
-        yield progress, progress.add_task("self-learning", total=None)
