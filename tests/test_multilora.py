@@ -40,12 +40,13 @@ def _peft_logits(model_dir, adapter, ids):
 def test_each_segment_equals_its_single_adapter(tiny_and_adapters):
     from transformers import AutoModelForCausalLM
 
-    from xling.models.multilora import load_grouped, segments
+    from xling.models.adapters import attach_adapters
+    from xling.models.multilora import group_adapters, segments
 
     model_dir, adapters = tiny_and_adapters
     ids = torch.randint(3, 300, (3, 11), generator=torch.Generator().manual_seed(0))
-    base = AutoModelForCausalLM.from_pretrained(model_dir)
-    model, layout, names = load_grouped(base, adapters)
+    names = list(adapters)
+    model, layout = group_adapters(attach_adapters(AutoModelForCausalLM.from_pretrained(model_dir), adapters), names)
     order = [None, names.index("b"), names.index("a"), None, names.index("c")]  # any order, base twice
     with torch.inference_mode(), segments(layout, order):
         logits = model(input_ids=ids.repeat(len(order), 1)).logits.view(len(order), *ids.shape, -1)

@@ -208,11 +208,11 @@ def test_cuda_out_of_memory_halves_the_batch_and_retries(assets, monkeypatch):
     expected = score.score_items(model, {"base": None, **adapters}, items, spec).loglik.to_numpy()
     original, sizes = causal.forward_rows, []
 
-    def small_gpu(model, rows, names, *args, limit=1):
-        sizes.append((len(rows), len(names)))
-        if len(rows) * len(names) > limit:
+    def small_gpu(model, rows, n_ad, *args, limit=1, **kwargs):
+        sizes.append((len(rows), n_ad))
+        if len(rows) * n_ad > limit:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original(model, rows, names, *args)
+        return original(model, rows, n_ad, *args, **kwargs)
 
     monkeypatch.setattr(causal, "forward_rows", small_gpu)
     scorer = causal.CausalScorer(model, {"base": None, **adapters}, spec)

@@ -25,6 +25,7 @@ from xling.errors import XlingError
 from xling.models.adapters import quiet_peft
 from xling.models.base import COLUMNS, Loss, base_fingerprint, peak_memory_bytes
 from xling.models.lmeval import BASE, LMEvalTokens, Row, can_pack, encode_items, forward_rows, plan_rows
+from xling.models.multilora import group_adapters, segments
 from xling.tasks.items import MCItem
 
 IGNORE = -100
@@ -271,9 +272,16 @@ class CausalScorer:
         self.paths = {self.internal[k]: Path(p) for k, p in adapters.items() if p is not None}
         for path in self.paths.values():
             check_adapter(path, model.name, model.location, self.lm.fingerprint)
-        self.net = self.lm.model if spec.merge else attach_adapters(self.lm.model, self.paths)
         self.labels = list(adapters)
         self.names = list(dict.fromkeys(self.internal[label] for label in self.labels))  # the base once
+        self.net, self.layout, self.peft_mixed = self.lm.model, None, False
+        if self.paths and not spec.merge:
+            self.net = attach_adapters(self.lm.model, self.paths)
+            try:  # grouped low-rank paths (xling.models.multilora); peft's own mixed batches where they cannot be
+                self.net, self.layout = group_adapters(self.net, list(self.paths))
+                self.slot = {name: i for i, name in enumerate(self.paths)}
+            except XlingError:
+                self.peft_mixed = True
         self.pack = spec.pack_choices and can_pack(self.lm.model)
         self.batch_size, self.adapters_per_batch, self.oom_retries = spec.batch_size, spec.adapters_per_batch, 0
         if self.lm.device.type == "cuda":
@@ -288,18 +296,18 @@ class CausalScorer:
             parts = []
             for name in names:
                 with self.merged(name) as net:
-                    parts.append(self.forward_all(net, rows, [BASE], len(encoded), use_adapters=False))
+                    parts.append(self.forward_all(net, rows, [BASE], len(encoded)))
             loglik, greedy = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         else:
-            loglik, greedy = self.forward_all(self.net, rows, names, len(encoded), self.net is not lm.model)
+            loglik, greedy = self.forward_all(self.net, rows, names, len(encoded))
         frame = _frame(items, encoded, self.labels, [names.index(self.internal[x]) for x in self.labels], loglik,
                        greedy, self.model.kind)
         frame.attrs["peak_memory_bytes"] = peak_memory_bytes(lm.device)
         frame.attrs["oom_retries"] = self.oom_retries
         return frame
 
-    def forward_all(self, net, rows: Sequence[Row], names: Sequence[str], n_requests: int,
-                    use_adapters: bool) -> tuple[np.ndarray, np.ndarray]:
+    def forward_all(self, net, rows: Sequence[Row], names: Sequence[str],
+                    n_requests: int) -> tuple[np.ndarray, np.ndarray]:
         """Every row under every adapter in batches of ``batch_size`` rows × ``adapters_per_batch`` adapters.
         On CUDA out-of-memory the batch is halved (rows first, then adapters) and retried; the smaller sizes stay
         for the rest of the run."""
@@ -315,7 +323,7 @@ class CausalScorer:
             try:
                 for a0 in range(0, len(names), self.adapters_per_batch):
                     group = names[a0:a0 + self.adapters_per_batch]
-                    ll, gr = forward_rows(net, rows[r0:r0 + size], group, n_requests, lm.device, pad_id, use_adapters)
+                    ll, gr = self._forward(net, rows[r0:r0 + size], group, n_requests, pad_id)
                     done = ~np.isnan(ll)
                     loglik[a0:a0 + len(group)][done] = ll[done]
                     greedy[a0:a0 + len(group)] |= gr
@@ -326,6 +334,15 @@ class CausalScorer:
                 continue
             r0 += size
         return loglik, greedy
+
+    def _forward(self, net, rows: Sequence[Row], group: Sequence[str], n_requests: int, pad_id: int):
+        """One batch: ``rows`` under every adapter of ``group`` (one segment each)."""
+        device = self.lm.device
+        if self.layout is not None:
+            with segments(self.layout, [self.slot.get(name) for name in group]):
+                return forward_rows(net, rows, len(group), n_requests, device, pad_id)
+        names = group if self.peft_mixed else None
+        return forward_rows(net, rows, len(group), n_requests, device, pad_id, adapter_names=names)
 
     def _shrink(self) -> None:
         import torch

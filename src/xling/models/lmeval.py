@@ -151,17 +151,18 @@ def plan_rows(encoded: Sequence[Encoded], max_length: int, pack: bool = True) ->
 # --- step 3: mixed-adapter forward passes -------------------------------------------------------------------
 
 
-def forward_rows(model, rows: Sequence[Row], adapter_names: Sequence[str], n_requests: int, device,
-                 pad_id: int, use_adapters: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Log-likelihood and is-greedy of every request under every adapter in ``adapter_names`` for ``rows``.
+def forward_rows(model, rows: Sequence[Row], n_ad: int, n_requests: int, device, pad_id: int,
+                 adapter_names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Log-likelihood and is-greedy of every request for ``rows`` under each of ``n_ad`` adapters.
 
-    The batch is rows × adapters, right-padded; a token attends to earlier tokens of the context and of its
-    own segment. Only the window of positions whose logits are needed goes through the LM head and
-    log-softmax.
+    The batch is adapters × rows, adapter-major (segment ``a`` holds every row under adapter ``a``: the layout a
+    grouped multi-LoRA model expects, ``xling.models.multilora.segments``; with peft's mixed batches,
+    ``adapter_names`` names the adapter of each segment), right-padded; a token attends to earlier tokens of the
+    context and of its own choice. Only the window of positions whose logits are needed goes through the LM head
+    and log-softmax.
     """
     import torch
 
-    n_ad = len(adapter_names)
     width = max(len(r.tokens) for r in rows)
     lo = min(min(p[0] for _, _, p in r.requests) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -174,13 +175,13 @@ def forward_rows(model, rows: Sequence[Row], adapter_names: Sequence[str], n_req
                                                (row.tokens, row.positions, row.segment))
         for a in range(n_ad):
             for req, cont, where in row.requests:
-                b_idx += [r * n_ad + a] * len(cont)
+                b_idx += [a * len(rows) + r] * len(cont)
                 p_idx += [w - lo for w in where]
                 t_idx += cont
                 seg_of += [len(out_keys)] * len(cont)
                 out_keys.append((a, req))
-    expand = (lambda x: x.repeat_interleave(n_ad, dim=0).to(device))
-    kwargs = {"adapter_names": [name for _ in rows for name in adapter_names]} if use_adapters else {}
+    expand = (lambda x: x.repeat(n_ad, *[1] * (x.dim() - 1)).to(device))
+    kwargs = {"adapter_names": [name for name in adapter_names for _ in rows]} if adapter_names else {}
     if (seg > 0).any():  # segments need the 4D mask; without them plain causal attention is the same thing
         q = torch.arange(width)
         allowed = (q[None, None, :] <= q[None, :, None]) & (seg[:, None, :] >= 0) & (

@@ -19,9 +19,8 @@ it on CPU and GPU alike. Adapters are loaded by peft (its key mapping, configs a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from xling.errors import XlingError
@@ -92,42 +91,31 @@ def group_adapters(peft_model: Any, names: Sequence[str]) -> tuple[Any, Layout]:
     grouped_cls = _grouped_linear_cls()
     model = peft_model.base_model.model
     layout = Layout()
+    found = [(parent, child_name, child, f"{parent_name}.{child_name}".lstrip("."))
+             for parent_name, parent in model.named_modules() for child_name, child in parent.named_children()
+             if isinstance(child, LoraLayer)]
+    for _, _, child, where in found:  # check every layer before replacing any
+        if not isinstance(child, LoraLinear) or child.lora_variant or child.fan_in_fan_out or child.merged:
+            raise XlingError(f"LoRA layer {where}: only plain unmerged linear LoRA can be grouped")
     replaced = 0
-    for parent_name, parent in list(model.named_modules()):
-        for child_name, child in list(parent.named_children()):
-            if not isinstance(child, LoraLayer):
-                continue
-            where = f"{parent_name}.{child_name}".lstrip(".")
-            if not isinstance(child, LoraLinear) or child.lora_variant or child.fan_in_fan_out or child.merged:
-                raise XlingError(f"LoRA layer {where}: only plain unmerged linear LoRA can be grouped")
-            base = child.get_base_layer()
-            ranks = [child.lora_A[n].weight.shape[0] if n in child.lora_A else 0 for n in names]
-            r = max(ranks)
-            dtype = next((child.lora_A[n].weight.dtype for n in names if n in child.lora_A), base.weight.dtype)
-            A = torch.zeros(len(names), r, base.in_features, dtype=dtype, device=base.weight.device)
-            B = torch.zeros(len(names), base.out_features, r, dtype=dtype, device=base.weight.device)
-            scaling = torch.zeros(len(names), dtype=dtype, device=base.weight.device)
-            for i, n in enumerate(names):
-                if n in child.lora_A:
-                    A[i, : ranks[i]] = child.lora_A[n].weight.detach()
-                    B[i, :, : ranks[i]] = child.lora_B[n].weight.detach()
-                    scaling[i] = float(child.scaling[n])
-            setattr(parent, child_name, grouped_cls(base, A, B, scaling, layout))
-            replaced += 1
+    for parent, child_name, child, _ in found:
+        base = child.get_base_layer()
+        ranks = [child.lora_A[n].weight.shape[0] if n in child.lora_A else 0 for n in names]
+        r = max(ranks)
+        dtype = next((child.lora_A[n].weight.dtype for n in names if n in child.lora_A), base.weight.dtype)
+        A = torch.zeros(len(names), r, base.in_features, dtype=dtype, device=base.weight.device)
+        B = torch.zeros(len(names), base.out_features, r, dtype=dtype, device=base.weight.device)
+        scaling = torch.zeros(len(names), dtype=dtype, device=base.weight.device)
+        for i, n in enumerate(names):
+            if n in child.lora_A:
+                A[i, : ranks[i]] = child.lora_A[n].weight.detach()
+                B[i, :, : ranks[i]] = child.lora_B[n].weight.detach()
+                scaling[i] = float(child.scaling[n])
+        setattr(parent, child_name, grouped_cls(base, A, B, scaling, layout))
+        replaced += 1
     if not replaced:
         raise XlingError("no LoRA linear layers found to group")
     return model, layout
-
-
-def load_grouped(base: Any, adapters: Mapping[str, Path]) -> tuple[Any, Layout, list[str]]:
-    """Load ``adapters`` (name → folder) onto ``base`` with peft, then group them; returns the model, its layout
-    and the adapter names in layout index order."""
-    from xling.models.adapters import attach_adapters
-
-    names = list(adapters)
-    peft_model = attach_adapters(base, adapters)
-    model, layout = group_adapters(peft_model, names)
-    return model.eval(), layout, names
 
 
 @contextmanager
