@@ -175,6 +175,8 @@ def downstream_command(
     param: Annotated[list[str] | None, typer.Option("--param", help="Model parameter KEY=VALUE (YAML value), "
                                                                     "repeatable, e.g. --param lr=1e-3.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (initialisation, batch order, dropout).")] = 0,
+    threads: Annotated[int, typer.Option(help="Torch CPU threads (0: torch's default; on a busy machine 1 is "
+                                              "often much faster).")] = 0,
     topics: Annotated[str, typer.Option(help="TED CLDC: comma-separated topics (default: all).")] = "",
     stopwords: Annotated[Stopwords, typer.Option(help="clir: DIR/stopwords.<lang>.txt (file), NLTK's lists (nltk), "
                                                       "none, or auto (file, else nltk if installed, else none).")]
@@ -203,6 +205,10 @@ def downstream_command(
     x, z = read_vectors(src, **options), read_vectors(tgt, **options)
     if x.dim != z.dim:
         raise XlingError(f"{tgt}: vectors have {z.dim} dimensions, but {src} has {x.dim}; map both into one space")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     with _epoch_progress() as progress:
         result = evaluate_downstream(task.value, data, src_lang, tgt_lang, x, z, loaded=loaded,
                                      stopwords=stopwords.value, model=model_name, metric=metric_name, params=params,
@@ -211,7 +217,7 @@ def downstream_command(
     if out is not None:
         config = dict(task=task.value, data=str(data), src_lang=src_lang, tgt_lang=tgt_lang, src=str(src),
                       tgt=str(tgt), model=model_name, metric=metric_name, params=result.params, topics=topic_list,
-                      stopwords=stopwords.value, case=case, **options)
+                      stopwords=stopwords.value, case=case, threads=threads, **options)
         _write_downstream(out, result, config, seed)
     if as_json:
         print(json.dumps(row))
