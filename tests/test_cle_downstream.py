@@ -55,6 +55,23 @@ def test_cldc_transfers_only_through_a_shared_space(sim, model, params):
     assert unmapped.score < 0.45
 
 
+def test_ted_cldc_layout_runs_one_binary_task_per_topic(sim, tmp_path):
+    """The simulated topics written as TED CLDC: <lang>-<other>/{train,test}/<topic>/{positive,negative}/N.ted with
+    language-suffixed tokens; train on src-tgt/train, test on tgt-src/test."""
+    for lang, other, split in (("src", "tgt", "train"), ("tgt", "src", "test")):
+        rows = [line.split("\t") for line in (sim["dir"] / "cldc" / lang / f"{split}.tsv").read_text().splitlines()]
+        for topic in ("topic0", "topic1"):
+            for i, (label, text) in enumerate(rows[:120]):
+                d = tmp_path / f"{lang}-{other}" / split / topic / ("positive" if label == topic else "negative")
+                d.mkdir(parents=True, exist_ok=True)
+                (d / f"{i}.ted").write_text(" ".join(f"{w}_{lang}" for w in text.split()) + "\n")
+    result = evaluate_downstream("cldc", tmp_path, "src", "tgt", *sim["proc"], model="mean", metric="f1_positive")
+    assert [u["name"] for u in result.details["units"]] == ["topic0", "topic1"] and result.n == 2 * 120
+    assert result.coverage == 1.0 and result.score > 0.8 and result.metrics["accuracy"] > 0.9
+    unmapped = evaluate_downstream("cldc", tmp_path, "src", "tgt", *sim["unmapped"], model="mean")
+    assert unmapped.metrics["f1_positive"] < 0.5
+
+
 def test_clir_transfers_only_through_a_shared_space(sim):
     bwe = {s: _run(sim, "clir", s, model="bwe-agg").score for s in ("proc", "unmapped")}
     tbt = {s: _run(sim, "clir", s, model="tbt-qt", params={"exclude_digits": False}).score

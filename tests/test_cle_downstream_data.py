@@ -18,13 +18,15 @@ from xling.errors import XlingError
 
 
 def _ted(root: Path, folder: str, split: str, topic: str, label: str, n: int, words: str) -> None:
-    """TED CLDC files as released: metadata lines in angle brackets, then tokenised, lowercased sentences."""
+    """TED CLDC files as released: lowercased tokens suffixed with their language (``word_de``), one sentence a
+    line; a metadata line in angle brackets, as WIT3 transcripts have, is skipped."""
+    lang = folder.split("-")[0]
     d = root / folder / split / topic / label
     d.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        (d / f"{i + 1}.ted").write_text(f'<url>http://www.ted.com/talks/{topic}_{i}.html</url>\n'
-                                        f"<keywords>talks, {topic}</keywords>\n{words} {i}\n\nsecond line .\n",
-                                        encoding="utf-8")
+        body = " ".join(f"{w}_{lang}" for w in f"{words} {i}".split())
+        (d / f"{i + 1}.ted").write_text(f'<keywords>talks, {topic}</keywords>\n{body}\n\nsecond_{lang} line_{lang} '
+                                        f"._{lang}\n", encoding="utf-8")
 
 
 def test_ted_cldc_layout_one_binary_task_per_topic(tmp_path):
@@ -37,7 +39,8 @@ def test_ted_cldc_layout_one_binary_task_per_topic(tmp_path):
     assert data.layout == "ted" and [t.name for t in data.tasks] == ["art", "science"]
     art = data.tasks[0]
     assert art.train.labels == ["positive"] * 2 + ["negative"] * 3 and len(art.test) == 3
-    assert art.train.texts[0] == "art good 0 second line ."  # metadata lines dropped
+    assert art.train.texts[0] == "art good 0 second line ."  # metadata dropped, language suffixes stripped
+    assert art.test.texts[0] == "art gut 0 second line ."
     assert [t.name for t in load_cldc(tmp_path, "en", "de", topics=["science"]).tasks] == ["science"]
     with pytest.raises(XlingError, match="unknown topic"):
         load_cldc(tmp_path, "en", "de", topics=["music"])

@@ -5,8 +5,10 @@ without the expected fields, an empty document or sentence, an unknown label.
 
 - **CLDC**: ``DIR/<lang>/{train,test}.tsv`` with ``label<TAB>text`` lines (one task), or the TED CLDC corpus
   (Hermann & Blunsom 2014) as released: ``ROOT/<lang>-<other>/{train,test}/<topic>/{positive,negative}/*.ted``, one
-  binary task per topic; documents of language ``<lang>`` live under ``<lang>-<other>`` (``<other>`` is ``en`` for
-  the non-English side); lines starting with ``<`` (talk metadata) are skipped, as Hermann's ``load_doc`` does.
+  binary task per topic; documents of language ``<lang>`` live under ``<lang>-<other>`` (the corpus page: train on
+  ``ar-en/train/arts``, test on ``en-ar/test/arts``; ``<lang>-en`` serves pairs without English); tokens carry a
+  ``_<lang>`` suffix, which is stripped; lines starting with ``<`` (metadata) are skipped, as Hermann's
+  ``load_doc`` does.
 - **XNLI**: ``DIR/<lang>/{train,test}.tsv`` with a ``label, premise, hypothesis`` header; or the releases: MultiNLI
   (``multinli_1.0_train.jsonl`` or ``.txt``: ``gold_label, sentence1, sentence2``; ``-`` = no gold label, skipped),
   XNLI-MT (``multinli.train.<lang>.tsv``: ``premise, hypo, label`` with ``contradictory``) and XNLI
@@ -87,8 +89,13 @@ def read_labelled_tsv(path: Path) -> LabelledTexts:
     return out
 
 
-def read_ted_documents(folder: Path) -> LabelledTexts:
-    """One TED CLDC topic split: ``folder/positive/*.ted`` and ``folder/negative/*.ted``, labels from the folder."""
+def read_ted_documents(folder: Path, lang: str | None = None) -> LabelledTexts:
+    """One TED CLDC topic split: ``folder/positive/*.ted`` and ``folder/negative/*.ted``, labels from the folder.
+
+    The released corpus suffixes every token with its language (``haus_de``); ``lang`` strips that suffix so words
+    can be looked up in embeddings.
+    """
+    suffix = f"_{lang}" if lang else None
     out = LabelledTexts()
     for label in ("positive", "negative"):
         sub = folder / label
@@ -101,6 +108,8 @@ def read_ted_documents(folder: Path) -> LabelledTexts:
                 raise XlingError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
             text = " ".join(line.strip() for line in raw.splitlines()
                             if line.strip() and not line.lstrip().startswith("<"))
+            if suffix:
+                text = " ".join(t.removesuffix(suffix) for t in text.split())
             if not text:
                 raise XlingError(f"{path}: empty document")
             out.add(label, text, str(path))
@@ -132,7 +141,8 @@ def load_cldc(data_dir: str | Path, src_lang: str, tgt_lang: str, *, topics: lis
         test_dir = tgt_dir / "test" / topic
         if not test_dir.is_dir():
             raise XlingError(f"{test_dir}: missing split for topic {topic!r}")
-        tasks.append(CLDCTask(topic, read_ted_documents(src_dir / "train" / topic), read_ted_documents(test_dir)))
+        tasks.append(CLDCTask(topic, read_ted_documents(src_dir / "train" / topic, src_lang),
+                              read_ted_documents(test_dir, tgt_lang)))
     return CLDCData(tasks, "ted", str(root))
 
 
