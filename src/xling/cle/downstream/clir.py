@@ -14,7 +14,8 @@ without any known word get no vector and are not ranked.
 
 **TbT-QT** (``run_wordbyword_translation``): every distinct query term with a vector is replaced by its nearest
 document-language word (inner product of L2-normalised vectors over the whole target vocabulary); terms without a
-vector are kept as they are. The translated query then ranks documents with a unigram query-likelihood model with
+vector are kept as they are (if they equal their accent-stripped form; the reference drops the others). The
+translated query then ranks documents with a unigram query-likelihood model with
 Dirichlet smoothing (``mu = 1000``): ``sum_t occ(t) log((tf(t, d) + mu cf(t) / |C|) / (|d| + mu))`` over query terms
 found in the collection; here, as in the reference, tokens with a digit are dropped and the translated query is
 filtered with the *query* language's stopwords. Documents are ranked by that log-likelihood (the reference ranks by
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from xling.cle.downstream.text import clir_terms, lookup_clir
+from xling.cle.downstream.text import clir_terms, lookup_clir, strip_accents
 from xling.cle.vectors import Embeddings
 from xling.errors import XlingError
 
@@ -183,7 +184,10 @@ def tbt_qt(queries: dict[str, str], docnos: list[str], docs: list[str], src: Emb
     qids = list(queries)
     terms = [clir_terms(queries[q], src_stopwords) for q in qids]
     mapping = translate_terms([t for ts in terms for t in ts], src, tgt)
-    translated = [" ".join(mapping.get(t, t) for t in ts) for ts in terms]
+    # the reference keeps an untranslatable term as is when it equals its last lookup form (accents stripped,
+    # lowercased); others are dropped
+    as_is = {strip_accents(t).lower() for ts in terms for t in ts if t not in mapping}
+    translated = [" ".join(mapping.get(t, t) for t in ts if t in mapping or t in as_is) for ts in terms]
     q_terms = [clir_terms(t, src_stopwords, exclude_digits=exclude_digits) for t in translated]
     d_terms = [clir_terms(d, tgt_stopwords, exclude_digits=exclude_digits) for d in docs]
     scores = query_likelihood(q_terms, d_terms, mu)
