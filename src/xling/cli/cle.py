@@ -191,6 +191,7 @@ def downstream_command(
 ) -> None:
     """Zero-shot transfer: train on the source language with frozen source vectors, test on the target language."""
     import json
+    import math
 
     from xling.cle.downstream.evaluate import check_task, evaluate_downstream, load_task_data, model_params
     from xling.cle.vectors import read_vectors
@@ -219,8 +220,8 @@ def downstream_command(
                       tgt=str(tgt), model=model_name, metric=metric_name, params=result.params, topics=topic_list,
                       stopwords=stopwords.value, case=case, threads=threads, **options)
         _write_downstream(out, result, config, seed)
-    if as_json:
-        print(json.dumps(row))
+    if as_json:  # strict JSON: a metric that is undefined (NaN) is null
+        print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}))
         return
     _print_downstream(result)
 

@@ -191,10 +191,12 @@ def tbt_qt(queries: dict[str, str], docnos: list[str], docs: list[str], src: Emb
     q_terms = [clir_terms(t, src_stopwords, exclude_digits=exclude_digits) for t in translated]
     d_terms = [clir_terms(d, tgt_stopwords, exclude_digits=exclude_digits) for d in docs]
     scores = query_likelihood(q_terms, d_terms, mu)
-    n_terms = sum(len(ts) for ts in terms)
+    _, d_tokens, d_found = term_rows(d_terms, tgt)  # coverage only: documents are matched as strings
     return Ranking(qids, list(docnos), scores, {
-        "query_tokens": n_terms, "query_tokens_found": sum(t in mapping for ts in terms for t in ts),
-        "translations": {q: tr for q, tr in zip(qids, translated)}, "empty_docs": int(sum(not d for d in d_terms))})
+        "query_tokens": sum(len(ts) for ts in terms),
+        "query_tokens_found": sum(t in mapping for ts in terms for t in ts),
+        "doc_tokens": d_tokens, "doc_tokens_found": d_found,
+        "translations": dict(zip(qids, translated)), "empty_docs": int(sum(not d for d in d_terms))})
 
 
 # --- evaluation ------------------------------------------------------------------------------------------------------

@@ -324,9 +324,7 @@ def _run_clir(data: CLIRData, src: Embeddings, tgt: Embeddings, model: str, para
     details = {"files": data.files, "n_docs": len(data.docs), "n_queries": len(data.queries),
                "relevant_unranked": clir_models.relevant_unranked(ranking, data.qrels), "ap": ap,
                **{k: v for k, v in info.items() if k != "translations"}}
-    cov = info["doc_tokens_found"] / info["doc_tokens"] if info.get("doc_tokens") else float("nan")
-    if model == "tbt-qt":  # TbT-QT looks up only the queries; the documents are matched as strings
-        cov = float("nan")
+    cov = info["doc_tokens_found"] / info["doc_tokens"] if info["doc_tokens"] else 0.0
     cov_src = info["query_tokens_found"] / info["query_tokens"] if info["query_tokens"] else 0.0
     details["translations"] = info.get("translations")
     return {"map": float(np.mean(list(ap.values())))}, len(ap), cov, cov_src, details, {"ranking": ranking}
