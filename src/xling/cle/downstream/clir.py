@@ -25,7 +25,8 @@ its ``exp``, the same order while it does not underflow); an empty document rank
 judgement. Each ranking is passed down to its last relevant document, which leaves AP unchanged. The reference
 averages precision over the relevant documents *retrieved*; trec_eval divides by all relevant documents, so the two
 differ only when a relevant document is absent from the collection or has no vector (``relevant_unranked`` counts
-them). Ties are broken by collection order (the reference: by a fixed random permutation).
+them). Ties are broken by collection order (the reference: faiss's order for BWE-Agg, a fixed random
+permutation when a TbT-QT query matches no document).
 """
 
 from __future__ import annotations
