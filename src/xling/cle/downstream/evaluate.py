@@ -92,6 +92,12 @@ class DownstreamResult:
         return out
 
 
+#: Each model's estimator class or ranking function; their keyword defaults are the model's parameters.
+_MODELS = {"cnn": CNNClassifier, "mean": MeanClassifier, "esim": ESIMClassifier, "bwe-agg": clir_models.bwe_agg,
+           "tbt-qt": clir_models.tbt_qt}
+_RUNTIME = {"seed", "progress", "src_stopwords", "tgt_stopwords"}  # set per run, not model parameters
+
+
 def load_task_data(task: str, data_dir: str | Path, src_lang: str, tgt_lang: str,
                    topics: list[str] | None = None) -> CLDCData | NLIData | CLIRData:
     """The task's data for a language pair (see ``xling.cle.downstream.data``)."""
@@ -172,10 +178,9 @@ def check_task(task: str, model: str | None = None, metric: str | None = None) -
 
 def model_params(model: str, params: dict[str, Any] | None) -> dict[str, Any]:
     """Defaults of ``model``'s parameters overridden by ``params``; an unknown key is an ``XlingError``."""
-    signature = inspect.signature(_CONSTRUCTORS[model].__init__ if model in _CONSTRUCTORS else _clir_signature(model))
+    signature = inspect.signature(_MODELS[model])
     defaults = {k: p.default for k, p in signature.parameters.items()
-                if k not in ("self", "progress", "seed", "src_stopwords", "tgt_stopwords", "queries", "docnos",
-                             "docs", "src", "tgt")}
+                if p.default is not inspect.Parameter.empty and k not in _RUNTIME}
     unknown = sorted(set(params or {}) - set(defaults))
     if unknown:
         raise XlingError(f"unknown parameter {unknown[0]!r} for model {model}; expected one of "
@@ -240,9 +245,6 @@ def run_task(task: str, data: CLDCData | NLIData | CLIRData, src: Embeddings, tg
 # --- CLDC ------------------------------------------------------------------------------------------------------------
 
 
-_CONSTRUCTORS = {"cnn": CNNClassifier, "mean": MeanClassifier, "esim": ESIMClassifier}
-
-
 def _classification_metrics(gold: list[str], pred: list[str], classes: list[str]) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -273,7 +275,7 @@ def _run_cldc(data: CLDCData, src: Embeddings, tgt: Embeddings, model: str, para
         scores = _classification_metrics(task.test.labels, pred, clf.classes_)
         per_task.append({"name": task.name, "n_train": len(task.train), "n_test": len(task.test),
                          "coverage": c_tgt.token_rate, **scores,
-                         **({"epochs": clf.epochs_run_} if model == "cnn" else {})})
+                         **({"epochs": clf.epochs_run_, "losses": clf.losses_} if model == "cnn" else {})})
     keys = [k for k in per_task[0] if k in METRICS["cldc"]]
     metrics = {k: float(np.mean([t[k] for t in per_task])) for k in keys}
     details = {"layout": data.layout, "data": data.source, "units": per_task}
@@ -310,14 +312,9 @@ def _run_xnli(data: NLIData, src: Embeddings, tgt: Embeddings, params: dict, see
 # --- CLIR ------------------------------------------------------------------------------------------------------------
 
 
-def _clir_signature(model: str):
-    return clir_models.bwe_agg if model == "bwe-agg" else clir_models.tbt_qt
-
-
 def _run_clir(data: CLIRData, src: Embeddings, tgt: Embeddings, model: str, params: dict,
               src_stopwords: frozenset[str], tgt_stopwords: frozenset[str]):
-    rank = clir_models.bwe_agg if model == "bwe-agg" else clir_models.tbt_qt
-    ranking = rank(data.queries, data.docnos, data.docs, src, tgt, src_stopwords=src_stopwords,
+    ranking = _MODELS[model](data.queries, data.docnos, data.docs, src, tgt, src_stopwords=src_stopwords,
                    tgt_stopwords=tgt_stopwords, **params)
     ap = clir_models.average_precision(ranking, data.qrels)
     info = ranking.info
