@@ -6,7 +6,7 @@
 is one row of the downstream results table: ``task, model, metric, score, n, coverage`` plus every metric.
 
 Choices the paper leaves open are recorded in ``DownstreamResult.choices`` (and in ``run.json``) and are one
-parameter away (``params``; see ``MODEL_PARAMS``).
+parameter away (``params``; see ``model_params``).
 """
 
 from __future__ import annotations
@@ -221,12 +221,19 @@ def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
 def run_task(task: str, data: CLDCData | NLIData | CLIRData, src: Embeddings, tgt: Embeddings, *,
              model: str | None = None, metric: str | None = None, params: dict[str, Any] | None = None,
              seed: int = 0, progress: Progress | None = None, src_stopwords: frozenset[str] = frozenset(),
-             tgt_stopwords: frozenset[str] = frozenset(), **_) -> DownstreamResult:
-    """Train on the source language with ``src``, test on the target language with ``tgt``; one result."""
+             tgt_stopwords: frozenset[str] = frozenset()) -> DownstreamResult:
+    """Train on the source language with ``src``, test on the target language with ``tgt``; one result.
+
+    ``data`` comes from ``load_task_data``; ``params`` override the model's defaults (``model_params``); ``seed``
+    fixes initialisation, batch order and dropout; ``progress`` receives one event per epoch.
+    """
     model, metric = check_task(task, model, metric)
     if src.dim != tgt.dim:
         raise XlingError(f"source vectors have {src.dim} dimensions, target vectors {tgt.dim}; map both into one "
                          f"space first")
+    expected = {"cldc": CLDCData, "xnli": NLIData, "clir": CLIRData}[task]
+    if not isinstance(data, expected):
+        raise XlingError(f"{task} needs {expected.__name__} (from load_task_data), found {type(data).__name__}")
     chosen = model_params(model, params)
     start = time.perf_counter()
     if task == "cldc":
@@ -315,7 +322,7 @@ def _run_xnli(data: NLIData, src: Embeddings, tgt: Embeddings, params: dict, see
 def _run_clir(data: CLIRData, src: Embeddings, tgt: Embeddings, model: str, params: dict,
               src_stopwords: frozenset[str], tgt_stopwords: frozenset[str]):
     ranking = _MODELS[model](data.queries, data.docnos, data.docs, src, tgt, src_stopwords=src_stopwords,
-                   tgt_stopwords=tgt_stopwords, **params)
+                             tgt_stopwords=tgt_stopwords, **params)
     ap = clir_models.average_precision(ranking, data.qrels)
     info = ranking.info
     details = {"files": data.files, "n_docs": len(data.docs), "n_queries": len(data.queries),
