@@ -118,6 +118,7 @@ class CNNClassifier:
         self.progress = progress
 
     def fit(self, texts: Sequence[np.ndarray], labels: Sequence[str], vectors: np.ndarray) -> CNNClassifier:
+        """Train on token-row arrays of the source language, embedded (frozen) with ``vectors``."""
         vectors = _check_vectors(vectors, texts)
         self.classes_ = sorted(set(labels))
         y = torch.tensor([self.classes_.index(label) for label in labels])
@@ -158,14 +159,19 @@ class CNNClassifier:
         return self
 
     def predict(self, texts: Sequence[np.ndarray], vectors: np.ndarray) -> list[str]:
+        """Labels of (target-language) texts embedded with ``vectors``; texts longer than the longest training
+        document are truncated, as topfish does."""
         vectors = _check_vectors(vectors, texts)
         local, table = _table(texts, vectors)
-        self.module_.embed = nn.Embedding.from_pretrained(table, freeze=True, padding_idx=0)
         x = _pad(local, self.length_)
-        with torch.no_grad():
-            pred = torch.cat([self.module_(x[i:i + 256]).argmax(1) for i in range(0, len(x), 256)] or
-                             [torch.zeros(0, dtype=torch.long)])
-        return [self.classes_[i] for i in pred.tolist()]
+        saved, self.module_.embed = self.module_.embed, nn.Embedding.from_pretrained(table, freeze=True, padding_idx=0)
+        try:
+            with torch.no_grad():
+                pred = [i for s in range(0, len(x), self.batch_size)
+                        for i in self.module_(x[s:s + self.batch_size]).argmax(1).tolist()]
+        finally:
+            self.module_.embed = saved
+        return [self.classes_[i] for i in pred]
 
 
 def _optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -199,6 +205,7 @@ class MeanClassifier:
         return torch.from_numpy(out)
 
     def fit(self, texts: Sequence[np.ndarray], labels: Sequence[str], vectors: np.ndarray) -> MeanClassifier:
+        """Fit on the mean source vectors of the texts' tokens."""
         vectors = _check_vectors(vectors, texts)
         self.classes_ = sorted(set(labels))
         y = torch.tensor([self.classes_.index(label) for label in labels])
@@ -224,6 +231,7 @@ class MeanClassifier:
         return self
 
     def predict(self, texts: Sequence[np.ndarray], vectors: np.ndarray) -> list[str]:
+        """Labels of texts from their mean (target) vectors."""
         vectors = _check_vectors(vectors, texts)
         scores = self._features(texts, vectors) @ self.coef_ + self.intercept_
         return [self.classes_[i] for i in scores.argmax(1).tolist()]
