@@ -15,7 +15,8 @@ import xling
 _LIBRARIES = (
     "numpy", "scipy", "pandas", "pyarrow", "duckdb", "pydantic", "statsmodels", "torch", "transformers",
     "peft", "accelerate", "datasets", "tokenizers", "sentence-transformers", "faiss-cpu", "ray", "submitit",
-    "lm-eval", "babel", "num2words", "lang2vec",
+    "lm-eval", "babel", "num2words", "lang2vec", "scikit-learn", "ir-measures",
+    "pytrec-eval-terrier",
 )
 
 

@@ -43,6 +43,12 @@ class SimulatedPair:
     test: list[tuple[str, str]]
     mapping: np.ndarray  # planted orthogonal W: with warp = 0, target rows = source rows @ W + noise
     params: dict = field(default_factory=dict)
+    # the planted truth behind each row (not written by ``write_pair``; downstream simulation reads it)
+    src_concepts: np.ndarray | None = None  # concept of each source row
+    tgt_concepts: np.ndarray | None = None  # concept of each target row (a second gold word shares its concept)
+    latent: np.ndarray | None = None  # unit concept vectors h, one row per concept
+    concept_clusters: np.ndarray | None = None  # cluster of each concept (shared clusters first)
+    n_shared: int = 0  # concepts 0 .. n_shared - 1 are named in both languages
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -82,12 +88,14 @@ def simulate_pair(n_words: int = 20000, dim: int = 300, noise: float = 0.3, warp
               (n_tgt_own, n_clusters + lang_clusters, lang_clusters)]
     n_concepts = n_shared + n_src_own + n_tgt_own
     latent = np.empty((n_concepts, dim), dtype=np.float32)
+    concept_clusters = np.empty(n_concepts, dtype=np.int64)
     row = 0
     for size, first, count in groups:
         for i, j in _chunks(size):
             which = first + rng.integers(0, count, size=j - i)
             spread = cluster_spread * rng.standard_normal((j - i, dim)).astype(np.float32) / np.sqrt(dim)
             latent[row + i:row + j] = _unit(centres[which] + spread)
+            concept_clusters[row + i:row + j] = which
         row += size
 
     # 2. frequencies: a shared Zipf base, perturbed per language
@@ -136,7 +144,8 @@ def simulate_pair(n_words: int = 20000, dim: int = 300, noise: float = 0.3, warp
                   n_test=n_test, n_clusters=n_clusters, lang_clusters=lang_clusters, cluster_spread=cluster_spread,
                   zipf=zipf, rank_noise=rank_noise, synonyms=synonyms, identical=identical)
     return SimulatedPair(src_words, src_vectors, tgt_words, tgt_vectors, lines(train_concepts), lines(test_concepts),
-                         mapping, params)
+                         mapping, params, src_concepts=src_order, tgt_concepts=tgt_entries[tgt_perm], latent=latent,
+                         concept_clusters=concept_clusters, n_shared=n_shared)
 
 
 def _chunks(n: int):
@@ -173,8 +182,13 @@ def _validate(n_words: int, dim: int, noise: float, warp: float, overlap: float,
             raise XlingError(f"simulate: {name} must be {expected}, found {value}")
 
 
-def write_pair(pair: SimulatedPair, out_dir: str | Path, *, precision: int = 6) -> dict[str, Path]:
-    """Write ``src.vec``, ``tgt.vec``, ``train.tsv``, ``test.tsv``, ``mapping.npy`` and ``run.json`` atomically."""
+def write_pair(pair: SimulatedPair, out_dir: str | Path, *, precision: int = 6,
+               downstream: dict | None = None) -> dict[str, Path]:
+    """Write ``src.vec``, ``tgt.vec``, ``train.tsv``, ``test.tsv``, ``mapping.npy`` and ``run.json`` atomically.
+
+    ``downstream``: also simulate CLDC, XNLI and CLIR data from the pair's concepts into ``downstream/`` (keyword
+    options of ``xling.cle.downstream.simulate.simulate_downstream``; ``{}`` for the defaults).
+    """
     from xling.cle.dictionaries import write_dictionary
     from xling.cle.vectors import write_vec
     from xling.io import atomic_dir
@@ -188,4 +202,10 @@ def write_pair(pair: SimulatedPair, out_dir: str | Path, *, precision: int = 6) 
         write_dictionary(tmp / "test.tsv", pair.test)
         np.save(tmp / "mapping.npy", pair.mapping, allow_pickle=False)
         write_run_record(tmp, config=pair.params, seed=pair.params.get("seed"))
-    return {name: out_dir / name for name in ("src.vec", "tgt.vec", "train.tsv", "test.tsv", "mapping.npy")}
+        if downstream is not None:
+            from xling.cle.downstream.simulate import simulate_downstream, write_downstream
+
+            write_downstream(simulate_downstream(pair, **downstream), tmp / "downstream")
+    names = ("src.vec", "tgt.vec", "train.tsv", "test.tsv", "mapping.npy") + (("downstream",) if downstream is not None
+                                                                               else ())
+    return {name: out_dir / name for name in names}

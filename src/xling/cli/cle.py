@@ -1,5 +1,6 @@
 """Commands of `xling cle`: cross-lingual word embeddings (map, bli, run, grid, simulate)."""
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -124,6 +125,15 @@ def simulate_command(
     synonyms: Annotated[float, typer.Option(help="Share of translated words with a second gold translation.")] = 0.05,
     identical: Annotated[float, typer.Option(help="Share of translated words spelled the same in both.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    downstream: Annotated[bool, typer.Option("--downstream", help="Also write CLDC, XNLI and CLIR data from the same "
+                                                                  "concepts into OUT/downstream/.")] = False,
+    text_band: Annotated[float, typer.Option(help="--downstream: texts draw their words from this most frequent "
+                                                  "share of each vocabulary.")] = 0.2,
+    n_docs: Annotated[int, typer.Option(help="--downstream: CLDC training documents per language (test: half).")]
+    = 800,
+    n_nli: Annotated[int, typer.Option(help="--downstream: XNLI training pairs per language (dev, test: a fifth).")]
+    = 3000,
+    n_queries: Annotated[int, typer.Option(help="--downstream: CLIR queries.")] = 40,
 ) -> None:
     """Write two simulated embedding spaces with a planted map, and train/test dictionaries."""
     from rich.console import Console
@@ -133,9 +143,183 @@ def simulate_command(
     pair = simulate_pair(n_words, dim, noise, warp, overlap, seed, n_train=n_train, n_test=n_test,
                          n_clusters=clusters, lang_clusters=lang_clusters, rank_noise=rank_noise, synonyms=synonyms,
                          identical=identical)
-    paths = write_pair(pair, out)
+    options = ({"seed": seed, "band": text_band, "n_docs": n_docs, "n_nli": n_nli, "n_queries": n_queries}
+               if downstream else None)
+    paths = write_pair(pair, out, downstream=options)
     Console().print(f"wrote {', '.join(str(p) for p in paths.values())} "
                     f"({len(pair.train)} train / {len(pair.test)} test dictionary lines)")
+
+
+class Task(str, Enum):
+    cldc = "cldc"
+    xnli = "xnli"
+    clir = "clir"
+
+
+class DownstreamModel(str, Enum):
+    cnn = "cnn"
+    mean = "mean"
+    esim = "esim"
+    bwe_agg = "bwe-agg"
+    tbt_qt = "tbt-qt"
+
+
+class DownstreamMetric(str, Enum):
+    accuracy = "accuracy"
+    macro_f1 = "macro_f1"
+    f1_positive = "f1_positive"
+    map = "map"
+
+
+class Stopwords(str, Enum):
+    auto = "auto"
+    file = "file"
+    nltk = "nltk"
+    none = "none"
+
+
+@cle_app.command("downstream")
+def downstream_command(
+    task: Annotated[Task, typer.Option("--task", help="cldc: document classification; xnli: natural language "
+                                                      "inference; clir: cross-lingual retrieval.")],
+    data: Annotated[Path, typer.Option("--data", help="Task folder: DIR/<lang>/{train,test}.tsv (cldc, xnli), a TED "
+                                                      "CLDC root, MultiNLI/XNLI files, or queries.<lang>.tsv + "
+                                                      "docs.<lang>.jsonl + qrels.txt (clir).")],
+    src_lang: Annotated[str, typer.Option("--src-lang", help="Training (CLIR: query) language.")],
+    tgt_lang: Annotated[str, typer.Option("--tgt-lang", help="Test (CLIR: document) language.")],
+    src: Annotated[Path, typer.Option("--src", help="Source vectors (mapped), word2vec text or .bin.")],
+    tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors (mapped), word2vec text or .bin.")],
+    model: Annotated[DownstreamModel | None, typer.Option(help="cldc: cnn (default) or mean; xnli: esim; clir: "
+                                                               "bwe-agg (default) or tbt-qt.")] = None,
+    metric: Annotated[DownstreamMetric | None, typer.Option(help="Headline score: accuracy (default; cldc, xnli), "
+                                                                 "macro_f1, f1_positive (TED CLDC) or map (clir).")]
+    = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Model parameter KEY=VALUE (YAML value), "
+                                                                    "repeatable, e.g. --param lr=1e-3.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (initialisation, batch order, dropout).")] = 0,
+    threads: Annotated[int, typer.Option(help="Torch CPU threads (0: torch's default; on a busy machine 1 is "
+                                              "often much faster).")] = 0,
+    topics: Annotated[str, typer.Option(help="TED CLDC: comma-separated topics (default: all).")] = "",
+    stopwords: Annotated[Stopwords, typer.Option(help="clir: DIR/stopwords.<lang>.txt (file), NLTK's lists (nltk), "
+                                                      "none, or auto (file, else nltk if installed, else none).")]
+    = Stopwords.auto,
+    max_vocab: Annotated[int, typer.Option(help="Read at most this many vectors per side (0: all).")] = 200000,
+    case: Annotated[str, typer.Option(help="keep: vectors as written; lower: lowercase the vocabularies.")] = "keep",
+    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file for fast rereads.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line: task, model, metric, score, n, "
+                                                         "coverage, ...")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write result.json, run.json and the "
+                                                                 "predictions (or the TREC run) here.")] = None,
+) -> None:
+    """Zero-shot transfer: train on the source language with frozen source vectors, test on the target language."""
+    import json
+    import math
+
+    from xling.cle.downstream.evaluate import check_task, evaluate_downstream, load_task_data, model_params
+    from xling.cle.vectors import read_vectors
+    from xling.errors import XlingError
+
+    params = _parse_params(param)
+    model_name, metric_name = check_task(task.value, model.value if model else None, metric.value if metric else None)
+    model_params(model_name, params)  # unknown parameters fail before any file is read
+    topic_list = [t.strip() for t in topics.split(",") if t.strip()] or None
+    loaded = load_task_data(task.value, data, src_lang, tgt_lang, topics=topic_list)  # bad data fails before vectors
+    options = {"max_vocab": max_vocab or None, "lowercase": case == "lower", "cache": cache}
+    x, z = read_vectors(src, **options), read_vectors(tgt, **options)
+    if x.dim != z.dim:
+        raise XlingError(f"{tgt}: vectors have {z.dim} dimensions, but {src} has {x.dim}; map both into one space")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    with _epoch_progress() as progress:
+        result = evaluate_downstream(task.value, data, src_lang, tgt_lang, x, z, loaded=loaded,
+                                     stopwords=stopwords.value, model=model_name, metric=metric_name, params=params,
+                                     seed=seed, progress=progress)
+    row = {**result.row(), "seed": seed, "seconds": round(result.seconds, 3)}
+    if out is not None:
+        config = dict(task=task.value, data=str(data), src_lang=src_lang, tgt_lang=tgt_lang, src=str(src),
+                      tgt=str(tgt), model=model_name, metric=metric_name, params=result.params, topics=topic_list,
+                      stopwords=stopwords.value, case=case, threads=threads, **options)
+        _write_downstream(out, result, config, seed)
+    if as_json:  # strict JSON: a metric that is undefined (NaN) is null
+        print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}))
+        return
+    _print_downstream(result)
+
+
+def _epoch_progress():
+    """A context giving a per-epoch progress callback on stderr: a live status line on a terminal, otherwise one
+    plain line per epoch."""
+    import sys
+    from contextlib import contextmanager
+
+    from rich.console import Console
+
+    def describe(event: dict) -> str:
+        unit = f" {event['unit']}" if event.get("unit") not in (None, "cldc") else ""
+        dev = f", dev accuracy {event['dev_accuracy']:.3f}" if "dev_accuracy" in event else ""
+        return (f"{event['model']}{unit}: epoch {event['epoch']}/{event['epochs']}, loss {event['loss']:.4f}"
+                f"{dev} ({event['seconds']:.1f} s)")
+
+    @contextmanager
+    def context():
+        if not sys.stderr.isatty():
+            yield lambda event: print(describe(event), file=sys.stderr, flush=True)
+            return
+        with Console(stderr=True).status("training ...") as status:
+            yield lambda event: status.update(describe(event))
+
+    return context()
+
+
+def _write_downstream(out: Path, result, config: dict, seed: int) -> None:
+    """result.json, run.json and predictions.tsv (classification) or run.trec (CLIR), atomically."""
+    import json
+
+    import numpy as np
+
+    from xling.io import atomic_dir
+    from xling.provenance import write_run_record
+
+    with atomic_dir(out) as tmp:
+        (tmp / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+        write_run_record(tmp, config, seed, choices=result.choices, result=result.row())
+        if "predictions" in result.artifacts:
+            with open(tmp / "predictions.tsv", "w", encoding="utf-8") as fh:
+                fh.write("unit\titem\tgold\tpredicted\n")
+                fh.writelines(f"{u}\t{o}\t{g}\t{p}\n" for u, o, g, p in result.artifacts["predictions"])
+        if "ranking" in result.artifacts:  # TREC run format, the 1000 best documents per query
+            ranking = result.artifacts["ranking"]
+            with open(tmp / "run.trec", "w", encoding="utf-8") as fh:
+                for qi, qid in enumerate(ranking.qids):
+                    order = np.argsort(-ranking.scores[qi], kind="stable")[:1000]
+                    fh.writelines(f"{qid} Q0 {ranking.docnos[d]} {k + 1} {ranking.scores[qi, d]:.6f} "
+                                  f"xling-{result.model}\n" for k, d in enumerate(order.tolist())
+                                  if np.isfinite(ranking.scores[qi, d]))
+
+
+def _print_downstream(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.task} ({result.model}): train on source, test on target")
+    for col in ("metric", "score", "n", "coverage (tgt)", "coverage (src)"):
+        table.add_column(col, justify="right")
+    for name, value in result.metrics.items():
+        table.add_row(name + (" *" if name == result.metric else ""), f"{100 * value:.2f}", str(result.n),
+                      f"{100 * result.coverage:.2f}", f"{100 * result.coverage_src:.2f}")
+    console = Console()
+    console.print(table)
+    units = result.details.get("units", [])
+    if len(units) > 1:
+        per = Table(title="per topic")
+        for col in ("topic", "accuracy", "macro_f1", "n_test"):
+            per.add_column(col, justify="right")
+        for u in units:
+            per.add_row(u["name"], f"{100 * u['accuracy']:.2f}", f"{100 * u['macro_f1']:.2f}", str(u["n_test"]))
+        console.print(per)
+    console.print(f"* headline score; {result.seconds:.1f} s")
 
 
 @data_app.command("fetch")

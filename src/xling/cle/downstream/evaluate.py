@@ -1,0 +1,334 @@
+"""One downstream task on one (mapped) pair of spaces: train on the source language, test on the target language.
+
+``evaluate_downstream(task, data_dir, src_lang, tgt_lang, src, tgt)`` loads the task's data and returns a
+``DownstreamResult``; ``run_task(task, data, src, tgt)`` does the same for data loaded once with ``load_task_data``
+(a grid loads each pair's data once and evaluates every method's mapped spaces on it). ``DownstreamResult.row()``
+is one row of the downstream results table: ``task, model, metric, score, n, coverage`` plus every metric.
+
+Choices the paper leaves open are recorded in ``DownstreamResult.choices`` (and in ``run.json``) and are one
+parameter away (``params``; see ``model_params``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xling.cle.downstream import clir as clir_models
+from xling.cle.downstream.data import CLDCData, CLIRData, NLIData, load_cldc, load_clir, load_xnli
+from xling.cle.downstream.models import CNNClassifier, ESIMClassifier, MeanClassifier, Progress
+from xling.cle.downstream.text import Coverage, to_ids, tokenize_words
+from xling.cle.vectors import Embeddings
+from xling.errors import XlingError
+
+TASKS: tuple[str, ...] = ("cldc", "xnli", "clir")
+MODELS: dict[str, tuple[str, ...]] = {"cldc": ("cnn", "mean"), "xnli": ("esim",), "clir": ("bwe-agg", "tbt-qt")}
+METRICS: dict[str, tuple[str, ...]] = {"cldc": ("accuracy", "macro_f1", "f1_positive"),
+                                       "xnli": ("accuracy", "macro_f1"), "clir": ("map",)}
+DEFAULT_METRIC = {"cldc": "accuracy", "xnli": "accuracy", "clir": "map"}
+
+#: What each model's parameters default to and why (recorded in every result).
+CHOICES: dict[str, dict[str, str]] = {
+    "cnn": {
+        "architecture": "1 conv layer, widths 3/4/5 with 16/32/16 filters, ReLU, 1-max pooling, dropout 0.5, "
+                        "softmax layer (L2 0.001) -- Glavas's released CNN (codogogo/topfish); the paper's own "
+                        "CLDC code is not public",
+        "training": "RMSProp lr 1e-4, batch 50, <= 10 epochs, stop when the loss fell < 0.001 over 5 epochs "
+                    "(topfish trainer defaults)",
+        "tokens": "regex words; looked up as written then lowercased; tokens without a vector dropped; zero "
+                  "padding to the longest training document (topfish: a random <PAD/> vector, ASCII-only cleaning)",
+        "ted_metric": "TED CLDC: one binary classifier per topic, metrics averaged over topics",
+    },
+    "mean": {"model": "L2-regularised (1e-4) multinomial logistic regression on mean word vectors (xling's "
+                      "baseline, not in the paper)"},
+    "esim": {
+        "architecture": "ESIM (Chen et al. 2017), embeddings frozen, hidden 300, dropout 0.5 -- the paper's NLI "
+                        "code is not public; ESIM's published settings",
+        "training": "Adam lr 4e-4, batch 32, gradient norm clip 10, 5 epochs; the best epoch on source-language "
+                    "validation pairs is kept when DIR/<src>/dev.tsv (or MultiNLI/XNLI dev) exists",
+        "tokens": "regex words, looked up as written then lowercased, at most 100 tokens per sentence",
+    },
+    "bwe-agg": {"model": "rlitschk/UnsupCLIR model_dense: IDF-weighted sum for documents, plain sum for queries, "
+                         "cosine; vectors not normalised (2019 code)",
+                "map": "ir_measures AP (trec_eval); reference divides by relevant documents retrieved"},
+    "tbt-qt": {"model": "rlitschk/UnsupCLIR model_lexical: nearest target word per query term (unit vectors), "
+                        "Dirichlet unigram LM mu=1000, tokens with digits dropped (exclude_digits)",
+               "map": "ir_measures AP (trec_eval); reference divides by relevant documents retrieved"},
+}
+
+
+@dataclass
+class DownstreamResult:
+    """A task's score on one pair of spaces, with every metric, coverage, per-unit details and the choices made."""
+
+    task: str
+    model: str
+    metric: str
+    score: float
+    n: int
+    coverage: float  # token coverage of the target-language test texts (CLIR: of the documents)
+    coverage_src: float  # token coverage of the source-language training texts (CLIR: of the queries)
+    metrics: dict[str, float]
+    params: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    choices: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    # what the CLI writes beside the result: predictions (classification) or the ranking (CLIR); not serialised
+    artifacts: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def row(self) -> dict[str, Any]:
+        """One row of the downstream table: task, model, metric, score, n, coverage, coverage_src, metrics."""
+        return {"task": self.task, "model": self.model, "metric": self.metric, "score": self.score, "n": self.n,
+                "coverage": self.coverage, "coverage_src": self.coverage_src, **self.metrics}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("artifacts")
+        return out
+
+
+#: Each model's estimator class or ranking function; their keyword defaults are the model's parameters.
+_MODELS = {"cnn": CNNClassifier, "mean": MeanClassifier, "esim": ESIMClassifier, "bwe-agg": clir_models.bwe_agg,
+           "tbt-qt": clir_models.tbt_qt}
+_RUNTIME = {"seed", "progress", "src_stopwords", "tgt_stopwords"}  # set per run, not model parameters
+
+
+def load_task_data(task: str, data_dir: str | Path, src_lang: str, tgt_lang: str,
+                   topics: list[str] | None = None) -> CLDCData | NLIData | CLIRData:
+    """The task's data for a language pair (see ``xling.cle.downstream.data``)."""
+    check_task(task)
+    if task == "cldc":
+        return load_cldc(data_dir, src_lang, tgt_lang, topics=topics)
+    if task == "xnli":
+        return load_xnli(data_dir, src_lang, tgt_lang)
+    return load_clir(data_dir, src_lang, tgt_lang)
+
+
+def evaluate_downstream(task: str, data_dir: str | Path, src_lang: str, tgt_lang: str, src: Embeddings,
+                        tgt: Embeddings, *, topics: list[str] | None = None, stopwords: str = "auto",
+                        loaded: CLDCData | NLIData | CLIRData | None = None, **options) -> DownstreamResult:
+    """One downstream task on one pair of spaces: the grid's unit (keyword ``options`` of ``run_task``).
+
+    Loads the task's data for the pair unless ``loaded`` (from ``load_task_data``) is given. For CLIR,
+    ``stopwords`` picks the stopword lists (``clir_stopwords``); the result records which were used.
+    """
+    data = loaded if loaded is not None else load_task_data(task, data_dir, src_lang, tgt_lang, topics=topics)
+    if task == "clir":
+        (src_sw, src_from), (tgt_sw, tgt_from) = (clir_stopwords(data_dir, lang, stopwords)
+                                                  for lang in (src_lang, tgt_lang))
+        result = run_task(task, data, src, tgt, src_stopwords=src_sw, tgt_stopwords=tgt_sw, **options)
+        result.details["stopwords"] = {"src": src_from, "tgt": tgt_from}
+        return result
+    return run_task(task, data, src, tgt, **options)
+
+
+_NLTK_NAMES = {"ar": "arabic", "da": "danish", "de": "german", "en": "english", "es": "spanish", "fi": "finnish",
+               "fr": "french", "hu": "hungarian", "it": "italian", "nl": "dutch", "no": "norwegian",
+               "pt": "portuguese", "ro": "romanian", "ru": "russian", "sv": "swedish", "tr": "turkish"}
+
+
+def clir_stopwords(data_dir: str | Path, lang: str, source: str = "auto") -> tuple[frozenset[str], str]:
+    """Stopwords of ``lang`` for CLIR preprocessing, and where they came from.
+
+    ``file``: ``DIR/stopwords.<lang>.txt`` (one word a line); ``nltk``: NLTK's list (the reference's; needs
+    ``nltk.download("stopwords")``); ``none``; ``auto``: the file if present, else NLTK's list if installed, else none.
+    """
+    if source not in ("auto", "file", "nltk", "none"):
+        raise XlingError(f"unknown stopwords source {source!r}; expected auto, file, nltk or none")
+    path = Path(data_dir) / f"stopwords.{lang}.txt"
+    if source == "file" or (source == "auto" and path.is_file()):
+        if not path.is_file():
+            raise XlingError(f"{path}: no such stopwords file")
+        return frozenset(w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()), \
+            str(path)
+    if source in ("nltk", "auto"):
+        words = _nltk_stopwords(lang)
+        if words is not None:
+            return words, "nltk"
+        if source == "nltk":
+            raise XlingError(f"NLTK stopwords for {lang!r} are not installed (python -m nltk.downloader stopwords)")
+    return frozenset(), "none"
+
+
+def _nltk_stopwords(lang: str) -> frozenset[str] | None:
+    try:
+        from nltk.corpus import stopwords
+        return frozenset(stopwords.words(_NLTK_NAMES.get(lang, lang)))
+    except (ImportError, LookupError, OSError):
+        return None
+
+
+def check_task(task: str, model: str | None = None, metric: str | None = None) -> tuple[str, str]:
+    """Validate names; return (model, metric) with the task's defaults filled in."""
+    if task not in TASKS:
+        raise XlingError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    model = model or MODELS[task][0]
+    if model not in MODELS[task]:
+        raise XlingError(f"unknown model {model!r} for {task}; expected one of {', '.join(MODELS[task])}")
+    metric = metric or DEFAULT_METRIC[task]
+    if metric not in METRICS[task]:
+        raise XlingError(f"unknown metric {metric!r} for {task}; expected one of {', '.join(METRICS[task])}")
+    return model, metric
+
+
+def model_params(model: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults of ``model``'s parameters overridden by ``params``; an unknown key is an ``XlingError``."""
+    signature = inspect.signature(_MODELS[model])
+    defaults = {k: p.default for k, p in signature.parameters.items()
+                if p.default is not inspect.Parameter.empty and k not in _RUNTIME}
+    unknown = sorted(set(params or {}) - set(defaults))
+    if unknown:
+        raise XlingError(f"unknown parameter {unknown[0]!r} for model {model}; expected one of "
+                         f"{', '.join(sorted(defaults))}")
+    out = dict(defaults)
+    for key, value in (params or {}).items():
+        out[key] = _coerce(model, key, value, defaults[key])
+    return out
+
+
+def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of ``default`` (YAML reads ``1e-3`` as a string); a mismatch is an ``XlingError``.
+
+    A ``None`` default (an optional length) takes an integer; ``filters`` takes ``[[width, count], ...]``.
+    """
+    number = isinstance(value, (int, float, str)) and not isinstance(value, bool)
+    try:
+        if key == "filters":
+            filters = tuple((int(w), int(n)) for w, n in value)
+            if filters:
+                return filters
+        elif isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+        elif isinstance(default, float) and number:
+            return float(value)
+        elif (default is None or isinstance(default, int)) and number and float(value).is_integer():
+            return int(float(value))
+        elif isinstance(default, str) and isinstance(value, str):
+            return value
+    except (TypeError, ValueError):
+        pass
+    expected = ("[[width, count], ...]" if key == "filters" else "an integer" if default is None
+                else type(default).__name__)
+    raise XlingError(f"parameter {key!r} of model {model}: expected {expected}, found {value!r}")
+
+
+def run_task(task: str, data: CLDCData | NLIData | CLIRData, src: Embeddings, tgt: Embeddings, *,
+             model: str | None = None, metric: str | None = None, params: dict[str, Any] | None = None,
+             seed: int = 0, progress: Progress | None = None, src_stopwords: frozenset[str] = frozenset(),
+             tgt_stopwords: frozenset[str] = frozenset()) -> DownstreamResult:
+    """Train on the source language with ``src``, test on the target language with ``tgt``; one result.
+
+    ``data`` comes from ``load_task_data``; ``params`` override the model's defaults (``model_params``); ``seed``
+    fixes initialisation, batch order and dropout; ``progress`` receives one event per epoch.
+    """
+    model, metric = check_task(task, model, metric)
+    if src.dim != tgt.dim:
+        raise XlingError(f"source vectors have {src.dim} dimensions, target vectors {tgt.dim}; map both into one "
+                         f"space first")
+    expected = {"cldc": CLDCData, "xnli": NLIData, "clir": CLIRData}[task]
+    if not isinstance(data, expected):
+        raise XlingError(f"{task} needs {expected.__name__} (from load_task_data), found {type(data).__name__}")
+    chosen = model_params(model, params)
+    start = time.perf_counter()
+    if task == "cldc":
+        metrics, n, cov, cov_src, details, artifacts = _run_cldc(data, src, tgt, model, chosen, seed, progress)
+    elif task == "xnli":
+        metrics, n, cov, cov_src, details, artifacts = _run_xnli(data, src, tgt, chosen, seed, progress)
+    else:
+        metrics, n, cov, cov_src, details, artifacts = _run_clir(data, src, tgt, model, chosen, src_stopwords,
+                                                                 tgt_stopwords)
+    if metric not in metrics:
+        raise XlingError(f"metric {metric!r} is not defined for this data (found {', '.join(metrics)})")
+    return DownstreamResult(task, model, metric, metrics[metric], n, cov, cov_src, metrics, chosen, details,
+                            CHOICES[model], time.perf_counter() - start, artifacts)
+
+
+# --- CLDC ------------------------------------------------------------------------------------------------------------
+
+
+def _classification_metrics(gold: list[str], pred: list[str], classes: list[str]) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    out = {"accuracy": float(accuracy_score(gold, pred)),
+           "macro_f1": float(f1_score(gold, pred, labels=classes, average="macro", zero_division=0))}
+    if set(classes) == {"positive", "negative"}:
+        out["f1_positive"] = float(f1_score(gold, pred, pos_label="positive", average="binary", zero_division=0))
+    return out
+
+
+def _run_cldc(data: CLDCData, src: Embeddings, tgt: Embeddings, model: str, params: dict, seed: int,
+              progress: Progress | None):
+    per_task, cov, cov_src, predictions = [], Coverage(), Coverage(), []
+    for task in data.tasks:
+        train_ids, c_src = to_ids((tokenize_words(t) for t in task.train.texts), src.index)
+        test_ids, c_tgt = to_ids((tokenize_words(t) for t in task.test.texts), tgt.index)
+        for total, part in ((cov_src, c_src), (cov, c_tgt)):
+            total.tokens, total.found = total.tokens + part.tokens, total.found + part.found
+        report = None if progress is None else (lambda event, name=task.name: progress({**event, "unit": name}))
+        if model == "mean":
+            clf = MeanClassifier(**params, progress=report)
+        else:
+            clf = CNNClassifier(**params, seed=seed, progress=report)
+        clf.fit(train_ids, task.train.labels, src.vectors)
+        pred = clf.predict(test_ids, tgt.vectors)
+        predictions += [(task.name, origin, gold, p) for origin, gold, p in zip(task.test.origins, task.test.labels,
+                                                                                 pred)]
+        scores = _classification_metrics(task.test.labels, pred, clf.classes_)
+        per_task.append({"name": task.name, "n_train": len(task.train), "n_test": len(task.test),
+                         "coverage": c_tgt.token_rate, **scores,
+                         **({"epochs": clf.epochs_run_, "losses": clf.losses_} if model == "cnn" else {})})
+    keys = [k for k in per_task[0] if k in METRICS["cldc"]]
+    metrics = {k: float(np.mean([t[k] for t in per_task])) for k in keys}
+    details = {"layout": data.layout, "data": data.source, "units": per_task}
+    return (metrics, int(sum(t["n_test"] for t in per_task)), cov.token_rate, cov_src.token_rate, details,
+            {"predictions": predictions})
+
+
+# --- XNLI ------------------------------------------------------------------------------------------------------------
+
+
+def _run_xnli(data: NLIData, src: Embeddings, tgt: Embeddings, params: dict, seed: int, progress: Progress | None):
+    def ids(pairs, emb):
+        premises, c1 = to_ids((tokenize_words(t) for t in pairs.premises), emb.index)
+        hypotheses, c2 = to_ids((tokenize_words(t) for t in pairs.hypotheses), emb.index)
+        return premises, hypotheses, (c1.found + c2.found) / max(1, c1.tokens + c2.tokens)
+
+    train_p, train_h, cov_src = ids(data.train, src)
+    test_p, test_h, cov = ids(data.test, tgt)
+    dev = None
+    if data.dev is not None:
+        dev_p, dev_h, _ = ids(data.dev, src)
+        dev = (dev_p, dev_h, data.dev.labels)
+    clf = ESIMClassifier(**params, seed=seed, progress=progress)
+    clf.fit(train_p, train_h, data.train.labels, src.vectors, dev=dev)
+    pred = clf.predict(test_p, test_h, tgt.vectors)
+    metrics = _classification_metrics(data.test.labels, pred, clf.classes_)
+    details = {"files": data.files, "n_train": len(data.train), "n_dev": len(data.dev) if data.dev else 0,
+               "skipped_without_gold": data.train.skipped + data.test.skipped, "best_epoch": clf.best_epoch_,
+               "losses": clf.losses_, "dev_accuracy": clf.dev_accuracy_}
+    predictions = [("xnli", origin, gold, p) for origin, gold, p in zip(data.test.origins, data.test.labels, pred)]
+    return metrics, len(data.test), cov, cov_src, details, {"predictions": predictions}
+
+
+# --- CLIR ------------------------------------------------------------------------------------------------------------
+
+
+def _run_clir(data: CLIRData, src: Embeddings, tgt: Embeddings, model: str, params: dict,
+              src_stopwords: frozenset[str], tgt_stopwords: frozenset[str]):
+    ranking = _MODELS[model](data.queries, data.docnos, data.docs, src, tgt, src_stopwords=src_stopwords,
+                             tgt_stopwords=tgt_stopwords, **params)
+    ap = clir_models.average_precision(ranking, data.qrels)
+    info = ranking.info
+    details = {"files": data.files, "n_docs": len(data.docs), "n_queries": len(data.queries),
+               "relevant_unranked": clir_models.relevant_unranked(ranking, data.qrels), "ap": ap,
+               **{k: v for k, v in info.items() if k != "translations"}}
+    cov = info["doc_tokens_found"] / info["doc_tokens"] if info["doc_tokens"] else 0.0
+    cov_src = info["query_tokens_found"] / info["query_tokens"] if info["query_tokens"] else 0.0
+    details["translations"] = info.get("translations")
+    return {"map": float(np.mean(list(ap.values())))}, len(ap), cov, cov_src, details, {"ranking": ranking}
