@@ -138,3 +138,38 @@ def _cli(monkeypatch, capsys, *args) -> tuple[int, str]:
     with pytest.raises(SystemExit) as exit_:
         main()
     return exit_.value.code or 0, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_grid_with_downstream_tasks_writes_both_tables_and_the_report(tmp_path, monkeypatch, capsys):
+    """A downstream section: every unit's mapped pair is also evaluated on CLDC and CLIR; the grid writes
+    cle_downstream.csv, the BLI-vs-downstream correlations and ranks, and the report shows them."""
+    from xling.cle.downstream.simulate import simulate_downstream, write_downstream
+
+    pair = simulate_pair(1500, 24, 0.4, 0.1, seed=5, n_train=500, n_test=200)
+    write_pair(pair, tmp_path / "src-tgt")
+    write_downstream(simulate_downstream(pair, seed=5, n_docs=200, n_nli=300, n_queries=12, n_background=100),
+                     tmp_path / "src-tgt" / "downstream")
+    lines = (tmp_path / "src-tgt" / "train.tsv").read_text().splitlines(keepends=True)
+    for size in (50, 500):
+        (tmp_path / "src-tgt" / f"train.{size}.tsv").write_text("".join(lines[:size]))
+    (tmp_path / "spec.yaml").write_text(
+        "methods: [proc, cca, vecmap-sup]\npairs: [src-tgt]\nsizes: [50, 500]\nsrc_vectors: '{pair}/src.vec'\n"
+        "tgt_vectors: '{pair}/tgt.vec'\ntrain_dict: '{pair}/train.{size}.tsv'\ntest_dict: '{pair}/test.tsv'\n"
+        "downstream:\n  cldc: {data: '{pair}/downstream/cldc', model: mean}\n  clir: '{pair}/downstream/clir'\n")
+    code, _ = _cli(monkeypatch, capsys, "cle", "grid", tmp_path / "spec.yaml", "-o", tmp_path / "out")
+    assert code == 0
+    tables = tmp_path / "out" / "tables"
+    downstream = pd.read_csv(tables / "cle_downstream.csv")
+    assert len(downstream) == 3 * 2 * 2 and set(downstream["task"]) == {"cldc", "clir"}
+    assert {"method", "pair", "size", "task", "metric", "score", "n"} <= set(downstream.columns)
+    by = downstream.set_index(["method", "size", "task"])["score"]
+    assert by[("proc", 500, "cldc")] > by[("proc", 50, "cldc")]  # a better map transfers better
+    corr = pd.read_csv(tables / "cle_bli_downstream_correlation.csv")
+    assert set(corr["pair"]) == {"src-tgt", "pooled"} and (corr["n_methods"] == 3).all()
+    assert corr["resampling"].str.contains("bootstrap over methods").all()
+    ranks = pd.read_csv(tables / "cle_method_ranks.csv")
+    assert len(ranks) == 2 * 6 and set(ranks["downstream_rank"]) <= set(range(1, 7))
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "BLI vs downstream" in report and "cle_bli_downstream_correlation" in report
+    assert (tmp_path / "out" / "figures" / "cle_bli_vs_downstream.png").is_file()

@@ -26,12 +26,23 @@ class CLEStudy:
 
 
 def run_cle_study(spec: Any, *, console=None, progress: bool = True) -> CLEStudy:
-    """Run a CLE grid's missing units, then write ``OUTPUT/tables`` and ``OUTPUT/report.html``."""
-    from xling.cle.grid import run_grid, status, summary_tables
+    """Run a CLE grid's missing units, then write ``OUTPUT/tables`` (with downstream tasks also
+    ``cle_bli_downstream_correlation`` and ``cle_method_ranks``) and ``OUTPUT/report.html``."""
+    from xling.cle.grid import results_tables, run_grid, status, write_tables
     from xling.report.cle import write_cle_report
 
-    table = run_grid(spec, console=console, progress=progress)
-    tables = {"cle_results": table, **summary_tables(table, spec.fail_mrr)}
+    run_grid(spec, console=console, progress=progress)
+    tables = results_tables(spec)
+    table = tables["cle_results"]
+    if "cle_downstream" in tables:  # how BLI and the downstream tasks rank the methods
+        from xling.analysis.cle import bli_downstream_correlation, method_ranks
+
+        bli = table[table["status"] == "done"]
+        analysis = {"cle_bli_downstream_correlation": bli_downstream_correlation(bli, tables["cle_downstream"],
+                                                                                 seed=spec.seed),
+                    "cle_method_ranks": method_ranks(bli, tables["cle_downstream"])}
+        write_tables(analysis, Path(spec.output) / "tables")
+        tables.update(analysis)
     final = status(spec)
     n_failed = sum(len(st.failed) for st in final)
     notes = [f"{n_failed} unit(s) failed; `xling grid status` shows their last error"] if n_failed else []

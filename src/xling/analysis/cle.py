@@ -118,3 +118,23 @@ def bli_downstream_correlation(bli: pd.DataFrame, downstream: pd.DataFrame, *, n
         for pair, group in [*part.groupby("pair", sort=True), (POOLED, part)]:
             rows.append({"task": task, "metric": metric, "pair": pair, **_correlate(group, rng, n_boot, level)})
     return pd.DataFrame(rows, columns=columns)
+
+
+def method_ranks(bli: pd.DataFrame, downstream: pd.DataFrame) -> pd.DataFrame:
+    """How BLI and each downstream task rank the methods: per (task, metric) and (method, size), the mean BLI MRR
+    and the mean downstream score over the pairs both have, and the rank of each (1 = best; ties share the best
+    rank). ``rank_shift`` = BLI rank - downstream rank (positive: the task ranks the method higher than BLI)."""
+    bli = _check(bli, BLI_COLUMNS, "BLI", KEYS)
+    downstream = _check(downstream, DOWNSTREAM_COLUMNS, "downstream", [*KEYS, "task", "metric"])
+    joined = downstream.merge(bli[[*KEYS, "mrr"]], on=KEYS, how="inner")
+    columns = ["task", "metric", "method", "size", "pairs", "mrr_mean", "score_mean", "bli_rank", "downstream_rank",
+               "rank_shift"]
+    if joined.empty:
+        return pd.DataFrame(columns=columns)
+    means = joined.groupby(["task", "metric", "method", "size"], sort=True).agg(
+        pairs=("pair", "nunique"), mrr_mean=("mrr", "mean"), score_mean=("score", "mean")).reset_index()
+    by = means.groupby(["task", "metric"], sort=False)
+    means["bli_rank"] = by["mrr_mean"].rank(ascending=False, method="min").astype(int)
+    means["downstream_rank"] = by["score_mean"].rank(ascending=False, method="min").astype(int)
+    means["rank_shift"] = means["bli_rank"] - means["downstream_rank"]
+    return means.sort_values(["task", "metric", "downstream_rank", "method", "size"])[columns].reset_index(drop=True)

@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import Field
 
 from xling.analysis.meta import parse_family, parse_size
-from xling.analysis.results import LONG_COLUMNS, aggregate_seeds
+from xling.contracts import LONG_COLUMNS, aggregate_seeds
 from xling.config import Spec
 
 DEFAULT_MODELS = [

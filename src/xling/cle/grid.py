@@ -9,7 +9,11 @@ writes the tables the analysis layer reads:
   coverage, n, train_pairs, fit_seconds, failed (MRR below ``fail_mrr``), status (``done`` / ``error``), error;
 - ``OUT/tables/cle_mrr_matrix.csv`` and ``cle_p1_matrix.csv``: (method, size) x pair, with the mean over pairs;
 - ``OUT/tables/cle_averages.csv``: per (method, size): mean and standard deviation of MRR and P@1 over
-  pairs, pairs done, failures (MRR below ``fail_mrr``), errors.
+  pairs, pairs done, failures (MRR below ``fail_mrr``), errors;
+- with a ``downstream:`` section (``{cldc: DIR, xnli: DIR, clir: DIR}``, folder templates with ``{pair}``,
+  ``{src}``, ``{tgt}``, or entries with ``data``, ``model``, ``metric``, ``params``): every mapped pair is also
+  evaluated on those tasks, in the same unit while its mapped spaces are in memory (``xling.cle.downstream``), and
+  ``OUT/tables/cle_downstream.csv`` has one row per unit and task.
 
 Methods without a dictionary (``vecmap-identical``, ``vecmap-unsup``) run once per pair; their size is ``none``.
 ``protocol: glavas2019`` (or ``vecmap``, ``muse``; ``xling.cle.protocol``) fixes how vectors and dictionaries are
@@ -32,6 +36,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from xling.config import ExecutorSpec, Spec
+from xling.contracts import CLE_DOWNSTREAM_COLUMNS, CLE_RESULT_COLUMNS
 from xling.errors import XlingError
 from xling.grid.engine import StageStatus, grid_status, run_units
 from xling.grid.jobs import Workload
@@ -58,8 +63,22 @@ class MethodEntry(Spec):
         return self.label or self.method
 
 
+class DownstreamEntry(Spec):
+    """One downstream task of the grid: its data folder (a template with ``{pair}``, ``{src}``, ``{tgt}``) and,
+    optionally, the model, headline metric, model parameters, TED topics and CLIR stopwords
+    (``xling cle downstream``'s options)."""
+
+    data: str
+    model: str | None = None
+    metric: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    topics: list[str] | None = None
+    stopwords: Literal["auto", "file", "nltk", "none"] = "auto"
+
+
 class CLEGridSpec(Spec):
-    """A CLE grid: which methods, pairs and dictionary sizes, where the files are, how BLI is counted."""
+    """A CLE grid: which methods, pairs and dictionary sizes, where the files are, how BLI is counted, and which
+    downstream tasks every mapped pair is evaluated on."""
 
     methods: list[str | MethodEntry] = Field(min_length=1)
     pairs: list[str] | Literal["paper"] = "paper"
@@ -81,6 +100,7 @@ class CLEGridSpec(Spec):
     output: str = "xling-out/cle-grid"
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     max_retries: int = Field(1, ge=0)
+    downstream: dict[Literal["cldc", "xnli", "clir"], str | DownstreamEntry] = Field(default_factory=dict)
 
     @field_validator("sizes", mode="before")
     @classmethod
@@ -131,7 +151,20 @@ class CLEGridSpec(Spec):
                                       ("test_dict", self.test_dict, {"pair", "src", "tgt"})):
             if template is not None:
                 _check_template(field, template, keys)
+        from xling.cle.downstream.evaluate import check_task, model_params
+
+        for task, entry in self.tasks().items():
+            _check_template(f"downstream.{task}.data", entry.data, pair_keys)
+            try:
+                model, _ = check_task(task, entry.model, entry.metric)
+                model_params(model, entry.params)
+            except XlingError as err:
+                raise ValueError(f"downstream.{task}: {err}") from None
         return self
+
+    def tasks(self) -> dict[str, DownstreamEntry]:
+        """Every downstream task as a ``DownstreamEntry``."""
+        return {t: e if isinstance(e, DownstreamEntry) else DownstreamEntry(data=e) for t, e in self.downstream.items()}
 
     def conventions(self) -> Protocol:
         """The BLI conventions of every unit (``xling.cle.protocol.Protocol``): the spec's protocol, or xling's
@@ -173,6 +206,9 @@ def load_grid_spec(path: str | Path) -> CLEGridSpec:
         template = getattr(spec, name)
         if template is not None and not Path(template).expanduser().is_absolute():
             setattr(spec, name, str(folder / template))
+    spec.downstream = {task: entry.model_copy(update={"data": str(folder / entry.data)})
+                       if not Path(entry.data).expanduser().is_absolute() else entry
+                       for task, entry in spec.tasks().items()}
     return spec
 
 
@@ -226,7 +262,7 @@ def units(spec: CLEGridSpec) -> list[CLEUnit]:
                     train_dict=_path(spec.train_dict.format(**fill)) if with_dict else None,
                     test_dict=_path(spec.test_dict.format(**fill)))
                 payload = unit_payload(spec, {"method": entry.method, "params": entry.params, "pair": pair,
-                                              "size": size, **files})
+                                              "size": size, "fill": fill, **files})
                 out.append(CLEUnit(unit_key(payload), entry.name, entry.method, entry.params, pair, src, tgt, size,
                                    **files))
     return out
@@ -242,6 +278,9 @@ def unit_payload(spec: CLEGridSpec, fields: dict[str, Any]) -> dict[str, Any]:
     payload = {"kind": "cle-bli", "method": fields["method"], "params": fields["params"], "pair": fields["pair"],
                "size": fields["size"], "files": files, "sizes_bytes": {k: _size(v) for k, v in files.items()},
                **spec.model_dump(include={"max_vocab", "case", "retrieval", "convention", "oov", "seed"})}
+    if spec.downstream:  # the tasks and their data; grids without them keep their earlier keys
+        payload["downstream"] = {task: {**entry.model_dump(), "data": _path(entry.data.format(**fields["fill"]))}
+                                 for task, entry in spec.tasks().items()}
     if spec.protocol is not None:  # the resolved conventions; specs without a protocol keep their earlier keys
         conv = spec.conventions()
         payload.update(protocol=conv.name, conventions={k: v for k, v in conv.record().items() if k != "reference"},
@@ -283,7 +322,30 @@ def run_unit(spec: CLEGridSpec, unit: CLEUnit) -> dict[str, Any]:
     mapped = map_embeddings(unit.method, x, z, train, params=unit.params, seed=spec.seed,
                             protocol=conv if spec.protocol else None)
     result = bli(mapped.src, mapped.tgt, test, inplace=True, **conv.bli_options()).to_dict()
-    return {**result, "mapping": mapped.info}
+    result = {**result, "mapping": mapped.info}
+    if spec.downstream:
+        result["downstream"] = [downstream_row(spec, unit, task, entry, mapped.src, mapped.tgt)
+                                for task, entry in spec.tasks().items()]
+    return result
+
+
+_TASK_DATA: dict[tuple, Any] = {}  # this worker's downstream data of the current pair
+
+
+def downstream_row(spec: CLEGridSpec, unit: CLEUnit, task: str, entry: DownstreamEntry, src, tgt) -> dict[str, Any]:
+    """One downstream task on a unit's mapped spaces (the pair's data loaded once per worker): a result row."""
+    from xling.cle.downstream.evaluate import evaluate_downstream, load_task_data
+
+    folder = entry.data.format(pair=unit.pair, src=unit.src, tgt=unit.tgt)
+    key = (task, folder, unit.src, unit.tgt, tuple(entry.topics or ()))
+    if key not in _TASK_DATA:
+        if len(_TASK_DATA) >= len(spec.downstream):
+            _TASK_DATA.clear()
+        _TASK_DATA[key] = load_task_data(task, folder, unit.src, unit.tgt, topics=entry.topics)
+    result = evaluate_downstream(task, folder, unit.src, unit.tgt, src, tgt, loaded=_TASK_DATA[key],
+                                 stopwords=entry.stopwords, model=entry.model, metric=entry.metric,
+                                 params=entry.params, seed=spec.seed)
+    return {**result.row(), "seconds": round(result.seconds, 3), "params": result.params}
 
 
 def cle_work(spec: CLEGridSpec, store: Store, batch: list[CLEUnit]) -> None:
@@ -322,18 +384,15 @@ def run_grid(spec: CLEGridSpec, *, console=None, progress: bool = True) -> pd.Da
     store = store_for(spec)
     run_units(todo, [STAGE], workload(spec), store, spec.executor, spec.output, max_retries=spec.max_retries,
               console=console, progress=progress)
-    table = results_table(spec, store, todo)
-    write_tables(table, out / "tables", spec.fail_mrr)
+    tables = results_tables(spec)
+    table = tables["cle_results"]
+    write_tables(tables, out / "tables")
     write_run_record(out, config=spec, seed=spec.seed, units=len(todo),
                      done=int((table["status"] == "done").sum()), errors=int((table["status"] == "error").sum()))
     return table
 
 
 # --- tables -----------------------------------------------------------------------------------------------------------
-
-RESULT_COLUMNS = ["method", "pair", "src", "tgt", "size", "p1", "p5", "p10", "mrr", "coverage", "n", "train_pairs",
-                  "fit_seconds", "failed", "status", "error"]
-
 
 def results_table(spec: CLEGridSpec, store: Store, todo: list[CLEUnit]) -> pd.DataFrame:
     """One row per unit of the spec: its BLI result, or ``status=error`` with the last error, or ``missing``."""
@@ -351,7 +410,32 @@ def results_table(spec: CLEGridSpec, store: Store, todo: list[CLEUnit]) -> pd.Da
             errors = store.failures(key)
             row.update(status="error" if errors else "missing", error=errors[-1] if errors else None)
         rows.append(row)
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return pd.DataFrame(rows, columns=CLE_RESULT_COLUMNS)
+
+
+def downstream_table(store: Store, todo: list[CLEUnit]) -> pd.DataFrame:
+    """One row per finished unit and downstream task: method, pair, size, task, model, metric, score, n, coverage,
+    coverage_src, then every metric the task computed."""
+    rows = []
+    for unit in todo:
+        if store.done(unit.key):
+            result = json.loads((store.result_dir(unit.key) / "result.json").read_text())
+            for row in result.get("downstream", []):
+                extra = {k: v for k, v in row.items() if k not in CLE_DOWNSTREAM_COLUMNS and k != "params"}
+                rows.append({"method": unit.label, "pair": unit.pair, "size": unit.size,
+                             **{k: row[k] for k in CLE_DOWNSTREAM_COLUMNS[3:]}, **extra})
+    return pd.DataFrame(rows, columns=None if rows else CLE_DOWNSTREAM_COLUMNS)
+
+
+def results_tables(spec: CLEGridSpec) -> dict[str, pd.DataFrame]:
+    """Every results table of the grid from its store: ``cle_results``, the summaries and (with a ``downstream``
+    section) ``cle_downstream``."""
+    todo, store = units(spec), store_for(spec)
+    table = results_table(spec, store, todo)
+    tables = {"cle_results": table, **summary_tables(table, spec.fail_mrr)}
+    if spec.downstream:
+        tables["cle_downstream"] = downstream_table(store, todo)
+    return tables
 
 
 def summary_tables(table: pd.DataFrame, fail_mrr: float) -> dict[str, pd.DataFrame]:
@@ -374,10 +458,10 @@ def summary_tables(table: pd.DataFrame, fail_mrr: float) -> dict[str, pd.DataFra
     return out
 
 
-def write_tables(table: pd.DataFrame, folder: Path, fail_mrr: float) -> None:
-    """``cle_results.csv`` and the summary tables, each written atomically."""
+def write_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
+    """Each table as ``NAME.csv``, written atomically."""
     from xling.io import atomic_file
 
-    for name, frame in {"cle_results": table, **summary_tables(table, fail_mrr)}.items():
+    for name, frame in tables.items():
         with atomic_file(folder / f"{name}.csv") as fh:
             frame.to_csv(fh, index=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from xling.analysis.results import LONG_COLUMNS, NORM_METRIC_COLUMN
+from xling.contracts import LONG_COLUMNS, NORM_METRIC_COLUMN
 from xling.grid.store import Store
 from xling.grid.units import Plan
 
@@ -76,7 +76,7 @@ def export(plan: Plan, store: Store, out: str | Path) -> tuple[Path, Path, int]:
 
     Returns both paths and the number of cells.
     """
-    from xling.analysis.results import aggregate_seeds
+    from xling.contracts import aggregate_seeds
     from xling.io import atomic_file
 
     out = Path(out)

@@ -20,6 +20,11 @@ SECTIONS = [
     ("matrices", "Method × pair",
      "MRR and P@1 of every method (and dictionary size) on every pair, with the mean over pairs.",
      ["cle_mrr_matrix", "cle_p1_matrix"], ["cle_mrr_heatmap"]),
+    ("downstream", "BLI vs downstream",
+     "Does BLI rank the methods as downstream tasks do? One point per (method, size, pair) per task; correlations "
+     "(Spearman, Kendall) per pair and pooled, with percentile intervals from a case bootstrap over methods (no "
+     "interval from fewer than three methods). Ranks: mean over pairs, 1 = best.",
+     ["cle_bli_downstream_correlation", "cle_method_ranks", "cle_downstream"], ["cle_bli_vs_downstream"]),
     ("units", "Every unit", "One row per (method, pair, size): its BLI result, or its status and last error.",
      ["cle_results"], []),
 ]
@@ -55,9 +60,34 @@ def matrix_heatmap(matrix: pd.DataFrame | None, metric: str):
     return fig
 
 
+def bli_vs_downstream(results: pd.DataFrame | None, downstream: pd.DataFrame | None):
+    """One panel per downstream task: BLI MRR (x) against the task's score (y), a marker per method."""
+    if results is None or downstream is None or downstream.empty:
+        return None
+    joined = downstream.merge(results[["method", "pair", "size", "mrr"]].astype({"size": str}),
+                              on=["method", "pair", "size"])
+    tasks = sorted(joined["task"].unique())
+    if not tasks:
+        return None
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks) + 1.5, 3.4), squeeze=False)
+    methods = sorted(joined["method"].unique())
+    markers = "os^vD<>pP*X"
+    for ax, task in zip(axes[0], tasks):
+        part = joined[joined["task"] == task]
+        for i, method in enumerate(methods):
+            pts = part[part["method"] == method]
+            ax.scatter(100 * pts["mrr"], 100 * pts["score"], marker=markers[i % len(markers)], label=method, s=22)
+        ax.set_xlabel("BLI MRR (%)")
+        ax.set_ylabel(f"{task} {part['metric'].iloc[0]} (%)")
+        ax.set_title(task)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
 def figure_makers(t: dict[str, pd.DataFrame]) -> dict[str, Callable[[], object]]:
     return {"cle_method_mrr": lambda: method_bars(t.get("cle_averages")),
-            "cle_mrr_heatmap": lambda: matrix_heatmap(t.get("cle_mrr_matrix"), "MRR")}
+            "cle_mrr_heatmap": lambda: matrix_heatmap(t.get("cle_mrr_matrix"), "MRR"),
+            "cle_bli_vs_downstream": lambda: bli_vs_downstream(t.get("cle_results"), t.get("cle_downstream"))}
 
 
 def write_cle_report(tables: dict[str, pd.DataFrame], out: Path, subtitle: str, facts: list[tuple[str, object]],
@@ -67,7 +97,8 @@ def write_cle_report(tables: dict[str, pd.DataFrame], out: Path, subtitle: str, 
     ``facts`` are (what, value) rows shown at the top (protocol, retrieval, units done/failed).
     """
     notes = list(notes)
-    figures = save_figures(figure_makers(tables), out / "figures", notes)
+    makers = {k: v for k, v in figure_makers(tables).items() if k != "cle_bli_vs_downstream" or "cle_downstream" in tables}
+    figures = save_figures(makers, out / "figures", notes)
     sections = []
     for sid, title, text, table_names, figure_names in SECTIONS:
         blocks = [H.figure_html(figures[f], f.replace("_", " ")) for f in figure_names if f in figures]
