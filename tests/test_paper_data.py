@@ -182,11 +182,11 @@ def test_paper_preset_is_the_releases_protocol():
                                                                                          PAPER_LORA_MODULES)
     t = spec.train
     assert (t.epochs, t.lr, t.warmup_ratio, t.batch_size, t.max_grad_norm, t.val_fraction, t.split_seed) == (
-        3, 5e-5, 0.1, 8, 1.0, 0.1, 42)
+        3, 5e-5, 0.1, "auto", 1.0, 0.1, 42)  # auto: auto_find_batch_size from the default 8
     assert (t.prompt_format, t.max_length, t.chat_template, t.keep_best_epoch) == ("paper", None, False, True)
     s = spec.score
-    assert (s.chat_template, s.benchmark_format, s.merge, s.split, s.chat_date) == (
-        True, "lm-eval", True, "test", "26 Jul 2024")
+    assert (s.chat_template, s.benchmark_format, s.merge, s.split, s.chat_date, s.batch_size) == (
+        True, "lm-eval", True, "test", "26 Jul 2024", "auto")
 
 
 def test_headline_metric_per_task(tmp_path):

@@ -114,3 +114,64 @@ def test_split_is_fixed_and_rejects_tiny_sets():
     assert [i.id for i in split_train_val(items, 0.1, 0)[1]] == [i.id for i in va]
     with pytest.raises(XlingError):
         split_train_val(items[:1], 0.1, 0)
+
+
+@pytest.mark.parametrize("kind", ["causal", "encoder"])
+def test_a_worker_keeping_the_base_model_trains_the_same_adapters(setup, tmp_path, monkeypatch, kind):
+    """Three units in one worker (base model loaded once, LoRA attached and taken off per unit) give the same adapter
+    bytes as each unit trained on a freshly loaded model; the base weights are untouched afterwards."""
+    from xling.models import get_kind
+    from xling.models.encoder import default_model_path
+    from xling.train import keep_base_models, train_cell
+
+    root, tiny = setup
+    if kind == "causal":
+        model, task = tiny, str(root / "task.yaml")
+        units = [(task, "en", 1), (task, "en", 2), (task, "en", 1)]
+    else:
+        model = ModelSpec(name="minilm", path=default_model_path(), kind="encoder")
+        units = [("mini:numbers", "en", 1), ("mini:region", "de", 2), ("mini:numbers", "en", 1)]
+    spec = TrainSpec(lr=1e-2, epochs=1, max_train_items=24, batch_size=8)
+    lora = LoraSpec(r=4, alpha=8)
+    fresh = [(train_cell(model, t, lang, seed, tmp_path / f"fresh{i}", lora, spec) / "adapter_model.safetensors")
+             .read_bytes() for i, (t, lang, seed) in enumerate(units)]
+    loads = []
+    kind_cls = type(get_kind(kind))
+    original = kind_cls.load
+    monkeypatch.setattr(kind_cls, "load", lambda self, spec: loads.append(spec.name) or original(self, spec))
+    with keep_base_models():
+        kept = [(train_cell(model, t, lang, seed, tmp_path / f"kept{i}", lora, spec) / "adapter_model.safetensors")
+                .read_bytes() for i, (t, lang, seed) in enumerate(units)]
+    assert loads == [model.name]  # loaded once for the three units
+    assert kept == fresh and fresh[0] == fresh[2] and fresh[0] != fresh[1]
+
+
+def test_batch_size_auto_halves_on_out_of_memory_and_starts_again(setup, tmp_path, monkeypatch):
+    """``batch_size: auto`` as the Trainer's auto_find_batch_size: out of memory at 8 → train again from the seed at
+    4; the adapter is the one a plain batch of 4 gives, and the log says what happened."""
+    import torch
+
+    from xling.models.causal import CausalKind
+    from xling.train import train_cell
+
+    root, model = setup
+    task = str(root / "task.yaml")
+    spec = TrainSpec(lr=1e-2, epochs=1, max_train_items=24, batch_size="auto")
+    original = CausalKind.batch_loss
+
+    def small_gpu(self, loaded, examples, train):
+        if len(examples) > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return original(self, loaded, examples, train)
+
+    monkeypatch.setattr(CausalKind, "batch_loss", small_gpu)
+    auto = train_cell(model, task, "en", 3, tmp_path / "auto", LoraSpec(r=4, alpha=8), spec)
+    log = json.loads((auto / "train_log.json").read_text())
+    assert (log["batch_size"], log["oom_restarts"]) == (4, 1)
+    four = train_cell(model, task, "en", 3, tmp_path / "four", LoraSpec(r=4, alpha=8),
+                      spec.model_copy(update={"batch_size": 4}))
+    assert (auto / "adapter_model.safetensors").read_bytes() == (four / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(torch.OutOfMemoryError):  # a fixed batch size is the user's choice: no silent change
+        train_cell(model, task, "en", 3, tmp_path / "fixed", LoraSpec(r=4, alpha=8),
+                   spec.model_copy(update={"batch_size": 8}))
+    assert not (tmp_path / "fixed").exists()

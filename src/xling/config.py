@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from xling.errors import XlingError
 
@@ -135,12 +135,14 @@ class TrainSpec(Spec):
       computes it (the mean over batches of each batch's token-mean loss, weighted by rows); the adapter of the
       best epoch is kept (``keep_best_epoch``);
     - ``chat_date``: the date a chat template prints when ``chat_template`` is on (``None``: today's).
+    - ``batch_size: auto``: the Trainer's ``auto_find_batch_size``: start at 8 and, on a CUDA out-of-memory error,
+      halve it and train again from the start (the size used and the restarts are in ``train_log.json``).
     """
 
     epochs: int = Field(3, gt=0)
     lr: float = Field(5e-5, gt=0)
     warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
-    batch_size: int = Field(8, gt=0)
+    batch_size: PositiveInt | Literal["auto"] = 8
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     split_seed: int = 42
     max_train_items: int | None = Field(None, gt=0)
@@ -169,10 +171,12 @@ class ScoreSpec(Spec):
       release did (merge, then lm-eval); otherwise adapters stay unmerged and are mixed in one forward;
     - ``pack_choices``: the choices of an item share one row behind their context (a 4-D mask; only used where
       the attention implementation takes one).
-    A CUDA out-of-memory error halves ``batch_size`` (then ``adapters_per_batch``) and retries the batch.
+    A CUDA out-of-memory error halves ``batch_size`` (then ``adapters_per_batch``) and retries the batch;
+    ``batch_size: auto`` starts at 64 on a GPU (lm-eval's ``auto`` searches up to its ``max_batch_size`` of 64) and
+    at 16 on a CPU, so the batch used is the largest that fits; the size used is recorded in ``run.json``.
     """
 
-    batch_size: int = Field(16, gt=0)
+    batch_size: PositiveInt | Literal["auto"] = 16
     max_items: int | None = Field(None, gt=0)
     split: str = "test"
     prompt_format: Literal["auto", "letters", "continuation"] = "auto"
@@ -213,7 +217,11 @@ class SlurmSpec(Spec):
 
 
 class ExecutorSpec(Spec):
-    """Where units of work run. Resource numbers are per unit; GPUs only count where GPUs exist."""
+    """Where units of work run. Resource numbers are per job; GPUs only count where GPUs exist.
+
+    ``train_units_per_job``: training units of one base model that one worker trains in turn, the base model loaded
+    once (a fresh adapter each unit; the same bytes as a fresh process per unit).
+    """
 
     kind: Literal["local", "ray", "slurm"] = "local"
     address: str | None = None
@@ -221,6 +229,7 @@ class ExecutorSpec(Spec):
     gpus_per_train: float = Field(1.0, ge=0)
     gpus_per_score: float = Field(1.0, ge=0)
     num_workers: int | None = Field(None, gt=0)
+    train_units_per_job: int = Field(8, gt=0)
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
 
 

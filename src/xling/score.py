@@ -62,7 +62,7 @@ def score_items(model: ModelSpec, adapters: Mapping[str, str | Path | None], ite
              for cell, cell_items in cells.items()}
     pending = [it for cell, cell_items in cells.items() if not (saved[cell] and saved[cell].is_file())
                for it in cell_items]
-    scorer, frames, peak, oom = None, [], 0, 0
+    scorer, frames, peak, oom, batch = None, [], 0, 0, spec.batch_size
     for cell in _progress(list(cells), progress, "scoring cells"):
         path = saved[cell]
         if path is not None and path.is_file():
@@ -72,6 +72,7 @@ def score_items(model: ModelSpec, adapters: Mapping[str, str | Path | None], ite
         frame = scorer.score(cells[cell])
         peak = max(peak, frame.attrs["peak_memory_bytes"])
         oom = max(oom, frame.attrs.get("oom_retries") or 0)
+        batch = frame.attrs.get("batch_size", batch)
         if path is not None:
             from xling.io import atomic_file
 
@@ -81,6 +82,7 @@ def score_items(model: ModelSpec, adapters: Mapping[str, str | Path | None], ite
     out = pd.concat(frames, ignore_index=True)
     out.attrs["peak_memory_bytes"] = peak
     out.attrs["oom_retries"] = oom
+    out.attrs["batch_size"] = batch  # the size used (after any out-of-memory halving)
     return out
 
 
@@ -143,5 +145,6 @@ def write_outputs(loglik_df: pd.DataFrame, out_dir: str | Path, config=None,
         loglik_df.to_parquet(tmp / "loglikelihoods.parquet", index=False)
         summarize(loglik_df).to_csv(tmp / "scores.csv", index=False)
         write_run_record(tmp, config, peak_memory_bytes=loglik_df.attrs.get("peak_memory_bytes"),
-                         oom_retries=loglik_df.attrs.get("oom_retries"), **extra)
+                         oom_retries=loglik_df.attrs.get("oom_retries"), batch_size=loglik_df.attrs.get("batch_size"),
+                         **extra)
     return Path(out_dir)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from xling.config import LoraSpec, ModelSpec, TrainSpec
@@ -56,6 +57,35 @@ def lora_state(model) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.requires_grad}
 
 
+AUTO_TRAIN_BATCH = 8  # where ``batch_size: auto`` starts: the Trainer's default per-device batch
+_KEPT: dict[str, object] | None = None  # base models kept loaded inside ``keep_base_models``, by model spec
+
+
+@contextmanager
+def keep_base_models() -> Iterator[None]:
+    """Inside the block ``train_adapter`` loads each base model once and trains every adapter on it in turn: LoRA is
+    attached fresh for each unit and taken off again afterwards (``unload``), and the seed is set after the model is
+    in memory, so an adapter's bytes are the same as in a fresh process (loading draws no random numbers)."""
+    global _KEPT
+    outer, _KEPT = _KEPT, {} if _KEPT is None else _KEPT
+    try:
+        yield
+    finally:
+        if outer is None:
+            _KEPT = None
+
+
+def _base_model(kind, spec: ModelSpec):
+    """The loaded base model: kept from an earlier unit inside ``keep_base_models``, else loaded now."""
+    if _KEPT is None:
+        return kind.load(spec)
+    key = spec.model_dump_json()
+    if key not in _KEPT:
+        _KEPT.clear()  # one base model at a time
+        _KEPT[key] = kind.load(spec)
+    return _KEPT[key]
+
+
 def warmup_steps(spec: TrainSpec, total_steps: int) -> int:
     """``warmup_ratio × total_steps`` in whole steps: rounded up (the Trainer's) or to the nearest (``round``)."""
     exact = spec.warmup_ratio * total_steps
@@ -87,20 +117,48 @@ def train_adapter(model_spec: ModelSpec, train_items: Sequence[MCItem], val_item
     """Fine-tune LoRA on ``train_items``; save the best-validation epoch's adapter into ``out_dir``; return the log."""
     import torch
     from peft import get_peft_model
-    from transformers import get_linear_schedule_with_warmup
 
-    from xling.models.adapters import quiet_peft, write_adapter_meta
+    from xling.models.adapters import quiet_peft
 
     if not train_items:
         raise XlingError(f"model {model_spec.name!r}: no training items")
     started = time.perf_counter()
     kind = get_kind(model_spec.kind)
 
-    # set-up: seed, model, LoRA, examples
-    seed_everything(seed)
-    loaded = kind.load(model_spec)
-    with quiet_peft():
-        loaded.model = get_peft_model(loaded.model, kind.lora_config(lora))
+    # set-up: model, seed, LoRA, examples; with batch_size auto, a CUDA out-of-memory error halves the batch and
+    # training starts again from the seed (the Trainer's auto_find_batch_size)
+    loaded = _base_model(kind, model_spec)
+    base = loaded.model
+    batch, restarts = (AUTO_TRAIN_BATCH if spec.batch_size == "auto" else spec.batch_size), 0
+    while True:
+        seed_everything(seed)
+        with quiet_peft():
+            loaded.model = model = get_peft_model(base, kind.lora_config(lora))
+        try:
+            log = _train_loop(kind, loaded, model_spec, train_items, val_items, seed, out_dir,
+                              spec.model_copy(update={"batch_size": batch}), progress, started)
+            return {**log, "batch_size": batch, "oom_restarts": restarts}
+        except torch.OutOfMemoryError:
+            if spec.batch_size != "auto" or batch == 1:
+                raise
+            batch, restarts = batch // 2, restarts + 1
+            torch.cuda.empty_cache()
+        finally:  # the base model as it was loaded, for the next attempt or unit
+            if spec.gradient_checkpointing:
+                model.gradient_checkpointing_disable()
+                model.disable_input_require_grads()
+            loaded.model = model.unload()
+            loaded.model.eval()
+
+
+def _train_loop(kind, loaded, model_spec: ModelSpec, train_items: Sequence[MCItem], val_items: Sequence[MCItem],
+                seed: int, out_dir: Path, spec: TrainSpec, progress: bool, started: float) -> dict:
+    """The loop proper, on ``loaded.model`` with LoRA attached."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    from xling.models.adapters import write_adapter_meta
+
     model = loaded.model
     chat = model_spec.chat_template if spec.chat_template is None else spec.chat_template
     train_ex = kind.examples(loaded, train_items, spec, chat)

@@ -362,7 +362,8 @@ def cle_work(spec: CLEGridSpec, store: Store, batch: list[CLEUnit]) -> None:
 def workload(spec: CLEGridSpec) -> Workload:
     """CLE units run one pair per job (its vectors read once), each unit failing on its own."""
     per_pair = len(spec.entries()) * len(spec.sizes)
-    return Workload(cle_work, spec, chunk=lambda u: per_pair, cpus=spec.executor.cpus_per_unit, isolated=True)
+    return Workload(cle_work, spec, chunk=lambda u: per_pair, cpus=spec.executor.cpus_per_unit,
+                    isolated=lambda u: True)
 
 
 def store_for(spec: CLEGridSpec) -> Store:

@@ -136,7 +136,7 @@ class _Scheduler:
         w = self.workload
         self.running.update(u.key for u in units)
         return Job(w.work, w.context, str(self.store.root), tuple(units), cpus=w.cpus,
-                   gpus=max(w.gpus(u) for u in units), isolated=w.isolated)
+                   gpus=max(w.gpus(u) for u in units), isolated=w.isolated(units[0]), scope=w.scope)
 
 
 def run_units(units: Sequence[Unit], stages: Sequence[str], workload: Workload, store: Store, executor: ExecutorSpec,

@@ -11,6 +11,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +27,10 @@ class Workload:
 
     ``work`` is a module-level function (it travels to Ray and Slurm workers by reference); ``context`` is what it
     needs besides the units (the grid spec). ``chunk(unit)`` is how many units of the unit's group one job takes;
-    ``gpus(unit)`` and ``cpus`` are a job's requests. With ``isolated`` each unit of a job runs (and fails) on its
-    own; otherwise the job's units run in one call and fail together (one scoring pass over several adapters).
+    ``gpus(unit)`` and ``cpus`` are a job's requests. Where ``isolated(unit)`` holds, each unit of a job runs (and
+    fails) on its own; otherwise the job's units run in one call and fail together (one scoring pass over several
+    adapters). ``scope``, a module-level function returning a context manager, is entered once around a whole job
+    in its worker (to keep a base model loaded for all the job's units).
     """
 
     work: Work
@@ -35,7 +38,8 @@ class Workload:
     chunk: Callable[[Any], int] = lambda unit: 1
     gpus: Callable[[Any], float] = lambda unit: 0.0
     cpus: float = 1.0
-    isolated: bool = False
+    isolated: Callable[[Any], bool] = lambda unit: False
+    scope: Callable[[], AbstractContextManager] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Job:
     cpus: float = 1.0
     gpus: float = 0.0
     isolated: bool = False
+    scope: Callable[[], AbstractContextManager] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,13 @@ def run_job(job: Job) -> list[Outcome]:
     store = Store(job.store_root)
     outcomes = [Outcome(u.key, ok=True, skipped=True) for u in job.units if store.done(u.key)]
     todo = [u for u in job.units if not store.done(u.key)]
+    with job.scope() if job.scope is not None and todo else nullcontext():
+        outcomes += _run_batches(job, store, todo)
+    return outcomes
+
+
+def _run_batches(job: Job, store: Store, todo: list) -> list[Outcome]:
+    outcomes = []
     for batch in ([[u] for u in todo] if job.isolated else [todo] if todo else []):
         start = time.time()
         for u in batch:

@@ -1,8 +1,10 @@
 """Running a transfer grid: plan its units, run what is missing on the grid engine, report status.
 
-Training units and score units go through one engine (``xling.grid.engine``): an adapter is scored as soon as it
-is trained, the base and up to ``score.adapters_per_batch`` adapters of a model share one scoring pass, a failed
-unit is retried up to ``max_retries`` times and a unit that still fails is reported while the others go on.
+Training units and score units go through one engine (``xling.grid.engine``): a worker trains several adapters of
+one base model with the model loaded once; a model's adapters are scored as soon as ``score.adapters_per_batch`` of
+them are trained (the dependency is per adapter, not per stage), the base and those adapters in one scoring pass;
+a failed unit is retried up to ``max_retries`` times and a unit that still fails is reported while the others go
+on.
 """
 
 from __future__ import annotations
@@ -30,13 +32,19 @@ def store_for(spec: GridSpec) -> Store:
 
 
 def workload(spec: GridSpec) -> Workload:
-    """How transfer units run: one adapter per training job; the base and adapters of a model share scoring jobs."""
+    """How transfer units run: a training job trains up to ``executor.train_units_per_job`` adapters of one base
+    model in turn, the model loaded once (each unit succeeds or fails on its own); the base and up to
+    ``score.adapters_per_batch`` adapters of a model share one scoring pass."""
+    from xling.train import keep_base_models
+
     ex = spec.executor
     return Workload(
         transfer_work, spec,
-        chunk=lambda u: 1 if u.stage == "train" else spec.score.adapters_per_batch,
+        chunk=lambda u: ex.train_units_per_job if u.stage == "train" else spec.score.adapters_per_batch,
         gpus=lambda u: ex.gpus_per_train if u.stage == "train" else ex.gpus_per_score,
         cpus=ex.cpus_per_unit,
+        isolated=lambda u: u.stage == "train",
+        scope=keep_base_models,
     )
 
 

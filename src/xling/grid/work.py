@@ -58,5 +58,6 @@ def _score(spec: GridSpec, store: Store, units: list[ScoreUnit]) -> None:
         with store.writing(u.key, meta) as tmp:
             scores[scores["adapter"] == u.label].to_parquet(tmp / "scores.parquet", index=False)
             loglik[loglik["adapter"] == u.label].to_parquet(tmp / "loglikelihoods.parquet", index=False)
-            (tmp / "run.json").write_text(json.dumps(run_record(spec, seed=None, unit=u.key, **extra), indent=2,
+            (tmp / "run.json").write_text(json.dumps(run_record(spec, seed=None, unit=u.key, batch_size=loglik.attrs.get("batch_size"),
+                                                     oom_retries=loglik.attrs.get("oom_retries"), **extra), indent=2,
                                                      default=str) + "\n")

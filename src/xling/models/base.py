@@ -77,6 +77,15 @@ class ModelKind(Protocol):
         """The base model with every adapter attached; ``items`` are all the items it will be asked to score."""
 
 
+AUTO_SCORE_BATCH = {"cuda": 64, "cpu": 16}  # lm-eval's ``auto`` searches up to max_batch_size 64 on a GPU
+
+
+def auto_batch(batch_size: int | str, device) -> int:
+    """A scoring batch size: the given one, or for ``auto`` where the search starts on this device (a CUDA
+    out-of-memory error then halves it)."""
+    return AUTO_SCORE_BATCH.get(device.type, 16) if batch_size == "auto" else int(batch_size)
+
+
 def peak_memory_bytes(device) -> int:
     """Peak GPU memory allocated (CUDA) or the process's peak resident memory (CPU)."""
     import torch

@@ -23,7 +23,7 @@ import pandas as pd
 from xling.config import LoraSpec, ModelSpec, ScoreSpec, TrainSpec
 from xling.errors import XlingError
 from xling.models.adapters import quiet_peft
-from xling.models.base import COLUMNS, Loss, base_fingerprint, peak_memory_bytes
+from xling.models.base import COLUMNS, Loss, auto_batch, base_fingerprint, peak_memory_bytes
 from xling.models.lmeval import BASE, LMEvalTokens, Row, can_pack, encode_items, forward_rows, plan_rows
 from xling.models.multilora import group_adapters, segments
 from xling.tasks.items import MCItem
@@ -283,7 +283,8 @@ class CausalScorer:
             except XlingError:
                 self.peft_mixed = True
         self.pack = spec.pack_choices and can_pack(self.lm.model)
-        self.batch_size, self.adapters_per_batch, self.oom_retries = spec.batch_size, spec.adapters_per_batch, 0
+        self.batch_size = auto_batch(spec.batch_size, self.lm.device)
+        self.adapters_per_batch, self.oom_retries = spec.adapters_per_batch, 0
         if self.lm.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.lm.device)
 
@@ -304,6 +305,7 @@ class CausalScorer:
                        greedy, self.model.kind)
         frame.attrs["peak_memory_bytes"] = peak_memory_bytes(lm.device)
         frame.attrs["oom_retries"] = self.oom_retries
+        frame.attrs["batch_size"] = self.batch_size
         return frame
 
     def forward_all(self, net, rows: Sequence[Row], names: Sequence[str],

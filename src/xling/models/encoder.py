@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from xling.config import LoraSpec, ModelSpec, ScoreSpec, TrainSpec
 from xling.errors import XlingError
 from xling.models.adapters import attach_adapters, check_adapter
-from xling.models.base import COLUMNS, Loss, base_fingerprint, peak_memory_bytes
+from xling.models.base import COLUMNS, Loss, auto_batch, base_fingerprint, peak_memory_bytes
 from xling.tasks.items import MCItem
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ class EncoderScorer:
         self.embeddings = {}
         for label, slot in slots.items():
             with _switched_on(encoder.model, slot):
-                self.embeddings[label] = encoder.embed_unique(texts, spec.batch_size)
+                self.embeddings[label] = encoder.embed_unique(texts, auto_batch(spec.batch_size, encoder.device))
 
     def score(self, items: Sequence[MCItem]) -> pd.DataFrame:
         import pandas as pd
