@@ -1,17 +1,21 @@
-"""Scoring K adapters: xling in one process vs lm-eval once per adapter (``peft=``) vs merge-then-evaluate.
+"""Scoring a base model and K adapters: the cost of the adapters, and xling against the other ways to do it.
 
-Anchor and contenders run in the same process on the same model, adapters and tasks (4 local lm-eval task
-YAMLs × 3 languages, written here); it prints wall time, the ratio to xling, and the largest per-choice
-|Δ log-likelihood| against xling.
+1. Overhead (the 1.10× goal): xling scoring the base and K adapters in one run against K+1 passes of the base model
+   alone over the same items, with the model loaded (start-up excluded) and the same forward shapes (a base pass
+   takes K+1 times the rows); also against peft's own mixed-batch forward (``adapter_names=``), which xling used
+   before the grouped low-rank path. The floor is 1 + LoRA FLOPs / base FLOPs of the adapted projections.
+2. Against the alternatives, end to end: lm-eval in-process with ``peft=`` once per adapter, the paper's merge →
+   save → lm-eval loop per adapter (``--cli`` adds the ``lm_eval`` command per adapter, a fresh process each).
 
-    python benchmarks/bench_scoring.py                                  # tiny offline Llama, CPU
-    python benchmarks/bench_scoring.py --hidden-size 256 --layers 4     # wider: LoRA r=32 no longer ~ the base
-    python benchmarks/bench_scoring.py --model Qwen/Qwen2.5-0.5B --items 200 --dtype bfloat16   # GPU
+Anchor and contenders run in the same process on the same model, adapters and tasks (4 local lm-eval task YAMLs ×
+3 languages, written here); it prints wall and CPU seconds, ratios, and the largest per-choice |Δ log-likelihood|.
 
-Adapters are LoRA r=32 on every projection with random weights (``init_lora_weights=False``): they cost the
-same to evaluate as trained ones. lm-eval runs in-process, so it pays no interpreter start-up (``--cli`` adds
-the ``lm_eval`` command once per adapter, as users run it; its |Δ| is not read back, it is the same code);
-the merge loop is the paper's pipeline (merge, save, reload the merged model in lm-eval).
+    python benchmarks/bench_scoring.py                                       # hidden 512, 32K vocab, CPU, 1,500 items
+    python benchmarks/bench_scoring.py --skip-compare                        # the overhead alone
+    python benchmarks/bench_scoring.py --model Qwen/Qwen2.5-0.5B --items 200 --dtype bfloat16   # a GPU
+
+Adapters are LoRA (r = ``--rank``, 8 by default) on every projection with random weights
+(``init_lora_weights=False``): they cost the same to evaluate as trained ones.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ def write_tasks(root: Path, n_items: int) -> list[Path]:
     return yamls
 
 
-def make_adapters(model: str, root: Path, k: int, dtype: str) -> dict[str, Path]:
+def make_adapters(model: str, root: Path, k: int, dtype: str, rank: int) -> dict[str, Path]:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -75,7 +79,7 @@ def make_adapters(model: str, root: Path, k: int, dtype: str) -> dict[str, Path]
         base = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
         fp = base_fingerprint(base)
         with quiet_peft():
-            peft_model = get_peft_model(base, LoraConfig(r=32, lora_alpha=64, target_modules="all-linear",
+            peft_model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear",
                                                          init_lora_weights=False))
         path = root / f"adapter{i}"
         peft_model.save_pretrained(path)
@@ -94,6 +98,62 @@ def run_xling(model: str, adapters: dict[str, Path], yamls: list[Path], dtype: s
     df = score_items(spec, {"base": None, **adapters}, items, ScoreSpec(batch_size=batch, adapters_per_batch=len(adapters) + 1))
     lls = {(r.adapter, r.task, r.item_id, r.choice): r.loglik for r in df.itertuples()}
     return lls, df.attrs["peak_memory_bytes"]
+
+
+def lora_flop_share(model: str, rank: int) -> float:
+    """LoRA FLOPs / base FLOPs per token: 2·r·(d_in + d_out) against 2·d_in·d_out for every adapted projection,
+    plus the LM head (not adapted) on the base side."""
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(model)
+    d, ff = c.hidden_size, c.intermediate_size
+    kv = c.num_key_value_heads * (d // c.num_attention_heads)
+    shapes = [(d, d), (d, kv), (d, kv), (d, d), (d, ff), (d, ff), (ff, d)]
+    base = c.num_hidden_layers * sum(i * o for i, o in shapes) + d * c.vocab_size
+    lora = c.num_hidden_layers * sum(rank * (i + o) for i, o in shapes)
+    return lora / base
+
+
+def overhead(model: str, adapters: dict[str, Path], yamls: list[Path], dtype: str, batch: int, repeats: int):
+    """Seconds (wall, CPU) of scoring base + K adapters in one run, of K+1 base passes, and of peft's mixed batch,
+    each with the model already loaded; the best of ``repeats`` runs. The K+1 base passes run in exactly the
+    grouped run's forward shapes (every segment switched to the base model), so they differ only by the adapters'
+    work: the batch composition decides how many positions reach the 32K-wide LM head."""
+    from xling.config import ModelSpec, ScoreSpec
+    from xling.models import causal, multilora
+    from xling.tasks.registry import load_items
+
+    items = [it for y in yamls for it in load_items(str(y), y.stem.split("_")[-1], "test")]
+    spec = ModelSpec(name=model, path=model, dtype=dtype)
+    k1 = len(adapters) + 1
+    assert multilora  # CausalScorer groups adapters by default
+
+    def best(scorer, runs: int):
+        times = []
+        for _ in range(repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(runs):
+                frame = scorer.score(items)
+            times.append((time.perf_counter() - t0, time.process_time() - c0))
+        return min(times), frame
+
+    scorer = causal.CausalScorer(spec, {"base": None, **adapters}, ScoreSpec(batch_size=batch, adapters_per_batch=k1))
+    grouped, frame = best(scorer, 1)
+    slots, scorer.slot = scorer.slot, {}  # every segment the base model: K+1 base passes in the same shapes
+    base, _ = best(scorer, 1)
+    scorer.slot = slots
+    alone, _ = best(causal.CausalScorer(spec, {"base": None}, ScoreSpec(batch_size=batch)), k1)  # the usual way
+    original = causal.group_adapters
+    causal.group_adapters = lambda *a: (_ for _ in ()).throw(causal.XlingError("peft's own mixed batch"))
+    try:
+        peft_scorer = causal.CausalScorer(spec, {"base": None, **adapters}, ScoreSpec(batch_size=batch,
+                                                                                    adapters_per_batch=k1))
+        assert peft_scorer.peft_mixed
+        mixed, peft_frame = best(peft_scorer, 1)
+    finally:
+        causal.group_adapters = original
+    delta = float(np.abs(frame.loglik.to_numpy() - peft_frame.loglik.to_numpy()).max())
+    return grouped, base, alone, mixed, delta, len(items)
 
 
 def run_lmeval(model_args: str, label: str, yamls: list[Path], root: Path, device: str, batch: int) -> dict:
@@ -146,13 +206,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder or hub id (default: the tiny offline Llama)")
     parser.add_argument("--adapters", type=int, default=8)
-    parser.add_argument("--items", type=int, default=40, help="items per task and language")
+    parser.add_argument("--rank", type=int, default=8, help="LoRA rank of the adapters")
+    parser.add_argument("--items", type=int, default=125, help="items per task and language (12 cells)")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--hidden-size", type=int, default=64, help="width of the tiny model (no --model)")
+    parser.add_argument("--hidden-size", type=int, default=512, help="width of the tiny model (no --model)")
     parser.add_argument("--layers", type=int, default=2, help="layers of the tiny model (no --model)")
+    parser.add_argument("--vocab", type=int, default=32000, help="vocabulary of the tiny model (no --model)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (both sides)")
+    parser.add_argument("--repeats", type=int, default=2, help="overhead runs per side (the best counts)")
     parser.add_argument("--skip-merge", action="store_true")
+    parser.add_argument("--skip-compare", action="store_true", help="only the overhead measurement")
     parser.add_argument("--cli", action="store_true", help="also run the lm_eval command once per adapter")
     args = parser.parse_args()
 
@@ -170,12 +234,27 @@ def main() -> None:
             from xling.models.tiny import build_tiny_llama
 
             args.model = str(build_tiny_llama(root / "tiny", seed=0, hidden_size=args.hidden_size,
-                                              n_layers=args.layers))
+                                              n_layers=args.layers, vocab_size=args.vocab))
         yamls = write_tasks(root, args.items)
-        adapters = make_adapters(args.model, root, args.adapters, args.dtype)
+        adapters = make_adapters(args.model, root, args.adapters, args.dtype, args.rank)
         n_choices = len(yamls) * args.items * 4
-        print(f"model {args.model} on {device}, {len(adapters)} adapters + base, {len(yamls)} task cells, "
-              f"{n_choices} choices per model")
+        print(f"model {args.model} on {device}, {len(adapters)} adapters (r={args.rank}) + base, {len(yamls)} task "
+              f"cells, {n_choices} choices per model")
+
+        (g_wall, g_cpu), (b_wall, b_cpu), (a_wall, a_cpu), (m_wall, m_cpu), delta, n_items = overhead(
+            args.model, adapters, yamls, args.dtype, args.batch, args.repeats)
+        floor = 1 + lora_flop_share(args.model, args.rank)
+        k1 = len(adapters) + 1
+        print(f"\noverhead on {n_items} items, model loaded (best of {args.repeats}):")
+        print(f"{'':44s} {'wall s':>7s} {'× base':>7s} {'CPU s':>7s} {'× base':>7s}")
+        for name, wall, cpu in ((f"{k1} base passes, same shapes (anchor)", b_wall, b_cpu),
+                                (f"{k1} runs of the base alone, batch {args.batch}", a_wall, a_cpu),
+                                ("xling, base + adapters, grouped LoRA", g_wall, g_cpu),
+                                ("peft mixed batch (adapter_names=)", m_wall, m_cpu)):
+            print(f"{name:44s} {wall:7.1f} {wall / b_wall:7.2f} {cpu:7.1f} {cpu / b_cpu:7.2f}")
+        print(f"FLOP floor 1 + LoRA/base = {floor:.3f}; goal <= 1.10x; grouped vs peft max |Δ loglik| {delta:.1e}")
+        if args.skip_compare:
+            return
 
         t0, c0 = time.perf_counter(), time.process_time()
         ours, peak = run_xling(args.model, adapters, yamls, args.dtype, args.batch)

@@ -78,10 +78,12 @@ def build_tiny_tokenizer(seed: int = 0, vocab_size: int = 512):
 
 
 def build_tiny_llama(folder: str | Path, seed: int = 0, *, hidden_size: int = 64, n_layers: int = 2,
-                     max_positions: int = 512, init_range: float = 0.1) -> Path:
+                     max_positions: int = 512, init_range: float = 0.1, vocab_size: int | None = None) -> Path:
     """Write a tiny random Llama (fp32) and its tokenizer to ``folder``; the same seed gives the same files.
 
-    ``init_range`` (0.1, larger than Llama's 0.02) gives logits wide enough for LoRA to learn small tasks.
+    ``init_range`` (0.1, larger than Llama's 0.02) gives logits wide enough for LoRA to learn small tasks;
+    ``vocab_size`` widens the embeddings and LM head beyond the tokenizer's ~512 tokens (the ids above them are
+    never produced), so a benchmark pays a real model's head and log-softmax.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -90,7 +92,7 @@ def build_tiny_llama(folder: str | Path, seed: int = 0, *, hidden_size: int = 64
     hf_logging.disable_progress_bar()
     tokenizer = build_tiny_tokenizer(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), vocab_size or 0),
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=n_layers,
