@@ -160,6 +160,7 @@ def _train_loop(kind, loaded, model_spec: ModelSpec, train_items: Sequence[MCIte
     from xling.models.adapters import write_adapter_meta
 
     model = loaded.model
+    loop_start = time.perf_counter()
     chat = model_spec.chat_template if spec.chat_template is None else spec.chat_template
     train_ex = kind.examples(loaded, train_items, spec, chat)
     val_ex = kind.examples(loaded, val_items, spec, chat)
@@ -210,7 +211,8 @@ def _train_loop(kind, loaded, model_spec: ModelSpec, train_items: Sequence[MCIte
     write_adapter_meta(Path(out_dir), model_spec.name, model_spec.location, loaded.fingerprint)
     return {"epochs": history, "kept_epoch": best_epoch, "best_val_loss": None if best_val == math.inf else best_val,
             "n_train": len(train_ex), "n_val": len(val_ex), "steps": total_steps, "warmup_steps": warmup,
-            "seconds": round(time.perf_counter() - started, 2)}
+            "seconds": round(time.perf_counter() - started, 2),  # with loading the model (when not kept)
+            "loop_seconds": round(time.perf_counter() - loop_start, 2)}  # examples, training, validation, saving
 
 
 def _progress(enabled: bool, total: int):
