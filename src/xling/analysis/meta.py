@@ -81,8 +81,7 @@ class AnalysisSpec(Spec):
     # ISO 639-1 -> 639-3 for URIEL: ``release`` (the release's table, ar -> ara, zh -> cmn; lang2vec's own
     # table for other codes) or ``individual`` (every macrolanguage -> its main individual language, ar -> arb).
     uriel_codes: Literal["release", "individual"] = "release"
-    # REML optimiser of the MixedLM variance decomposition: the release's L-BFGS, or Powell (faster, and an equal
-    # or higher likelihood where L-BFGS stops early on a flat component).
+    # REML optimiser of the MixedLM variance decomposition: the release's L-BFGS, or Powell (derivative-free).
     mixedlm_optimizer: MixedLMOptimizer = "lbfgs"
     mixed_models: bool = True
     linguistic: bool = True
