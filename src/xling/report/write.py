@@ -148,6 +148,11 @@ def _coverage_html(a: Analysis, metric: str) -> str:
     )[0]
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 model``, ``3 models``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def roles_interval_text(t: dict[str, pd.DataFrame]) -> str:
     """What the donor/recipient intervals resampled, in words (the report and summary say it next to the roles)."""
     methods = set()
@@ -179,8 +184,10 @@ def summary_markdown(a: Analysis) -> str:
     lines = [
         "# Transfer analysis summary",
         "",
-        f"Metric `{a.spec.metric}` (pp). {c['models']} models, {c['tasks']} tasks, {c['languages']} languages; "
-        f"{c['cells']} of {c['expected']} cells ({c['coverage']:.1f}%).",
+        (
+            f"Metric `{a.spec.metric}` (pp). {_count(c['models'], 'model')}, {_count(c['tasks'], 'task')}, "
+            f"{_count(c['languages'], 'language')}; {c['cells']} of {c['expected']} cells ({c['coverage']:.1f}%)."
+        ),
         "",
         "## Transfer by regime",
         "",
