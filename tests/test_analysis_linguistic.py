@@ -21,15 +21,11 @@ from xling.analysis.linguistic import (
 
 def test_iso_codes_map_to_uriel_codes():
     letters = _letter_codes()
-    assert [to_iso3(c, letters) for c in ("en", "de-AT", "eng", "zh", "ar", "xx-1", "??")] == [
-        "eng",
-        "deu",
-        "eng",
-        "cmn",
-        "arb",
-        None,
-        None,
-    ]
+    codes = ("en", "de-AT", "eng", "zh", "ar", "fa", "xx-1", "??")
+    # the release's table (ar -> ara, zh -> cmn), lang2vec's for the rest
+    assert [to_iso3(c, letters) for c in codes] == ["eng", "deu", "eng", "cmn", "ara", "fas", None, None]
+    # macrolanguages -> their main individual language
+    assert [to_iso3(c, letters, "individual") for c in codes] == ["eng", "deu", "eng", "cmn", "arb", "pes", None, None]
 
 
 def test_cosine_distance_known_values_and_missing_dimensions():

@@ -1,4 +1,5 @@
-"""`xling quickstart` end to end on a 1-task × 2-language slice: real encoder, real LoRA, report, resumable."""
+"""`xling quickstart` end to end on a 1-task × 2-language slice (two seeds): real encoder, real LoRA, report,
+resumable."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def test_quickstart_slice_runs_end_to_end_and_resumes(tmp_path) -> None:
 
     table = pd.read_csv(out / "results.csv")
     assert len(table) == 2 * 2 and set(table["regime"]) == {"MT-ML", "MT-CL"}
+    assert (table["n_seeds"] == 2).all()  # two seeds by default: every cell gets a seed SE and its t-test
+    significance = pd.read_csv(out / "analysis" / "tables" / "cell_significance.csv")
+    assert (significance["n_seeds"] == 2).all() and (significance["call"] != "untested").any()
     assert (out / "analysis" / "report.html").stat().st_size > 10_000
     assert (out / "analysis" / "tables" / "regime_summary.csv").is_file()
     record = json.loads(next((out / "runs").glob("run-*.json")).read_text())

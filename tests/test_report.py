@@ -40,6 +40,8 @@ MAIN = [
     "consistency_by_model",
     "consistency_by_family",
     "consistency_by_size",
+    "consistency_by_size_bucket",
+    "interval_methods",
     "language_roles_by_task_subset",
     "task_subset_agreement",
     "language_group_roles",

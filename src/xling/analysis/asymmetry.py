@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from xling.analysis.meta import AnalysisSpec
-from xling.analysis.stats import group_summary, t_interval
+from xling.analysis.stats import NO_CI, group_summary, t_interval
 
-COLUMNS = ["delta_ab", "delta_ba", "asymmetry", "ci_low", "ci_high", "n", "supported"]
+COLUMNS = ["delta_ab", "delta_ba", "asymmetry", "ci_low", "ci_high", "n", "supported", "ci_method"]
 
 
 def _paired(cells: pd.DataFrame, a: list[str], b: list[str], unit: list[str]) -> pd.DataFrame:
@@ -41,7 +41,9 @@ def language_asymmetry(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
     pairs = _paired(mtcl, ["fine_tuned_language"], ["eval_language"], ["model_name", "fine_tuned_dataset"])
     if pairs.empty:
         return pd.DataFrame(columns=["lang_a", "lang_b", *COLUMNS])
-    summ = group_summary(pairs, ["pair_a", "pair_b"], "d", np.random.default_rng(spec.seed), spec.n_boot)
+    summ = group_summary(
+        pairs, ["pair_a", "pair_b"], "d", np.random.default_rng(spec.seed), spec.n_boot, units="model x task pairs"
+    )
     means = pairs.groupby(["pair_a", "pair_b"])[["delta", "delta_rev"]].mean().reset_index()
     out = summ.merge(means, on=["pair_a", "pair_b"]).rename(
         columns={
@@ -76,6 +78,7 @@ def cell_asymmetry(cells: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
     out["ci_low"], out["ci_high"] = t_interval(out["asymmetry"], out["sd"], out["n"])
     out["supported"] = (out["ci_low"] > 0) | (out["ci_high"] < 0)
+    out["ci_method"] = np.where(out["n"] >= 2, "t over models", NO_CI)
     out = out.rename(columns={"pair_a": "cell_a", "pair_b": "cell_b"})
     return (
         out[["cell_a", "cell_b", *COLUMNS]].sort_values("asymmetry", key=np.abs, ascending=False).reset_index(drop=True)

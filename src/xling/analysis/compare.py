@@ -25,6 +25,7 @@ COLUMNS = [
     "pearson_r",
     "spearman_rho",
     "sign_agreement",
+    "ci_method",
 ]
 
 
@@ -57,6 +58,7 @@ def _row(scope: str, d: pd.DataFrame, ci: pd.Series) -> dict:
         "pearson_r": stats.pearsonr(d["a"], d["b"])[0] if ok else np.nan,
         "spearman_rho": stats.spearmanr(d["a"], d["b"])[0] if ok else np.nan,
         "sign_agreement": 100.0 * (np.sign(d["a"]) == np.sign(d["b"])).mean(),
+        "ci_method": ci["ci_method"],
     }
 
 

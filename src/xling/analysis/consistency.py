@@ -2,9 +2,11 @@
 
 For each source cell (task, language) and regime, the mean Kendall tau-b between every pair of
 raters over the recipients (MT-CL: target languages; CT-ML: target tasks; CT-CL: target cells).
-Raters are models (``by_model``), families with sizes averaged (``by_family``) or size buckets with
-families averaged (``by_size``). Only recipients every rater has are used (a complete block); a
-source with fewer than 3 such recipients or 2 raters is skipped and counted.
+Raters are models (``by_model``), families with sizes averaged (``by_family``), exact model sizes with
+families averaged (``by_size``: the release's raters, e.g. Llama-3.2-1B and gemma-3-1b pooled as 1B) or
+size buckets S/M/L with families averaged (``by_size_bucket``). Only recipients every rater has are used (a
+complete block; the release drops missing recipients per rater pair, the same on a complete grid); a source
+with fewer than 3 such recipients or 2 raters is skipped and counted.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import pandas as pd
 
 from xling.analysis.meta import AnalysisSpec
 from xling.analysis.results import TRANSFER_REGIMES
-from xling.analysis.stats import kendall_tau_b_matrix
+from xling.analysis.stats import NO_CI, bootstrap_over, kendall_tau_b_matrix
 
 RECIPIENT = {"MT-CL": ["eval_language"], "CT-ML": ["eval_dataset"], "CT-CL": ["eval_dataset", "eval_language"]}
 SOURCE = ["fine_tuned_dataset", "fine_tuned_language"]
 MIN_RECIPIENTS = 3
+# table suffix -> the column whose values are the raters
+RATERS = {"model": "model_name", "family": "family", "size": "size", "size_bucket": "size_bucket"}
 
 
 def source_consistency(cells: pd.DataFrame, rater: str) -> tuple[pd.DataFrame, int]:
@@ -60,6 +64,7 @@ def summarize(per_source: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
             continue
         rng = np.random.default_rng(spec.seed)
         boots = tau[rng.integers(0, len(tau), size=(spec.n_boot, len(tau)))].mean(axis=1)
+        vary = len(tau) >= 2
         rows.append(
             {
                 "regime": regime,
@@ -68,18 +73,20 @@ def summarize(per_source: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
                 "q3": float(np.quantile(tau, 0.75)),
                 "n": len(tau),
                 "mean": float(tau.mean()),
-                "ci_low": float(np.percentile(boots, 2.5)),
-                "ci_high": float(np.percentile(boots, 97.5)),
+                "ci_low": float(np.percentile(boots, 2.5)) if vary else np.nan,
+                "ci_high": float(np.percentile(boots, 97.5)) if vary else np.nan,
+                "ci_method": bootstrap_over("sources") if vary else NO_CI,
             }
         )
-    return pd.DataFrame(rows, columns=["regime", "median", "q1", "q3", "n", "mean", "ci_low", "ci_high"])
+    cols = ["regime", "median", "q1", "q3", "n", "mean", "ci_low", "ci_high", "ci_method"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def consistency_tables(cells: pd.DataFrame, spec: AnalysisSpec, notes: list[str]) -> dict[str, pd.DataFrame]:
-    """``consistency_by_model``, ``consistency_by_family``, ``consistency_by_size`` and the per-source taus."""
+    """``consistency_by_{model,family,size,size_bucket}`` and the per-source taus (``consistency_sources``)."""
     out = {}
     per_source_all = []
-    for name, rater in (("model", "model_name"), ("family", "family"), ("size", "size_bucket")):
+    for name, rater in RATERS.items():
         per_source, skipped = source_consistency(cells, rater)
         if skipped:
             notes.append(

@@ -5,6 +5,13 @@ For each ordered language pair, the cosine distance between the two languages' l
 MT-CL delta: Spearman rho (p, Fisher-z CI), Pearson r, N. lang2vec's ``distance()`` is not in its PyPI
 release, so distances are computed here from the same vectors ``get_features`` returns (read directly
 from lang2vec's data, see ``uriel_vectors``); a language URIEL does not know is skipped with a note.
+
+Language codes reach URIEL as the release's ``ISO_MAP`` (analysis/chapters/ling_correlation.py) sends them:
+Arabic as the macrolanguage ``ara``, Chinese as Mandarin ``cmn`` (``codes="release"``, the default); other
+two-letter codes through lang2vec's own ISO 639-1 table. URIEL has vectors for macrolanguages and for their
+individual languages alike, and they differ (``ara`` vs ``arb``: syntax distance to English 0.349 vs 0.356), so
+``codes="individual"`` (every macrolanguage -> its main individual language, ``ar`` -> ``arb``) is a different
+analysis, one switch away.
 """
 
 from __future__ import annotations
@@ -13,15 +20,17 @@ import json
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from xling.analysis.stats import fisher_ci
+from xling.analysis.stats import NO_CI, fisher_ci
 from xling.errors import XlingError
 
 FEATURE_SETS = ("syntax_knn", "phonology_knn", "inventory_knn", "geo", "fam")
+UrielCodes = Literal["release", "individual"]
 
 
 def _data_file(name: str) -> Path:
@@ -46,11 +55,23 @@ def _letter_codes() -> dict[str, str]:
     return json.loads(_data_file("letter_codes.json").read_text())
 
 
-def to_iso3(code: str, letter_codes: dict[str, str]) -> str | None:
-    """``en``/``en-US``/``eng`` -> ``eng``; None when the code is not ISO 639-1/3 shaped."""
+def to_iso3(code: str, letter_codes: dict[str, str], codes: UrielCodes = "release") -> str | None:
+    """``en``/``en-US``/``eng`` -> ``eng``; None when the code is not ISO 639-1/3 shaped.
+
+    ``codes="release"``: the release's table first (``ar`` -> ``ara``, ``zh`` -> ``cmn``), then lang2vec's.
+    ``codes="individual"``: lang2vec's table, then every macrolanguage to its main individual language.
+    """
     base = str(code).strip().lower().replace("_", "-").split("-")[0]
-    iso = letter_codes.get(base) if len(base) == 2 else base if len(base) == 3 and base.isalpha() else None
-    return _MACRO.get(iso, iso) if iso else None
+    if len(base) == 3 and base.isalpha():
+        iso = base
+    elif len(base) == 2:
+        iso = RELEASE_ISO.get(base) if codes == "release" else None
+        iso = iso or letter_codes.get(base)
+    else:
+        iso = None
+    if iso is None:
+        return None
+    return _MACRO.get(iso, iso) if codes == "individual" else iso
 
 
 # lang2vec's named feature sets: (data file, source, feature-name prefix), as in lang2vec.FEATURE_SETS_DICT.
@@ -61,7 +82,21 @@ _SETS = {
     "geo": ("geocoord_features.npz", "GEOCOORDS", ""),
     "fam": ("family_features.npz", "FAM", ""),
 }
-# ISO 639-1 codes whose lang2vec 639-3 code is a macrolanguage URIEL lacks -> its main individual language.
+# The release's ISO 639-1 -> 639-3 table (its ``ISO_MAP``): lang2vec's codes except Chinese as Mandarin.
+RELEASE_ISO = {
+    "ar": "ara",
+    "bn": "ben",
+    "de": "deu",
+    "en": "eng",
+    "es": "spa",
+    "fr": "fra",
+    "hi": "hin",
+    "id": "ind",
+    "it": "ita",
+    "pt": "por",
+    "zh": "cmn",
+}
+# Macrolanguage 639-3 codes (as lang2vec's ISO 639-1 table gives them) -> their main individual language.
 _MACRO = {
     "ara": "arb",
     "zho": "cmn",
@@ -120,16 +155,18 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(1.0 - a @ b / norm) if norm > 0 else float("nan")
 
 
-def language_distances(languages: list[str], notes: list[str]) -> pd.DataFrame:
-    """Ordered pairs ``lang_a, lang_b`` with one distance column per feature set."""
+def language_distances(languages: list[str], notes: list[str], codes: UrielCodes = "release") -> pd.DataFrame:
+    """Ordered pairs ``lang_a, lang_b`` with their URIEL codes ``iso_a, iso_b`` and one distance per feature set."""
     letter = _letter_codes()
-    iso = {lang: to_iso3(lang, letter) for lang in languages}
+    iso = {lang: to_iso3(lang, letter, codes) for lang in languages}
     unmapped = sorted(lang for lang, c in iso.items() if c is None)
     if unmapped:
         notes.append(f"linguistic_correlations: no ISO 639-3 code for {', '.join(unmapped)}; skipped")
     codes = sorted({c for c in iso.values() if c})
     rows = [(a, b) for a in languages for b in languages if a != b and iso[a] and iso[b]]
     out = pd.DataFrame(rows, columns=["lang_a", "lang_b"])
+    out["iso_a"] = [iso[a] for a, _ in rows]
+    out["iso_b"] = [iso[b] for _, b in rows]
     for fs in FEATURE_SETS:
         vecs = uriel_vectors(codes, fs)
         missing = sorted(lang for lang in languages if iso[lang] and iso[lang] not in vecs)
@@ -168,6 +205,7 @@ def linguistic_correlations(language_pairs: pd.DataFrame, distances: pd.DataFram
                 "n": n,
                 "rho_ci_low": lo,
                 "rho_ci_high": hi,
+                "ci_method": "Fisher z" if np.isfinite(lo) else NO_CI,
             }
         )
     return pd.DataFrame(rows)

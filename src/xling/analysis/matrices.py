@@ -24,7 +24,7 @@ def _pairs(sub: pd.DataFrame, source: str, target: str, spec: AnalysisSpec) -> p
         spec.harm_threshold,
     )
     return out.rename(columns={source: "source", target: "target"})[
-        ["source", "target", "n", "mean", "ci_low", "ci_high"]
+        ["source", "target", "n", "mean", "ci_low", "ci_high", "ci_method"]
     ]
 
 

@@ -2,13 +2,16 @@
 
 Family and size are parsed from model names (``Llama-3.2-1B`` -> Llama, 1.0) unless the optional
 analysis YAML overrides them; task construction types (human- vs machine-translated) and language
-groups come from the same YAML.
+groups come from the same YAML. The defaults are the paper's release (``kdymkiewicz/Donors-and-Recipients``,
+``analysis/``): its construction types, its language-family table, its variance-decomposition scope and its
+ISO 639-3 codes for URIEL, each one field away from an alternative.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +30,19 @@ DEFAULT_CONSTRUCTION = {
     "hellaswag": "machine-translated",
     "truthfulqa": "machine-translated",
 }
+# The release's language families (``LANG_TO_FAMILY`` in analysis/chapters/donor_recipient_roles.py), the
+# groups of its ``language_roles_by_family`` table.
+PAPER_LANGUAGE_GROUPS = {
+    "Arabic": ["ar"],
+    "Chinese": ["zh"],
+    "Germanic": ["de", "en"],
+    "Indic": ["bn", "hi"],
+    "Indonesian": ["id"],
+    "Romance": ["es", "fr", "it", "pt"],
+}
+
+
+MixedLMOptimizer = Literal["lbfgs", "powell"]
 
 
 class ModelMeta(Spec):
@@ -53,7 +69,20 @@ class AnalysisSpec(Spec):
     seed: int = 0
     models: dict[str, ModelMeta] = {}
     tasks: dict[str, TaskMeta] = {}
-    language_groups: dict[str, list[str]] = {}
+    # The paper's family table by default; ``{}`` turns the group roles off.
+    language_groups: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in PAPER_LANGUAGE_GROUPS.items()}
+    )
+    # Cells the variance decompositions are fitted on: transfer cells (MT-ML excluded, as the release) or all.
+    variance_cells: Literal["transfer", "all"] = "transfer"
+    # The release's two subset fits: cells whose source or target task is this one, and all others
+    # (for the paper: Global-MMLU-involving and translated-only). None: no subset fits.
+    variance_subset_task: str | None = "global_mmlu"
+    # ISO 639-1 -> 639-3 for URIEL: ``release`` (the release's table, ar -> ara, zh -> cmn; lang2vec's own
+    # table for other codes) or ``individual`` (every macrolanguage -> its main individual language, ar -> arb).
+    uriel_codes: Literal["release", "individual"] = "release"
+    # REML optimiser of the MixedLM variance decomposition: the release's L-BFGS, or Powell (derivative-free).
+    mixedlm_optimizer: MixedLMOptimizer = "lbfgs"
     mixed_models: bool = True
     linguistic: bool = True
 

@@ -34,6 +34,7 @@ MAIN_TABLES = (
     "consistency_by_model",
     "consistency_by_family",
     "consistency_by_size",
+    "consistency_by_size_bucket",
     "significance_by_regime",
 )
 
@@ -149,8 +150,12 @@ def analyze(
         )
         if spec.language_groups:
             t["language_group_roles"] = step("group_roles", roles.language_group_roles, cells, spec)
+            grouped = {lang for langs in spec.language_groups.values() for lang in langs}
+            ungrouped = sorted((set(cells["fine_tuned_language"]) | set(cells["eval_language"])) - grouped)
+            if ungrouped:
+                res.notes.append(f"language_group_roles: {', '.join(ungrouped)} in no language group")
         else:
-            res.notes.append("language_group_roles: skipped (no language_groups in the analysis config)")
+            res.notes.append("language_group_roles: skipped (language_groups is empty in the analysis config)")
         if cells.loc[cells["regime"] == "MT-CL", "construction"].nunique() >= 2:
             t["language_roles_by_task_subset"], t["task_subset_agreement"] = step(
                 "task_subsets", roles.roles_by_task_subset, cells, spec
@@ -172,7 +177,7 @@ def analyze(
     # 6. typology
     if linguistic_distances and "language_transfer_pairs" in t:
         langs = sorted(set(cells["fine_tuned_language"]) | set(cells["eval_language"]))
-        dist = step("uriel_distances", linguistic.language_distances, langs, res.notes)
+        dist = step("uriel_distances", linguistic.language_distances, langs, res.notes, spec.uriel_codes)
         t["language_distances"] = dist
         t["linguistic_correlations"] = step(
             "linguistic_correlations", linguistic.linguistic_correlations, t["language_transfer_pairs"], dist
@@ -181,11 +186,11 @@ def analyze(
         res.notes.append("linguistic_correlations: skipped (turned off)")
 
     # 7. variance decomposition
-    t["variance_crossed"] = step("variance_crossed", variance.crossed_decomposition, cells)
+    t["variance_crossed"] = step("variance_crossed", variance.crossed_decomposition, cells, spec, res.notes)
     if t["variance_crossed"].empty:
         res.notes.append(f"variance decomposition: skipped (no scope has {variance.MIN_ROWS} cells)")
     if mixed_models:
-        t["variance_mixedlm"] = step("variance_mixedlm", variance.mixedlm_decomposition, cells, res.notes)
+        t["variance_mixedlm"] = step("variance_mixedlm", variance.mixedlm_decomposition, cells, spec, res.notes)
     else:
         res.notes.append("variance_mixedlm: skipped (mixed-model fits turned off)")
 
@@ -196,7 +201,18 @@ def analyze(
     if "MT-CL" in present:
         t["language_asymmetry"] = step("language_asymmetry", asymmetry.language_asymmetry, cells, spec)
     t["cell_asymmetry"] = step("cell_asymmetry", asymmetry.cell_asymmetry, cells)
+    t["interval_methods"] = interval_methods(t)
     return res
+
+
+def interval_methods(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """``table,column,ci_method,n_rows``: how the intervals of every table were made (the report shows it)."""
+    rows = []
+    for name, df in tables.items():
+        for col in [c for c in df.columns if str(c).endswith("ci_method")]:
+            for method, n in df[col].value_counts(sort=False).items():
+                rows.append({"table": name, "column": col, "ci_method": method, "n_rows": int(n)})
+    return pd.DataFrame(rows, columns=["table", "column", "ci_method", "n_rows"])
 
 
 def headline_table(results: pd.DataFrame, spec: AnalysisSpec | None = None) -> pd.DataFrame:
@@ -246,6 +262,7 @@ def run_analysis(
             "mixed_models": mixed,
             "linguistic": ling,
             "tables": sorted(analysis.tables),
+            "interval_methods": analysis.tables["interval_methods"].to_dict(orient="records"),
         }
         if input_path is not None:
             extra["input"] = {"path": str(input_path), "sha256": _sha256(Path(input_path))}

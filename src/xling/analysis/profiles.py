@@ -25,8 +25,14 @@ def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _side(cells: pd.DataFrame, name: str, spec: AnalysisSpec) -> pd.DataFrame:
     summ = group_summary(cells, SOURCE, "delta", np.random.default_rng(spec.seed), spec.n_boot)
-    return summ.set_index(SOURCE)[["mean", "ci_low", "ci_high", "n"]].rename(
-        columns={"mean": f"{name}_task", "ci_low": f"{name}_ci_low", "ci_high": f"{name}_ci_high", "n": f"n_{name}"}
+    return summ.set_index(SOURCE)[["mean", "ci_low", "ci_high", "n", "ci_method"]].rename(
+        columns={
+            "mean": f"{name}_task",
+            "ci_low": f"{name}_ci_low",
+            "ci_high": f"{name}_ci_high",
+            "n": f"n_{name}",
+            "ci_method": f"{name}_ci_method",
+        }
     )
 
 
@@ -51,6 +57,8 @@ def pareto_profiles(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
             "n_on",
             "n_off",
             "pareto",
+            "on_ci_method",
+            "off_ci_method",
         ]
     ]
 
@@ -58,11 +66,16 @@ def pareto_profiles(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
 def task_on_off_summary(profiles: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
     """Per source task: on- and off-task two-stage means with model-resampled CIs, and the trade-off share.
 
+    With one model the CIs resample the task's source points (one per source language) instead.
+
     ``tradeoff_rate`` = % of source points with on_task > 0 and off_task < 0 (helps its task, hurts others).
     """
     rng = np.random.default_rng(spec.seed)
-    on = two_stage(profiles.rename(columns={"on_task": "delta"}), "fine_tuned_dataset", "delta", rng, spec.n_boot)
-    off = two_stage(profiles.rename(columns={"off_task": "delta"}), "fine_tuned_dataset", "delta", rng, spec.n_boot)
+    on, off = (
+        two_stage(profiles.rename(columns={side: "delta"}), "fine_tuned_dataset", "delta", rng, spec.n_boot,
+                  cells="sources")
+        for side in ("on_task", "off_task")
+    )
     out = pd.DataFrame(
         {
             "task": on["fine_tuned_dataset"],
@@ -72,6 +85,7 @@ def task_on_off_summary(profiles: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFr
             "off_task": off["mean"],
             "off_ci_low": off["ci_low"],
             "off_ci_high": off["ci_high"],
+            "ci_method": on["ci_method"],
         }
     )
     trade = profiles.assign(t=(profiles["on_task"] > 0) & (profiles["off_task"] < 0))

@@ -1,8 +1,9 @@
 """Donor and recipient roles: how much a language (task) gives as a source and gets as a target.
 
 Each score is the paper's two-stage mean: mean delta per model, then mean over models; CIs
-resample models. A role is *named* (hub donor, brittle recipient) only when the bootstrap CI of its
-deviation from the average over languages (tasks) excludes zero.
+resample models (with a single model: the cells of each language or task, see ``stats.two_stage``). A role is
+*named* (hub donor, brittle recipient) only when the bootstrap CI of its deviation from the average over
+languages (tasks) excludes zero, and both that CI and the score's CI can vary (finite, positive width).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from xling.analysis.stats import two_stage
 def _roles(sub: pd.DataFrame, source: str, target: str, name: str, spec: AnalysisSpec) -> pd.DataFrame:
     """Donor scores keyed by ``source``, recipient scores by ``target``, merged on the shared name."""
     rng = np.random.default_rng(spec.seed)
-    cols = ["mean", "ci_low", "ci_high", "dev_low", "dev_high"]
+    cols = ["mean", "ci_low", "ci_high", "dev_low", "dev_high", "ci_method"]
     donor = two_stage(sub, source, "delta", rng, spec.n_boot).rename(columns={source: name})
     recip = two_stage(sub, target, "delta", rng, spec.n_boot).rename(columns={target: name})
     donor = donor.rename(columns={c: f"donor_{c}" if c != "mean" else "donor" for c in cols}).drop(columns="n_models")
@@ -39,6 +40,8 @@ def _roles(sub: pd.DataFrame, source: str, target: str, name: str, spec: Analysi
         "recipient_dev_low",
         "recipient_dev_high",
         "n_models",
+        "donor_ci_method",
+        "recipient_ci_method",
     ]
     return out[order]
 
@@ -56,20 +59,26 @@ def task_donor_recipient(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFram
 
 
 def language_group_roles(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
-    """``group,donor,recipient`` (+ CIs) from MT-CL cells, languages pooled by the configured groups."""
+    """``group,donor,recipient`` (+ CIs) from MT-CL cells, languages pooled by the configured groups.
+
+    A group's donor score is the two-stage mean over the MT-CL cells whose source language is in the group
+    (recipient: target language); on a complete grid that equals the release's mean of its languages' scores.
+    All groups are scored in one bootstrap, so a deviation is from the average over groups; a language may be
+    in several groups.
+    """
     mtcl = cells[cells["regime"] == "MT-CL"]
     parts = []
     for group, langs in spec.language_groups.items():
         members = set(langs)
-        donor = mtcl[mtcl["fine_tuned_language"].isin(members)].assign(src=group)
-        recip = mtcl[mtcl["eval_language"].isin(members)].assign(tgt=group)
-        if donor.empty and recip.empty:
-            continue
-        frame = pd.concat([donor, recip], ignore_index=True)
-        parts.append(_roles(frame, "src", "tgt", "group", spec).dropna(subset=["group"]))
-    if not parts:
+        parts.append(mtcl[mtcl["fine_tuned_language"].isin(members)].assign(src=group, tgt=None))
+        parts.append(mtcl[mtcl["eval_language"].isin(members)].assign(src=None, tgt=group))
+    frame = pd.concat(parts, ignore_index=True) if parts else mtcl.iloc[:0]
+    if frame.empty:
         return pd.DataFrame(columns=["group", "donor", "recipient"])
-    return pd.concat(parts, ignore_index=True)
+    out = _roles(frame, "src", "tgt", "group", spec)
+    present = set(mtcl["fine_tuned_language"]) | set(mtcl["eval_language"])
+    out.insert(1, "languages", [",".join(sorted(set(spec.language_groups[g]) & present)) for g in out["group"]])
+    return out
 
 
 def roles_by_task_subset(cells: pd.DataFrame, spec: AnalysisSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -89,6 +98,14 @@ def roles_by_task_subset(cells: pd.DataFrame, spec: AnalysisSpec) -> tuple[pd.Da
     return by_subset, agreement
 
 
+def _can_vary(lo: float, hi: float) -> bool:
+    """An interval that is evidence: both ends finite and a positive width beyond float round-off.
+
+    Identical cells give bootstrap means that differ only in their last bits; such an interval is zero-width.
+    """
+    return bool(np.isfinite(lo) and np.isfinite(hi) and hi - lo > 1e-9 * max(1.0, abs(lo), abs(hi)))
+
+
 def named_roles(language_roles: pd.DataFrame | None, task_roles: pd.DataFrame | None) -> pd.DataFrame:
     """Hub donors, weak donors, generous and brittle recipients whose deviation CI excludes zero."""
     rows = []
@@ -99,6 +116,8 @@ def named_roles(language_roles: pd.DataFrame | None, task_roles: pd.DataFrame | 
                 ("recipient", "generous recipient", "brittle recipient"),
             ):
                 lo, hi = r[f"{col}_dev_low"], r[f"{col}_dev_high"]
+                if not (_can_vary(lo, hi) and _can_vary(r[f"{col}_ci_low"], r[f"{col}_ci_high"])):
+                    continue
                 label = above if lo > 0 else below if hi < 0 else None
                 if label:
                     rows.append(
@@ -111,8 +130,19 @@ def named_roles(language_roles: pd.DataFrame | None, task_roles: pd.DataFrame | 
                             "ci_high": r[f"{col}_ci_high"],
                             "deviation_ci_low": lo,
                             "deviation_ci_high": hi,
+                            "ci_method": r[f"{col}_ci_method"],
                         }
                     )
-    cols = ["kind", "name", "role", "score", "ci_low", "ci_high", "deviation_ci_low", "deviation_ci_high"]
+    cols = [
+        "kind",
+        "name",
+        "role",
+        "score",
+        "ci_low",
+        "ci_high",
+        "deviation_ci_low",
+        "deviation_ci_high",
+        "ci_method",
+    ]
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values(["kind", "role", "score"], ascending=[True, True, False]).reset_index(drop=True)

@@ -2,7 +2,9 @@
 
 Bootstrap intervals are percentile intervals. ``group_summary`` resamples cells within each group
 (vectorised over groups, so 17k cells x 1000 draws stays fast); ``two_stage`` resamples models, the
-independent units of a mean-per-model-then-mean-over-models statistic.
+independent units of a mean-per-model-then-mean-over-models statistic, and with a single model (nothing to
+resample) the cells of each key instead. Every interval says how it was made (``ci_method``), and one that
+cannot vary (one resampled unit) is NaN with ``ci_method`` = ``NO_CI``, never a zero-width interval.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ import pandas as pd
 from scipy import stats
 
 _CHUNK = 1 << 20  # values gathered per block (8 MB of float64)
+NO_CI = "none (cannot vary)"
+
+
+def bootstrap_over(units: str) -> str:
+    """The ``ci_method`` label of a percentile bootstrap that resamples ``units``."""
+    return f"bootstrap over {units}"
 
 
 def _percentiles(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -59,14 +67,17 @@ def group_summary(
     n_boot: int = 1000,
     positive_threshold: float = 0.0,
     harm_threshold: float = 1.0,
+    units: str = "cells",
 ) -> pd.DataFrame:
-    """Per group: ``n, mean, ci_low, ci_high, median, positive_rate, harm_rate`` (rates in %).
+    """Per group: ``n, mean, ci_low, ci_high, median, positive_rate, harm_rate`` (rates in %), ``ci_method``.
 
-    positive = value > positive_threshold; harm = value <= -harm_threshold.
+    positive = value > positive_threshold; harm = value <= -harm_threshold. The CI resamples the group's rows
+    (``units`` names them); a group of one row has no CI.
     """
     by = list(by)
+    cols = [*by, "n", "mean", "ci_low", "ci_high", "median", "positive_rate", "harm_rate", "ci_method"]
     if df.empty:
-        return pd.DataFrame(columns=[*by, "n", "mean", "ci_low", "ci_high", "median", "positive_rate", "harm_rate"])
+        return pd.DataFrame(columns=cols)
     work = df[by + [value]].copy()
     work["_pos"] = (work[value] > positive_threshold) * 100.0
     work["_harm"] = (work[value] <= -harm_threshold) * 100.0
@@ -77,7 +88,10 @@ def group_summary(
     codes = grouped.ngroup().to_numpy()
     draws = grouped_bootstrap_means(work[value].to_numpy(), codes, len(out), n_boot, rng)
     out["ci_low"], out["ci_high"] = _percentiles(draws)
-    return out[[*by, "n", "mean", "ci_low", "ci_high", "median", "positive_rate", "harm_rate"]]
+    single = out["n"].to_numpy() < 2
+    out.loc[single, ["ci_low", "ci_high"]] = np.nan
+    out["ci_method"] = np.where(single, NO_CI, bootstrap_over(units))
+    return out[cols]
 
 
 def two_stage(
@@ -87,11 +101,15 @@ def two_stage(
     rng: np.random.Generator,
     n_boot: int = 1000,
     unit: str = "model_name",
+    cells: str = "cells",
 ) -> pd.DataFrame:
     """Mean per (unit, key), then mean over units; CI by resampling units (models).
 
-    Returns one row per key with ``mean, ci_low, ci_high, n_models`` plus ``dev_low, dev_high``: the CI of
-    the key's deviation from the average over keys (used to name hubs only where the CI supports it).
+    Returns one row per key with ``mean, ci_low, ci_high, n_models, ci_method`` plus ``dev_low, dev_high``: the
+    CI of the key's deviation from the average over keys (used to name hubs only where the CI supports it).
+    With one unit there is nothing to resample: the rows of each key (``cells`` names them) are resampled
+    instead, independently per key. A key whose statistic cannot vary (one model under the model bootstrap,
+    one row under the row bootstrap) gets NaN intervals; so does every deviation when there is only one key.
     """
     keys = [key] if isinstance(key, str) else list(key)
     per_unit = df.groupby([unit, *keys], sort=True, observed=True)[value].mean()
@@ -99,19 +117,51 @@ def two_stage(
     m = matrix.to_numpy(dtype=float)
     n_units = m.shape[0]
     mean = np.nanmean(m, axis=0)
-    idx = rng.integers(0, n_units, size=(n_boot, n_units))
+    n_models = np.isfinite(m).sum(axis=0)
+    if n_units >= 2:
+        idx = rng.integers(0, n_units, size=(n_boot, n_units))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN columns of incomplete grids
+            draws = np.nanmean(m[idx], axis=1)  # (n_boot, n_keys)
+        can_vary, method = n_models >= 2, bootstrap_over("models")
+    else:
+        draws, n_rows = _row_draws(df, keys, value, matrix.columns, n_boot, rng)
+        can_vary, method = n_rows >= 2, bootstrap_over(f"{cells} (one model)")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN columns of incomplete grids
-        draws = np.nanmean(m[idx], axis=1)  # (n_boot, n_keys)
+        warnings.simplefilter("ignore", category=RuntimeWarning)
         dev = draws - np.nanmean(draws, axis=1, keepdims=True)
     lo, hi = _percentiles(draws)
     dlo, dhi = _percentiles(dev)
+    lo[~can_vary] = hi[~can_vary] = np.nan
+    dev_ok = can_vary & (len(mean) >= 2)
+    dlo[~dev_ok] = dhi[~dev_ok] = np.nan
     out = matrix.columns.to_frame(index=False)
     out["mean"] = mean
     out["ci_low"], out["ci_high"] = lo, hi
     out["dev_low"], out["dev_high"] = dlo, dhi
-    out["n_models"] = np.isfinite(m).sum(axis=0)
+    out["n_models"] = n_models
+    out["ci_method"] = np.where(can_vary, method, NO_CI)
     return out
+
+
+def _row_draws(
+    df: pd.DataFrame, keys: list[str], value: str, columns: pd.Index, n_boot: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n_boot, n_keys) bootstrap means of each key's rows, resampled independently per key, and the row counts.
+
+    Independent draws per key (unlike ``grouped_bootstrap_means``), because the deviation of a key from the
+    average over keys combines the draws of different keys.
+    """
+    groups = {k: v.to_numpy(dtype=float) for k, v in df.groupby(keys if len(keys) > 1 else keys[0])[value]}
+    draws = np.full((n_boot, len(columns)), np.nan)
+    sizes = np.zeros(len(columns), dtype=int)
+    for j, k in enumerate(columns):
+        x = groups.get(k, np.empty(0))
+        x = x[np.isfinite(x)]
+        sizes[j] = len(x)
+        if len(x):
+            draws[:, j] = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    return draws, sizes
 
 
 def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:

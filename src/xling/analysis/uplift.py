@@ -13,7 +13,7 @@ from xling.analysis.meta import AnalysisSpec
 from xling.analysis.results import REGIMES, TRANSFER_REGIMES
 from xling.analysis.stats import benjamini_hochberg, group_summary, seed_t_test
 
-SUMMARY = ["n", "mean", "median", "positive_rate", "harm_rate", "ci_low", "ci_high"]
+SUMMARY = ["n", "mean", "median", "positive_rate", "harm_rate", "ci_low", "ci_high", "ci_method"]
 
 
 def _summary(df: pd.DataFrame, by: list[str], spec: AnalysisSpec) -> pd.DataFrame:

@@ -1,10 +1,17 @@
 """Where does the variance of transfer come from? Two decompositions, overall and per regime.
 
+Scope as the release (``analysis/analysis.py``): fitted on the transfer cells (MT-ML excluded;
+``variance_cells: all`` keeps them), overall and within each transfer regime with at least 50 cells, on all
+of them (subset ``all``) and again on the release's two subsets: cells whose source or target task is
+``variance_subset_task`` (``global_mmlu``: the paper's Global-MMLU fit) and the others (its translated-only fit).
+
 1. The paper's model (``mixedlm``): statsmodels MixedLM, delta ~ 1 with a random intercept per model
    and variance components for the source cell and the target cell *nested in the model* (REML).
-   Shares = each variance / the sum of variances, in %. Fitted with Powell (derivative-free: with three
-   variance parameters it needs far fewer costly likelihood evaluations than L-BFGS's analytic score,
-   ~3x faster to the same estimates), falling back to L-BFGS if Powell does not converge.
+   Shares = each variance / the sum of variances, in %. Fitted as the release fits it (``mixedlm_optimizer:
+   lbfgs``: REML by L-BFGS, at most 1000 iterations), or with ``powell`` (derivative-free, L-BFGS as its
+   fallback). Where a component's likelihood is flat the two stop at different points (simulated paper grid:
+   shares within 1.1 pp, REML log-likelihoods within 0.04, either one higher), so the release's optimiser is the
+   default. Each fit's REML log-likelihood and convergence are in the table.
 2. A crossed decomposition (``crossed``): sequential (Type I) sums of squares of a fixed-effects
    factorial fit with the five crossed factors (model, source task, source language, target task,
    target language) and their two-way interactions, higher orders pooled with the residual. On a
@@ -24,6 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from xling.analysis.meta import AnalysisSpec, MixedLMOptimizer
+
 FACTORS = {
     "model": "model_name",
     "source_task": "fine_tuned_dataset",
@@ -35,14 +44,39 @@ SCOPES = ("overall", "MT-CL", "CT-ML", "CT-CL")
 MIN_ROWS = 50
 
 
-def _scopes(cells: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """The overall fit uses every cell, like the paper; regimes each get their own fit."""
-    out = [("overall", cells)]
-    out += [(r, cells[cells["regime"] == r]) for r in SCOPES[1:]]
-    return [(s, d) for s, d in out if len(d) >= MIN_ROWS]
+def subsets(cells: pd.DataFrame, spec: AnalysisSpec, notes: list[str] | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """The cells of each fit family: ``all``, then ``involving TASK`` and ``excluding TASK`` (the release's split).
+
+    ``cells`` are restricted to transfer cells unless ``spec.variance_cells == "all"``; the subset pair is left
+    out (with a note) when no cell involves the task or every cell does.
+    """
+    if spec.variance_cells == "transfer":
+        cells = cells[cells["regime"] != "MT-ML"]
+    out = [("all", cells)]
+    task = spec.variance_subset_task
+    if task is not None:
+        involving = (cells["fine_tuned_dataset"] == task) | (cells["eval_dataset"] == task)
+        if involving.any() and not involving.all():
+            out += [(f"involving {task}", cells[involving]), (f"excluding {task}", cells[~involving])]
+        elif notes is not None:
+            notes.append(f"variance subsets: skipped ({'every' if involving.all() else 'no'} cell involves {task})")
+    return out
 
 
-def _fit_mixedlm(df: pd.DataFrame) -> dict[str, float]:
+def _scopes(
+    cells: pd.DataFrame, spec: AnalysisSpec, notes: list[str] | None = None
+) -> list[tuple[str, str, pd.DataFrame]]:
+    """(subset, scope, cells) of every fit: each subset overall and per transfer regime, >= MIN_ROWS cells each."""
+    out = []
+    for subset, df in subsets(cells, spec, notes):
+        out.append((subset, "overall", df))
+        out += [(subset, r, df[df["regime"] == r]) for r in SCOPES[1:]]
+    return [(sub, s, d) for sub, s, d in out if len(d) >= MIN_ROWS]
+
+
+def fit_mixedlm(df: pd.DataFrame, optimizer: MixedLMOptimizer = "lbfgs") -> dict[str, float]:
+    """Variances of the nested model (``model``, ``source (in model)``, ``target (in model)``, ``residual``),
+    the REML log-likelihood ``llf`` and ``converged`` (1.0/0.0) of one fit."""
     from statsmodels.regression.mixed_linear_model import MixedLM
 
     work = pd.DataFrame(
@@ -63,7 +97,10 @@ def _fit_mixedlm(df: pd.DataFrame) -> dict[str, float]:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = model.fit(reml=True, method=["powell", "lbfgs"], maxiter=2000)
+        if optimizer == "lbfgs":
+            fit = model.fit(reml=True, method="lbfgs", maxiter=1000)
+        else:
+            fit = model.fit(reml=True, method=["powell", "lbfgs"], maxiter=2000)
     vcomp = np.asarray(fit.vcomp, dtype=float)
     names = list(model.exog_vc.names)
     return {
@@ -71,33 +108,45 @@ def _fit_mixedlm(df: pd.DataFrame) -> dict[str, float]:
         "source (in model)": float(vcomp[names.index("source")]),
         "target (in model)": float(vcomp[names.index("target")]),
         "residual": float(fit.scale),
+        "llf": float(fit.llf),
+        "converged": float(bool(fit.converged)),
     }
 
 
-def mixedlm_decomposition(cells: pd.DataFrame, notes: list[str] | None = None) -> pd.DataFrame:
-    """``scope,component,variance,share`` from the paper's nested MixedLM, overall and per transfer regime.
+def mixedlm_decomposition(cells: pd.DataFrame, spec: AnalysisSpec, notes: list[str] | None = None) -> pd.DataFrame:
+    """``subset,scope,n,component,variance,share,reml_llf,converged`` from the paper's nested MixedLM, per subset,
+    overall and per regime.
 
-    A scope whose fit fails (e.g. a singular design on a tiny grid) is left out and named in ``notes``.
+    A fit that fails (e.g. a singular design on a tiny grid) is left out and named in ``notes``; one that does not
+    converge is kept (as the release keeps it) and named in ``notes``.
     """
     rows = []
-    for scope, df in _scopes(cells):
+    for subset, scope, df in _scopes(cells, spec):
         try:
-            comps = _fit_mixedlm(df)
+            comps = fit_mixedlm(df, spec.mixedlm_optimizer)
         except (np.linalg.LinAlgError, ValueError) as err:
             if notes is not None:
-                notes.append(f"variance_mixedlm: {scope} fit failed ({str(err).splitlines()[0]}); left out")
+                notes.append(f"variance_mixedlm: {subset}/{scope} fit failed ({str(err).splitlines()[0]}); left out")
             continue
+        llf, converged = comps.pop("llf"), bool(comps.pop("converged"))
+        if not converged and notes is not None:
+            notes.append(f"variance_mixedlm: {subset}/{scope} fit did not converge ({spec.mixedlm_optimizer})")
         total = sum(max(v, 0.0) for v in comps.values())
         for name, var in comps.items():
             rows.append(
                 {
+                    "subset": subset,
                     "scope": scope,
+                    "n": len(df),
                     "component": name,
                     "variance": var,
                     "share": 100.0 * max(var, 0.0) / total if total > 0 else np.nan,
+                    "reml_llf": llf,
+                    "converged": converged,
                 }
             )
-    return pd.DataFrame(rows, columns=["scope", "component", "variance", "share"])
+    cols = ["subset", "scope", "n", "component", "variance", "share", "reml_llf", "converged"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def _terms() -> list[tuple[str, tuple[str, ...]]]:
@@ -111,10 +160,12 @@ def _onehot(codes: np.ndarray, n_levels: int) -> sparse.csr_matrix:
     return sparse.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), n_levels))
 
 
-def crossed_decomposition(cells: pd.DataFrame) -> pd.DataFrame:
-    """``scope,term,df,ss,share`` from sequential sums of squares of the crossed factorial model."""
+def crossed_decomposition(
+    cells: pd.DataFrame, spec: AnalysisSpec | None = None, notes: list[str] | None = None
+) -> pd.DataFrame:
+    """``subset,scope,n,term,df,ss,share`` from sequential sums of squares of the crossed factorial model."""
     rows = []
-    for scope, df in _scopes(cells):
+    for subset, scope, df in _scopes(cells, spec or AnalysisSpec(), notes):
         y = df["delta"].to_numpy(dtype=float)
         y = y - y.mean()
         total = float(y @ y)
@@ -133,25 +184,29 @@ def crossed_decomposition(cells: pd.DataFrame) -> pd.DataFrame:
             used += dof
             rows.append(
                 {
+                    "subset": subset,
                     "scope": scope,
+                    "n": len(y),
                     "term": name,
                     "df": dof,
                     "ss": ss,
                     "share": 100.0 * ss / total if total > 0 else np.nan,
                 }
             )
-        explained = sum(r["ss"] for r in rows if r["scope"] == scope)
+        explained = sum(r["ss"] for r in rows if r["subset"] == subset and r["scope"] == scope)
         resid = max(total - explained, 0.0)
         rows.append(
             {
+                "subset": subset,
                 "scope": scope,
+                "n": len(y),
                 "term": "higher-order + residual",
                 "df": int(len(y) - used),
                 "ss": resid,
                 "share": 100.0 * resid / total if total > 0 else np.nan,
             }
         )
-    return pd.DataFrame(rows, columns=["scope", "term", "df", "ss", "share"])
+    return pd.DataFrame(rows, columns=["subset", "scope", "n", "term", "df", "ss", "share"])
 
 
 def _sequential_ss(x: sparse.csr_matrix, y: np.ndarray, widths: list[int]) -> list[tuple[float, int]]:

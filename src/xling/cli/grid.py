@@ -257,7 +257,7 @@ def quickstart_cmd(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("xling-out/quickstart"),
     langs: Annotated[Optional[str], typer.Option(help="Comma-separated languages (default: en,de,fr,ru).")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Comma-separated xling-mini tasks (default: numbers,region,currency,language).")] = None,
-    seeds: Annotated[Optional[int], typer.Option(help="Seeds per source cell (default 1; 3 with --full).")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per source cell (default 2; 3 with --full).")] = None,
     full: Annotated[bool, typer.Option(help="A larger grid: all 5 tasks x 10 languages, 3 seeds, all items (hours on a CPU).")] = False,
 ) -> None:
     """The whole transfer study offline on CPU: built-in tasks, a shipped encoder, LoRA per cell, report."""

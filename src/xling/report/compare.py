@@ -65,7 +65,7 @@ def write_compare(tables: dict[str, pd.DataFrame], out: Path, name_a: str, name_
         "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r.scope} | {r.n} | {r.mean_diff:+.2f} | [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.pearson_r:.3f} | "
+        f"| {r.scope} | {r.n} | {r.mean_diff:+.2f} | {H.fmt_ci(r.ci_low, r.ci_high)} | {r.pearson_r:.3f} | "
         f"{r.spearman_rho:.3f} | {r.sign_agreement:.1f} |"
         for r in o.itertuples(index=False)
     ]

@@ -21,7 +21,8 @@ plt.rcParams.update({"figure.dpi": 100, "font.size": 9, "axes.spines.top": False
 
 
 def _err(df: pd.DataFrame, mean: str, lo: str, hi: str) -> np.ndarray:
-    return np.vstack([(df[mean] - df[lo]).clip(lower=0), (df[hi] - df[mean]).clip(lower=0)])
+    """Error-bar lengths; an interval that cannot vary (NaN) draws no bar rather than a zero-length one."""
+    return np.vstack([(df[mean] - df[lo]).clip(lower=0), (df[hi] - df[mean]).clip(lower=0)]).astype(float)
 
 
 def regime_bars(t: dict[str, pd.DataFrame]):
@@ -137,7 +138,7 @@ def pareto(t: dict[str, pd.DataFrame]):
 
 
 def variance_bars(t: dict[str, pd.DataFrame]):
-    """Variance shares: the crossed decomposition and (if fitted) the paper's nested MixedLM."""
+    """Variance shares (subset ``all``): the crossed decomposition and (if fitted) the paper's nested MixedLM."""
     if t["variance_crossed"].empty:
         return None
     panels = [("variance_crossed", "term", "Crossed sums of squares (%)")]
@@ -145,7 +146,7 @@ def variance_bars(t: dict[str, pd.DataFrame]):
         panels.append(("variance_mixedlm", "component", "Nested MixedLM (%)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), squeeze=False)
     for ax, (name, col, title) in zip(axes[0], panels):
-        df = t[name]
+        df = t[name][t[name]["subset"] == "all"]
         wide = df.pivot(index="scope", columns=col, values="share").reindex(columns=df[col].unique())
         wide = wide.reindex([s for s in ("overall", "MT-CL", "CT-ML", "CT-CL") if s in wide.index])
         bottom = np.zeros(len(wide))
@@ -168,7 +169,7 @@ def consistency_boxes(t: dict[str, pd.DataFrame]):
         return None
     groups = [
         (r, k)
-        for k in ("model", "family", "size")
+        for k in ("model", "family", "size", "size_bucket")
         for r in ("MT-CL", "CT-ML", "CT-CL")
         if ((df["raters"] == k) & (df["regime"] == r)).any()
     ]

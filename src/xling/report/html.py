@@ -29,6 +29,13 @@ def fmt(value: object) -> str:
     return str(value)
 
 
+def fmt_ci(lo: float, hi: float, digits: int = 2) -> str:
+    """``[+a, +b]``, or ``n/a`` for an interval that cannot vary (NaN ends)."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "n/a"
+    return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
 def table_html(df: pd.DataFrame, name: str, max_rows: int = MAX_ROWS) -> str:
     """A sortable HTML table (first ``max_rows`` rows; the CSV has all)."""
     shown = df.head(max_rows)
@@ -64,7 +71,7 @@ def figure_html(png: Path, caption: str) -> str:
 
 
 def heatmap_html(pairs: pd.DataFrame, labels: list[str], title: str) -> str:
-    """An interactive heatmap: hover a cell for its mean, 95% CI and n; the diagonal is left blank."""
+    """An interactive heatmap: hover a cell for its mean, 95% CI (and how it was made) and n; diagonal blank."""
     if pairs.empty:
         return ""
     lim = float(np.nanmax(np.abs(pairs["mean"]))) or 1.0
@@ -80,9 +87,13 @@ def heatmap_html(pairs: pd.DataFrame, labels: list[str], title: str) -> str:
                 tds.append('<td style="background:#f4f4f4"></td>')
                 continue
             color = colors.to_hex(cmap(norm(r.mean)))
+            varies = np.isfinite(r.ci_low) and np.isfinite(r.ci_high)
+            lo, hi = (f"{r.ci_low:.2f}", f"{r.ci_high:.2f}") if varies else ("", "")
+            ci = f"95% CI [{lo}, {hi}] ({r.ci_method})" if varies else f"no CI: {r.ci_method}"
             tds.append(
                 f'<td style="background:{color}" data-src="{html.escape(s)}" data-tgt="{html.escape(t)}" '
-                f'data-n="{int(r.n)}" data-mean="{r.mean:.2f}" data-lo="{r.ci_low:.2f}" data-hi="{r.ci_high:.2f}"></td>'
+                f'data-n="{int(r.n)}" data-mean="{r.mean:.2f}" data-lo="{lo}" data-hi="{hi}" '
+                f'data-ci="{html.escape(ci)}"></td>'
             )
         rows.append(f"<tr><th>{html.escape(s)}</th>{''.join(tds)}</tr>")
     return (

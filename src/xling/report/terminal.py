@@ -6,6 +6,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from xling.report.html import fmt_ci
+
 
 def headline_rich(headline: pd.DataFrame, title: str = "Transfer by regime (delta in pp, 95% CI)") -> Table:
     """A rich Table of ``regime_summary``."""
@@ -17,7 +19,7 @@ def headline_rich(headline: pd.DataFrame, title: str = "Transfer by regime (delt
             r.regime,
             str(int(r.n)),
             f"{r.mean:+.2f}",
-            f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+            fmt_ci(r.ci_low, r.ci_high),
             f"{r.median:+.2f}",
             f"{r.positive_rate:.1f}",
             f"{r.harm_rate:.1f}",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from xling.analysis.stats import NO_CI, bootstrap_over
 from xling.report import html as H
 from xling.report.figures import write_figures
 
@@ -39,7 +40,10 @@ SECTIONS = [
     (
         "roles",
         "Donors and recipients",
-        "Two-stage means (per model, then over models); CIs resample models. Named roles need a deviation CI that excludes 0.",
+        (
+            "Two-stage means (per model, then over models). Named roles need a deviation CI that excludes 0 "
+            "and intervals that can vary."
+        ),
         [
             "language_donor_recipient",
             "task_donor_recipient",
@@ -74,16 +78,24 @@ SECTIONS = [
     (
         "variance",
         "Variance decomposition",
-        "Crossed: sequential sums of squares of the five crossed factors and their two-way interactions. "
-        "MixedLM: the paper's model (model random intercept, source and target variance components nested in model).",
+        (
+            "Crossed: sequential sums of squares of the five crossed factors and their two-way interactions. "
+            "MixedLM: the paper's model (model random intercept, source and target variance components nested in "
+            "model). Fitted as the release does, on transfer cells (subset all; the figure), and on its two "
+            "subsets: cells involving the subset task (Global-MMLU) and the others (translated-only)."
+        ),
         ["variance_crossed", "variance_mixedlm"],
         ["variance_decomposition"],
     ),
     (
         "consistency",
         "Consistency index",
-        "Mean Kendall tau-b between raters over a source's recipients; summaries over sources.",
-        ["consistency_by_model", "consistency_by_family", "consistency_by_size"],
+        (
+            "Mean Kendall tau-b between raters over a source's recipients; summaries over sources. Raters: "
+            "models, families (sizes averaged), exact sizes (families averaged; the release's by-size raters), "
+            "size buckets."
+        ),
+        ["consistency_by_model", "consistency_by_family", "consistency_by_size", "consistency_by_size_bucket"],
         ["consistency_index"],
     ),
     (
@@ -92,6 +104,16 @@ SECTIONS = [
         "delta(A->B) - delta(B->A): language pairs (bootstrap over model x task) and cell pairs (t interval over models).",
         ["language_asymmetry", "cell_asymmetry"],
         ["language_asymmetry"],
+    ),
+    (
+        "intervals",
+        "How each interval was made",
+        (
+            "Percentile bootstrap over the named units (95%), Student t or Fisher z; 'none (cannot vary)' marks "
+            "an interval left out because only one unit was there to resample."
+        ),
+        ["interval_methods"],
+        [],
     ),
     ("coverage-table", "Coverage per model", "", ["coverage"], []),
 ]
@@ -126,14 +148,46 @@ def _coverage_html(a: Analysis, metric: str) -> str:
     )[0]
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 model``, ``3 models``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def roles_interval_text(t: dict[str, pd.DataFrame]) -> str:
+    """What the donor/recipient intervals resampled, in words (the report and summary say it next to the roles)."""
+    methods = set()
+    for name in ("language_donor_recipient", "task_donor_recipient"):
+        if name in t:
+            methods |= set(t[name]["donor_ci_method"]) | set(t[name]["recipient_ci_method"])
+    parts = []
+    if any("one model" in m for m in methods):
+        parts.append(
+            "One model: the two-stage bootstrap has no models to resample, so each interval resamples the cells "
+            "of its language (task) within that model. It shows how consistent those cells are, not how "
+            "another model would behave."
+        )
+    elif bootstrap_over("models") in methods:
+        parts.append("Intervals resample models.")
+    if NO_CI in methods:
+        parts.append("An interval marked 'none (cannot vary)' rests on one model or one cell and names no role.")
+    return " ".join(parts)
+
+
+def _methods_line(df: pd.DataFrame, column: str = "ci_method") -> str:
+    """``Intervals: a; b.`` from a table's method column."""
+    return "Intervals: " + "; ".join(sorted(set(df[column]))) + "." if column in df and len(df) else ""
+
+
 def summary_markdown(a: Analysis) -> str:
     """The short written summary: headline table, named roles, coverage, skipped analyses."""
     c, t = a.coverage, a.tables
     lines = [
         "# Transfer analysis summary",
         "",
-        f"Metric `{a.spec.metric}` (pp). {c['models']} models, {c['tasks']} tasks, {c['languages']} languages; "
-        f"{c['cells']} of {c['expected']} cells ({c['coverage']:.1f}%).",
+        (
+            f"Metric `{a.spec.metric}` (pp). {_count(c['models'], 'model')}, {_count(c['tasks'], 'task')}, "
+            f"{_count(c['languages'], 'language')}; {c['cells']} of {c['expected']} cells ({c['coverage']:.1f}%)."
+        ),
         "",
         "## Transfer by regime",
         "",
@@ -142,23 +196,35 @@ def summary_markdown(a: Analysis) -> str:
     ]
     for r in t["regime_summary"].itertuples(index=False):
         lines.append(
-            f"| {r.regime} | {r.n} | {r.mean:+.2f} | [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.median:+.2f} | "
+            f"| {r.regime} | {r.n} | {r.mean:+.2f} | {H.fmt_ci(r.ci_low, r.ci_high)} | {r.median:+.2f} | "
             f"{r.positive_rate:.1f} | {r.harm_rate:.1f} |"
         )
+    lines += ["", _methods_line(t["regime_summary"])]
     named = t.get("named_roles", pd.DataFrame())
     lines += ["", "## Named roles (CI of the deviation from the average excludes 0)", ""]
+    roles_text = roles_interval_text(t)
+    if roles_text:
+        lines += [roles_text, ""]
     if named.empty:
         lines.append("None: no language or task stands out beyond its uncertainty.")
     for r in named.itertuples(index=False):
-        lines.append(f"- {r.kind} **{r.name}**: {r.role}, score {r.score:+.2f} pp [{r.ci_low:+.2f}, {r.ci_high:+.2f}]")
+        lines.append(
+            f"- {r.kind} **{r.name}**: {r.role}, score {r.score:+.2f} pp {H.fmt_ci(r.ci_low, r.ci_high)} "
+            f"({r.ci_method})"
+        )
     asym = t.get("language_asymmetry", pd.DataFrame())
     if len(asym):
         top = asym[asym["supported"]].head(5)
         lines += ["", "## Most asymmetric language pairs (CI excludes 0)", ""]
         lines += [
-            f"- {r.lang_a} → {r.lang_b}: {r.asymmetry:+.2f} pp [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+            f"- {r.lang_a} → {r.lang_b}: {r.asymmetry:+.2f} pp {H.fmt_ci(r.ci_low, r.ci_high)} ({r.ci_method})"
             for r in top.itertuples(index=False)
         ] or ["None."]
+    methods = t.get("interval_methods", pd.DataFrame())
+    if len(methods):
+        lines += ["", "## How each interval was made", ""]
+        for method, sub in methods.groupby("ci_method", sort=True):
+            lines.append(f"- {method}: " + ", ".join(f"`{n}`" for n in dict.fromkeys(sub["table"])))
     if a.notes:
         lines += ["", "## Skipped or partial", ""] + [f"- {n}" for n in a.notes]
     lines += [
@@ -191,6 +257,8 @@ def write_report(a: Analysis, cells: pd.DataFrame, out: Path) -> None:
         blocks = list(heatmaps.get(sid, []))
         blocks += [H.figure_html(figures[f], f.replace("_", " ")) for f in figure_names if f in figures]
         blocks += [f"<h3>{name}</h3>" + H.table_html(t[name], name) for name in table_names if name in t]
+        if sid == "roles":
+            text = f"{text} {roles_interval_text(t)}".strip()
         if blocks:
             sections.append({"id": sid, "title": title, "text": text, "blocks": blocks})
     page = H.render(
