@@ -13,6 +13,9 @@ from typing import Any, Literal
 from xling.cle.mappers.base import Mapper
 from xling.cle.mappers.bootstrap import ProcrustesBootstrap
 from xling.cle.mappers.cca import CCA, CCAXlingEval
+from xling.cle.mappers.gwa import GromovWasserstein
+from xling.cle.mappers.icp import ICP
+from xling.cle.mappers.muse import MUSE
 from xling.cle.mappers.procrustes import Procrustes
 from xling.cle.mappers.selflearning import VecMapSelfLearning, identical_pairs
 from xling.cle.mappers.vecmap import VecMapSupervised
@@ -31,6 +34,9 @@ METHODS: dict[str, tuple[type[Mapper], dict[str, Any], Seed]] = {
     "vecmap-semi": (VecMapSelfLearning, {"init": "pairs"}, "dictionary"),
     "vecmap-identical": (VecMapSelfLearning, {"init": "pairs"}, "identical"),
     "vecmap-unsup": (VecMapSelfLearning, {"init": "unsupervised"}, "none"),
+    "muse": (MUSE, {}, "none"),
+    "icp": (ICP, {}, "none"),
+    "gwa": (GromovWasserstein, {}, "none"),
 }
 
 
@@ -49,18 +55,23 @@ def seed_of(name: str) -> Seed:
 def make_mapper(name: str, *, seed: int | None = None, verbose: bool = False, **params: Any) -> Mapper:
     """A fresh estimator for method ``name``; ``params`` override its defaults (unknown ones → ``XlingError``).
 
-    ``seed`` and ``verbose`` go to the methods that have them (self-learning) and are ignored by the others.
+    ``seed`` and ``verbose`` go to the methods whose constructor has them (the iterative and stochastic ones) and
+    are ignored by the others.
     """
     cls, fixed, _ = METHODS[check_method(name)]
+    accepted = inspect.signature(cls).parameters
     for key in params:
-        if key in fixed or key.startswith("_") or key not in inspect.signature(cls).parameters:
+        if key in fixed or key.startswith("_") or key not in accepted:
             raise XlingError(f"method {name!r}: unknown parameter {key!r}")
-    if cls is VecMapSelfLearning:
-        params = {"verbose": verbose, **params, **({"seed": seed} if seed is not None else {})}
+    if "verbose" in accepted:
+        params = {"verbose": verbose, **params}
+    if "seed" in accepted and seed is not None:
+        params = {**params, "seed": seed}
     return cls(**{**params, **fixed})
 
 
 __all__ = [
-    "CCA", "CCAXlingEval", "METHODS", "Mapper", "Procrustes", "ProcrustesBootstrap", "VecMapSelfLearning",
-    "VecMapSupervised", "check_method", "identical_pairs", "make_mapper", "seed_of",
+    "CCA", "CCAXlingEval", "GromovWasserstein", "ICP", "METHODS", "MUSE", "Mapper", "Procrustes",
+    "ProcrustesBootstrap", "VecMapSelfLearning", "VecMapSupervised", "check_method", "identical_pairs", "make_mapper",
+    "seed_of",
 ]
