@@ -273,3 +273,17 @@ def test_cle_run_from_the_cli(monkeypatch, capsys, easy_files, tmp_path, method,
     assert record["mapping"]["seed"] == "none" and record["mapping"]["params"]
     if method == "gwa":  # the CI settings are enough for the full score
         assert result["p1"] >= 0.8 and record["mapping"]["status"] in ("converged", "max_iter")
+
+
+def test_simulated_spectrum_decays_and_is_off_by_default():
+    plain = simulate_pair(600, 12, 0.1, seed=3, n_train=50, n_test=50, n_clusters=30)
+    same = simulate_pair(600, 12, 0.1, seed=3, n_train=50, n_test=50, n_clusters=30, spectrum=0.0)
+    steep = simulate_pair(600, 12, 0.1, seed=3, n_train=50, n_test=50, n_clusters=30, spectrum=1.0)
+    assert np.array_equal(plain.src_vectors, same.src_vectors) and plain.test == steep.test
+
+    def top_share(X: np.ndarray) -> float:
+        s = np.linalg.svd(X - X.mean(0), compute_uv=False) ** 2
+        return float(s[:3].sum() / s.sum())
+
+    assert top_share(steep.src_vectors) > 1.5 * top_share(plain.src_vectors)
+    assert top_share(steep.tgt_vectors) > 1.5 * top_share(plain.tgt_vectors)  # the planted map keeps the spectrum
