@@ -4,6 +4,8 @@ Both languages embed words of one shared latent space of *concepts*:
 
 1. **Concepts** ``h`` (unit vectors) around cluster centres. Concepts both languages name (``overlap``) sit in shared
    clusters; each language's own concepts sit in clusters only that language has (language-specific clusters).
+   ``spectrum > 0`` scales latent dimension ``j`` by ``(j + 1) ** -spectrum`` before the concepts are renormalised:
+   the point clouds then have a decaying principal spectrum, as real embeddings do, instead of a round one.
 2. **Frequencies**: each concept has a Zipf frequency; each language perturbs it (``rank_noise``, log scale), so the
    frequency ranks differ across languages. Files list words by their own language's frequency, as real ``.vec`` do.
 3. **Source vectors** ``x = h + s(rank) e``; **target vectors** ``z = warp(h) W + s(rank) e`` with ``W`` a random
@@ -63,15 +65,16 @@ def _orthogonal(rng: np.random.Generator, dim: int) -> np.ndarray:
 def simulate_pair(n_words: int = 20000, dim: int = 300, noise: float = 0.3, warp: float = 0.0, overlap: float = 0.9,
                   seed: int = 0, *, n_train: int = 5000, n_test: int = 2000, n_clusters: int = 100,
                   lang_clusters: int = 20, cluster_spread: float = 1.0, zipf: float = 1.0, rank_noise: float = 1.0,
-                  synonyms: float = 0.05, identical: float = 0.0) -> SimulatedPair:
+                  synonyms: float = 0.05, identical: float = 0.0, spectrum: float = 0.0) -> SimulatedPair:
     """Simulate a source and a target space of ``n_words`` words each, ``dim`` dimensions, with a planted map.
 
     ``noise``: noise scale (relative to unit concepts); ``warp`` in [0, 1]: non-isomorphism; ``overlap`` in (0, 1]:
     share of each vocabulary whose concept the other language names too; ``cluster_spread``: spread of concepts around
     their cluster centre (smaller = tighter, harder clusters); ``zipf``: Zipf exponent; ``rank_noise``: how much the
-    two languages' frequency ranks disagree. Deterministic for a given ``seed``.
+    two languages' frequency ranks disagree; ``spectrum``: decay of the latent dimensions' scales (0: round point
+    clouds). Deterministic for a given ``seed``.
     """
-    _validate(n_words, dim, noise, warp, overlap, n_train, n_test, synonyms, identical)
+    _validate(n_words, dim, noise, warp, overlap, n_train, n_test, synonyms, identical, spectrum)
     rng = np.random.default_rng(seed)
     n_shared = int(round(overlap * n_words))
     n_syn = int(round(synonyms * n_shared))
@@ -97,6 +100,10 @@ def simulate_pair(n_words: int = 20000, dim: int = 300, noise: float = 0.3, warp
             latent[row + i:row + j] = _unit(centres[which] + spread)
             concept_clusters[row + i:row + j] = which
         row += size
+    if spectrum > 0:  # a decaying principal spectrum (draws no random numbers: other pairs stay as they were)
+        scales = (np.arange(1, dim + 1) ** -spectrum).astype(np.float32)
+        for i, j in _chunks(n_concepts):
+            latent[i:j] = _unit(latent[i:j] * scales)
 
     # 2. frequencies: a shared Zipf base, perturbed per language
     base = -zipf * np.log1p(rng.permutation(n_concepts)).astype(np.float64)
@@ -142,7 +149,7 @@ def simulate_pair(n_words: int = 20000, dim: int = 300, noise: float = 0.3, warp
 
     params = dict(n_words=n_words, dim=dim, noise=noise, warp=warp, overlap=overlap, seed=seed, n_train=n_train,
                   n_test=n_test, n_clusters=n_clusters, lang_clusters=lang_clusters, cluster_spread=cluster_spread,
-                  zipf=zipf, rank_noise=rank_noise, synonyms=synonyms, identical=identical)
+                  zipf=zipf, rank_noise=rank_noise, synonyms=synonyms, identical=identical, spectrum=spectrum)
     return SimulatedPair(src_words, src_vectors, tgt_words, tgt_vectors, lines(train_concepts), lines(test_concepts),
                          mapping, params, src_concepts=src_order, tgt_concepts=tgt_entries[tgt_perm], latent=latent,
                          concept_clusters=concept_clusters, n_shared=n_shared)
@@ -171,12 +178,12 @@ def _noisy(latent: np.ndarray, concepts: np.ndarray, noise: float, rng: np.rando
 
 
 def _validate(n_words: int, dim: int, noise: float, warp: float, overlap: float, n_train: int, n_test: int,
-              synonyms: float, identical: float) -> None:
+              synonyms: float, identical: float, spectrum: float) -> None:
     checks = [("n_words", n_words, n_words >= 2, "at least 2"), ("dim", dim, dim >= 2, "at least 2"),
               ("noise", noise, noise >= 0, ">= 0"), ("warp", warp, 0 <= warp <= 1, "in [0, 1]"),
               ("overlap", overlap, 0 < overlap <= 1, "in (0, 1]"), ("n_train", n_train, n_train >= 0, ">= 0"),
               ("n_test", n_test, n_test >= 0, ">= 0"), ("synonyms", synonyms, 0 <= synonyms <= 1, "in [0, 1]"),
-              ("identical", identical, 0 <= identical <= 1, "in [0, 1]")]
+              ("identical", identical, 0 <= identical <= 1, "in [0, 1]"), ("spectrum", spectrum, spectrum >= 0, ">= 0")]
     for name, value, ok, expected in checks:
         if not ok:
             raise XlingError(f"simulate: {name} must be {expected}, found {value}")

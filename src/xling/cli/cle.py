@@ -124,6 +124,8 @@ def simulate_command(
     rank_noise: Annotated[float, typer.Option(help="Disagreement of the two frequency rankings (log scale).")] = 1.0,
     synonyms: Annotated[float, typer.Option(help="Share of translated words with a second gold translation.")] = 0.05,
     identical: Annotated[float, typer.Option(help="Share of translated words spelled the same in both.")] = 0.0,
+    spectrum: Annotated[float, typer.Option(help="Decay of the latent dimensions' scales (0: round point clouds).")]
+    = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     downstream: Annotated[bool, typer.Option("--downstream", help="Also write CLDC, XNLI and CLIR data from the same "
                                                                   "concepts into OUT/downstream/.")] = False,
@@ -142,7 +144,7 @@ def simulate_command(
 
     pair = simulate_pair(n_words, dim, noise, warp, overlap, seed, n_train=n_train, n_test=n_test,
                          n_clusters=clusters, lang_clusters=lang_clusters, rank_noise=rank_noise, synonyms=synonyms,
-                         identical=identical)
+                         identical=identical, spectrum=spectrum)
     options = ({"seed": seed, "band": text_band, "n_docs": n_docs, "n_nli": n_nli, "n_queries": n_queries}
                if downstream else None)
     paths = write_pair(pair, out, downstream=options)
@@ -357,7 +359,7 @@ def fetch_command(
 # --- mapping (methods side) ------------------------------------------------------------------------------------------
 
 _METHOD_HELP = ("proc, proc-b, proc-b-iterative, cca, cca-xlingeval, vecmap-sup, vecmap-semi, vecmap-identical, "
-                "vecmap-unsup, rcsls or dlv.")
+                "vecmap-unsup, rcsls, dlv, muse, icp or gwa.")
 _PARAM_HELP = "Method parameter KEY=VALUE (YAML value), repeatable, e.g. --param vocabulary_cutoff=10000."
 
 
@@ -378,6 +380,11 @@ def _parse_params(items: list[str] | None) -> dict:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
             raise XlingError(f"--param {key.strip()}: cannot parse value {value!r}") from None
+        if isinstance(out[key.strip()], str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                out[key.strip()] = float(out[key.strip()])
+            except ValueError:
+                pass
     return out
 
 
@@ -504,7 +511,11 @@ def _describe(info: dict) -> str:
     if "train_pairs" in info:
         parts.append(f"{info['train_pairs']} seed pairs ({info['seed']})")
     if "n_iter" in info:
-        parts.append(f"{info['n_iter']} iterations" + ("" if info.get("converged", True) else ", stopped at max_iter"))
+        ended = info.get("status", "converged" if info.get("converged", True) else "max_iter")
+        parts.append(f"{info['n_iter']} iterations" + {"converged": "", "max_iter": ", stopped at max_iter"}.get(
+            ended, f", {ended}"))
+    if "criterion" in info:
+        parts.append(f"mean cosine {info['criterion']:.4f} ({info['selected']})")
     if "sizes" in info:
         parts.append("dictionary sizes " + " → ".join(str(s) for s in info["sizes"]))
     parts.append(f"{info['fit_seconds']:.1f} s")

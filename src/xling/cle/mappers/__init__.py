@@ -14,6 +14,9 @@ from xling.cle.mappers.base import Mapper
 from xling.cle.mappers.bootstrap import ProcrustesBootstrap
 from xling.cle.mappers.cca import CCA, CCAXlingEval
 from xling.cle.mappers.dlv import LatentVariableMatching
+from xling.cle.mappers.gwa import GromovWasserstein
+from xling.cle.mappers.icp import ICP
+from xling.cle.mappers.muse import MUSE
 from xling.cle.mappers.procrustes import Procrustes
 from xling.cle.mappers.rcsls import RCSLS
 from xling.cle.mappers.selflearning import VecMapSelfLearning, identical_pairs
@@ -35,6 +38,9 @@ METHODS: dict[str, tuple[type[Mapper], dict[str, Any], Seed]] = {
     "vecmap-unsup": (VecMapSelfLearning, {"init": "unsupervised"}, "none"),
     "rcsls": (RCSLS, {}, "dictionary"),
     "dlv": (LatentVariableMatching, {}, "dictionary"),
+    "muse": (MUSE, {}, "none"),
+    "icp": (ICP, {}, "none"),
+    "gwa": (GromovWasserstein, {}, "none"),
 }
 
 
@@ -69,7 +75,7 @@ def make_mapper(name: str, *, seed: int | None = None, verbose: bool = False, **
 
 
 __all__ = [
-    "CCA", "CCAXlingEval", "LatentVariableMatching", "METHODS", "Mapper", "Procrustes", "ProcrustesBootstrap", "RCSLS",
-    "VecMapSelfLearning",
-    "VecMapSupervised", "check_method", "identical_pairs", "make_mapper", "seed_of",
+    "CCA", "CCAXlingEval", "GromovWasserstein", "ICP", "LatentVariableMatching", "METHODS", "MUSE", "Mapper",
+    "Procrustes", "ProcrustesBootstrap", "RCSLS", "VecMapSelfLearning", "VecMapSupervised", "check_method",
+    "identical_pairs", "make_mapper", "seed_of",
 ]

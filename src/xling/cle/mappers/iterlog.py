@@ -50,6 +50,11 @@ class IterationLog:
             self._progress.stop()
             self._progress = None
 
+    @property
+    def live(self) -> bool:
+        """True when progress is a live terminal line (else plain lines, or nothing)."""
+        return self._progress is not None
+
     def update(self, iteration: int, **values: Any) -> None:
         """Report one finished iteration and its numbers (objective, criterion, step size, ...)."""
         self.note(f"iteration {iteration}" + "".join(f", {k.replace('_', ' ')} {_format(v)}" for k, v in

@@ -57,8 +57,8 @@ def seed_pairs(method: str, src: Embeddings, tgt: Embeddings,
 
 
 def fitted_info(mapper: Mapper) -> dict[str, Any]:
-    """What the estimator learned besides its maps: iterations, objective, dictionary sizes."""
-    keys = ("n_pairs_", "n_iter_", "objective_", "converged_", "sizes_")
+    """What the estimator learned besides its maps: iterations, objective, how it ended, dictionary sizes."""
+    keys = ("n_pairs_", "n_iter_", "objective_", "converged_", "status_", "criterion_", "selected_", "sizes_")
     out = {k.rstrip("_"): getattr(mapper, k) for k in keys if hasattr(mapper, k)}
     if hasattr(mapper, "pairs_"):
         out["final_pairs"] = int(len(mapper.pairs_))
