@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from xling.analysis import run_analysis
+from xling.report import run_analysis
 from xling.analysis.results import read_results
 from xling.analysis.simulate import simulate_grid
 

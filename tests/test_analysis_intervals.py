@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xling.analysis import run_analysis
+from xling.report import run_analysis
 from xling.analysis.meta import AnalysisSpec
 from xling.analysis.results import aggregate_seeds
 from xling.analysis.roles import named_roles

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from xling.analysis import run_analysis
+from xling.report import run_analysis
 from xling.analysis.results import aggregate_seeds, model_size_billions
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from xling.analysis import run_analysis
+from xling.report import run_analysis
 from xling.analysis.meta import AnalysisSpec
 from xling.analysis.simulate import SimulationSpec, simulate_grid
 

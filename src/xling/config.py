@@ -7,6 +7,8 @@ that name the file and the field.
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -70,6 +72,29 @@ def load_spec(cls: type[S], path: str | Path) -> S:
 
 # --- models, adapters, training, scoring: shared by train.py, score.py and the grid -----------------
 
+_FAMILIES = (("llama", "Llama"), ("qwen", "Qwen"), ("gemma", "Gemma"), ("mistral", "Mistral"), ("phi", "Phi"))
+_SIZE = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)\s*([bBmM])(?![A-Za-z])")
+
+
+def parse_family(name: str) -> str:
+    """Model family from a name: Llama/Qwen/Gemma/... by substring, else the name without its size part."""
+    low = name.lower()
+    for needle, family in _FAMILIES:
+        if needle in low:
+            return family
+    stem = _SIZE.split(name)[0].rstrip("-_ ./")
+    return stem or name
+
+
+def parse_size(name: str) -> float:
+    """Size in billions from a name (``1.5B`` -> 1.5, ``270M`` -> 0.27); NaN when none is written."""
+    match = _SIZE.search(name)
+    if match is None:
+        return float("nan")
+    value = float(match.group(1))
+    return value / 1000.0 if match.group(2).lower() == "m" else value
+
+
 
 class ModelSpec(Spec):
     """A model to fine-tune and score.
@@ -98,6 +123,12 @@ class ModelSpec(Spec):
     def location(self) -> str:
         """Where to load the weights from: ``path`` if given, else ``name``."""
         return self.path or self.name
+
+    @property
+    def size_billions(self) -> float:
+        """``size`` (else the name) in billions of parameters; NaN when neither says."""
+        size = parse_size(self.size) if self.size else math.nan
+        return size if math.isfinite(size) else parse_size(self.name)
 
 
 PAPER_LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

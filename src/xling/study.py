@@ -16,6 +16,40 @@ from xling.grid.engine import StageStatus
 
 
 @dataclass
+class TransferStudy:
+    """A finished (or partly finished) transfer grid: its status, results tables and analysis."""
+
+    status: list[StageStatus]
+    results: Path
+    seeds: Path
+    n_cells: int
+    analysis: Any = None
+    report: Path | None = None
+
+
+def run_transfer_study(spec: Any, *, analyze: bool = True, console=None, progress: bool = True) -> TransferStudy:
+    """Run a transfer grid's missing units, export ``OUTPUT/results.csv`` (release schema) and
+    ``results.seeds.csv``, then (``analyze``) analyse them into ``OUTPUT/analysis/`` with the models' family and
+    size from the spec."""
+    from xling.analysis.meta import spec_for_models
+    from xling.analysis.results import read_table
+    from xling.grid.results import export
+    from xling.grid.run import run_grid, store_for
+    from xling.grid.units import make_plan
+    from xling.report import run_analysis
+
+    final = run_grid(spec, console=console, progress=progress)
+    out = Path(spec.output)
+    table, seeds, n = export(make_plan(spec), store_for(spec), out / "results.csv")
+    study = TransferStudy(final, table, seeds, n)
+    if analyze and n:
+        study.analysis = run_analysis(read_table(table), out / "analysis", spec_for_models(spec.models),
+                                      source=str(table), input_path=table)
+        study.report = out / "analysis" / "report.html"
+    return study
+
+
+@dataclass
 class CLEStudy:
     """A finished (or partly finished) CLE grid: its tables, status and report."""
 

@@ -9,7 +9,7 @@ ISO 639-3 codes for URIEL, each one field away from an alternative.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -17,11 +17,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from xling.config import Spec, load_spec
+from xling.config import ModelSpec, Spec, load_spec, parse_family, parse_size  # noqa: F401  (re-exported)
 from xling.errors import XlingError
 
-_FAMILIES = (("llama", "Llama"), ("qwen", "Qwen"), ("gemma", "Gemma"), ("mistral", "Mistral"), ("phi", "Phi"))
-_SIZE = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)\s*([bBmM])(?![A-Za-z])")
 
 # The paper's benchmarks: Global-MMLU is human-translated, the others machine-translated.
 DEFAULT_CONSTRUCTION = {
@@ -92,23 +90,14 @@ def load_analysis_spec(path: str | Path | None) -> AnalysisSpec:
     return AnalysisSpec() if path is None else load_spec(AnalysisSpec, path)
 
 
-def parse_family(name: str) -> str:
-    """Model family from a name: Llama/Qwen/Gemma/... by substring, else the name without its size part."""
-    low = name.lower()
-    for needle, family in _FAMILIES:
-        if needle in low:
-            return family
-    stem = _SIZE.split(name)[0].rstrip("-_ ./")
-    return stem or name
-
-
-def parse_size(name: str) -> float:
-    """Size in billions from a name (``1.5B`` -> 1.5, ``270M`` -> 0.27); NaN when none is written."""
-    match = _SIZE.search(name)
-    if match is None:
-        return float("nan")
-    value = float(match.group(1))
-    return value / 1000.0 if match.group(2).lower() == "m" else value
+def spec_for_models(models: Sequence[ModelSpec], **options) -> AnalysisSpec:
+    """Analysis options carrying the family and size a grid spec gives for each model (``options``: other fields)."""
+    metas = {}
+    for m in models:
+        size = parse_size(m.size) if m.size else float("nan")
+        if m.family or np.isfinite(size):
+            metas[m.name] = ModelMeta(family=m.family, size=size if np.isfinite(size) else None)
+    return AnalysisSpec(models=metas, **options)
 
 
 def size_bucket(size: float) -> str:

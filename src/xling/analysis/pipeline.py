@@ -1,8 +1,7 @@
-"""The whole analysis as named steps: validate -> annotate -> tables -> report, written atomically.
+"""The whole analysis as named steps: validate -> annotate -> tables, in memory (the analysis layer is pure).
 
-``analyze`` computes every table in memory; ``run_analysis`` also writes ``OUT/tables``,
-``OUT/figures``, ``OUT/report.html``, ``OUT/summary.md`` and ``OUT/run.json`` into a temporary folder
-that replaces ``OUT`` only when everything succeeded.
+``analyze`` computes every table from annotated cells; ``analyze_results`` validates a results table first.
+Writing them (tables, figures, report, run record) is the report layer's: ``xling.report.run_analysis``.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
@@ -19,25 +17,6 @@ from xling.analysis import asymmetry, consistency, linguistic, matrices, profile
 from xling.analysis.meta import AnalysisSpec, annotate
 from xling.analysis.results import RELEASE_COLUMNS, aggregate_seeds, se_column, validate_long, validate_release
 from xling.errors import XlingError
-
-# Tables also written as LaTeX (the ones a paper would show).
-MAIN_TABLES = (
-    "global_uplift",
-    "regime_summary",
-    "mtcl_by_construction_type",
-    "language_donor_recipient",
-    "task_donor_recipient",
-    "task_on_off_summary",
-    "linguistic_correlations",
-    "variance_mixedlm",
-    "variance_crossed",
-    "consistency_by_model",
-    "consistency_by_family",
-    "consistency_by_size",
-    "consistency_by_size_bucket",
-    "significance_by_regime",
-)
-
 
 @dataclass
 class Analysis:
@@ -48,6 +27,7 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     coverage: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
 
     @property
     def headline(self) -> pd.DataFrame:
@@ -221,26 +201,20 @@ def headline_table(results: pd.DataFrame, spec: AnalysisSpec | None = None) -> p
     return uplift.regime_summary(prepare(results, spec), spec)
 
 
-def run_analysis(
+def analyze_results(
     results: pd.DataFrame,
-    out_dir: str | Path,
     spec: AnalysisSpec | None = None,
     *,
     mixed_models: bool | None = None,
     linguistic_distances: bool | None = None,
     source: str = "results",
-    input_path: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
-) -> Analysis:
-    """Analyse ``results`` (either schema) and write tables, figures, report and run record to ``out_dir``.
+) -> tuple[Analysis, pd.DataFrame]:
+    """Validate ``results`` (either schema) and compute every table: the analysis and the annotated cells.
 
-    ``mixed_models`` / ``linguistic_distances`` default to the spec's ``mixed_models`` / ``linguistic``.
-    Nothing is left at ``out_dir`` if anything fails.
+    ``mixed_models`` / ``linguistic_distances`` default to the spec's ``mixed_models`` / ``linguistic`` (recorded
+    in ``Analysis.options``). Pure: nothing is written (``xling.report.run_analysis`` writes the report).
     """
-    from xling.io import atomic_dir
-    from xling.provenance import write_run_record
-    from xling.report.write import write_report
-
     spec = spec or AnalysisSpec()
     mixed = spec.mixed_models if mixed_models is None else mixed_models
     ling = spec.linguistic if linguistic_distances is None else linguistic_distances
@@ -249,32 +223,5 @@ def run_analysis(
     # shared machine they thrash (a 600-column Cholesky took 0.5 s with 2 threads under load, 25 ms with 1).
     with threadpool_limits(limits=1, user_api="blas"):
         analysis = analyze(cells, spec, mixed_models=mixed, linguistic_distances=ling, progress=progress)
-    with atomic_dir(out_dir) as tmp:
-        if progress is not None:
-            progress("figures and report")
-        start = time.perf_counter()
-        write_report(analysis, cells, tmp)
-        analysis.timings["report"] = time.perf_counter() - start
-        extra = {
-            "coverage": analysis.coverage,
-            "notes": analysis.notes,
-            "timings_s": analysis.timings,
-            "mixed_models": mixed,
-            "linguistic": ling,
-            "tables": sorted(analysis.tables),
-            "interval_methods": analysis.tables["interval_methods"].to_dict(orient="records"),
-        }
-        if input_path is not None:
-            extra["input"] = {"path": str(input_path), "sha256": _sha256(Path(input_path))}
-        write_run_record(tmp, config=spec, seed=spec.seed, **extra)
-    return analysis
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    analysis.options = {"mixed_models": mixed, "linguistic": ling}
+    return analysis, cells

@@ -111,7 +111,7 @@ def _normalise_keys(df: pd.DataFrame) -> pd.DataFrame:
 
 def model_size_billions(sizes: pd.Series) -> pd.Series:
     """Model sizes in billions: numbers stay, strings such as ``1.5B`` or ``22M`` are parsed, others are NaN."""
-    from xling.analysis.meta import parse_size
+    from xling.config import parse_size
 
     numeric = pd.to_numeric(sizes, errors="coerce")
     parsed = sizes.map(lambda v: parse_size(str(v)) if pd.notna(v) else float("nan"))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from xling.analysis.meta import parse_family, parse_size
+from xling.config import parse_family, parse_size
 from xling.contracts import LONG_COLUMNS, aggregate_seeds
 from xling.config import Spec
 

@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from xling.errors import XlingError
-from xling.io import atomic_file
+from xling.io import atomic_file, file_sha256
 
 LANGUAGES: tuple[str, ...] = ("de", "en", "fi", "fr", "hr", "it", "ru", "tr")
 FASTTEXT_URL = "https://dl.fbaipublicfiles.com/fasttext/vectors-wiki"
@@ -66,7 +66,7 @@ def fetch_bli(out_dir: str | Path, pairs: Iterable[str] | None = None, *, base_u
         if name.split("/")[0] not in wanted:
             continue
         dest = Path(out_dir) / name
-        if dest.is_file() and _sha256_file(dest) == meta["sha256"]:
+        if dest.is_file() and file_sha256(dest) == meta["sha256"]:
             status = "cached"
         else:
             _download(f"{base}/{name}", dest, meta["sha256"])
@@ -92,7 +92,7 @@ def fetch_fasttext(lang: str, out_dir: str | Path, *, max_vocab: int | None = 20
     record = dest.with_name(dest.name + ".sha256.json")
     if dest.is_file() and record.is_file():
         known = json.loads(record.read_text())
-        if known.get("max_vocab") == max_vocab and known.get("sha256") == _sha256_file(dest):
+        if known.get("max_vocab") == max_vocab and known.get("sha256") == file_sha256(dest):
             return dest
     url = f"{(base_url or FASTTEXT_URL).rstrip('/')}/wiki.{lang}.vec"
     digest, rows = _stream_vectors(url, dest, max_vocab, report)
@@ -155,11 +155,3 @@ def _stream_vectors(url: str, dest: Path, max_vocab: int | None,
     if report:
         report(rows)
     return digest.hexdigest(), rows
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

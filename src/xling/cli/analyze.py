@@ -29,7 +29,7 @@ def analyze_cmd(
     """The donor-recipient transfer analysis: tables, figures, report.html, summary.md."""
     from rich.console import Console
 
-    from xling.analysis import run_analysis
+    from xling.report import run_analysis
     from xling.analysis.meta import AnalysisSpec, load_analysis_spec
     from xling.analysis.results import read_table
     from xling.config import parse_spec

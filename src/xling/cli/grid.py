@@ -113,12 +113,7 @@ def run_cmd(
     if _is_cle(spec):
         run_cle(spec)
         return
-    from xling.grid.run import run_grid
-
-    final = run_grid(spec, console=console)
-    _print_status(final)
-    _finish(spec, analyze and spec.analyze)
-    _exit_on_failures(final)
+    run_transfer(spec, analyze and spec.analyze)
 
 
 def _exit_on_failures(final) -> None:
@@ -162,50 +157,28 @@ def _plan_cle(spec) -> None:
     console.print(table)
 
 
-def _finish(spec, analyze: bool) -> None:
-    """Export the results table; then analyse it, print the headline and write the report."""
-    from xling.grid.results import export
-    from xling.grid.run import store_for
-    from xling.grid.units import make_plan
-
-    out = Path(spec.output)
-    table, seeds, n = export(make_plan(spec), store_for(spec), out / "results.csv")
-    console.print(f"results: {table} ({n} cells), per seed: {seeds}")
-    if not (analyze and n):
-        return
-    from xling.analysis import run_analysis
-    from xling.analysis.results import read_table
+def run_transfer(spec, analyze: bool) -> None:
+    """Run a transfer grid to the end and print status, results, headline, top roles and notes; exit 1 if some
+    units failed."""
     from xling.report.terminal import print_headline
+    from xling.study import run_transfer_study
 
-    with console.status("analysing"):
-        analysis = run_analysis(read_table(table), out / "analysis", _analysis_spec(spec), source=str(table),
-                                input_path=table)
-    print_headline(analysis.headline, console)
-    for name, key in (("language_donor_recipient", "lang"), ("task_donor_recipient", "task")):
-        roles = analysis.tables.get(name)
-        if roles is not None and len(roles):
-            donors = roles.sort_values("donor", ascending=False)
-            recipients = roles.sort_values("recipient", ascending=False)
-            console.print(f"top {key} donors: " + ", ".join(f"{r[key]} {r['donor']:+.2f}" for _, r in donors.head(3).iterrows())
-                          + f" | top {key} recipients: "
-                          + ", ".join(f"{r[key]} {r['recipient']:+.2f}" for _, r in recipients.head(3).iterrows()))
-    for note in analysis.notes:
-        console.print(f"[yellow]note[/yellow]: {note}")
-    console.print(f"report: {out / 'analysis' / 'report.html'}")
-
-
-def _analysis_spec(spec):
-    """Analysis options carrying the family and size the grid spec gives for each model."""
-    import math
-
-    from xling.analysis.meta import AnalysisSpec, ModelMeta, parse_size
-
-    models = {}
-    for m in spec.models:
-        size = parse_size(m.size) if m.size else math.nan
-        if m.family or math.isfinite(size):
-            models[m.name] = ModelMeta(family=m.family, size=size if math.isfinite(size) else None)
-    return AnalysisSpec(models=models)
+    study = run_transfer_study(spec, analyze=analyze, console=console)
+    _print_status(study.status)
+    console.print(f"results: {study.results} ({study.n_cells} cells), per seed: {study.seeds}")
+    if study.analysis is not None:
+        analysis = study.analysis
+        print_headline(analysis.headline, console)
+        for name, key in (("language_donor_recipient", "lang"), ("task_donor_recipient", "task")):
+            roles = analysis.tables.get(name)
+            if roles is not None and len(roles):
+                top = {col: ", ".join(f"{r[key]} {r[col]:+.2f}" for _, r in roles.sort_values(col, ascending=False)
+                                      .head(3).iterrows()) for col in ("donor", "recipient")}
+                console.print(f"top {key} donors: {top['donor']} | top {key} recipients: {top['recipient']}")
+        for note in analysis.notes:
+            console.print(f"[yellow]note[/yellow]: {note}")
+        console.print(f"report: {study.report}")
+    _exit_on_failures(study.status)
 
 
 @grid_app.command("status")
@@ -261,15 +234,9 @@ def quickstart_cmd(
     full: Annotated[bool, typer.Option(help="A larger grid: all 5 tasks x 10 languages, 3 seeds, all items (hours on a CPU).")] = False,
 ) -> None:
     """The whole transfer study offline on CPU: built-in tasks, a shipped encoder, LoRA per cell, report."""
-    from xling.grid.run import run_grid
     from xling.quickstart import quickstart_spec
 
-    spec = quickstart_spec(out, _csv_list(langs), _csv_list(tasks), seeds, full)
-    final = run_grid(spec, console=console)
-    _print_status(final)
-    _finish(spec, analyze=True)
-    if any(st.failed for st in final):
-        raise typer.Exit(1)
+    run_transfer(quickstart_spec(out, _csv_list(langs), _csv_list(tasks), seeds, full), analyze=True)
 
 
 def _csv_list(text: str | None) -> list[str] | None:

@@ -24,7 +24,6 @@ def long_table(plan: Plan, store: Store) -> pd.DataFrame:
     metric (``score_norm``, named in ``score_norm_metric``)."""
     import duckdb
 
-    from xling.analysis.meta import parse_size
     from xling.tasks.registry import norm_metric
 
     base_key = {u.model.name: u.key for u in plan.base_scores}
@@ -34,7 +33,7 @@ def long_table(plan: Plan, store: Store) -> pd.DataFrame:
                 "key": u.key,
                 "base_key": base_key[u.model.name],
                 "model_name": u.model.name,
-                "model_size": parse_size(u.model.size or u.model.name),  # billions, NaN when unknown
+                "model_size": u.model.size_billions,  # NaN when unknown
                 "fine_tuned_dataset": plan.task_labels[u.adapter.source.task],
                 "fine_tuned_language": u.adapter.source.language,
                 "seed": u.adapter.seed,

@@ -1,18 +1,38 @@
-"""Write one analysis to a folder: tables (CSV, LaTeX for the main ones), figures, report.html, summary.md."""
+"""Write one transfer analysis to a folder: tables (CSV, LaTeX for the main ones), figures, report.html,
+summary.md and run.json, atomically (``run_analysis``)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from xling.analysis.meta import AnalysisSpec
+from xling.analysis.pipeline import Analysis
 from xling.analysis.stats import NO_CI, bootstrap_over
+from xling.io import file_sha256
 from xling.report import html as H
 from xling.report.figures import write_figures
 
-if TYPE_CHECKING:
-    from xling.analysis.pipeline import Analysis
+# Tables also written as LaTeX (the ones a paper would show).
+MAIN_TABLES = (
+    "global_uplift",
+    "regime_summary",
+    "mtcl_by_construction_type",
+    "language_donor_recipient",
+    "task_donor_recipient",
+    "task_on_off_summary",
+    "linguistic_correlations",
+    "variance_mixedlm",
+    "variance_crossed",
+    "consistency_by_model",
+    "consistency_by_family",
+    "consistency_by_size",
+    "consistency_by_size_bucket",
+    "significance_by_regime",
+)
 
 # (section id, title, explanation, tables, figures); a table or figure that is absent is left out.
 SECTIONS = [
@@ -237,8 +257,6 @@ def summary_markdown(a: Analysis) -> str:
 
 def write_report(a: Analysis, cells: pd.DataFrame, out: Path) -> None:
     """Everything ``xling analyze`` writes except ``run.json``."""
-    from xling.analysis.pipeline import MAIN_TABLES
-
     t = a.tables
     write_tables(t, out / "tables", MAIN_TABLES)
     figures = write_figures(t, out / "figures", a.notes)
@@ -271,3 +289,43 @@ def write_report(a: Analysis, cells: pd.DataFrame, out: Path) -> None:
     )
     (out / "report.html").write_text(page, encoding="utf-8")
     (out / "summary.md").write_text(summary_markdown(a), encoding="utf-8")
+
+
+def run_analysis(
+    results: pd.DataFrame,
+    out_dir: str | Path,
+    spec: AnalysisSpec | None = None,
+    *,
+    mixed_models: bool | None = None,
+    linguistic_distances: bool | None = None,
+    source: str = "results",
+    input_path: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Analysis:
+    """Analyse ``results`` (either schema; ``xling.analysis.analyze_results``) and write tables, figures, report
+    and run record to ``out_dir``. Nothing is left at ``out_dir`` if anything fails."""
+    from xling.analysis.pipeline import analyze_results
+    from xling.io import atomic_dir
+    from xling.provenance import write_run_record
+
+    spec = spec or AnalysisSpec()
+    analysis, cells = analyze_results(results, spec, mixed_models=mixed_models, linguistic_distances=linguistic_distances,
+                                      source=source, progress=progress)
+    with atomic_dir(out_dir) as tmp:
+        if progress is not None:
+            progress("figures and report")
+        start = time.perf_counter()
+        write_report(analysis, cells, tmp)
+        analysis.timings["report"] = time.perf_counter() - start
+        extra = {
+            "coverage": analysis.coverage,
+            "notes": analysis.notes,
+            "timings_s": analysis.timings,
+            **analysis.options,
+            "tables": sorted(analysis.tables),
+            "interval_methods": analysis.tables["interval_methods"].to_dict(orient="records"),
+        }
+        if input_path is not None:
+            extra["input"] = {"path": str(input_path), "sha256": file_sha256(Path(input_path))}
+        write_run_record(tmp, config=spec, seed=spec.seed, **extra)
+    return analysis
