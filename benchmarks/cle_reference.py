@@ -75,7 +75,7 @@ def vectors(data: Path) -> tuple[np.ndarray, np.ndarray]:
 def xling_map(method: str, data: Path, out: Path, params: dict, seed: int) -> tuple[float, float, float, dict]:
     """``xling cle map`` end to end (read, fit, write the maps): (wall, cpu, peak RSS GiB, the run's mapping info)."""
     cmd = [sys.executable, "-m", "xling", "cle", "map", "-m", method, "--src", str(data / "src.vec"), "--tgt",
-           str(data / "tgt.vec"), "-o", str(out), "--max-vocab", "0", "--no-cache", "--no-vectors", "--seed", str(seed)]
+           str(data / "tgt.vec"), "-o", str(out), "--max-vocab", "0", "--no-cache", "--no-write-vectors", "--seed", str(seed)]
     for key, value in params.items():
         cmd += ["--param", f"{key}={value}"]
     wall, cpu, rss = timed(cmd, out.parent / f"{out.name}.log", env=one_thread())

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xling.report import run_analysis
 from xling.analysis.meta import AnalysisSpec
 from xling.analysis.results import aggregate_seeds
 from xling.analysis.roles import named_roles
 from xling.analysis.stats import NO_CI, group_summary, two_stage
+from xling.report import run_analysis
 
 ONE_MODEL = "bootstrap over cells (one model)"
 

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from xling.report import run_analysis
 from xling.analysis.results import aggregate_seeds, model_size_billions
+from xling.report import run_analysis
 
 
 def test_model_size_strings_are_parsed() -> None:

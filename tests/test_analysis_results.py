@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_runner import run_xling as run_cli
 
-from xling.analysis.results import RELEASE_COLUMNS, aggregate_seeds, read_results, regime_of
+from xling.analysis.results import (
+    RELEASE_COLUMNS,
+    aggregate_seeds,
+    read_results,
+    regime_of,
+)
 from xling.errors import XlingError
 
 DATA = Path(__file__).parent / "data" / "analysis"
@@ -115,18 +120,6 @@ def test_bad_long_table_score_out_of_range(tmp_path):
     _long({0: (1.2, 0.5, 0.6, 0.5), 1: (0.7, 0.5, 0.7, 0.5)}).to_csv(path, index=False)
     with pytest.raises(XlingError, match=r"column 'score': 1 rows outside \[0, 1\]"):
         read_results(path)
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``xling ARGS`` in-process through the real entry point; (exit code, stdout, stderr)."""
-    from xling.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["xling", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    captured = capsys.readouterr()
-    code = exc.value.code
-    return (0 if code is None else int(code)), captured.out, captured.err
 
 
 @pytest.mark.parametrize("case", ["unreadable", "regime"])

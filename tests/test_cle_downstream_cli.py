@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from cli_runner import run_xling as xling
 from threadpoolctl import threadpool_limits
 
 from xling.cle.vectors import read_vectors, write_vec
@@ -21,15 +22,6 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 def _one_blas_thread():
     with threadpool_limits(limits=1, user_api="blas"):
         yield
-
-
-def xling(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run the ``xling`` entry point in-process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["xling", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    out = capsys.readouterr()
-    return exit_.value.code or 0, out.out, out.err
 
 
 SIM_ARGS = ["--n-words", "1500", "--dim", "24", "--noise", "0.2", "--n-train", "400", "--n-test", "200", "--seed", "4"]
@@ -105,7 +97,7 @@ def test_cldc_prints_a_line_per_epoch_and_writes_predictions(monkeypatch, capsys
 
 def test_xnli_json(monkeypatch, capsys, sim):
     code, out, err = _downstream(monkeypatch, capsys, sim, "xnli", "--param", "hidden=8", "--param", "epochs=1",
-                                 "--metric", "macro_f1", "--json")
+                                 "--task-metric", "macro_f1", "--json")
     assert code == 0, err
     row = json.loads(out)
     assert row["model"] == "esim" and row["metric"] == "macro_f1" and row["n"] == 60 and "dev accuracy" in err
@@ -140,7 +132,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(monkeypatch, capsys, s
         write_vec(data / "narrow.vec", z.words, np.asarray(z.vectors)[:, :12])
         tgt, message = data / "narrow.vec", "narrow.vec: vectors have 12 dimensions, but"
     elif case == "model of another task":
-        extra, message = ["--model", "esim"], "unknown model 'esim' for cldc"
+        extra, message = ["--task-model", "esim"], "unknown model 'esim' for cldc"
     else:
         extra, message = ["--param", "dropout=high"], "parameter 'dropout' of model cnn: expected float"
     code, out, err = xling(monkeypatch, capsys, "cle", "downstream", "--task", task, "--data",

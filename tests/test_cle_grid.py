@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pandas as pd
 import pytest
+from cli_runner import run_xling
 from threadpoolctl import threadpool_limits
 
 from xling.cle.grid import CLEGridSpec, load_grid_spec, run_grid
 from xling.cle.simulate import simulate_pair, write_pair
-from xling.cli import main
 from xling.errors import XlingError
 from xling.grid.store import Store
 
@@ -78,7 +77,7 @@ def test_grid_results_tables_and_resume(grid_dir, tmp_path, monkeypatch, capsys)
 
     # a rerun starts nothing and gives the same table
     starts = sum(e["event"] == "start" for e in Store(out / "store").events())
-    code, _ = _cli(monkeypatch, capsys, "cle", "grid", grid_dir / "spec.yaml", "-o", out)
+    code, _, _ = run_xling(monkeypatch, capsys, "cle", "grid", grid_dir / "spec.yaml", "-o", out)
     assert code == 0
     assert sum(e["event"] == "start" for e in Store(out / "store").events()) == starts
     report = (out / "report.html").read_text()  # the shared report layer's page
@@ -97,7 +96,7 @@ def test_failed_units_are_recorded_and_retried(grid_dir, tmp_path, monkeypatch, 
     (grid_dir / "failing.yaml").write_text((grid_dir / "spec.yaml").read_text().replace(
         "methods:\n  - proc\n  - {method: vecmap-unsup, params: {stochastic_interval: 2, unsupervised_vocab: 600}}\n"
         "pairs: [aa-bb, aa-cc]\nsizes: [100, 200]", "methods: [proc]\npairs: [aa-bb, aa-dd]\nsizes: [100]"))
-    code, err = _cli(monkeypatch, capsys, "cle", "grid", grid_dir / "failing.yaml", "-o", out, "--max-retries", 0)
+    code, _, err = run_xling(monkeypatch, capsys, "cle", "grid", grid_dir / "failing.yaml", "-o", out, "--max-retries", 0)
     assert code == 1  # a unit that errored: exit code 1, the status lists it
     (grid_dir / "aa-dd").symlink_to(grid_dir / "aa-bb")  # the missing files appear: a rerun retries that unit
     try:
@@ -121,7 +120,7 @@ def test_malformed_spec_is_one_line_error_exit_2(tmp_path, monkeypatch, capsys, 
     (tmp_path / "spec.yaml").write_text(text)
     with pytest.raises(XlingError, match="spec.yaml"):
         load_grid_spec(tmp_path / "spec.yaml")
-    code, err = _cli(monkeypatch, capsys, "cle", "grid", tmp_path / "spec.yaml", "-o", tmp_path / "out")
+    code, _, err = run_xling(monkeypatch, capsys, "cle", "grid", tmp_path / "spec.yaml", "-o", tmp_path / "out")
     assert code == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
@@ -130,14 +129,6 @@ def test_paper_defaults():
     spec = CLEGridSpec(methods=["proc"], vectors="wiki.{lang}.vec", train_dict="{pair}/train.{size}.tsv",
                        test_dict="{pair}/test.tsv")
     assert len(spec.pair_list()) == 28 and spec.sizes == ["500", "1k", "3k", "5k"]
-
-
-def _cli(monkeypatch, capsys, *args) -> tuple[int, str]:
-    """Run the ``xling`` entry point in-process: (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["xling", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    return exit_.value.code or 0, capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -157,7 +148,7 @@ def test_grid_with_downstream_tasks_writes_both_tables_and_the_report(tmp_path, 
         "methods: [proc, cca, vecmap-sup]\npairs: [src-tgt]\nsizes: [50, 500]\nsrc_vectors: '{pair}/src.vec'\n"
         "tgt_vectors: '{pair}/tgt.vec'\ntrain_dict: '{pair}/train.{size}.tsv'\ntest_dict: '{pair}/test.tsv'\n"
         "downstream:\n  cldc: {data: '{pair}/downstream/cldc', model: mean}\n  clir: '{pair}/downstream/clir'\n")
-    code, _ = _cli(monkeypatch, capsys, "cle", "grid", tmp_path / "spec.yaml", "-o", tmp_path / "out")
+    code, _, _ = run_xling(monkeypatch, capsys, "cle", "grid", tmp_path / "spec.yaml", "-o", tmp_path / "out")
     assert code == 0
     tables = tmp_path / "out" / "tables"
     downstream = pd.read_csv(tables / "cle_downstream.csv")

@@ -6,10 +6,23 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from xling.cle.mappers import (CCA, CCAXlingEval, Procrustes, ProcrustesBootstrap, VecMapSupervised, make_mapper,
-                               seed_of)
+from xling.cle.mappers import (
+    CCA,
+    CCAXlingEval,
+    Procrustes,
+    ProcrustesBootstrap,
+    VecMapSupervised,
+    make_mapper,
+    seed_of,
+)
 from xling.cle.mappers.bootstrap import mutual_neighbours
-from xling.cle.mappers.vecmap import dewhiten, multistep_maps, orthogonal_map, reweight, whiten
+from xling.cle.mappers.vecmap import (
+    dewhiten,
+    multistep_maps,
+    orthogonal_map,
+    reweight,
+    whiten,
+)
 from xling.cle.normalize import VECMAP_ORDER, mean_center, normalize, unit_length
 from xling.cle.retrieval import nearest
 from xling.cle.simulate import simulate_pair

@@ -5,18 +5,17 @@ xling-eval's loader, evaluation and PROC-B (``code/util.py``, ``code/eval.py``, 
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_xling as xling
 from threadpoolctl import threadpool_limits
 
 from xling.cle.dictionaries import read_dictionary
 from xling.cle.protocol import PROTOCOLS, get_protocol, resolve
 from xling.cle.vectors import read_vectors
-from xling.cli import main
 from xling.errors import XlingError, XlingNote
 
 
@@ -24,14 +23,6 @@ from xling.errors import XlingError, XlingNote
 def _one_blas_thread():
     with threadpool_limits(limits=1, user_api="blas"):
         yield
-
-
-def xling(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["xling", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    out = capsys.readouterr()
-    return exit_.value.code or 0, out.out, out.err
 
 
 # --- the fixture: mixed case, case variants, repeated lines, OOV lines ----------------------------------------------

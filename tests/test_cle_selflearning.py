@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_cle_mappers import p_at_1, rows  # noqa: E402  (shared helpers of the CLE tests)
 from threadpoolctl import threadpool_limits
 
-from xling.cle.mappers import Procrustes, VecMapSelfLearning, identical_pairs, make_mapper
+from xling.cle.mappers import (
+    Procrustes,
+    VecMapSelfLearning,
+    identical_pairs,
+    make_mapper,
+)
 from xling.cle.mappers import selflearning as sl
 from xling.cle.simulate import simulate_pair
 from xling.errors import XlingError
-
-from test_cle_mappers import p_at_1, rows  # noqa: E402  (shared helpers of the CLE tests)
 
 FAST = {"stochastic_interval": 3}  # vecmap's 50 makes a run ~300 iterations; the schedule is the same
 

@@ -10,17 +10,15 @@ import sys
 
 import numpy as np
 import pytest
+from test_cle_mappers import p_at_1, rows  # noqa: E402  (shared helpers of the CLE tests)
 from threadpoolctl import threadpool_limits
 
-from xling.cle.mappers import make_mapper
-from xling.cle.mappers import gwa, icp, muse
+from xling.cle.mappers import gwa, icp, make_mapper, muse
 from xling.cle.mappers.procrustes import Procrustes
 from xling.cle.normalize import unit_length
 from xling.cle.simulate import simulate_pair, write_pair
 from xling.cli import main
 from xling.errors import XlingError
-
-from test_cle_mappers import p_at_1, rows  # noqa: E402  (shared helpers of the CLE tests)
 
 #: Settings sized for CI on the easy pair (the defaults are sized for 200K x 300 fastText spaces): MUSE with a
 #: smaller discriminator, 10K steps and a larger map learning rate; ICP with 20 restarts of 10 components; GWA on

@@ -73,8 +73,7 @@ def run_lmeval(root, model, tasks=("par_cont", "par_letters", "par_empty"), chat
 
 def test_loglikelihoods_equal_lmeval(setup):
     from xling.config import ModelSpec, ScoreSpec
-    from xling.score import summarize
-    from xling.score import score_items
+    from xling.score import score_items, summarize
     from xling.tasks.registry import load_items
 
     root, model = setup

@@ -69,11 +69,17 @@ def test_training_loop_equals_hf_trainer(assets, tmp_path):
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+    )
     from transformers import set_seed as hf_set_seed
 
-    from xling.tasks.prompts import paper_trainable
     from xling.models.causal import tokenize_examples
+    from xling.tasks.prompts import paper_trainable
     from xling.train import split_train_val, train_adapter
 
     model_dir, hub, _ = assets

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from xling.report import run_analysis
 from xling.analysis.meta import AnalysisSpec
 from xling.analysis.simulate import SimulationSpec, simulate_grid
+from xling.report import run_analysis
 
 pytestmark = pytest.mark.slow  # one analysis with mixed models and a browser run: ~10 s in all
 

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-
 import pandas as pd
 import pytest
+from cli_runner import run_xling as run_cli
 
 from xling.analysis.results import LONG_COLUMNS, RELEASE_COLUMNS
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from xling.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["xling", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return (0 if exc.value.code is None else int(exc.value.code)), out.out, out.err
 
 
 @pytest.mark.slow
 def test_quickstart_simulate_then_analyze(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    small = ["--models", "3", "--tasks", "2", "--languages", "4", "--seeds", "2"]
+    small = ["--n-models", "3", "--n-tasks", "2", "--n-languages", "4", "--seeds", "2"]
     code, out, err = run_cli(monkeypatch, capsys, "simulate", "grid", "-o", "xling-out/sim.csv", *small)
     assert code == 0, err
     sim = pd.read_csv(tmp_path / "xling-out" / "sim.csv")
@@ -45,11 +34,11 @@ def test_simulate_long_table_and_bad_option(tmp_path, monkeypatch, capsys):
         "-o",
         str(tmp_path / "l.parquet"),
         "--long",
-        "--models",
+        "--n-models",
         "2",
-        "--tasks",
+        "--n-tasks",
         "2",
-        "--languages",
+        "--n-languages",
         "2",
         "--seeds",
         "3",

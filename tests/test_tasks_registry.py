@@ -12,7 +12,12 @@ from xling.errors import XlingError
 from xling.tasks import paper
 from xling.tasks.items import MCItem
 from xling.tasks.prompts import eval_requests, train_example
-from xling.tasks.registry import load_aligned, load_items, task_fingerprint, task_languages
+from xling.tasks.registry import (
+    load_aligned,
+    load_items,
+    task_fingerprint,
+    task_languages,
+)
 
 ROWS = [
     {"qid": "a1", "q": "What is red?", "opt_a": "a colour", "opt_b": "a fish", "answer": "A"},

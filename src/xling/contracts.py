@@ -12,10 +12,12 @@ A neutral module below both sides: the transfer grid (``xling.grid.results``) an
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from xling.errors import XlingError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 KEYS = ["model_name", "fine_tuned_dataset", "fine_tuned_language", "eval_dataset", "eval_language"]
 REGIMES = ("MT-ML", "MT-CL", "CT-ML", "CT-CL")
@@ -73,6 +75,9 @@ OPTIONAL_COLUMNS = [NORM_METRIC_COLUMN]
 
 def regime_of(df: pd.DataFrame) -> pd.Series:
     """The regime each row's keys imply: MT-ML, MT-CL, CT-ML or CT-CL."""
+    import numpy as np
+    import pandas as pd
+
     same_task = df["fine_tuned_dataset"].astype(str).to_numpy() == df["eval_dataset"].astype(str).to_numpy()
     same_lang = df["fine_tuned_language"].astype(str).to_numpy() == df["eval_language"].astype(str).to_numpy()
     code = same_task.astype(int) * 2 + same_lang.astype(int)
@@ -83,6 +88,8 @@ def regime_of(df: pd.DataFrame) -> pd.Series:
 def aggregate_seeds(long_df: pd.DataFrame) -> pd.DataFrame:
     """Per-seed rows -> one release-schema row per cell: mean, std (ddof 1), se = std/sqrt(n), deltas in pp.
     A ``score_norm_metric`` column is carried over (one value per cell)."""
+    import numpy as np
+
     df = long_df.copy()
     df["delta_score"] = 100.0 * (df["score"] - df["score_base"])
     df["delta_score_norm"] = 100.0 * (df["score_norm"] - df["score_norm_base"])

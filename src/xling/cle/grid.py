@@ -466,3 +466,11 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
     for name, frame in tables.items():
         with atomic_file(folder / f"{name}.csv") as fh:
             frame.to_csv(fh, index=False)
+
+
+def plan_summary(spec: CLEGridSpec) -> dict:
+    """What ``xling grid plan`` shows for a CLE grid: units and how many are done."""
+    todo, store = units(spec), store_for(spec)
+    return {"methods": len(spec.entries()), "pairs": len(spec.pair_list()), "sizes": len(spec.sizes),
+            "downstream": sorted(spec.downstream),
+            "stages": {STAGE: {"units": len(todo), "done": sum(store.done(u.key) for u in todo)}}}

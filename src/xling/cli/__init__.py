@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 import warnings
 
+import typer
+
 from xling.cli import analyze, cle, grid, peft  # noqa: F401  (attach commands)
 from xling.cli.app import app
 from xling.errors import XlingError, XlingNote
@@ -24,13 +26,23 @@ def _format_note(message, category, filename, lineno, line=None) -> str:  # noqa
 
 
 def main() -> None:
-    """Entry point of the ``xling`` script."""
+    """Entry point of the ``xling`` script: exit code 0 success, 1 some units failed, 2 bad input (one ``error:``
+    line, for a wrong command-line value too), 130 interrupted."""
     warnings.formatwarning = _format_note
     try:
-        app()
+        code = app(standalone_mode=False)
     except XlingError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
+    except typer.exceptions.TyperException as err:  # click's usage errors: a wrong option, value or command
+        ctx = getattr(err, "ctx", None)
+        if type(err).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())
+        else:
+            where = f" ({ctx.command_path})" if ctx is not None else ""
+            print(f"error: {err.format_message()}{where}", file=sys.stderr)
+        sys.exit(getattr(err, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)

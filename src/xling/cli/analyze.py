@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from xling.cli.app import app, simulate_app
+from xling.cli.common import HeadlineMetric, JsonOption, emit_json, records
 
 
 @app.command("analyze")
@@ -16,15 +18,18 @@ def analyze_cmd(
     config: Path = typer.Option(
         None, "--config", "-c", help="Analysis YAML: thresholds, model/task metadata, language groups."
     ),
-    metric: str = typer.Option(None, help="Headline column (default delta_score_norm_mean)."),
+    metric: Optional[HeadlineMetric] = typer.Option(None, help="Headline column (default: the config's, "
+                                                               "delta_score_norm_mean)."),
     mixed: bool = typer.Option(
         None, "--mixed/--no-mixed", help="Fit the paper's MixedLM variance decomposition (slow)."
     ),
     linguistic: bool = typer.Option(
         None, "--linguistic/--no-linguistic", help="URIEL (lang2vec) distance correlations."
     ),
-    n_boot: int = typer.Option(None, "--n-boot", help="Bootstrap draws per CI (default 1000)."),
-    seed: int = typer.Option(None, help="Bootstrap seed (default 0)."),
+    n_boot: Optional[int] = typer.Option(None, "--n-boot", min=1, help="Bootstrap draws per CI (default: the "
+                                         "config's, 1000)."),
+    seed: Optional[int] = typer.Option(None, help="Bootstrap seed (default: the config's, 0)."),
+    as_json: JsonOption = False,
 ) -> None:
     """The donor-recipient transfer analysis: tables, figures, report.html, summary.md."""
     from rich.console import Console
@@ -37,7 +42,7 @@ def analyze_cmd(
 
     updates = {k: v for k, v in {"metric": metric, "n_boot": n_boot, "seed": seed}.items() if v is not None}
     spec = parse_spec(AnalysisSpec, {**load_analysis_spec(config).model_dump(), **updates}, "analyze options")
-    console = Console()
+    console = Console(stderr=as_json)
     with console.status("analysing") as status:
         analysis = run_analysis(
             read_table(results),
@@ -49,6 +54,10 @@ def analyze_cmd(
             input_path=results,
             progress=lambda step: status.update(f"analysing: {step}"),
         )
+    if as_json:
+        emit_json({"out": str(out), "headline": records(analysis.headline), "notes": analysis.notes,
+                   "coverage": analysis.coverage, "tables": sorted(analysis.tables)})
+        return
     print_headline(analysis.headline, console)
     for note in analysis.notes:
         console.print(f"[yellow]note[/yellow]: {note}")
@@ -60,8 +69,10 @@ def compare_cmd(
     a: Path = typer.Argument(..., help="First results table (reference)."),
     b: Path = typer.Argument(..., help="Second results table."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (replaced atomically)."),
-    metric: str = typer.Option("delta_score_norm_mean", help="Column to compare."),
-    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap draws for the mean-difference CI."),
+    metric: Optional[HeadlineMetric] = typer.Option(None, help="Column to compare (default: delta_score_norm_mean)."),
+    n_boot: Optional[int] = typer.Option(None, "--n-boot", min=1, help="Bootstrap draws for the mean-difference "
+                                         "CI (default: 1000)."),
+    as_json: JsonOption = False,
 ) -> None:
     """Compare two results tables on their shared cells: correlation, mean difference, sign agreement."""
     from rich.console import Console
@@ -73,11 +84,17 @@ def compare_cmd(
     from xling.provenance import write_run_record
     from xling.report.compare import write_compare
 
+    from xling.analysis.meta import AnalysisSpec
+
+    metric, n_boot = metric or AnalysisSpec().metric, n_boot or AnalysisSpec().n_boot
     ta, tb = read_results(a, metric), read_results(b, metric)
     tables = compare_tables(ta, tb, metric, n_boot=n_boot)
     with atomic_dir(out) as tmp:
         write_compare(tables, tmp, str(a), str(b), metric)
         write_run_record(tmp, config={"a": str(a), "b": str(b), "metric": metric, "n_boot": n_boot}, seed=0)
+    if as_json:
+        emit_json({"out": str(out), "overall": records(tables["compare_overall"])})
+        return
     table = Table(title=f"{b.name} - {a.name} on shared cells ({metric}, pp)")
     for col in ("scope", "n", "mean diff", "95% CI", "Pearson r", "Spearman rho", "sign agree %"):
         table.add_column(col, justify="left" if col == "scope" else "right")
@@ -98,9 +115,10 @@ def compare_cmd(
 @simulate_app.command("grid")
 def simulate_grid_cmd(
     out: Path = typer.Option(Path("xling-out/sim.csv"), "-o", "--out", help="Output CSV (or .parquet)."),
-    models: int = typer.Option(9, help="How many models (from a pool of Llama/Qwen/Gemma names; at most 9)."),
-    tasks: int = typer.Option(4, help="How many tasks (at most 4)."),
-    languages: int = typer.Option(11, help="How many languages (at most 11)."),
+    models: int = typer.Option(9, "--n-models", help="How many models (from a pool of Llama/Qwen/Gemma names; "
+                               "at most 9)."),
+    tasks: int = typer.Option(4, "--n-tasks", help="How many tasks (at most 4)."),
+    languages: int = typer.Option(11, "--n-languages", help="How many languages (at most 11)."),
     seeds: int = typer.Option(3, help="Fine-tuning seeds per cell."),
     seed: int = typer.Option(0, help="Random seed of the simulation."),
     hubs: str = typer.Option("en", help="Comma-separated planted hub donor languages."),
@@ -119,9 +137,9 @@ def simulate_grid_cmd(
     from xling.io import atomic_file
 
     for name, n, pool in (
-        ("models", models, DEFAULT_MODELS),
-        ("tasks", tasks, DEFAULT_TASKS),
-        ("languages", languages, DEFAULT_LANGUAGES),
+        ("n-models", models, DEFAULT_MODELS),
+        ("n-tasks", tasks, DEFAULT_TASKS),
+        ("n-languages", languages, DEFAULT_LANGUAGES),
     ):
         if not 1 <= n <= len(pool):
             raise XlingError(f"--{name}: expected 1 to {len(pool)}, found {n}")

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 import typer
 
 from xling.cli.app import app, data_app
-from xling.cli.grid import AddressOption, ExecutorOption, OutOption, RetriesOption, load_any_grid, run_cle
+from xling.cli.common import AddressOption, ExecutorOption, GridOutOption, JsonOption, RetriesOption
+from xling.cli.grid import load_any_grid, run_cle
 
 cle_app = typer.Typer(help="Cross-lingual word embeddings: map, evaluate with BLI, simulate.", no_args_is_help=True)
 app.add_typer(cle_app, name="cle")
@@ -47,9 +48,9 @@ def bli_command(
     = False,
     cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")]
     = True,
-    backend: Annotated[str, typer.Option(help="auto, numpy, faiss or torch.")] = "auto",
+    backend: Annotated[Literal["auto", "numpy", "faiss", "torch"], typer.Option(help="Retrieval backend.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, ...")] = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the result and run record here.")]
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Also write the result and run record here.")]
     = None,
 ) -> None:
     """Bilingual lexicon induction: P@1/5/10, MRR and coverage of two (mapped) spaces on a test dictionary."""
@@ -75,12 +76,12 @@ def bli_command(
         status.update(f"ranking {len(found.src_rows)} test pairs among {len(z)} targets ({conv.retrieval})")
         result = evaluate(x.vectors, z.vectors, found, inplace=True, backend=backend, **conv.bli_options()).to_dict()
     result["protocol"] = protocol
-    if output is not None:
+    if out is not None:
         from xling.io import atomic_file
         from xling.provenance import run_record
 
         config = dict(src=str(src), tgt=str(tgt), test_dict=str(test_dict), conventions=conv.record(), **options)
-        with atomic_file(output) as fh:
+        with atomic_file(out) as fh:
             json.dump({**result, "run": run_record(config)}, fh, indent=2, default=str)
     if as_json:
         print(json.dumps(result))
@@ -191,9 +192,9 @@ def downstream_command(
     tgt_lang: Annotated[str, typer.Option("--tgt-lang", help="Test (CLIR: document) language.")],
     src: Annotated[Path, typer.Option("--src", help="Source vectors (mapped), word2vec text or .bin.")],
     tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors (mapped), word2vec text or .bin.")],
-    model: Annotated[DownstreamModel | None, typer.Option(help="cldc: cnn (default) or mean; xnli: esim; clir: "
+    model: Annotated[DownstreamModel | None, typer.Option("--task-model", help="cldc: cnn (default) or mean; xnli: esim; clir: "
                                                                "bwe-agg (default) or tbt-qt.")] = None,
-    metric: Annotated[DownstreamMetric | None, typer.Option(help="Headline score: accuracy (default; cldc, xnli), "
+    metric: Annotated[DownstreamMetric | None, typer.Option("--task-metric", help="Headline score: accuracy (default; cldc, xnli), "
                                                                  "macro_f1, f1_positive (TED CLDC) or map (clir).")]
     = None,
     param: Annotated[list[str] | None, typer.Option("--param", help="Model parameter KEY=VALUE (YAML value), "
@@ -205,8 +206,9 @@ def downstream_command(
     stopwords: Annotated[Stopwords, typer.Option(help="clir: DIR/stopwords.<lang>.txt (file), NLTK's lists (nltk), "
                                                       "none, or auto (file, else nltk if installed, else none).")]
     = Stopwords.auto,
-    max_vocab: Annotated[int, typer.Option(help="Read at most this many vectors per side (0: all).")] = 200000,
-    case: Annotated[str, typer.Option(help="keep: vectors as written; lower: lowercase the vocabularies.")] = "keep",
+    max_vocab: Annotated[int | None, typer.Option(help="Vectors read per side (0: all) [default: 200000].")] = None,
+    case: Annotated[Case | None, typer.Option(help="keep: vectors as written (default); lower: lowercase the "
+                                                   "vocabularies.")] = None,
     cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file for fast rereads.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line: task, model, metric, score, n, "
                                                          "coverage, ...")] = False,
@@ -226,7 +228,8 @@ def downstream_command(
     model_params(model_name, params)  # unknown parameters fail before any file is read
     topic_list = [t.strip() for t in topics.split(",") if t.strip()] or None
     loaded = load_task_data(task.value, data, src_lang, tgt_lang, topics=topic_list)  # bad data fails before vectors
-    options = {"max_vocab": max_vocab or None, "lowercase": case == "lower", "cache": cache}
+    options = {"max_vocab": 200000 if max_vocab is None else max_vocab or None, "lowercase": case == "lower",
+               "cache": cache}
     x, z = read_vectors(src, **options), read_vectors(tgt, **options)
     if x.dim != z.dim:
         raise XlingError(f"{tgt}: vectors have {z.dim} dimensions, but {src} has {x.dim}; map both into one space")
@@ -331,8 +334,8 @@ def fetch_command(
     pairs: Annotated[str, typer.Option(help="Comma-separated language pairs (e.g. en-de,de-fi), 'all' or 'none'.")]
     = "all",
     vectors: Annotated[str, typer.Option(help="Comma-separated languages of fastText wiki vectors to fetch.")] = "",
-    max_vocab: Annotated[int, typer.Option(help="Rows of each vectors file to download (0: the whole file).")]
-    = 200000,
+    max_vocab: Annotated[int | None, typer.Option(help="Rows of each vectors file to download (0: the whole "
+                                                       "file) [default: 200000].")] = None,
     bli_base_url: Annotated[str | None, typer.Option(help="Mirror of xling-eval's bli_datasets folder.")] = None,
     vectors_base_url: Annotated[str | None, typer.Option(help="Mirror of fastText's vectors-wiki folder.")] = None,
 ) -> None:
@@ -351,15 +354,19 @@ def fetch_command(
                       f"{out / 'xling-eval-bli'} ({counts['downloaded']} downloaded, {counts['cached']} cached)")
     for lang in [v.strip() for v in vectors.split(",") if v.strip()]:
         with console.status(f"wiki.{lang}.vec ...") as status:
-            path = fetch_fasttext(lang, out / "vectors", max_vocab=max_vocab or None, base_url=vectors_base_url,
+            rows = 200000 if max_vocab is None else max_vocab or None
+            path = fetch_fasttext(lang, out / "vectors", max_vocab=rows, base_url=vectors_base_url,
                                   report=lambda rows, lang=lang: status.update(f"wiki.{lang}.vec: {rows} rows"))
         console.print(f"vectors: {path}")
 
 
 # --- mapping (methods side) ------------------------------------------------------------------------------------------
 
-_METHOD_HELP = ("proc, proc-b, proc-b-iterative, cca, cca-xlingeval, vecmap-sup, vecmap-semi, vecmap-identical, "
-                "vecmap-unsup, rcsls, dlv, muse, icp or gwa.")
+#: The mapping methods (``xling.cle.mappers.METHODS``; a test keeps the two equal), listed here so that ``--help``
+#: shows them without importing the mappers.
+Method = Literal["proc", "proc-b", "proc-b-iterative", "cca", "cca-xlingeval", "vecmap-sup", "vecmap-semi",
+                 "vecmap-identical", "vecmap-unsup", "rcsls", "dlv", "muse", "icp", "gwa"]
+_METHOD_HELP = "Mapping method (see the README's method table)."
 _PARAM_HELP = "Method parameter KEY=VALUE (YAML value), repeatable, e.g. --param vocabulary_cutoff=10000."
 
 
@@ -406,7 +413,7 @@ def _load_for_mapping(method: str, src: Path, tgt: Path, train_dict: Path | None
 
 @cle_app.command("map")
 def map_command(
-    method: Annotated[str, typer.Option("--method", "-m", help=_METHOD_HELP)],
+    method: Annotated[Method, typer.Option("--method", "-m", help=_METHOD_HELP)],
     src: Annotated[Path, typer.Option("--src", help="Source vectors, word2vec text or .bin (frequency order).")],
     tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors, word2vec text or .bin (frequency order).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: src.vec, tgt.vec, W_src.npy, W_tgt.npy, "
@@ -419,7 +426,8 @@ def map_command(
         help="keep: words as written; lower: lowercase vectors and dictionary [default: keep].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (stochastic methods).")] = 0,
     param: Annotated[list[str] | None, typer.Option("--param", help=_PARAM_HELP)] = None,
-    vectors: Annotated[bool, typer.Option(help="Write the mapped vectors (--no-vectors: only the maps).")] = True,
+    write_vectors: Annotated[bool, typer.Option(help="Write the mapped vectors (--no-write-vectors: only the "
+                                                     "maps).")] = True,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")]
     = False,
     cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")]
@@ -440,14 +448,14 @@ def map_command(
                             protocol=conv if protocol else None, overwrite=True)
     config = dict(method=method, src=str(src), tgt=str(tgt), train_dict=str(train_dict) if train_dict else None,
                   params=params, conventions=conv.record(), **options)
-    write_mapped(mapped, out, config=config, seed=seed, vectors=vectors)
+    write_mapped(mapped, out, config=config, seed=seed, vectors=write_vectors)
     Console().print(f"{method}: mapped {len(x)} source and {len(z)} target words into {out} "
                     f"({_describe(mapped.info)})")
 
 
 @cle_app.command("run")
 def run_command(
-    method: Annotated[str, typer.Option("--method", "-m", help=_METHOD_HELP)],
+    method: Annotated[Method, typer.Option("--method", "-m", help=_METHOD_HELP)],
     src: Annotated[Path, typer.Option("--src", help="Source vectors, word2vec text or .bin (frequency order).")],
     tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors, word2vec text or .bin (frequency order).")],
     test_dict: Annotated[Path, typer.Option("--test-dict", help="Test dictionary: 'source<TAB>target' lines.")],
@@ -525,10 +533,11 @@ def _describe(info: dict) -> str:
 @cle_app.command("grid")
 def grid_command(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="CLE grid spec: methods, pairs, sizes, files.")],
-    out: OutOption = None,
+    out: GridOutOption = None,
     executor: ExecutorOption = None,
     address: AddressOption = None,
     max_retries: RetriesOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Methods x language pairs x dictionary sizes on the grid engine (same as `xling grid run` on a CLE spec):
     resumable, retried, tables in OUT/tables. Exit code 1 if some units failed."""
@@ -539,4 +548,4 @@ def grid_command(
         from xling.errors import XlingError
 
         raise XlingError(f"{spec_path}: not a CLE grid spec (it has no 'methods'); run it with `xling grid run`")
-    run_cle(spec)
+    run_cle(spec, as_json)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 from pydantic import Field
 
 from xling.cli.app import app, data_app
+from xling.cli.common import ConfigOption, JsonOption, KindOption, emit_json, records
 from xling.config import LoraSpec, ModelSpec, ScoreSpec, Spec, TrainSpec, load_spec, parse_spec
 from xling.errors import XlingError
 
@@ -53,9 +54,10 @@ def train(
     lang: str = typer.Option(..., "--lang", help="Source language."),
     out: Path = typer.Option(..., "-o", "--out", help="Adapter folder to write."),
     model: Optional[str] = typer.Option(None, "--model", help="Model folder, hub id or model YAML."),
-    seed: int = typer.Option(0, "--seed"),
-    kind: str = typer.Option("causal", "--kind", help="causal or encoder (for a folder or hub id)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML with lora/train sections."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the LoRA initialisation, data order and dropout."),
+    kind: KindOption = "causal",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Fine-tune LoRA on one source cell (task × language) and save the adapter."""
     from rich.console import Console
@@ -65,8 +67,11 @@ def train(
     cfg = _config(config)
     spec = model_spec(model, kind, cfg)
     _check_fresh(out)
-    folder = train_cell(spec, task, lang, seed, out, cfg.lora, cfg.train, progress=True)
+    folder = train_cell(spec, task, lang, seed, out, cfg.lora, cfg.train, progress=not as_json)
     log = json.loads((folder / "train_log.json").read_text())
+    if as_json:
+        emit_json({"adapter": str(folder), **log})
+        return
     val = log["best_val_loss"]
     Console().print(f"adapter written to [bold]{folder}[/] (kept epoch {log['kept_epoch']}"
                     + (f", validation loss {val:.4f})" if val is not None else ")"))
@@ -79,9 +84,11 @@ def evaluate(
     model: Optional[str] = typer.Option(None, "--model", help="Model folder, hub id or model YAML."),
     adapter: list[str] = typer.Option([], "--adapter", help="Adapter folder, or NAME=FOLDER (repeatable)."),
     lang: list[str] = typer.Option([], "--lang", help="Languages (repeatable; default: all of each task)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split to score (default: config or test)."),
-    kind: str = typer.Option("causal", "--kind", help="causal or encoder (for a folder or hub id)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML with a score section."),
+    split: Optional[Literal["train", "test"]] = typer.Option(None, "--split",
+                                                             help="Split to score (default: the config's, test)."),
+    kind: KindOption = "causal",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Score the base model and every adapter on every task × language; write log-likelihoods and scores."""
     from rich.console import Console
@@ -106,13 +113,17 @@ def evaluate(
             items += lang_items
     _check_fresh(out)
     partial = out.parent / f".{out.name}.partial"  # finished cells; an interrupted run resumes from them
-    console = Console()
+    console = Console(stderr=as_json)
     if partial.is_dir():
         console.print(f"resuming: {len(list(partial.glob('*.parquet')))} finished cell(s) in {partial}")
-    loglik = score_items(spec, adapters, items, score, progress=True, checkpoint_dir=partial)
+    loglik = score_items(spec, adapters, items, score, progress=not as_json, checkpoint_dir=partial)
     write_outputs(loglik, out, {"model": spec, "adapters": adapters, "tasks": task, "languages": lang,
                                 "score": score}, score.benchmark_format)
     shutil.rmtree(partial, ignore_errors=True)
+    if as_json:
+        emit_json({"out": str(out), "scores": records(summarize(loglik)),
+                   "peak_memory_bytes": loglik.attrs.get("peak_memory_bytes")})
+        return
     table = Table("adapter", "task", "language", "n", "acc", "acc_norm", "acc_bytes")
     for row in summarize(loglik).itertuples(index=False):
         table.add_row(row.adapter, row.task, row.language, str(row.n), f"{row.acc:.4f}", f"{row.acc_norm:.4f}",

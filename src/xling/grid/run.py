@@ -78,3 +78,33 @@ def _remove_stale_tmp(store: Store) -> None:
     for path in store.tmp.iterdir():
         if now - path.stat().st_mtime > TMP_MAX_AGE_S:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def plan_summary(spec: GridSpec) -> dict:
+    """What ``xling grid plan`` shows: units per stage and how many are done; the items, choices and training
+    examples. Reads no data that is not prepared (paper benchmarks before ``xling data prepare``): unit keys hash
+    the data, so until then which units are done is unknown (``None``), with ``unprepared`` saying what is missing.
+    """
+    from xling.grid.units import unit_counts
+    from xling.tasks.registry import is_prepared, load_items
+
+    counts = unit_counts(spec)
+    cells = {(c.task, c.language, spec.score.split) for c in spec.target_cells()}
+    cells |= {(c.task, c.language, "train") for c in spec.source_cells()}
+    unprepared = sorted(c for c in cells if not is_prepared(*c))
+    summary = {"name": spec.name, "models": len(spec.models), "source_cells": len(spec.source_cells()),
+               "target_cells": len(spec.target_cells()), "seeds": len(spec.seeds),
+               "stages": {name: {"units": counts[name], "done": None} for name in STAGES},
+               "unprepared": [list(c) for c in unprepared], "cells": len(cells)}
+    if unprepared:
+        return summary
+    plan, store = make_plan(spec), store_for(spec)
+    for name in STAGES:
+        summary["stages"][name]["done"] = sum(store.done(u.key) for u in [*plan.train, *plan.score]
+                                              if u.stage == name)
+    n_choices = sum(len(i.choices) for c in spec.target_cells() for i in load_items(c.task, c.language, spec.score.split))
+    n_train = sum(len(load_items(c.task, c.language, "train")) for c in spec.source_cells())
+    summary["choices_per_evaluation"] = n_choices
+    summary["choice_scorings"] = len(plan.score) * n_choices
+    summary["training_examples_seen"] = len(spec.models) * len(spec.seeds) * n_train * spec.train.epochs
+    return summary

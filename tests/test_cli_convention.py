@@ -1,0 +1,141 @@
+"""One convention for every command (README, "Command-line conventions"): ``-o/--out`` is the output path,
+``--json`` wherever a command prints results, enumerated options are typed (``--help`` lists the choices, a wrong
+value fails before any work with one ``error:`` line and exit code 2), and an option name means one thing with
+one default everywhere."""
+
+from __future__ import annotations
+
+import enum
+import json
+import types
+import typing
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import typer
+from cli_runner import run_xling
+
+from xling.cli import app
+
+#: Commands whose output is results (scores, tables, status): each has --json.
+RESULT_COMMANDS = {"train", "eval", "analyze", "compare", "quickstart", "grid plan", "grid run", "grid status",
+                   "cle bli", "cle run", "cle downstream", "cle grid"}
+#: Options whose values are a closed set: each is typed, so --help lists the choices.
+ENUMERATED = {"--kind", "--executor", "--retrieval", "--convention", "--oov", "--case", "--protocol", "--backend",
+              "--method", "--split", "--metric", "--task-model", "--task-metric", "--stopwords"}
+#: Names that stand for the command's own thing (its output path, its seed), so their defaults differ by design.
+OWN_DEFAULTS = {"--out", "--seed", "--seeds", "--task", "--lang"}
+
+
+def commands() -> dict[str, object]:
+    def walk(cmd, path=()):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, (*path, name))
+        else:
+            yield " ".join(path), cmd
+
+    return dict(walk(typer.main.get_command(app)))
+
+
+def options(cmd) -> dict[str, object]:
+    return {max(p.opts, key=len): p for p in cmd.params if p.param_type_name == "option"}
+
+
+def bare(cmd, param):
+    """The option's type (annotations resolved, ``Annotated`` and ``Optional`` taken off)."""
+    t = typing.get_type_hints(cmd.callback)[param.name]
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    return args[0] if typing.get_origin(t) in (typing.Union, types.UnionType) and len(args) == 1 else t
+
+
+def kind_of(cmd, param) -> str:
+    t = bare(cmd, param)
+    if typing.get_origin(t) is typing.Literal:
+        return f"choice{sorted(typing.get_args(t))}"
+    if isinstance(t, type) and issubclass(t, enum.Enum):
+        return f"choice{sorted(e.value for e in t)}"
+    return getattr(t, "__name__", str(t))
+
+
+def test_output_path_is_always_dash_o_out():
+    for name, cmd in commands().items():
+        for opt, param in options(cmd).items():
+            assert opt != "--output", f"xling {name}: --output (use -o/--out)"
+            if "-o" in param.opts:
+                assert set(param.opts) == {"-o", "--out"} and param.name == "out", f"xling {name}: {param.opts}"
+
+
+def test_every_results_command_has_json():
+    found = commands()
+    assert RESULT_COMMANDS <= set(found)
+    for name in RESULT_COMMANDS:
+        assert "--json" in options(found[name]), f"xling {name} prints results but has no --json"
+
+
+def test_enumerated_options_are_typed():
+    for name, cmd in commands().items():
+        for opt, param in options(cmd).items():
+            if opt in ENUMERATED:
+                assert kind_of(cmd, param).startswith("choice"), f"xling {name} {opt} is not typed ({kind_of(cmd, param)})"
+
+
+def test_an_option_name_has_one_type_and_one_default():
+    seen = defaultdict(set)
+    for name, cmd in commands().items():
+        for opt, param in options(cmd).items():
+            if opt not in OWN_DEFAULTS and not param.multiple:
+                seen[opt].add((kind_of(cmd, param), repr(param.default)))
+    differ = {opt: uses for opt, uses in seen.items() if len(uses) > 1}
+    assert not differ, differ
+
+
+def test_method_choices_are_the_registered_methods():
+    from xling.cle.mappers import METHODS
+
+    param = options(commands()["cle run"])["--method"]
+    assert sorted(typing.get_args(bare(commands()["cle run"], param))) == sorted(METHODS)
+
+
+@pytest.mark.parametrize("args", [
+    ["cle", "bli", "--src", "a", "--tgt", "b", "--test-dict", "c", "--retrieval", "cosine"],
+    ["cle", "run", "-m", "procrustes", "--src", "a", "--tgt", "b", "--test-dict", "c"],
+    ["grid", "run", "spec.yaml", "--executor", "kubernetes"],
+    ["eval", "--task", "t", "-o", "o", "--kind", "decoder"],
+    ["analyze", "r.csv", "-o", "o", "--metric", "score"],
+    ["cle", "downstream", "--task", "ner", "--data", "d", "--src-lang", "a", "--tgt-lang", "b", "--src", "s",
+     "--tgt", "t"],
+    ["grid", "plan"],
+    ["cle", "map", "--nope"],
+])
+def test_a_wrong_value_is_one_error_line_and_exit_2(monkeypatch, capsys, tmp_path, args):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_xling(monkeypatch, capsys, *args)
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, (code, err)
+    assert not list(tmp_path.iterdir())  # failed before any work
+
+
+def test_bad_input_files_are_one_error_line_and_exit_2(monkeypatch, capsys, tmp_path):
+    for args in (["grid", "status", tmp_path / "missing.yaml"], ["analyze", tmp_path / "missing.csv", "-o",
+                                                                 tmp_path / "out"],
+                 ["cle", "bli", "--src", tmp_path / "a.vec", "--tgt", tmp_path / "b.vec", "--test-dict",
+                  tmp_path / "t.tsv"]):
+        code, _, err = run_xling(monkeypatch, capsys, *args)
+        assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_json_is_one_line_of_results(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("XLING_CACHE", str(tmp_path / "cache"))
+    preset = Path(__file__).parents[1] / "configs" / "donors-recipients.yaml"
+    code, out, _ = run_xling(monkeypatch, capsys, "grid", "plan", preset, "--json")
+    plan = json.loads(out)
+    assert code == 0 and len(out.strip().splitlines()) == 1
+    assert plan["stages"]["train"] == {"units": 1188, "done": None} and plan["unprepared"]
+    code, _, _ = run_xling(monkeypatch, capsys, "simulate", "grid", "-o", tmp_path / "sim.csv", "--n-models", "2",
+                           "--n-tasks", "2", "--n-languages", "3")
+    code, out, _ = run_xling(monkeypatch, capsys, "analyze", tmp_path / "sim.csv", "-o", tmp_path / "a", "--no-mixed",
+                             "--no-linguistic", "--n-boot", "50", "--json")
+    result = json.loads(out)
+    assert code == 0 and {r["regime"] for r in result["headline"]} == {"MT-ML", "MT-CL", "CT-ML", "CT-CL"}
