@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from xling.report import run_analysis
 from xling.analysis.results import read_results
 from xling.analysis.simulate import simulate_grid
+from xling.report import run_analysis
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, float, object]:
@@ -46,10 +46,14 @@ def main() -> None:
             [] if args.skip_mixed else [("with mixed models", True, 60.0)]
         )
         for label, mixed, goal in runs:
-            seconds, cpu, analysis = timed(run_analysis, read_results(csv), Path(tmp) / f"out-{mixed}", mixed_models=mixed)
+            seconds, cpu, analysis = timed(
+                run_analysis, read_results(csv), Path(tmp) / f"out-{mixed}", mixed_models=mixed
+            )
             status = "meets" if seconds <= goal else "MISSES"
-            print(f"{label}: {seconds:.1f} s wall, {cpu:.1f} s CPU (goal <= {goal:.0f} s: wall {status}; "
-                  f"{seconds / anchor:.0f}x anchor)")
+            print(
+                f"{label}: {seconds:.1f} s wall, {cpu:.1f} s CPU (goal <= {goal:.0f} s: wall {status}; "
+                f"{seconds / anchor:.0f}x anchor)"
+            )
             slowest = sorted(analysis.timings.items(), key=lambda kv: -kv[1])[:6]
             print("  slowest steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in slowest))
 

@@ -35,14 +35,22 @@ def simulate(workdir: Path, args: argparse.Namespace) -> Path:
     from xling.cle.simulate import simulate_pair, write_pair
 
     data = workdir / "data"
-    params = {"n_words": args.n_words, "dim": args.dim, "noise": args.noise, "warp": args.warp, "seed": args.seed,
-              "n_train": args.n_seed, "n_test": args.n_test}
+    params = {
+        "n_words": args.n_words,
+        "dim": args.dim,
+        "noise": args.noise,
+        "warp": args.warp,
+        "seed": args.seed,
+        "n_train": args.n_seed,
+        "n_test": args.n_test,
+    }
     stamp = workdir / "params.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == params and (data / "test.tsv").is_file():
         return data
     t0 = time.perf_counter()
-    pair = simulate_pair(args.n_words, args.dim, args.noise, args.warp, seed=args.seed, n_train=args.n_seed,
-                         n_test=args.n_test)
+    pair = simulate_pair(
+        args.n_words, args.dim, args.noise, args.warp, seed=args.seed, n_train=args.n_seed, n_test=args.n_test
+    )
     write_pair(pair, data)
     stamp.write_text(json.dumps(params))
     print(f"simulated {args.n_words} x {args.dim} x 2 in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -71,14 +79,20 @@ def scores(data: Path, src: Path, tgt: Path) -> dict[str, float]:
 
     x, z = read_vectors(src, max_vocab=None), read_vectors(tgt, max_vocab=None)
     found = lookup(read_dictionary(data / "test.tsv"), x.index, z.index)
-    return {f"p1_{r}": evaluate(x.vectors, z.vectors, found, retrieval_method=r, convention="source").p1
-            for r in ("nn", "csls")}
+    return {
+        f"p1_{r}": evaluate(x.vectors, z.vectors, found, retrieval_method=r, convention="source").p1
+        for r in ("nn", "csls")
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reference", type=Path, default=Path("/tmp/latent-variable-vecmap"),
-                        help="latent-variable-vecmap checkout (not committed)")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=Path("/tmp/latent-variable-vecmap"),
+        help="latent-variable-vecmap checkout (not committed)",
+    )
     parser.add_argument("--reference-python", default=sys.executable, help="a Python with the reference's `lap`")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "xling-bench-dlv")
     parser.add_argument("--n-words", type=int, default=20000)
@@ -101,34 +115,87 @@ def main() -> None:
     for method in ("proc", "dlv"):  # xling: read, map, write both mapped spaces
         folder = out / f"xling-{method}"
         extra = ["--param", f"vocabulary_cutoff={args.cutoff}"] if method == "dlv" else []
-        wall, cpu, rss = timed([sys.executable, "-m", "xling", "cle", "map", "-m", method, "--src", src, "--tgt", tgt,
-                                "--train-dict", train, "-o", str(folder), "--max-vocab", "0", "--no-cache", *extra],
-                               out / f"xling-{method}.log")
+        wall, cpu, rss = timed(
+            [
+                sys.executable,
+                "-m",
+                "xling",
+                "cle",
+                "map",
+                "-m",
+                method,
+                "--src",
+                src,
+                "--tgt",
+                tgt,
+                "--train-dict",
+                train,
+                "-o",
+                str(folder),
+                "--max-vocab",
+                "0",
+                "--no-cache",
+                *extra,
+            ],
+            out / f"xling-{method}.log",
+        )
         info = json.loads((folder / "run.json").read_text())["mapping"]
-        rows[f"xling {method}"] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_rss_gib": round(rss, 2),
-                                   "fit_s": info["fit_seconds"], "iterations": info.get("n_iter"),
-                                   **scores(data, folder / "src.vec", folder / "tgt.vec")}
+        rows[f"xling {method}"] = {
+            "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1),
+            "peak_rss_gib": round(rss, 2),
+            "fit_s": info["fit_seconds"],
+            "iterations": info.get("n_iter"),
+            **scores(data, folder / "src.vec", folder / "tgt.vec"),
+        }
 
     # the reference: --ruder_emnlp2018 with the same cutoff, verbose iterations on stderr
-    wall, cpu, rss = timed([args.reference_python, str(args.reference / "map_embeddings.py"), "--ruder_emnlp2018",
-                            "-d", train, src, tgt, str(out / "ref_src.vec"), str(out / "ref_tgt.vec"),
-                            "--vocabulary_cutoff", str(args.cutoff), "-v"], out / "reference.log")
+    wall, cpu, rss = timed(
+        [
+            args.reference_python,
+            str(args.reference / "map_embeddings.py"),
+            "--ruder_emnlp2018",
+            "-d",
+            train,
+            src,
+            tgt,
+            str(out / "ref_src.vec"),
+            str(out / "ref_tgt.vec"),
+            "--vocabulary_cutoff",
+            str(args.cutoff),
+            "-v",
+        ],
+        out / "reference.log",
+    )
     log = (out / "reference.log").read_text()
     loop = sum(float(s) for s in re.findall(r"ITERATION \d+ \(([0-9.]+)s\)", log))
-    rows["reference dlv"] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_rss_gib": round(rss, 2),
-                             "fit_s": round(loop, 1), "iterations": len(re.findall(r"ITERATION \d+", log)),
-                             **scores(data, out / "ref_src.vec", out / "ref_tgt.vec")}
+    rows["reference dlv"] = {
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "peak_rss_gib": round(rss, 2),
+        "fit_s": round(loop, 1),
+        "iterations": len(re.findall(r"ITERATION \d+", log)),
+        **scores(data, out / "ref_src.vec", out / "ref_tgt.vec"),
+    }
 
-    print(json.dumps({"setting": vars(args) | {"reference": str(args.reference), "workdir": str(args.workdir)},
-                      **rows}, default=str))
+    print(
+        json.dumps(
+            {"setting": vars(args) | {"reference": str(args.reference), "workdir": str(args.workdir)}, **rows},
+            default=str,
+        )
+    )
     xl, ref, proc = rows["xling dlv"], rows["reference dlv"], rows["xling proc"]
     for r in ("nn", "csls"):
-        print(f"P@1 {r}: xling dlv {100 * xl[f'p1_{r}']:.2f}, reference dlv {100 * ref[f'p1_{r}']:.2f} "
-              f"(difference {100 * (xl[f'p1_{r}'] - ref[f'p1_{r}']):+.2f}; goal within 1), proc from the same seed "
-              f"{100 * proc[f'p1_{r}']:.2f}")
-    print(f"wall time: xling {xl['wall_s']:.0f} s, reference {ref['wall_s']:.0f} s -> "
-          f"{ref['wall_s'] / xl['wall_s']:.2f}x; self-learning: xling {xl['fit_s']:.0f} s / {xl['iterations']} "
-          f"iterations, reference {ref['fit_s']:.0f} s / {ref['iterations']} iterations")
+        print(
+            f"P@1 {r}: xling dlv {100 * xl[f'p1_{r}']:.2f}, reference dlv {100 * ref[f'p1_{r}']:.2f} "
+            f"(difference {100 * (xl[f'p1_{r}'] - ref[f'p1_{r}']):+.2f}; goal within 1), proc from the same seed "
+            f"{100 * proc[f'p1_{r}']:.2f}"
+        )
+    print(
+        f"wall time: xling {xl['wall_s']:.0f} s, reference {ref['wall_s']:.0f} s -> "
+        f"{ref['wall_s'] / xl['wall_s']:.2f}x; self-learning: xling {xl['fit_s']:.0f} s / {xl['iterations']} "
+        f"iterations, reference {ref['fit_s']:.0f} s / {ref['iterations']} iterations"
+    )
     print(f"peak RSS: xling {xl['peak_rss_gib']:.2f} GiB, reference {ref['peak_rss_gib']:.2f} GiB")
 
 

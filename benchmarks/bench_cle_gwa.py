@@ -64,9 +64,24 @@ def main() -> None:
         sys.exit(f"no otalign checkout at {args.otalign}: git clone https://github.com/dmelis/otalign {args.otalign}")
     data, out = args.workdir / "data", args.workdir / "out"
     out.mkdir(parents=True, exist_ok=True)
-    ref.simulate(data, dict(n_words=args.n_words, dim=args.dim, noise=args.noise, warp=0.05, seed=7, n_train=500,
-                            n_test=2000, n_clusters=args.clusters, lang_clusters=2, cluster_spread=0.7,
-                            rank_noise=0.1, overlap=1.0, spectrum=args.spectrum))
+    ref.simulate(
+        data,
+        dict(
+            n_words=args.n_words,
+            dim=args.dim,
+            noise=args.noise,
+            warp=0.05,
+            seed=7,
+            n_train=500,
+            n_test=2000,
+            n_clusters=args.clusters,
+            lang_clusters=2,
+            cluster_spread=0.7,
+            rank_noise=0.1,
+            overlap=1.0,
+            spectrum=args.spectrum,
+        ),
+    )
     X, Z = ref.vectors(data)
     from xling.cle.mappers.gwa import split_normalize
 
@@ -78,17 +93,34 @@ def main() -> None:
     import numpy as np
 
     W_tgt = np.load(out / "xling" / "W_tgt.npy")
-    xl = dict(wall_s=round(wall, 1), cpu_s=round(cpu, 1), fit_s=info["fit_seconds"], iterations=info["n_iter"],
-              status=info["status"], peak_rss_gib=round(rss, 2), p1=round(ref.p_at_1(data, Xn, Zn @ W_tgt), 4))
+    xl = dict(
+        wall_s=round(wall, 1),
+        cpu_s=round(cpu, 1),
+        fit_s=info["fit_seconds"],
+        iterations=info["n_iter"],
+        status=info["status"],
+        peak_rss_gib=round(rss, 2),
+        p1=round(ref.p_at_1(data, Xn, Zn @ W_tgt), 4),
+    )
 
     # otalign: its mapping P maps the target onto the source (xt @ P.T), as its export does
-    wall, cpu, rss = ref.timed([sys.executable, "-c", OTALIGN, str(args.n_gw), str(args.epsilon), str(args.max_iter),
-                                str(data), str(out)], out / "otalign.log", cwd=args.otalign, env=ref.one_thread())
+    wall, cpu, rss = ref.timed(
+        [sys.executable, "-c", OTALIGN, str(args.n_gw), str(args.epsilon), str(args.max_iter), str(data), str(out)],
+        out / "otalign.log",
+        cwd=args.otalign,
+        env=ref.one_thread(),
+    )
     P = np.load(out / "P.npy")
-    ot = dict(wall_s=round(wall, 1), cpu_s=round(cpu, 1), fit_s=round(json.loads((out / "fit.json").read_text())[
-        "fit_s"], 1), peak_rss_gib=round(rss, 2), p1=round(ref.p_at_1(data, Xn, Zn @ P.T.astype(np.float32)), 4))
-    ref.report("otalign", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, xl, ot,
-               "goal >= 1x")
+    ot = dict(
+        wall_s=round(wall, 1),
+        cpu_s=round(cpu, 1),
+        fit_s=round(json.loads((out / "fit.json").read_text())["fit_s"], 1),
+        peak_rss_gib=round(rss, 2),
+        p1=round(ref.p_at_1(data, Xn, Zn @ P.T.astype(np.float32)), 4),
+    )
+    ref.report(
+        "otalign", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, xl, ot, "goal >= 1x"
+    )
 
 
 if __name__ == "__main__":

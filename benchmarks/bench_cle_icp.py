@@ -28,9 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 import cle_reference as ref
+import numpy as np
 
 #: Runs the reference's own ``run_icp.py`` with a ``params`` module holding this benchmark's settings.
 RUN_ICP = """
@@ -65,35 +64,76 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if "numba.decorators" in (args.reference / "icp.py").read_text():
-        sys.exit(f"patch {args.reference / 'icp.py'} first: sed -i 's/from numba.decorators import jit/from numba "
-                 f"import jit/' {args.reference / 'icp.py'}")
+        sys.exit(
+            f"patch {args.reference / 'icp.py'} first: sed -i 's/from numba.decorators import jit/from numba "
+            f"import jit/' {args.reference / 'icp.py'}"
+        )
     data, out = args.workdir / "data", args.workdir / "out"
     (out / "reference" / "data").mkdir(parents=True, exist_ok=True)
-    ref.simulate(data, dict(n_words=args.n_words, dim=args.dim, noise=args.noise, warp=0.05, seed=7, n_train=500,
-                            n_test=2000, n_clusters=args.clusters, lang_clusters=2, cluster_spread=0.7,
-                            rank_noise=0.1, overlap=1.0, spectrum=args.spectrum))
+    ref.simulate(
+        data,
+        dict(
+            n_words=args.n_words,
+            dim=args.dim,
+            noise=args.noise,
+            warp=0.05,
+            seed=7,
+            n_train=500,
+            n_test=2000,
+            n_clusters=args.clusters,
+            lang_clusters=2,
+            cluster_spread=0.7,
+            rank_noise=0.1,
+            overlap=1.0,
+            spectrum=args.spectrum,
+        ),
+    )
     X, Z = ref.vectors(data)
 
     # xling
     params = dict(n_words=args.n_init, n_refine_words=args.n_ft, n_components=args.n_pca, n_restarts=args.restarts)
     wall, cpu, rss, info = ref.xling_map("icp", data, out / "xling", params, seed=args.seed)
     W = np.load(out / "xling" / "W_src.npy")
-    xl = dict(wall_s=round(wall, 1), cpu_s=round(cpu, 1), fit_s=info["fit_seconds"], peak_rss_gib=round(rss, 2),
-              p1=round(ref.p_at_1(data, X @ W, Z), 4))
+    xl = dict(
+        wall_s=round(wall, 1),
+        cpu_s=round(cpu, 1),
+        fit_s=info["fit_seconds"],
+        peak_rss_gib=round(rss, 2),
+        p1=round(ref.p_at_1(data, X @ W, Z), 4),
+    )
 
     # the reference: its inputs as get_data.py writes them (the first rows, float64), then its run_icp.py
     for lang, M in (("src", X), ("tgt", Z)):
         for n in (args.n_init, args.n_ft):
             np.save(out / "reference" / "data" / f"{lang}_{n}.npy", M[:n].astype(np.float64))
     env = {**ref.one_thread(), "PYTHONPATH": args.ref_pythonpath}
-    wall, cpu, rss = ref.timed([sys.executable, "-c", RUN_ICP, str(args.reference.resolve()), str(args.seed),
-                                str(args.n_pca), str(args.restarts), str(args.n_init), str(args.n_ft)],
-                               out / "reference.log", cwd=out / "reference", env=env)
+    wall, cpu, rss = ref.timed(
+        [
+            sys.executable,
+            "-c",
+            RUN_ICP,
+            str(args.reference.resolve()),
+            str(args.seed),
+            str(args.n_pca),
+            str(args.restarts),
+            str(args.n_init),
+            str(args.n_ft),
+        ],
+        out / "reference.log",
+        cwd=out / "reference",
+        env=env,
+    )
     TX = np.load(out / "reference" / "output" / "src_tgt_T.npy")
-    nat = dict(wall_s=round(wall, 1), cpu_s=round(cpu, 1), fit_s=round(wall, 1), peak_rss_gib=round(rss, 2),
-               p1=round(ref.p_at_1(data, (X @ TX.T).astype(np.float32), Z), 4))
-    ref.report("reference", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, xl, nat,
-               "goal >= 1x")
+    nat = dict(
+        wall_s=round(wall, 1),
+        cpu_s=round(cpu, 1),
+        fit_s=round(wall, 1),
+        peak_rss_gib=round(rss, 2),
+        p1=round(ref.p_at_1(data, (X @ TX.T).astype(np.float32), Z), 4),
+    )
+    ref.report(
+        "reference", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, xl, nat, "goal >= 1x"
+    )
 
 
 if __name__ == "__main__":

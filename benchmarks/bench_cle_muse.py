@@ -39,9 +39,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 import cle_reference as ref
+import numpy as np
 
 
 def main() -> None:
@@ -64,29 +63,85 @@ def main() -> None:
         sys.exit(f"patch the MUSE checkout first (see {__file__}'s docstring)")
     data, out = args.workdir / "data", args.workdir / "out"
     out.mkdir(parents=True, exist_ok=True)
-    ref.simulate(data, dict(n_words=args.n_words, dim=args.dim, noise=args.noise, warp=0.05, seed=7, n_train=500,
-                            n_test=2000, n_clusters=args.clusters, lang_clusters=2, cluster_spread=0.7,
-                            rank_noise=0.1, overlap=1.0, spectrum=args.spectrum))
+    ref.simulate(
+        data,
+        dict(
+            n_words=args.n_words,
+            dim=args.dim,
+            noise=args.noise,
+            warp=0.05,
+            seed=7,
+            n_train=500,
+            n_test=2000,
+            n_clusters=args.clusters,
+            lang_clusters=2,
+            cluster_spread=0.7,
+            rank_noise=0.1,
+            overlap=1.0,
+            spectrum=args.spectrum,
+        ),
+    )
     X, Z = ref.vectors(data)
 
     # xling
-    params = dict(n_epochs=args.epochs, epoch_size=args.epoch_size, dis_hidden=args.dis_hidden, map_lr=args.map_lr,
-                  log_every=10**9)
+    params = dict(
+        n_epochs=args.epochs,
+        epoch_size=args.epoch_size,
+        dis_hidden=args.dis_hidden,
+        map_lr=args.map_lr,
+        log_every=10**9,
+    )
     wall, cpu, rss, info = ref.xling_map("muse", data, out / "xling", params, seed=args.seed)
     W = np.load(out / "xling" / "W_src.npy")
-    xl = dict(wall_s=round(wall, 1), cpu_s=round(cpu, 1), fit_s=info["fit_seconds"], selected=info["selected"],
-              criterion=round(info["criterion"], 4), peak_rss_gib=round(rss, 2),
-              p1=round(ref.p_at_1(data, X @ W, Z), 4))
+    xl = dict(
+        wall_s=round(wall, 1),
+        cpu_s=round(cpu, 1),
+        fit_s=info["fit_seconds"],
+        selected=info["selected"],
+        criterion=round(info["criterion"], 4),
+        peak_rss_gib=round(rss, 2),
+        p1=round(ref.p_at_1(data, X @ W, Z), 4),
+    )
 
     # MUSE (its test-dictionary monitoring needs --dico_eval; the map it selects is saved as best_mapping.pth)
     exp = out / "muse"
     shutil.rmtree(exp / "debug" / "bench", ignore_errors=True)  # MUSE refuses an existing experiment folder
-    cmd = [sys.executable, "unsupervised.py", "--src_lang", "src", "--tgt_lang", "tgt", "--src_emb",
-           str(data / "src.vec"), "--tgt_emb", str(data / "tgt.vec"), "--emb_dim", str(args.dim), "--cuda", "False",
-           "--max_vocab", str(args.n_words), "--n_epochs", str(args.epochs), "--epoch_size", str(args.epoch_size),
-           "--dis_hid_dim", str(args.dis_hidden), "--map_optimizer", f"sgd,lr={args.map_lr}",
-           "--dico_eval", str(data / "test.tsv"), "--exp_path", str(exp), "--exp_id", "bench", "--export", "",
-           "--seed", str(args.seed)]
+    cmd = [
+        sys.executable,
+        "unsupervised.py",
+        "--src_lang",
+        "src",
+        "--tgt_lang",
+        "tgt",
+        "--src_emb",
+        str(data / "src.vec"),
+        "--tgt_emb",
+        str(data / "tgt.vec"),
+        "--emb_dim",
+        str(args.dim),
+        "--cuda",
+        "False",
+        "--max_vocab",
+        str(args.n_words),
+        "--n_epochs",
+        str(args.epochs),
+        "--epoch_size",
+        str(args.epoch_size),
+        "--dis_hid_dim",
+        str(args.dis_hidden),
+        "--map_optimizer",
+        f"sgd,lr={args.map_lr}",
+        "--dico_eval",
+        str(data / "test.tsv"),
+        "--exp_path",
+        str(exp),
+        "--exp_id",
+        "bench",
+        "--export",
+        "",
+        "--seed",
+        str(args.seed),
+    ]
     wall, cpu, rss = ref.timed(cmd, out / "muse.log", cwd=args.muse, env=ref.one_thread())
     import torch
 
@@ -96,10 +151,15 @@ def main() -> None:
     elapsed = re.findall(r" - (\d+):(\d\d):(\d\d) - ", text)
     fit = 3600 * int(elapsed[-1][0]) + 60 * int(elapsed[-1][1]) + int(elapsed[-1][2]) if elapsed else wall
     # fit_s: MUSE's own clock (from its logger's start, after imports; it includes reading the vectors)
-    mu = dict(wall_s=round(wall, 1), cpu_s=round(cpu, 1), fit_s=fit, criterion=float(best[-1]) if best else None,
-              peak_rss_gib=round(rss, 2), p1=round(ref.p_at_1(data, (X @ W.T).astype(np.float32), Z), 4))
-    ref.report("muse", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, xl, mu,
-               "goal >= 3x")
+    mu = dict(
+        wall_s=round(wall, 1),
+        cpu_s=round(cpu, 1),
+        fit_s=fit,
+        criterion=float(best[-1]) if best else None,
+        peak_rss_gib=round(rss, 2),
+        p1=round(ref.p_at_1(data, (X @ W.T).astype(np.float32), Z), 4),
+    )
+    ref.report("muse", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, xl, mu, "goal >= 3x")
 
 
 if __name__ == "__main__":

@@ -33,14 +33,22 @@ def simulate(workdir: Path, args: argparse.Namespace) -> None:
     """Write the simulated pair once per parameter set (not timed)."""
     from xling.cle.simulate import simulate_pair, write_pair
 
-    params = dict(n_words=args.n_words, dim=args.dim, noise=args.noise, warp=args.warp, seed=args.seed,
-                  n_train=args.n_train, n_test=args.n_test)
+    params = dict(
+        n_words=args.n_words,
+        dim=args.dim,
+        noise=args.noise,
+        warp=args.warp,
+        seed=args.seed,
+        n_train=args.n_train,
+        n_test=args.n_test,
+    )
     stamp = workdir / "params.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == params and (workdir / "data" / "test.tsv").is_file():
         return
     t0 = time.perf_counter()
-    pair = simulate_pair(args.n_words, args.dim, args.noise, args.warp, 0.9, args.seed, n_train=args.n_train,
-                         n_test=args.n_test)
+    pair = simulate_pair(
+        args.n_words, args.dim, args.noise, args.warp, 0.9, args.seed, n_train=args.n_train, n_test=args.n_test
+    )
     write_pair(pair, workdir / "data")
     stamp.write_text(json.dumps(params))
     print(f"simulated and wrote {args.n_words} x {args.dim} x 2 in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -71,14 +79,24 @@ def xling_side(data: Path) -> None:
         u, _, vt = np.linalg.svd(x.vectors[train.src_rows].T.astype(np.float64) @ z.vectors[train.tgt_rows])
         w, proc = (u @ vt).astype(np.float32), "numpy SVD in this benchmark"
     for i in range(0, len(x), 16384):  # map in place, a block at a time: no second copy of the space
-        x.vectors[i:i + 16384] = x.vectors[i:i + 16384] @ w
+        x.vectors[i : i + 16384] = x.vectors[i : i + 16384] @ w
     times["map"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     result = evaluate(x.vectors, z.vectors, test, retrieval_method="csls", convention="source", inplace=True)
     times["csls_bli"] = time.perf_counter() - t0
-    print(json.dumps({"p1": result.p1, "coverage": result.coverage, "n": result.n, "times": times, "proc": proc,
-                      "matrix_bytes": x.vectors.nbytes + z.vectors.nbytes}))
+    print(
+        json.dumps(
+            {
+                "p1": result.p1,
+                "coverage": result.coverage,
+                "n": result.n,
+                "times": times,
+                "proc": proc,
+                "matrix_bytes": x.vectors.nbytes + z.vectors.nbytes,
+            }
+        )
+    )
 
 
 def parity_side(folder: Path, test: Path) -> None:
@@ -116,8 +134,11 @@ def main() -> None:
     parser.add_argument("--warp", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-vecmap", action="store_true", help="only the xling side (no ratios)")
-    parser.add_argument("--vecmap-proc", action="store_true",
-                        help="map with vecmap's plain orthogonal Procrustes (--orthogonal -d) instead of --supervised")
+    parser.add_argument(
+        "--vecmap-proc",
+        action="store_true",
+        help="map with vecmap's plain orthogonal Procrustes (--orthogonal -d) instead of --supervised",
+    )
     parser.add_argument("--side", choices=["xling", "parity"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side == "xling":
@@ -134,10 +155,13 @@ def main() -> None:
 
     out, x_wall, x_rss = timed([sys.executable, str(HERE), "--side", "xling", "--workdir", str(args.workdir)])
     ours = json.loads(out.strip().splitlines()[-1])
-    print(f"xling : {x_wall:7.1f} s  peak RSS {x_rss / 2**20:7.0f} MiB  P@1 {100 * ours['p1']:.2f}  "
-          f"coverage {100 * ours['coverage']:.1f}%  "
-          f"steps {', '.join(f'{k} {v:.1f} s' for k, v in ours['times'].items())}"
-          f"  (PROC: {ours['proc']})", flush=True)
+    print(
+        f"xling : {x_wall:7.1f} s  peak RSS {x_rss / 2**20:7.0f} MiB  P@1 {100 * ours['p1']:.2f}  "
+        f"coverage {100 * ours['coverage']:.1f}%  "
+        f"steps {', '.join(f'{k} {v:.1f} s' for k, v in ours['times'].items())}"
+        f"  (PROC: {ours['proc']})",
+        flush=True,
+    )
     matrices = ours["matrix_bytes"]
     print(f"peak RSS / two float32 matrices ({matrices / 2**20:.0f} MiB): {x_rss / matrices:.2f} (goal <= 1.5)")
     if args.skip_vecmap:
@@ -146,24 +170,50 @@ def main() -> None:
     mapped = args.workdir / "vecmap-out"
     mapped.mkdir(exist_ok=True)
     how = ["--orthogonal", "-d"] if args.vecmap_proc else ["--supervised"]
-    _, m_wall, m_rss = timed([sys.executable, str(args.vecmap / "map_embeddings.py"), *how,
-                              str(data / "train.tsv"), str(data / "src.vec"), str(data / "tgt.vec"),
-                              str(mapped / "src.vec"), str(mapped / "tgt.vec")])
-    out, e_wall, e_rss = timed([sys.executable, str(args.vecmap / "eval_translation.py"), str(mapped / "src.vec"),
-                                str(mapped / "tgt.vec"), "-d", str(data / "test.tsv"), "--retrieval", "csls"])
+    _, m_wall, m_rss = timed(
+        [
+            sys.executable,
+            str(args.vecmap / "map_embeddings.py"),
+            *how,
+            str(data / "train.tsv"),
+            str(data / "src.vec"),
+            str(data / "tgt.vec"),
+            str(mapped / "src.vec"),
+            str(mapped / "tgt.vec"),
+        ]
+    )
+    out, e_wall, e_rss = timed(
+        [
+            sys.executable,
+            str(args.vecmap / "eval_translation.py"),
+            str(mapped / "src.vec"),
+            str(mapped / "tgt.vec"),
+            "-d",
+            str(data / "test.tsv"),
+            "--retrieval",
+            "csls",
+        ]
+    )
     accuracy = float(re.search(r"Accuracy:\s*([\d.]+)%", out).group(1)) / 100
     v_wall = m_wall + e_wall
-    print(f"vecmap: {v_wall:7.1f} s  peak RSS {max(m_rss, e_rss) / 2**20:7.0f} MiB  P@1 {100 * accuracy:.2f}  "
-          f"(map {m_wall:.1f} s / {m_rss / 2**20:.0f} MiB, eval {e_wall:.1f} s / {e_rss / 2**20:.0f} MiB)")
-    print(f"speed-up {v_wall / x_wall:.2f}x (goal >= 3)  "
-          f"|P@1 difference| {100 * abs(ours['p1'] - accuracy):.2f} points "
-          f"(goal <= 0.5; PROC vs vecmap's {' '.join(how)} map)  RSS ratio vecmap/xling "
-          f"{max(m_rss, e_rss) / x_rss:.2f}", flush=True)
+    print(
+        f"vecmap: {v_wall:7.1f} s  peak RSS {max(m_rss, e_rss) / 2**20:7.0f} MiB  P@1 {100 * accuracy:.2f}  "
+        f"(map {m_wall:.1f} s / {m_rss / 2**20:.0f} MiB, eval {e_wall:.1f} s / {e_rss / 2**20:.0f} MiB)"
+    )
+    print(
+        f"speed-up {v_wall / x_wall:.2f}x (goal >= 3)  "
+        f"|P@1 difference| {100 * abs(ours['p1'] - accuracy):.2f} points "
+        f"(goal <= 0.5; PROC vs vecmap's {' '.join(how)} map)  RSS ratio vecmap/xling "
+        f"{max(m_rss, e_rss) / x_rss:.2f}",
+        flush=True,
+    )
     out, p_wall, _ = timed([sys.executable, str(HERE), "--side", "parity", "--workdir", str(args.workdir)])
     parity = json.loads(out.strip().splitlines()[-1])
-    print(f"same mapping (vecmap's mapped spaces): xling CSLS P@1 {100 * parity['p1']:.2f} in {p_wall:.1f} s vs "
-          f"vecmap eval_translation CSLS P@1 {100 * accuracy:.2f} in {e_wall:.1f} s: difference "
-          f"{100 * abs(parity['p1'] - accuracy):.2f} points, speed-up {e_wall / p_wall:.2f}x")
+    print(
+        f"same mapping (vecmap's mapped spaces): xling CSLS P@1 {100 * parity['p1']:.2f} in {p_wall:.1f} s vs "
+        f"vecmap eval_translation CSLS P@1 {100 * accuracy:.2f} in {e_wall:.1f} s: difference "
+        f"{100 * abs(parity['p1'] - accuracy):.2f} points, speed-up {e_wall / p_wall:.2f}x"
+    )
     return None
 
 

@@ -33,14 +33,22 @@ def simulate(data: Path, args: argparse.Namespace) -> None:
     """Write the simulated pair (not timed); reused when the parameters are unchanged."""
     from xling.cle.simulate import simulate_pair, write_pair
 
-    params = dict(n_words=args.n_words, dim=args.dim, noise=args.noise, warp=args.warp, seed=args.seed,
-                  n_train=args.n_seed, n_test=args.n_test)
+    params = dict(
+        n_words=args.n_words,
+        dim=args.dim,
+        noise=args.noise,
+        warp=args.warp,
+        seed=args.seed,
+        n_train=args.n_seed,
+        n_test=args.n_test,
+    )
     stamp = data.parent / "params.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == params and (data / "test.tsv").is_file():
         return
     t0 = time.perf_counter()
-    pair = simulate_pair(args.n_words, args.dim, args.noise, args.warp, seed=args.seed, n_train=args.n_seed,
-                         n_test=args.n_test)
+    pair = simulate_pair(
+        args.n_words, args.dim, args.noise, args.warp, seed=args.seed, n_train=args.n_seed, n_test=args.n_test
+    )
     write_pair(pair, data)
     stamp.write_text(json.dumps(params))
     print(f"simulated {args.n_words} x {args.dim} x 2 in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -69,8 +77,13 @@ def p_at_1(data: Path, src: Path, tgt: Path) -> float:
     from xling.cle.dictionaries import read_dictionary
     from xling.cle.vectors import read_vectors
 
-    result = bli(read_vectors(src, max_vocab=None), read_vectors(tgt, max_vocab=None),
-                 read_dictionary(data / "test.tsv"), retrieval_method="csls", inplace=True)
+    result = bli(
+        read_vectors(src, max_vocab=None),
+        read_vectors(tgt, max_vocab=None),
+        read_dictionary(data / "test.tsv"),
+        retrieval_method="csls",
+        inplace=True,
+    )
     return result.p1
 
 
@@ -96,42 +109,105 @@ def main() -> None:
 
     # xling: the CLI end to end (read, self-learning, write both mapped spaces)
     xl = out / "xling"
-    xl_wall, xl_cpu, xl_rss = timed([sys.executable, "-m", "xling", "cle", "map", "-m", "vecmap-semi", "--src",
-                             str(data / "src.vec"), "--tgt", str(data / "tgt.vec"), "--train-dict",
-                             str(data / "train.tsv"), "-o", str(xl), "--max-vocab", "0", "--no-cache",
-                             "--seed", str(args.seed), "--param", f"vocabulary_cutoff={args.cutoff}",
-                             "--param", f"stochastic_interval={args.interval}"], out / "xling.log")
+    xl_wall, xl_cpu, xl_rss = timed(
+        [
+            sys.executable,
+            "-m",
+            "xling",
+            "cle",
+            "map",
+            "-m",
+            "vecmap-semi",
+            "--src",
+            str(data / "src.vec"),
+            "--tgt",
+            str(data / "tgt.vec"),
+            "--train-dict",
+            str(data / "train.tsv"),
+            "-o",
+            str(xl),
+            "--max-vocab",
+            "0",
+            "--no-cache",
+            "--seed",
+            str(args.seed),
+            "--param",
+            f"vocabulary_cutoff={args.cutoff}",
+            "--param",
+            f"stochastic_interval={args.interval}",
+        ],
+        out / "xling.log",
+    )
     xl_info = json.loads((xl / "run.json").read_text())["mapping"]
 
     # vecmap: the same recipe, its own defaults for the rest
     vm_log = out / "vecmap_iterations.tsv"
-    vm_wall, vm_cpu, vm_rss = timed([sys.executable, str(args.vecmap / "map_embeddings.py"), "--semi_supervised",
-                             str(data / "train.tsv"), str(data / "src.vec"), str(data / "tgt.vec"),
-                             str(out / "vecmap_src.vec"), str(out / "vecmap_tgt.vec"),
-                             "--vocabulary_cutoff", str(args.cutoff), "--stochastic_interval", str(args.interval),
-                             "--seed", str(args.seed), "--log", str(vm_log)], out / "vecmap.log")
+    vm_wall, vm_cpu, vm_rss = timed(
+        [
+            sys.executable,
+            str(args.vecmap / "map_embeddings.py"),
+            "--semi_supervised",
+            str(data / "train.tsv"),
+            str(data / "src.vec"),
+            str(data / "tgt.vec"),
+            str(out / "vecmap_src.vec"),
+            str(out / "vecmap_tgt.vec"),
+            "--vocabulary_cutoff",
+            str(args.cutoff),
+            "--stochastic_interval",
+            str(args.interval),
+            "--seed",
+            str(args.seed),
+            "--log",
+            str(vm_log),
+        ],
+        out / "vecmap.log",
+    )
     vm_rows = [line.split("\t") for line in vm_log.read_text().splitlines() if line.strip()]
     vm_loop = sum(float(r[-1]) for r in vm_rows)
 
     xl_p1 = p_at_1(data, xl / "src.vec", xl / "tgt.vec")
     vm_p1 = p_at_1(data, out / "vecmap_src.vec", out / "vecmap_tgt.vec")
     matrices_gib = 2 * args.n_words * args.dim * 4 / 2**30
-    print(json.dumps({"setting": vars(args) | {"vecmap": str(args.vecmap), "workdir": str(args.workdir)},
-                      "xling": {"wall_s": round(xl_wall, 1), "cpu_s": round(xl_cpu, 1), "fit_s": xl_info["fit_seconds"],
-                                "iterations": xl_info["n_iter"], "peak_rss_gib": round(xl_rss, 2),
-                                "p1": round(xl_p1, 4)},
-                      "vecmap": {"wall_s": round(vm_wall, 1), "cpu_s": round(vm_cpu, 1), "loop_s": round(vm_loop, 1),
-                                 "iterations": len(vm_rows), "peak_rss_gib": round(vm_rss, 2),
-                                 "p1": round(vm_p1, 4)}}, default=str))
-    print(f"P@1: xling {100 * xl_p1:.2f}, vecmap {100 * vm_p1:.2f} (difference {100 * (xl_p1 - vm_p1):+.2f} points; "
-          f"goal within 1)")
-    print(f"wall time: xling {xl_wall:.0f} s, vecmap {vm_wall:.0f} s -> {vm_wall / xl_wall:.2f}x faster (goal >= 2x); "
-          f"self-learning alone: xling {xl_info['fit_seconds']:.0f} s / {xl_info['n_iter']} iterations, "
-          f"vecmap {vm_loop:.0f} s / {len(vm_rows)} iterations -> "
-          f"{(vm_loop / len(vm_rows)) / (xl_info['fit_seconds'] / xl_info['n_iter']):.2f}x per iteration")
+    print(
+        json.dumps(
+            {
+                "setting": vars(args) | {"vecmap": str(args.vecmap), "workdir": str(args.workdir)},
+                "xling": {
+                    "wall_s": round(xl_wall, 1),
+                    "cpu_s": round(xl_cpu, 1),
+                    "fit_s": xl_info["fit_seconds"],
+                    "iterations": xl_info["n_iter"],
+                    "peak_rss_gib": round(xl_rss, 2),
+                    "p1": round(xl_p1, 4),
+                },
+                "vecmap": {
+                    "wall_s": round(vm_wall, 1),
+                    "cpu_s": round(vm_cpu, 1),
+                    "loop_s": round(vm_loop, 1),
+                    "iterations": len(vm_rows),
+                    "peak_rss_gib": round(vm_rss, 2),
+                    "p1": round(vm_p1, 4),
+                },
+            },
+            default=str,
+        )
+    )
+    print(
+        f"P@1: xling {100 * xl_p1:.2f}, vecmap {100 * vm_p1:.2f} (difference {100 * (xl_p1 - vm_p1):+.2f} points; "
+        f"goal within 1)"
+    )
+    print(
+        f"wall time: xling {xl_wall:.0f} s, vecmap {vm_wall:.0f} s -> {vm_wall / xl_wall:.2f}x faster (goal >= 2x); "
+        f"self-learning alone: xling {xl_info['fit_seconds']:.0f} s / {xl_info['n_iter']} iterations, "
+        f"vecmap {vm_loop:.0f} s / {len(vm_rows)} iterations -> "
+        f"{(vm_loop / len(vm_rows)) / (xl_info['fit_seconds'] / xl_info['n_iter']):.2f}x per iteration"
+    )
     print(f"CPU time (user + system): xling {xl_cpu:.0f} s, vecmap {vm_cpu:.0f} s -> {vm_cpu / xl_cpu:.2f}x less")
-    print(f"peak RSS: xling {xl_rss:.2f} GiB, vecmap {vm_rss:.2f} GiB (two float32 matrices: {matrices_gib:.2f} GiB; "
-          f"xling {xl_rss / matrices_gib:.1f}x of that)")
+    print(
+        f"peak RSS: xling {xl_rss:.2f} GiB, vecmap {vm_rss:.2f} GiB (two float32 matrices: {matrices_gib:.2f} GiB; "
+        f"xling {xl_rss / matrices_gib:.1f}x of that)"
+    )
 
 
 if __name__ == "__main__":

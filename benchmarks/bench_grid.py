@@ -49,8 +49,14 @@ def write_tasks(folder: Path) -> list[str]:
                     answer = WORDS[k] if task == "copy" else WORDS[(k + 1) % len(WORDS)]
                     choices = [answer, *rng.sample([w for w in WORDS if w != answer], 3)]
                     rng.shuffle(choices)
-                    rows.append({"id": f"{i}", "question": f"[{lang}] {task} {WORDS[k]}:", "choices": choices,
-                                 "gold": choices.index(answer)})
+                    rows.append(
+                        {
+                            "id": f"{i}",
+                            "question": f"[{lang}] {task} {WORDS[k]}:",
+                            "choices": choices,
+                            "gold": choices.index(answer),
+                        }
+                    )
                 path = folder / task / lang / f"{split}.jsonl"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -91,19 +97,48 @@ def training_workers(root: Path, n_units: int) -> None:
             train_cell(model, task, lang, seed, root / f"kept{i}", LORA, QUICK_TRAIN)
     kept_wall = time.perf_counter() - t0
     config = root / "train.yaml"
-    config.write_text(yaml.safe_dump({"lora": LORA.model_dump(mode="json"), "train": QUICK_TRAIN.model_dump(mode="json")}))
+    config.write_text(
+        yaml.safe_dump({"lora": LORA.model_dump(mode="json"), "train": QUICK_TRAIN.model_dump(mode="json")})
+    )
     t0 = time.perf_counter()
     for i, (task, lang, seed) in enumerate(units):
-        subprocess.run([sys.executable, "-m", "xling", "train", "--model", model_path, "--kind", "encoder", "--task",
-                        task, "--lang", lang, "--seed", str(seed), "--config", str(config), "-o",
-                        str(root / f"fresh{i}")], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "xling",
+                "train",
+                "--model",
+                model_path,
+                "--kind",
+                "encoder",
+                "--task",
+                task,
+                "--lang",
+                lang,
+                "--seed",
+                str(seed),
+                "--config",
+                str(config),
+                "-o",
+                str(root / f"fresh{i}"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     fresh_wall = time.perf_counter() - t0
-    same = all((root / f"kept{i}" / "adapter_model.safetensors").read_bytes()
-               == (root / f"fresh{i}" / "adapter_model.safetensors").read_bytes() for i in range(len(units)))
-    loop = sum(json.loads((root / f"kept{i}" / "train_log.json").read_text())["loop_seconds"]
-               for i in range(len(units))) / len(units)
-    print(f"\ntraining units: {len(units)} (all-MiniLM-L6-v2 on xling-mini cells, quickstart settings); training "
-          f"loop {loop:.2f} s per unit; same adapter bytes both ways: {same}")
+    same = all(
+        (root / f"kept{i}" / "adapter_model.safetensors").read_bytes()
+        == (root / f"fresh{i}" / "adapter_model.safetensors").read_bytes()
+        for i in range(len(units))
+    )
+    loop = sum(
+        json.loads((root / f"kept{i}" / "train_log.json").read_text())["loop_seconds"] for i in range(len(units))
+    ) / len(units)
+    print(
+        f"\ntraining units: {len(units)} (all-MiniLM-L6-v2 on xling-mini cells, quickstart settings); training "
+        f"loop {loop:.2f} s per unit; same adapter bytes both ways: {same}"
+    )
     print(f"{'worker':34s} {'wall s':>8s} {'s/unit':>7s} {'overhead s/unit':>15s} {'% of loop':>9s}")
     for name, wall in (("keeps the base model (grid jobs)", kept_wall), ("a process per unit", fresh_wall)):
         per = wall / len(units)
@@ -116,13 +151,16 @@ def executors(root: Path) -> None:
     model, tasks = build_tiny_llama(root / "tiny"), write_tasks(root / "tasks")
     base = {
         "models": [{"name": "tiny-llama", "path": str(model), "kind": "causal"}],
-        "tasks": tasks, "languages": list(LANGS), "seeds": [1, 2],
-        "lora": {"r": 4, "alpha": 8}, "train": {"epochs": 1, "lr": 1e-3, "batch_size": 8},
-        "score": {"batch_size": 32, "adapters_per_batch": 4}, "analyze": False,
+        "tasks": tasks,
+        "languages": list(LANGS),
+        "seeds": [1, 2],
+        "lora": {"r": 4, "alpha": 8},
+        "train": {"epochs": 1, "lr": 1e-3, "batch_size": 8},
+        "score": {"batch_size": 32, "adapters_per_batch": 4},
+        "analyze": False,
     }
     local = measure({**base, "output": str(root / "local")}, workers=1)
-    ray_run = measure({**base, "output": str(root / "ray"), "executor": {"kind": "ray", "num_workers": 2}},
-                      workers=2)
+    ray_run = measure({**base, "output": str(root / "ray"), "executor": {"kind": "ray", "num_workers": 2}}, workers=2)
     print(f"{'executor':8s} {'units':>5s} {'wall s':>8s} {'in units s':>10s} {'overhead s/unit':>15s}")
     for name, r in (("local", local), ("ray x2", ray_run)):
         print(f"{name:8s} {r['units']:5d} {r['wall']:8.2f} {r['work']:10.2f} {r['overhead_per_unit']:15.3f}")

@@ -32,9 +32,11 @@ import numpy as np
 
 TASKS = ("colours", "animals", "letters", "long")
 LANGS = ("en", "de", "fr")
-WORDS = {"en": "red green blue cat dog bird tree river city house the of".split(),
-         "de": "rot grün blau Katze Hund Vogel Baum Fluss Stadt Haus der die".split(),
-         "fr": "rouge vert bleu chat chien oiseau arbre rivière ville maison le la".split()}
+WORDS = {
+    "en": "red green blue cat dog bird tree river city house the of".split(),
+    "de": "rot grün blau Katze Hund Vogel Baum Fluss Stadt Haus der die".split(),
+    "fr": "rouge vert bleu chat chien oiseau arbre rivière ville maison le la".split(),
+}
 
 
 def write_tasks(root: Path, n_items: int) -> list[Path]:
@@ -45,22 +47,32 @@ def write_tasks(root: Path, n_items: int) -> list[Path]:
         for task in TASKS:
             rng = random.Random(f"{task}-{lang}")
             q_len = (20, 60) if task == "long" else (3, 12)
-            docs = [{"id": f"{task}{i}", "question": " ".join(rng.choice(words) for _ in range(rng.randint(*q_len))),
-                     "choices": [" ".join(rng.choice(words) for _ in range(rng.randint(1, 4))) for _ in range(4)],
-                     "gold": rng.randrange(4)} for i in range(n_items)]
+            docs = [
+                {
+                    "id": f"{task}{i}",
+                    "question": " ".join(rng.choice(words) for _ in range(rng.randint(*q_len))),
+                    "choices": [" ".join(rng.choice(words) for _ in range(rng.randint(1, 4))) for _ in range(4)],
+                    "gold": rng.randrange(4),
+                }
+                for i in range(n_items)
+            ]
             data = root / f"{task}_{lang}.jsonl"
             data.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
             if task == "letters":
-                text = ("{{question}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\nD. {{choices[3]}}"
-                        "\\nAnswer:")
+                text = (
+                    "{{question}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\nD. {{choices[3]}}"
+                    "\\nAnswer:"
+                )
                 choice = "\"{{['A', 'B', 'C', 'D']}}\""
             else:
                 text, choice = "Question: {{question}}\\nAnswer:", "choices"
             path = root / f"{task}_{lang}.yaml"
-            path.write_text(f"task: {task}_{lang}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
-                            f"test_split: test\noutput_type: multiple_choice\ndoc_to_text: \"{text}\"\n"
-                            f"doc_to_choice: {choice}\ndoc_to_target: gold\nmetadata:\n  language: {lang}\n"
-                            "metric_list:\n  - metric: acc\n  - metric: acc_norm\n")
+            path.write_text(
+                f"task: {task}_{lang}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+                f'test_split: test\noutput_type: multiple_choice\ndoc_to_text: "{text}"\n'
+                f"doc_to_choice: {choice}\ndoc_to_target: gold\nmetadata:\n  language: {lang}\n"
+                "metric_list:\n  - metric: acc\n  - metric: acc_norm\n"
+            )
             yamls.append(path)
     return yamls
 
@@ -79,8 +91,9 @@ def make_adapters(model: str, root: Path, k: int, dtype: str, rank: int) -> dict
         base = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
         fp = base_fingerprint(base)
         with quiet_peft():
-            peft_model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear",
-                                                         init_lora_weights=False))
+            peft_model = get_peft_model(
+                base, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", init_lora_weights=False)
+            )
         path = root / f"adapter{i}"
         peft_model.save_pretrained(path)
         write_adapter_meta(path, model, model, fp)
@@ -95,7 +108,9 @@ def run_xling(model: str, adapters: dict[str, Path], yamls: list[Path], dtype: s
 
     items = [it for y in yamls for it in load_items(str(y), y.stem.split("_")[-1], "test")]
     spec = ModelSpec(name=model, path=model, dtype=dtype)
-    df = score_items(spec, {"base": None, **adapters}, items, ScoreSpec(batch_size=batch, adapters_per_batch=len(adapters) + 1))
+    df = score_items(
+        spec, {"base": None, **adapters}, items, ScoreSpec(batch_size=batch, adapters_per_batch=len(adapters) + 1)
+    )
     lls = {(r.adapter, r.task, r.item_id, r.choice): r.loglik for r in df.itertuples()}
     return lls, df.attrs["peak_memory_bytes"]
 
@@ -146,8 +161,9 @@ def overhead(model: str, adapters: dict[str, Path], yamls: list[Path], dtype: st
     original = causal.group_adapters
     causal.group_adapters = lambda *a: (_ for _ in ()).throw(causal.XlingError("peft's own mixed batch"))
     try:
-        peft_scorer = causal.CausalScorer(spec, {"base": None, **adapters}, ScoreSpec(batch_size=batch,
-                                                                                    adapters_per_batch=k1))
+        peft_scorer = causal.CausalScorer(
+            spec, {"base": None, **adapters}, ScoreSpec(batch_size=batch, adapters_per_batch=k1)
+        )
         assert peft_scorer.peft_mixed
         mixed, peft_frame = best(peft_scorer, 1)
     finally:
@@ -161,8 +177,15 @@ def run_lmeval(model_args: str, label: str, yamls: list[Path], root: Path, devic
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager(include_path=str(root), include_defaults=False)
-    out = simple_evaluate(model="hf", model_args=model_args, tasks=[y.stem for y in yamls], task_manager=manager,
-                          log_samples=True, batch_size=batch, device=device)
+    out = simple_evaluate(
+        model="hf",
+        model_args=model_args,
+        tasks=[y.stem for y in yamls],
+        task_manager=manager,
+        log_samples=True,
+        batch_size=batch,
+        device=device,
+    )
     lls = {}
     for task, samples in out["samples"].items():
         for s in samples:
@@ -177,9 +200,25 @@ def run_lmeval_cli(model_args: str, yamls: list[Path], root: Path, device: str, 
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", model_args, "--tasks",
-           ",".join(y.stem for y in yamls), "--include_path", str(root), "--batch_size", str(batch), "--device",
-           device, "--output_path", str(root / "lmeval-cli")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "hf",
+        "--model_args",
+        model_args,
+        "--tasks",
+        ",".join(y.stem for y in yamls),
+        "--include_path",
+        str(root),
+        "--batch_size",
+        str(batch),
+        "--device",
+        device,
+        "--output_path",
+        str(root / "lmeval-cli"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -220,7 +259,7 @@ def main() -> None:
     parser.add_argument("--cli", action="store_true", help="also run the lm_eval command once per adapter")
     args = parser.parse_args()
 
-    import lm_eval.evaluator  # noqa: F401  (imports are warm before any timing, for every contender)
+    import lm_eval.evaluator
     import lm_eval.models.huggingface  # noqa: F401
     import torch
 
@@ -233,24 +272,32 @@ def main() -> None:
         if args.model is None:
             from xling.models.tiny import build_tiny_llama
 
-            args.model = str(build_tiny_llama(root / "tiny", seed=0, hidden_size=args.hidden_size,
-                                              n_layers=args.layers, vocab_size=args.vocab))
+            args.model = str(
+                build_tiny_llama(
+                    root / "tiny", seed=0, hidden_size=args.hidden_size, n_layers=args.layers, vocab_size=args.vocab
+                )
+            )
         yamls = write_tasks(root, args.items)
         adapters = make_adapters(args.model, root, args.adapters, args.dtype, args.rank)
         n_choices = len(yamls) * args.items * 4
-        print(f"model {args.model} on {device}, {len(adapters)} adapters (r={args.rank}) + base, {len(yamls)} task "
-              f"cells, {n_choices} choices per model")
+        print(
+            f"model {args.model} on {device}, {len(adapters)} adapters (r={args.rank}) + base, {len(yamls)} task "
+            f"cells, {n_choices} choices per model"
+        )
 
         (g_wall, g_cpu), (b_wall, b_cpu), (a_wall, a_cpu), (m_wall, m_cpu), delta, n_items = overhead(
-            args.model, adapters, yamls, args.dtype, args.batch, args.repeats)
+            args.model, adapters, yamls, args.dtype, args.batch, args.repeats
+        )
         floor = 1 + lora_flop_share(args.model, args.rank)
         k1 = len(adapters) + 1
         print(f"\noverhead on {n_items} items, model loaded (best of {args.repeats}):")
         print(f"{'':44s} {'wall s':>7s} {'× base':>7s} {'CPU s':>7s} {'× base':>7s}")
-        for name, wall, cpu in ((f"{k1} base passes, same shapes (anchor)", b_wall, b_cpu),
-                                (f"{k1} runs of the base alone, batch {args.batch}", a_wall, a_cpu),
-                                ("xling, base + adapters, grouped LoRA", g_wall, g_cpu),
-                                ("peft mixed batch (adapter_names=)", m_wall, m_cpu)):
+        for name, wall, cpu in (
+            (f"{k1} base passes, same shapes (anchor)", b_wall, b_cpu),
+            (f"{k1} runs of the base alone, batch {args.batch}", a_wall, a_cpu),
+            ("xling, base + adapters, grouped LoRA", g_wall, g_cpu),
+            ("peft mixed batch (adapter_names=)", m_wall, m_cpu),
+        ):
             print(f"{name:44s} {wall:7.1f} {wall / b_wall:7.2f} {cpu:7.1f} {cpu / b_cpu:7.2f}")
         print(f"FLOP floor 1 + LoRA/base = {floor:.3f}; goal <= 1.10x; grouped vs peft max |Δ loglik| {delta:.1e}")
         if args.skip_compare:
@@ -264,11 +311,20 @@ def main() -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         ref = run_lmeval(f"pretrained={args.model},dtype={args.dtype}", "base", yamls, root, device, args.batch)
         for name, path in adapters.items():
-            ref.update(run_lmeval(f"pretrained={args.model},peft={path},dtype={args.dtype}", name, yamls, root,
-                                  device, args.batch))
-        rows = [("xling, one process, mixed adapters", t_xling, c_xling, 0.0),
-                ("lm-eval once per adapter (peft=)", time.perf_counter() - t0, time.process_time() - c0,
-                 max_delta(ours, ref))]
+            ref.update(
+                run_lmeval(
+                    f"pretrained={args.model},peft={path},dtype={args.dtype}", name, yamls, root, device, args.batch
+                )
+            )
+        rows = [
+            ("xling, one process, mixed adapters", t_xling, c_xling, 0.0),
+            (
+                "lm-eval once per adapter (peft=)",
+                time.perf_counter() - t0,
+                time.process_time() - c0,
+                max_delta(ours, ref),
+            ),
+        ]
 
         if args.cli:
             import resource
@@ -276,22 +332,37 @@ def main() -> None:
             t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
             run_lmeval_cli(f"pretrained={args.model},dtype={args.dtype}", yamls, root, device, args.batch, args.threads)
             for path in adapters.values():
-                run_lmeval_cli(f"pretrained={args.model},peft={path},dtype={args.dtype}", yamls, root, device,
-                               args.batch, args.threads)
+                run_lmeval_cli(
+                    f"pretrained={args.model},peft={path},dtype={args.dtype}",
+                    yamls,
+                    root,
+                    device,
+                    args.batch,
+                    args.threads,
+                )
             c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
             rows.append(("lm-eval CLI per adapter (peft=), new process", time.perf_counter() - t0, cpu, float("nan")))
 
         if not args.skip_merge:
             t0, c0 = time.perf_counter(), time.process_time()
-            merged_ref = run_lmeval(f"pretrained={args.model},dtype={args.dtype}", "base", yamls, root, device, args.batch)
+            merged_ref = run_lmeval(
+                f"pretrained={args.model},dtype={args.dtype}", "base", yamls, root, device, args.batch
+            )
             for name, path in adapters.items():
                 folder = merge_and_save(args.model, path, root / f"merged-{name}", args.dtype)
-                merged_ref.update(run_lmeval(f"pretrained={folder},dtype={args.dtype}", name, yamls, root, device,
-                                             args.batch))
+                merged_ref.update(
+                    run_lmeval(f"pretrained={folder},dtype={args.dtype}", name, yamls, root, device, args.batch)
+                )
                 shutil.rmtree(folder)
-            rows.append(("merge, save, lm-eval per adapter (paper)", time.perf_counter() - t0,
-                         time.process_time() - c0, max_delta(ours, merged_ref)))
+            rows.append(
+                (
+                    "merge, save, lm-eval per adapter (paper)",
+                    time.perf_counter() - t0,
+                    time.process_time() - c0,
+                    max_delta(ours, merged_ref),
+                )
+            )
 
         # CPU seconds of this process are the steadier measure on a shared machine; wall time is what a user waits
         print(f"\n{'method':42s} {'wall s':>7s} {'× xling':>7s} {'CPU s':>7s} {'× xling':>7s} {'max |Δ loglik|':>14s}")

@@ -32,13 +32,23 @@ def write_tasks(folder: Path, n_train: int = 12, n_test: int = 6) -> list[str]:
                     others = [w for w in words if w != answer]
                     choices = [answer, *rng.sample(others, 2)]
                     rng.shuffle(choices)
-                    rows.append({"id": f"{task}-{split}-{i}", "question": prompts[lang].format(w=words[k]),
-                                 "choices": choices, "gold": choices.index(answer)})
+                    rows.append(
+                        {
+                            "id": f"{task}-{split}-{i}",
+                            "question": prompts[lang].format(w=words[k]),
+                            "choices": choices,
+                            "gold": choices.index(answer),
+                        }
+                    )
                 path = folder / task / lang / f"{split}.jsonl"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        spec = {"name": task, "data": f"{task}/{{language}}/{{split}}.jsonl", "languages": list(WORDS),
-                "template": "{{question}}"}
+        spec = {
+            "name": task,
+            "data": f"{task}/{{language}}/{{split}}.jsonl",
+            "languages": list(WORDS),
+            "template": "{{question}}",
+        }
         yaml_path = folder / f"{task}.yaml"
         yaml_path.write_text(yaml.safe_dump(spec))
         paths.append(str(yaml_path))

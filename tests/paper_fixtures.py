@@ -22,22 +22,50 @@ from xling.tasks.paper import ALIGNED
 
 STR = pa.string()
 SCHEMAS = {
-    "arc_challenge": pa.schema([("id", STR), ("answer", STR), ("instruction", STR)]
-                               + [(f"option_{c}", STR) for c in "abcde"]),
-    "global_mmlu": pa.schema([("sample_id", STR), ("subject", STR), ("subject_category", STR), ("question", STR)]
-                             + [(f"option_{c}", STR) for c in "abcd"]
-                             + [("answer", STR), ("required_knowledge", STR), ("time_sensitive", STR),
-                                ("reference", STR), ("culture", STR), ("region", STR), ("country", STR),
-                                ("cultural_sensitivity_label", STR), ("is_annotated", pa.bool_())]),
-    "hellaswag": pa.schema([("id", STR), ("activity_label", STR), ("ctx_a", STR), ("ctx_b", STR),
-                            ("endings", pa.list_(STR)), ("label", STR)]),
-    "truthfulqa": pa.schema([("truth_id", pa.int64()), ("question", STR),
-                             ("mc1_targets_choices", pa.list_(STR)), ("mc1_targets_labels", pa.list_(pa.int64())),
-                             ("mc2_targets_choices", pa.list_(STR)), ("mc2_targets_labels", pa.list_(pa.int64()))]),
+    "arc_challenge": pa.schema(
+        [("id", STR), ("answer", STR), ("instruction", STR)] + [(f"option_{c}", STR) for c in "abcde"]
+    ),
+    "global_mmlu": pa.schema(
+        [("sample_id", STR), ("subject", STR), ("subject_category", STR), ("question", STR)]
+        + [(f"option_{c}", STR) for c in "abcd"]
+        + [
+            ("answer", STR),
+            ("required_knowledge", STR),
+            ("time_sensitive", STR),
+            ("reference", STR),
+            ("culture", STR),
+            ("region", STR),
+            ("country", STR),
+            ("cultural_sensitivity_label", STR),
+            ("is_annotated", pa.bool_()),
+        ]
+    ),
+    "hellaswag": pa.schema(
+        [
+            ("id", STR),
+            ("activity_label", STR),
+            ("ctx_a", STR),
+            ("ctx_b", STR),
+            ("endings", pa.list_(STR)),
+            ("label", STR),
+        ]
+    ),
+    "truthfulqa": pa.schema(
+        [
+            ("truth_id", pa.int64()),
+            ("question", STR),
+            ("mc1_targets_choices", pa.list_(STR)),
+            ("mc1_targets_labels", pa.list_(pa.int64())),
+            ("mc2_targets_choices", pa.list_(STR)),
+            ("mc2_targets_labels", pa.list_(pa.int64())),
+        ]
+    ),
 }
-WORDS = {"en": ["the", "cat", "sees", "a", "tree", "near", "the", "river", "and", "the", "dog"],
-         "de": ["die", "Katze", "sieht", "einen", "Baum", "am", "Fluss", "und", "der", "Hund"],
-         "hi": ["बिल्ली", "नदी", "के", "पास", "एक", "पेड़", "देखती", "है", "और", "कुत्ता"]}
+WORDS = {
+    "en": ["the", "cat", "sees", "a", "tree", "near", "the", "river", "and", "the", "dog"],
+    "de": ["die", "Katze", "sieht", "einen", "Baum", "am", "Fluss", "und", "der", "Hund"],
+    "hi": ["बिल्ली", "नदी", "के", "पास", "एक", "पेड़", "देखती", "है", "और", "कुत्ता"],
+}
 
 
 def _text(rng: random.Random, lang: str, n: int) -> str:
@@ -54,31 +82,58 @@ def make_rows(name: str, lang: str, split: str, n: int) -> list[dict]:
             five = i % 7 == 3  # a few five-option items, and answers E (dropped from the paper's training)
             answer = "E" if five and i % 2 else "ABCD"[rng.randrange(4)]
             opts = {f"option_{c}": _text(text, lang, 3) for c in "abcd"}
-            rows.append({"id": f"Mercury_{split}_{i:04d}", "answer": answer,
-                         "instruction": f" {_text(text, lang, 8)} [title] {lang}?  ", **opts,
-                         "option_e": _text(text, lang, 2) if five else None})
+            rows.append(
+                {
+                    "id": f"Mercury_{split}_{i:04d}",
+                    "answer": answer,
+                    "instruction": f" {_text(text, lang, 8)} [title] {lang}?  ",
+                    **opts,
+                    "option_e": _text(text, lang, 2) if five else None,
+                }
+            )
         elif name == "global_mmlu":
             subject = rng.choice(["astronomy", "world_religions", "high_school_physics"])
-            rows.append({"sample_id": f"{subject}/test/{i}", "subject": subject,
-                         "subject_category": rng.choice(["STEM", "Humanities", "Social Sciences"]),
-                         "question": f" {_text(text, lang, 9)}? ",
-                         **{f"option_{c}": _text(text, lang, 2) for c in "abcd"},
-                         "answer": "ABCD"[rng.randrange(4)], "required_knowledge": "['none']",
-                         "time_sensitive": "['No']", "reference": "['-']", "culture": "['-']", "region": "['-']",
-                         "country": "['-']", "cultural_sensitivity_label": rng.choice(["CS", "CA"]),
-                         "is_annotated": bool(i % 2)})
+            rows.append(
+                {
+                    "sample_id": f"{subject}/test/{i}",
+                    "subject": subject,
+                    "subject_category": rng.choice(["STEM", "Humanities", "Social Sciences"]),
+                    "question": f" {_text(text, lang, 9)}? ",
+                    **{f"option_{c}": _text(text, lang, 2) for c in "abcd"},
+                    "answer": "ABCD"[rng.randrange(4)],
+                    "required_knowledge": "['none']",
+                    "time_sensitive": "['No']",
+                    "reference": "['-']",
+                    "culture": "['-']",
+                    "region": "['-']",
+                    "country": "['-']",
+                    "cultural_sensitivity_label": rng.choice(["CS", "CA"]),
+                    "is_annotated": bool(i % 2),
+                }
+            )
         elif name == "hellaswag":
-            rows.append({"id": f"hellaswag/validation/{1000 + 37 * i}", "activity_label": "Cooking",
-                         "ctx_a": f"[header] {_text(text, lang, 6)}.", "ctx_b": f"the {_text(text, lang, 2)}",
-                         "endings": [f"{_text(text, lang, 4)} [title] {_text(text, lang, 2)}." for _ in range(4)],
-                         "label": str(rng.randrange(4))})
+            rows.append(
+                {
+                    "id": f"hellaswag/validation/{1000 + 37 * i}",
+                    "activity_label": "Cooking",
+                    "ctx_a": f"[header] {_text(text, lang, 6)}.",
+                    "ctx_b": f"the {_text(text, lang, 2)}",
+                    "endings": [f"{_text(text, lang, 4)} [title] {_text(text, lang, 2)}." for _ in range(4)],
+                    "label": str(rng.randrange(4)),
+                }
+            )
         else:
             n_choices = 2 + rng.randrange(3)
-            rows.append({"truth_id": 3 * i + (0 if split == "test" else 1), "question": f"{_text(text, lang, 7)}?",
-                         "mc1_targets_choices": [_text(text, lang, 4) for _ in range(n_choices)],
-                         "mc1_targets_labels": [1] + [0] * (n_choices - 1),
-                         "mc2_targets_choices": [_text(text, lang, 3) for _ in range(3)],
-                         "mc2_targets_labels": [1, 1, 0]})
+            rows.append(
+                {
+                    "truth_id": 3 * i + (0 if split == "test" else 1),
+                    "question": f"{_text(text, lang, 7)}?",
+                    "mc1_targets_choices": [_text(text, lang, 4) for _ in range(n_choices)],
+                    "mc1_targets_labels": [1] + [0] * (n_choices - 1),
+                    "mc2_targets_choices": [_text(text, lang, 3) for _ in range(3)],
+                    "mc2_targets_labels": [1, 1, 0],
+                }
+            )
     key = "truth_id" if name == "truthfulqa" else ("sample_id" if name == "global_mmlu" else "id")
     return sorted(rows, key=lambda r: r[key])
 

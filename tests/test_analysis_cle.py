@@ -22,8 +22,17 @@ def _tables(downstream_of, pairs=("en-de", "en-fi"), sizes=("1k", "5k")):
             for size in sizes:
                 mrr = 0.1 * m + 0.05 * sizes.index(size) + rng.uniform(0, 0.01) + (0.2 if pair == "en-de" else 0)
                 bli.append({"method": method, "pair": pair, "size": size, "mrr": mrr, "p1": mrr - 0.1})
-                down.append({"method": method, "pair": pair, "size": size, "task": "cldc", "metric": "accuracy",
-                             "score": downstream_of(mrr, m), "n": 100})
+                down.append(
+                    {
+                        "method": method,
+                        "pair": pair,
+                        "size": size,
+                        "task": "cldc",
+                        "metric": "accuracy",
+                        "score": downstream_of(mrr, m),
+                        "n": 100,
+                    }
+                )
     return pd.DataFrame(bli), pd.DataFrame(down)
 
 
@@ -58,16 +67,23 @@ def test_the_bootstrap_resamples_methods_not_rows():
     keeps each method's rows together, so an interval is as wide as five points allow."""
     x = np.array([0.1, 0.3, 0.2, 0.5, 0.4])
     y = np.array([0.2, 0.1, 0.4, 0.3, 0.5])
-    bli = pd.DataFrame([{"method": m, "pair": "p", "size": s, "mrr": x[i]} for i, m in enumerate(METHODS)
-                        for s in ("a", "b")])
-    down = pd.DataFrame([{"method": m, "pair": "p", "size": s, "task": "t", "metric": "acc", "score": y[i], "n": 1}
-                         for i, m in enumerate(METHODS) for s in ("a", "b")])
+    bli = pd.DataFrame(
+        [{"method": m, "pair": "p", "size": s, "mrr": x[i]} for i, m in enumerate(METHODS) for s in ("a", "b")]
+    )
+    down = pd.DataFrame(
+        [
+            {"method": m, "pair": "p", "size": s, "task": "t", "metric": "acc", "score": y[i], "n": 1}
+            for i, m in enumerate(METHODS)
+            for s in ("a", "b")
+        ]
+    )
     rng = np.random.default_rng(5)
     by_method = bli_downstream_correlation(bli, down, n_boot=2000, seed=5).iloc[0]
     five = [spearman_kendall(x[i], y[i])[0] for i in (rng.integers(0, 5, 5) for _ in range(2000))]
     lo, hi = np.nanpercentile(five, [2.5, 97.5])
     assert by_method["spearman_low"] == pytest.approx(lo, abs=0.1) and by_method["spearman_high"] == pytest.approx(
-        hi, abs=0.1)
+        hi, abs=0.1
+    )
 
 
 def test_too_few_methods_give_no_interval_and_constant_scores_no_correlation():

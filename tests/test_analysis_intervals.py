@@ -20,11 +20,13 @@ ONE_MODEL = "bootstrap over cells (one model)"
 
 
 def test_two_stage_with_one_model_resamples_each_keys_cells():
-    df = pd.DataFrame({
-        "model_name": "m",
-        "key": ["a", "a", "a", "b", "b", "b", "c"],
-        "delta": [0.0, 10.0, 5.0, -1.0, -1.0, -1.0, 3.0],
-    })
+    df = pd.DataFrame(
+        {
+            "model_name": "m",
+            "key": ["a", "a", "a", "b", "b", "b", "c"],
+            "delta": [0.0, 10.0, 5.0, -1.0, -1.0, -1.0, 3.0],
+        }
+    )
     out = two_stage(df, "key", "delta", np.random.default_rng(0), n_boot=2000).set_index("key")
     assert out["mean"].tolist() == pytest.approx([5.0, -1.0, 3.0])
     a = out.loc["a"]
@@ -39,11 +41,13 @@ def test_two_stage_with_one_model_resamples_each_keys_cells():
 
 def test_two_stage_with_models_resamples_models_and_drops_keys_one_model_has():
     rng = np.random.default_rng(1)
-    df = pd.DataFrame({
-        "model_name": ["m1", "m2", "m3"] * 2 + ["m1"],
-        "key": ["a"] * 3 + ["b"] * 3 + ["c"],
-        "delta": rng.normal(size=7),
-    })
+    df = pd.DataFrame(
+        {
+            "model_name": ["m1", "m2", "m3"] * 2 + ["m1"],
+            "key": ["a"] * 3 + ["b"] * 3 + ["c"],
+            "delta": rng.normal(size=7),
+        }
+    )
     out = two_stage(df, "key", "delta", np.random.default_rng(0), n_boot=500).set_index("key")
     assert (out.loc[["a", "b"], "ci_method"] == "bootstrap over models").all()
     assert (out.loc[["a", "b"], "ci_high"] > out.loc[["a", "b"], "ci_low"]).all()
@@ -55,19 +59,38 @@ def test_one_key_has_no_deviation_interval_and_one_cell_groups_no_ci():
     df = pd.DataFrame({"model_name": ["m1", "m2", "m3"], "key": "a", "delta": [1.0, 2.0, 4.0]})
     out = two_stage(df, "key", "delta", np.random.default_rng(0), n_boot=200).iloc[0]
     assert out["ci_high"] > out["ci_low"] and np.isnan(out["dev_low"]) and np.isnan(out["dev_high"])
-    g = group_summary(pd.DataFrame({"g": ["x", "y", "y"], "v": [1.0, 2.0, 3.0]}), ["g"], "v",
-                      np.random.default_rng(0), 200).set_index("g")
+    g = group_summary(
+        pd.DataFrame({"g": ["x", "y", "y"], "v": [1.0, 2.0, 3.0]}), ["g"], "v", np.random.default_rng(0), 200
+    ).set_index("g")
     assert np.isnan(g.loc["x", "ci_low"]) and g.loc["x", "ci_method"] == NO_CI
     assert g.loc["y", "ci_method"] == "bootstrap over cells" and g.loc["y", "ci_high"] > g.loc["y", "ci_low"]
 
 
 def test_no_role_is_named_on_an_interval_that_cannot_vary():
-    row = {"lang": "fr", "donor": 0.0, "recipient": -0.0, "n_models": 1,
-           "donor_ci_low": 0.1, "donor_ci_high": 0.5, "donor_dev_low": 0.2, "donor_dev_high": 0.6,
-           "recipient_ci_low": -0.0, "recipient_ci_high": -0.0, "recipient_dev_low": -0.3, "recipient_dev_high": -0.1,
-           "donor_ci_method": ONE_MODEL, "recipient_ci_method": ONE_MODEL}
-    zero_dev = {**row, "lang": "de", "donor_dev_low": 0.2, "donor_dev_high": 0.2,
-                "recipient_ci_low": np.nan, "recipient_ci_high": np.nan}
+    row = {
+        "lang": "fr",
+        "donor": 0.0,
+        "recipient": -0.0,
+        "n_models": 1,
+        "donor_ci_low": 0.1,
+        "donor_ci_high": 0.5,
+        "donor_dev_low": 0.2,
+        "donor_dev_high": 0.6,
+        "recipient_ci_low": -0.0,
+        "recipient_ci_high": -0.0,
+        "recipient_dev_low": -0.3,
+        "recipient_dev_high": -0.1,
+        "donor_ci_method": ONE_MODEL,
+        "recipient_ci_method": ONE_MODEL,
+    }
+    zero_dev = {
+        **row,
+        "lang": "de",
+        "donor_dev_low": 0.2,
+        "donor_dev_high": 0.2,
+        "recipient_ci_low": np.nan,
+        "recipient_ci_high": np.nan,
+    }
     named = named_roles(pd.DataFrame([row, zero_dev]), None)
     # fr's recipient score has a zero-width CI, de's donor deviation too: only fr as donor is named
     assert named[["name", "role"]].values.tolist() == [["fr", "hub donor"]]
@@ -88,17 +111,30 @@ def _one_model_table(constant_recipients: bool) -> pd.DataFrame:
         shift = 0.10 if trained else (-0.002 if el == "fr" else 0.0) if constant_recipients else rng.normal(0, 0.02)
         for seed, noise in ((17, 0.01), (42, -0.01)):
             score = 0.5 + shift + (noise if trained or not constant_recipients else 0.0)
-            rows.append({"model_name": "all-MiniLM-L6-v2", "model_size": "22M", "fine_tuned_dataset": st,
-                         "fine_tuned_language": sl, "eval_dataset": et, "eval_language": el, "seed": seed,
-                         "score": score, "score_base": 0.5, "score_norm": score, "score_norm_base": 0.5})
+            rows.append(
+                {
+                    "model_name": "all-MiniLM-L6-v2",
+                    "model_size": "22M",
+                    "fine_tuned_dataset": st,
+                    "fine_tuned_language": sl,
+                    "eval_dataset": et,
+                    "eval_language": el,
+                    "seed": seed,
+                    "score": score,
+                    "score_base": 0.5,
+                    "score_norm": score,
+                    "score_norm_base": 0.5,
+                }
+            )
     return aggregate_seeds(pd.DataFrame(rows))
 
 
 @pytest.mark.parametrize("constant", [True, False])
 def test_one_model_report_names_no_role_on_a_zero_width_interval(tmp_path, constant):
     out = tmp_path / "out"
-    analysis = run_analysis(_one_model_table(constant), out, AnalysisSpec(n_boot=200), mixed_models=False,
-                            linguistic_distances=False)
+    analysis = run_analysis(
+        _one_model_table(constant), out, AnalysisSpec(n_boot=200), mixed_models=False, linguistic_distances=False
+    )
     t = analysis.tables
     lang = t["language_donor_recipient"]
     assert set(lang["donor_ci_method"]) | set(lang["recipient_ci_method"]) == {ONE_MODEL}

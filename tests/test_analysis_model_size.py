@@ -22,10 +22,21 @@ def test_analysis_runs_with_an_unknown_size(tmp_path) -> None:
     cells = list(itertools.product(["t1", "t2"], ["en", "de", "fr"]))
     for (st, sl), (et, el), seed in itertools.product(cells, cells, [1, 2]):
         base = 0.5
-        rows.append({"model_name": "tiny-llama", "model_size": "", "fine_tuned_dataset": st,
-                     "fine_tuned_language": sl, "eval_dataset": et, "eval_language": el, "seed": seed,
-                     "score": base + rng.uniform(-0.1, 0.2), "score_base": base,
-                     "score_norm": base + rng.uniform(-0.1, 0.2), "score_norm_base": base})
+        rows.append(
+            {
+                "model_name": "tiny-llama",
+                "model_size": "",
+                "fine_tuned_dataset": st,
+                "fine_tuned_language": sl,
+                "eval_dataset": et,
+                "eval_language": el,
+                "seed": seed,
+                "score": base + rng.uniform(-0.1, 0.2),
+                "score_base": base,
+                "score_norm": base + rng.uniform(-0.1, 0.2),
+                "score_norm_base": base,
+            }
+        )
     table = aggregate_seeds(pd.DataFrame(rows))
     assert model_size_billions(table["model_size"]).isna().all()
     analysis = run_analysis(table, tmp_path / "out", mixed_models=False, linguistic_distances=False)

@@ -41,8 +41,12 @@ def _cells(spec: AnalysisSpec | None = None, **sim) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def three_tasks() -> pd.DataFrame:
-    return _cells(models=RELEASE_MODELS[:3], tasks=["arc_challenge", "global_mmlu", "hellaswag"],
-                  languages=["en", "de", "fr"], seed=3)
+    return _cells(
+        models=RELEASE_MODELS[:3],
+        tasks=["arc_challenge", "global_mmlu", "hellaswag"],
+        languages=["en", "de", "fr"],
+        seed=3,
+    )
 
 
 def test_variance_is_fitted_on_transfer_cells_and_the_release_subsets(three_tasks):
@@ -72,19 +76,31 @@ def _release_mixedlm(df: pd.DataFrame) -> tuple[dict[str, float], float]:
     """The release's fit: delta ~ 1, model random intercept, source and target VCs, REML by L-BFGS (sparse)."""
     from statsmodels.regression.mixed_linear_model import MixedLM
 
-    work = pd.DataFrame({
-        "delta": df["delta"].to_numpy(),
-        "model_id": df["model_name"].to_numpy(),
-        "source_id": (df["fine_tuned_dataset"] + "⟂" + df["fine_tuned_language"]).to_numpy(),
-        "target_id": (df["eval_dataset"] + "⟂" + df["eval_language"]).to_numpy(),
-    })
-    md = MixedLM.from_formula("delta ~ 1", groups="model_id", re_formula="1", data=work, use_sparse=True,
-                              vc_formula={"source": "0 + C(source_id)", "target": "0 + C(target_id)"})
+    work = pd.DataFrame(
+        {
+            "delta": df["delta"].to_numpy(),
+            "model_id": df["model_name"].to_numpy(),
+            "source_id": (df["fine_tuned_dataset"] + "⟂" + df["fine_tuned_language"]).to_numpy(),
+            "target_id": (df["eval_dataset"] + "⟂" + df["eval_language"]).to_numpy(),
+        }
+    )
+    md = MixedLM.from_formula(
+        "delta ~ 1",
+        groups="model_id",
+        re_formula="1",
+        data=work,
+        use_sparse=True,
+        vc_formula={"source": "0 + C(source_id)", "target": "0 + C(target_id)"},
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = md.fit(reml=True, method="lbfgs", maxiter=1000)
-    comps = {"model": float(fit.cov_re.iloc[0, 0]), "source (in model)": float(fit.vcomp[0]),
-             "target (in model)": float(fit.vcomp[1]), "residual": float(fit.scale)}
+    comps = {
+        "model": float(fit.cov_re.iloc[0, 0]),
+        "source (in model)": float(fit.vcomp[0]),
+        "target (in model)": float(fit.vcomp[1]),
+        "residual": float(fit.scale),
+    }
     return comps, float(fit.llf)
 
 
@@ -123,14 +139,25 @@ def _release_consistency_by_size(cells: pd.DataFrame) -> pd.DataFrame:
             pair = [stats.kendalltau(piv[a], piv[b], variant="b").statistic for a, b in combinations(piv.columns, 2)]
             taus.append(np.mean(pair))
         if taus:
-            rows.append({"regime": regime, "median": np.median(taus), "q1": np.quantile(taus, 0.25),
-                         "q3": np.quantile(taus, 0.75), "n": len(taus)})
+            rows.append(
+                {
+                    "regime": regime,
+                    "median": np.median(taus),
+                    "q1": np.quantile(taus, 0.25),
+                    "q3": np.quantile(taus, 0.75),
+                    "n": len(taus),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def test_consistency_by_exact_size_equals_the_release_computation():
-    cells = _cells(models=RELEASE_MODELS, tasks=["arc_challenge", "global_mmlu", "hellaswag"],
-                   languages=["en", "de", "fr", "zh"], seed=5)
+    cells = _cells(
+        models=RELEASE_MODELS,
+        tasks=["arc_challenge", "global_mmlu", "hellaswag"],
+        languages=["en", "de", "fr", "zh"],
+        seed=5,
+    )
     # the release's model_size: the number in the name (Llama-3.2-1B and gemma-3-1b are both 1, Qwen 0.5)
     assert sorted(cells["size"].unique()) == [0.5, 1.0, 1.5, 3.0, 4.0, 7.0, 8.0]
     tables = consistency_tables(cells, AnalysisSpec(n_boot=50), [])
@@ -149,7 +176,18 @@ def test_arabic_reaches_uriel_as_ara_like_the_release():
     letters = linguistic._letter_codes()
     assert linguistic.to_iso3("ar", letters) == "ara" and linguistic.to_iso3("zh", letters) == "cmn"
     assert [linguistic.to_iso3(c, letters) for c in RELEASE_LANGUAGES] == [
-        "ara", "ben", "deu", "eng", "spa", "fra", "hin", "ind", "ita", "por", "cmn"]
+        "ara",
+        "ben",
+        "deu",
+        "eng",
+        "spa",
+        "fra",
+        "hin",
+        "ind",
+        "ita",
+        "por",
+        "cmn",
+    ]
     assert linguistic.to_iso3("ar", letters, "individual") == "arb"
     dist = linguistic.language_distances(["ar", "en"], [])
     row = dist[(dist["lang_a"] == "ar") & (dist["lang_b"] == "en")].iloc[0]
@@ -166,8 +204,9 @@ def test_the_release_language_families_are_the_default_groups_with_the_release_s
     assert sorted(lang for langs in PAPER_LANGUAGE_GROUPS.values() for lang in langs) == RELEASE_LANGUAGES
     assert AnalysisSpec(language_groups={}).language_groups == {}  # one switch away
     spec = AnalysisSpec(n_boot=50)
-    cells = _cells(spec, models=RELEASE_MODELS[:2], tasks=["arc_challenge", "global_mmlu"],
-                   languages=RELEASE_LANGUAGES, seed=7)
+    cells = _cells(
+        spec, models=RELEASE_MODELS[:2], tasks=["arc_challenge", "global_mmlu"], languages=RELEASE_LANGUAGES, seed=7
+    )
     ours = roles.language_group_roles(cells, spec).set_index("group")
     # the release: per-language two-stage roles on MT-CL, then the mean over each family's languages
     mtcl = cells[cells["regime"] == "MT-CL"]
@@ -186,5 +225,9 @@ def test_construction_types_are_the_releases():
     from xling.analysis.meta import DEFAULT_CONSTRUCTION
 
     # analysis/chapters/uplift_and_transfer.py, CONSTRUCTION_TYPE_MAP
-    assert DEFAULT_CONSTRUCTION == {"global_mmlu": "human-translated", "arc_challenge": "machine-translated",
-                                    "hellaswag": "machine-translated", "truthfulqa": "machine-translated"}
+    assert DEFAULT_CONSTRUCTION == {
+        "global_mmlu": "human-translated",
+        "arc_challenge": "machine-translated",
+        "hellaswag": "machine-translated",
+        "truthfulqa": "machine-translated",
+    }

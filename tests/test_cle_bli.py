@@ -30,13 +30,23 @@ DICT = Dictionary([("a", "t0"), ("a", "t2"), ("b", "t5"), ("c", "t6"), ("d", "t1
 # ranks: a->t0 1, a->t2 3 (t0 1deg, t1 9deg, t2 19deg), b->t5 4 (t3, t4, t2, t5), c->t6 1; d and c->unknown OOV
 
 
-@pytest.mark.parametrize(("convention", "oov", "expected"), [
-    ("line", "skip", dict(p1=2 / 4, p5=1.0, p10=1.0, mrr=(1 + 1 / 3 + 1 / 4 + 1) / 4, coverage=4 / 6, n=4, n_oov=2)),
-    ("line", "wrong", dict(p1=2 / 6, p5=4 / 6, p10=4 / 6, mrr=(1 + 1 / 3 + 1 / 4 + 1) / 6, coverage=4 / 6, n=6,
-                           n_oov=2)),
-    ("source", "skip", dict(p1=2 / 3, p5=1.0, p10=1.0, mrr=(1 + 1 / 4 + 1) / 3, coverage=3 / 4, n=3, n_oov=1)),
-    ("source", "wrong", dict(p1=2 / 4, p5=3 / 4, p10=3 / 4, mrr=(1 + 1 / 4 + 1) / 4, coverage=3 / 4, n=4, n_oov=1)),
-])
+@pytest.mark.parametrize(
+    ("convention", "oov", "expected"),
+    [
+        (
+            "line",
+            "skip",
+            dict(p1=2 / 4, p5=1.0, p10=1.0, mrr=(1 + 1 / 3 + 1 / 4 + 1) / 4, coverage=4 / 6, n=4, n_oov=2),
+        ),
+        (
+            "line",
+            "wrong",
+            dict(p1=2 / 6, p5=4 / 6, p10=4 / 6, mrr=(1 + 1 / 3 + 1 / 4 + 1) / 6, coverage=4 / 6, n=6, n_oov=2),
+        ),
+        ("source", "skip", dict(p1=2 / 3, p5=1.0, p10=1.0, mrr=(1 + 1 / 4 + 1) / 3, coverage=3 / 4, n=3, n_oov=1)),
+        ("source", "wrong", dict(p1=2 / 4, p5=3 / 4, p10=3 / 4, mrr=(1 + 1 / 4 + 1) / 4, coverage=3 / 4, n=4, n_oov=1)),
+    ],
+)
 def test_conventions_on_hand_made_dictionary(convention, oov, expected):
     result = bli(SRC, TGT, DICT, retrieval_method="nn", convention=convention, oov=oov).to_dict()
     for key, value in expected.items():
@@ -76,8 +86,19 @@ def test_cli_bli_json_and_errors(tmp_path):
     write_vec(tmp_path / "src.vec", SRC.words, SRC.vectors)
     write_vec(tmp_path / "tgt.vec", TGT.words, TGT.vectors)
     (tmp_path / "test.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in DICT.pairs))
-    args = ["cle", "bli", "--src", str(tmp_path / "src.vec"), "--tgt", str(tmp_path / "tgt.vec"),
-            "--test-dict", str(tmp_path / "test.tsv"), "--json", "-o", str(tmp_path / "out.json")]
+    args = [
+        "cle",
+        "bli",
+        "--src",
+        str(tmp_path / "src.vec"),
+        "--tgt",
+        str(tmp_path / "tgt.vec"),
+        "--test-dict",
+        str(tmp_path / "test.tsv"),
+        "--json",
+        "-o",
+        str(tmp_path / "out.json"),
+    ]
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
     result = json.loads(out.output)
@@ -85,8 +106,11 @@ def test_cli_bli_json_and_errors(tmp_path):
     assert result["p1"] == pytest.approx(0.5) and result["n"] == 4
     assert json.loads((tmp_path / "out.json").read_text())["run"]["versions"]["numpy"]
     (tmp_path / "bad.tsv").write_text("a\tb\nbroken\n")
-    proc = subprocess.run([sys.executable, "-m", "xling", *args[:6], "--test-dict", str(tmp_path / "bad.tsv")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xling", *args[:6], "--test-dict", str(tmp_path / "bad.tsv")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: ") and "bad.tsv:2" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -29,8 +29,22 @@ def easy(tmp_path_factory):
 
 def test_map_writes_both_spaces_the_maps_and_a_run_record(monkeypatch, capsys, easy, tmp_path):
     out = tmp_path / "mapped"
-    code, stdout, err = xling(monkeypatch, capsys, "cle", "map", "--method", "proc", "--src", easy / "src.vec",
-                              "--tgt", easy / "tgt.vec", "--train-dict", easy / "train.tsv", "-o", out)
+    code, stdout, err = xling(
+        monkeypatch,
+        capsys,
+        "cle",
+        "map",
+        "--method",
+        "proc",
+        "--src",
+        easy / "src.vec",
+        "--tgt",
+        easy / "tgt.vec",
+        "--train-dict",
+        easy / "train.tsv",
+        "-o",
+        out,
+    )
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["W_src.npy", "W_tgt.npy", "run.json", "src.vec", "tgt.vec"]
     W = np.load(out / "W_src.npy", allow_pickle=False)
@@ -39,14 +53,31 @@ def test_map_writes_both_spaces_the_maps_and_a_run_record(monkeypatch, capsys, e
     assert mapped.words == src.words and np.allclose(mapped.vectors, src.vectors @ W, atol=1e-4)
     record = json.loads((out / "run.json").read_text())
     assert record["config"]["method"] == "proc" and record["mapping"]["train_pairs"] == len(
-        (easy / "train.tsv").read_text().splitlines())
+        (easy / "train.tsv").read_text().splitlines()
+    )
     assert record["seed"] == 0 and record["versions"]["numpy"]
 
 
 def test_run_prints_bli_json(monkeypatch, capsys, easy, tmp_path):
-    code, stdout, err = xling(monkeypatch, capsys, "cle", "run", "-m", "vecmap-identical", "--src", easy / "src.vec",
-                              "--tgt", easy / "tgt.vec", "--test-dict", easy / "test.tsv", "--param",
-                              "stochastic_interval=3", "--json", "-o", tmp_path / "run")
+    code, stdout, err = xling(
+        monkeypatch,
+        capsys,
+        "cle",
+        "run",
+        "-m",
+        "vecmap-identical",
+        "--src",
+        easy / "src.vec",
+        "--tgt",
+        easy / "tgt.vec",
+        "--test-dict",
+        easy / "test.tsv",
+        "--param",
+        "stochastic_interval=3",
+        "--json",
+        "-o",
+        tmp_path / "run",
+    )
     assert code == 0, err
     result = json.loads(stdout)
     assert {"p1", "p5", "p10", "mrr", "coverage", "n", "method"} <= set(result)
@@ -56,16 +87,30 @@ def test_run_prints_bli_json(monkeypatch, capsys, easy, tmp_path):
     assert json.loads((tmp_path / "run" / "run.json").read_text())["mapping"]["seed"] == "identical"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--method", "procrustes", "--train-dict", "{d}/train.tsv"], "'procrustes' is not one of"),
-    (["--method", "vecmap-sup"], "needs a training dictionary (--train-dict)"),
-    (["--method", "proc", "--train-dict", "{d}/train.tsv", "--param", "limit"], "--param: expected KEY=VALUE"),
-    (["--method", "proc", "--train-dict", "{d}/train.tsv", "--param", "limit=5"], "unknown parameter 'limit'"),
-    (["--method", "proc", "--train-dict", "{d}/missing.tsv"], "missing.tsv: cannot read dictionary"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "procrustes", "--train-dict", "{d}/train.tsv"], "'procrustes' is not one of"),
+        (["--method", "vecmap-sup"], "needs a training dictionary (--train-dict)"),
+        (["--method", "proc", "--train-dict", "{d}/train.tsv", "--param", "limit"], "--param: expected KEY=VALUE"),
+        (["--method", "proc", "--train-dict", "{d}/train.tsv", "--param", "limit=5"], "unknown parameter 'limit'"),
+        (["--method", "proc", "--train-dict", "{d}/missing.tsv"], "missing.tsv: cannot read dictionary"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(monkeypatch, capsys, easy, tmp_path, args, message):
     args = [a.format(d=easy) for a in args]
-    code, _, err = xling(monkeypatch, capsys, "cle", "map", "--src", easy / "src.vec", "--tgt", easy / "tgt.vec",
-                         "-o", tmp_path / "never", *args)
+    code, _, err = xling(
+        monkeypatch,
+        capsys,
+        "cle",
+        "map",
+        "--src",
+        easy / "src.vec",
+        "--tgt",
+        easy / "tgt.vec",
+        "-o",
+        tmp_path / "never",
+        *args,
+    )
     assert code == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "never").exists()

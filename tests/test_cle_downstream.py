@@ -31,8 +31,7 @@ def sim(tmp_path_factory):
     """A near-isomorphic pair, its downstream data on disk, and the PROC-mapped and the unmapped spaces."""
     pair = simulate_pair(2000, 32, 0.3, 0.0, seed=3, n_train=600, n_test=300)
     folder = tmp_path_factory.mktemp("downstream")
-    write_downstream(simulate_downstream(pair, seed=3, n_docs=300, n_nli=1200, n_queries=20, n_background=200),
-                     folder)
+    write_downstream(simulate_downstream(pair, seed=3, n_docs=300, n_nli=1200, n_queries=20, n_background=200), folder)
     x, z = Embeddings(pair.src_words, pair.src_vectors), Embeddings(pair.tgt_words, pair.tgt_vectors)
     mapped = map_embeddings("proc", x, z, Dictionary(pair.train))
     return {"pair": pair, "dir": folder, "proc": (mapped.src, mapped.tgt), "unmapped": (x, z)}
@@ -74,8 +73,9 @@ def test_ted_cldc_layout_runs_one_binary_task_per_topic(sim, tmp_path):
 
 def test_clir_transfers_only_through_a_shared_space(sim):
     bwe = {s: _run(sim, "clir", s, model="bwe-agg").score for s in ("proc", "unmapped")}
-    tbt = {s: _run(sim, "clir", s, model="tbt-qt", params={"exclude_digits": False}).score
-           for s in ("proc", "unmapped")}
+    tbt = {
+        s: _run(sim, "clir", s, model="tbt-qt", params={"exclude_digits": False}).score for s in ("proc", "unmapped")
+    }
     assert tbt["proc"] > 0.9 and tbt["unmapped"] < 0.15
     assert bwe["proc"] > 0.3 and bwe["unmapped"] < 0.15
     # the simulated words all carry digits: the reference's digit filter leaves TbT-QT nothing to match
@@ -104,10 +104,12 @@ def test_bli_and_downstream_disagree_when_the_bands_say_so(sim):
 
     rare = np.arange(band, len(src))
     scores = {}
-    for name, space in (("intact", src), ("frequent damaged", damaged(np.arange(band))),
-                        ("rare damaged", damaged(rare))):
-        scores[name] = (bli(space, tgt, Dictionary(pair.test)).mrr,
-                        _run(sim, "cldc", (space, tgt), model="mean").score)
+    for name, space in (
+        ("intact", src),
+        ("frequent damaged", damaged(np.arange(band))),
+        ("rare damaged", damaged(rare)),
+    ):
+        scores[name] = (bli(space, tgt, Dictionary(pair.test)).mrr, _run(sim, "cldc", (space, tgt), model="mean").score)
     assert scores["intact"][0] > 0.8 and scores["intact"][1] > 0.9
     assert scores["frequent damaged"][0] > 0.75 and scores["frequent damaged"][1] < 0.5
     assert scores["rare damaged"][0] < 0.1 and scores["rare damaged"][1] > 0.9

@@ -33,8 +33,25 @@ def sim(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("cli")
     try:
-        mp.setattr(sys, "argv", ["xling", "cle", "simulate", "-o", str(root / "sim"), *SIM_ARGS, "--downstream",
-                                 "--n-docs", "200", "--n-nli", "300", "--n-queries", "15"])
+        mp.setattr(
+            sys,
+            "argv",
+            [
+                "xling",
+                "cle",
+                "simulate",
+                "-o",
+                str(root / "sim"),
+                *SIM_ARGS,
+                "--downstream",
+                "--n-docs",
+                "200",
+                "--n-nli",
+                "300",
+                "--n-queries",
+                "15",
+            ],
+        )
         with pytest.raises(SystemExit) as exit_, threadpool_limits(limits=1, user_api="blas"):
             main()  # one BLAS thread, as the tests' own runs: the last printed digit depends on the thread count
         assert not exit_.value.code
@@ -46,15 +63,27 @@ def sim(tmp_path_factory):
 def test_simulate_downstream_adds_a_folder_and_leaves_the_pair_unchanged(monkeypatch, capsys, sim, tmp_path):
     code, _, err = xling(monkeypatch, capsys, "cle", "simulate", "-o", tmp_path / "plain", *SIM_ARGS)
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["mapping.npy", "run.json", "src.vec",
-                                                                       "test.tsv", "tgt.vec", "train.tsv"]
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == [
+        "mapping.npy",
+        "run.json",
+        "src.vec",
+        "test.tsv",
+        "tgt.vec",
+        "train.tsv",
+    ]
     for name in ("src.vec", "tgt.vec", "train.tsv", "test.tsv", "mapping.npy"):
         assert (tmp_path / "plain" / name).read_bytes() == (sim / name).read_bytes()
-    assert json.loads((sim / "run.json").read_text())["config"] == \
-        json.loads((tmp_path / "plain" / "run.json").read_text())["config"]
+    assert (
+        json.loads((sim / "run.json").read_text())["config"]
+        == json.loads((tmp_path / "plain" / "run.json").read_text())["config"]
+    )
     d = sim / "downstream"
-    assert sorted(p.name for p in (d / "clir").iterdir()) == ["docs.tgt.jsonl", "qrels.txt", "queries.src.tsv",
-                                                             "queries.tgt.tsv"]
+    assert sorted(p.name for p in (d / "clir").iterdir()) == [
+        "docs.tgt.jsonl",
+        "qrels.txt",
+        "queries.src.tsv",
+        "queries.tgt.tsv",
+    ]
     assert (d / "xnli" / "src" / "dev.tsv").read_text().startswith("label\tpremise\thypothesis\n")
     assert len((d / "cldc" / "tgt" / "test.tsv").read_text().splitlines()) == 100
     params = json.loads((d / "params.json").read_text())
@@ -62,9 +91,25 @@ def test_simulate_downstream_adds_a_folder_and_leaves_the_pair_unchanged(monkeyp
 
 
 def _downstream(monkeypatch, capsys, sim, task, *extra, src=None, tgt=None):
-    return xling(monkeypatch, capsys, "cle", "downstream", "--task", task, "--data", sim / "downstream" / task,
-                 "--src-lang", "src", "--tgt-lang", "tgt", "--src", src or sim / "src.vec", "--tgt",
-                 tgt or sim / "tgt.vec", *extra)
+    return xling(
+        monkeypatch,
+        capsys,
+        "cle",
+        "downstream",
+        "--task",
+        task,
+        "--data",
+        sim / "downstream" / task,
+        "--src-lang",
+        "src",
+        "--tgt-lang",
+        "tgt",
+        "--src",
+        src or sim / "src.vec",
+        "--tgt",
+        tgt or sim / "tgt.vec",
+        *extra,
+    )
 
 
 def test_clir_json_line_and_outputs(monkeypatch, capsys, sim, tmp_path):
@@ -85,8 +130,20 @@ def test_clir_json_line_and_outputs(monkeypatch, capsys, sim, tmp_path):
 
 
 def test_cldc_prints_a_line_per_epoch_and_writes_predictions(monkeypatch, capsys, sim, tmp_path):
-    code, out, err = _downstream(monkeypatch, capsys, sim, "cldc", "--param", "epochs=2", "--param", "lr=1e-3",
-                                 "--seed", "3", "-o", tmp_path / "out")
+    code, out, err = _downstream(
+        monkeypatch,
+        capsys,
+        sim,
+        "cldc",
+        "--param",
+        "epochs=2",
+        "--param",
+        "lr=1e-3",
+        "--seed",
+        "3",
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 0, err
     assert [line.split(",")[0] for line in err.splitlines()] == ["cnn: epoch 1/2", "cnn: epoch 2/2"]
     assert "accuracy *" in out
@@ -96,8 +153,19 @@ def test_cldc_prints_a_line_per_epoch_and_writes_predictions(monkeypatch, capsys
 
 
 def test_xnli_json(monkeypatch, capsys, sim):
-    code, out, err = _downstream(monkeypatch, capsys, sim, "xnli", "--param", "hidden=8", "--param", "epochs=1",
-                                 "--task-metric", "macro_f1", "--json")
+    code, out, err = _downstream(
+        monkeypatch,
+        capsys,
+        sim,
+        "xnli",
+        "--param",
+        "hidden=8",
+        "--param",
+        "epochs=1",
+        "--task-metric",
+        "macro_f1",
+        "--json",
+    )
     assert code == 0, err
     row = json.loads(out)
     assert row["model"] == "esim" and row["metric"] == "macro_f1" and row["n"] == 60 and "dev accuracy" in err
@@ -109,8 +177,10 @@ def _copy(sim, tmp_path):
     return data
 
 
-@pytest.mark.parametrize("case", ["missing split", "unknown label", "empty document", "other dimension",
-                                  "model of another task", "bad parameter"])
+@pytest.mark.parametrize(
+    "case",
+    ["missing split", "unknown label", "empty document", "other dimension", "model of another task", "bad parameter"],
+)
 def test_bad_input_is_one_line_exit_2_and_nothing_written(monkeypatch, capsys, sim, tmp_path, case):
     data, extra, task = _copy(sim, tmp_path), [], "cldc"
     src, tgt = data / "src.vec", data / "tgt.vec"
@@ -135,9 +205,27 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(monkeypatch, capsys, s
         extra, message = ["--task-model", "esim"], "unknown model 'esim' for cldc"
     else:
         extra, message = ["--param", "dropout=high"], "parameter 'dropout' of model cnn: expected float"
-    code, out, err = xling(monkeypatch, capsys, "cle", "downstream", "--task", task, "--data",
-                           data / "downstream" / task, "--src-lang", "src", "--tgt-lang", "tgt", "--src", src,
-                           "--tgt", tgt, "-o", tmp_path / "never", *extra)
+    code, out, err = xling(
+        monkeypatch,
+        capsys,
+        "cle",
+        "downstream",
+        "--task",
+        task,
+        "--data",
+        data / "downstream" / task,
+        "--src-lang",
+        "src",
+        "--tgt-lang",
+        "tgt",
+        "--src",
+        src,
+        "--tgt",
+        tgt,
+        "-o",
+        tmp_path / "never",
+        *extra,
+    )
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert message in err
     assert not (tmp_path / "never").exists() and not out

@@ -51,8 +51,10 @@ def _publish(root: Path, files: dict[str, str]) -> dict:
 
 def test_dictionaries_download_verify_and_cache(server, tmp_path):
     root, url, requests = server
-    manifest = _publish(root, {"en-de/test.tsv": "dog\tHund\ncat\tKatze\n", "en-de/train.tsv": "a\tb\n",
-                               "de-fi/test.tsv": "Hund\tkoira\n"})
+    manifest = _publish(
+        root,
+        {"en-de/test.tsv": "dog\tHund\ncat\tKatze\n", "en-de/train.tsv": "a\tb\n", "de-fi/test.tsv": "Hund\tkoira\n"},
+    )
     out = tmp_path / "data"
     files = fetch_bli(out, ["en-de"], base_url=url, manifest=manifest)
     assert sorted(p.relative_to(out).as_posix() for p in files) == ["en-de/test.tsv", "en-de/train.tsv"]
@@ -108,8 +110,23 @@ def test_fasttext_streams_max_vocab_and_caches(server, tmp_path):
 def test_cli_fetch(server, tmp_path):
     root, url, _ = server
     write_vec(root / "wiki.xx.vec", ["a", "b", "c"], np.eye(3, dtype=np.float32))
-    result = CliRunner().invoke(app, ["data", "fetch", "-o", str(tmp_path / "d"), "--pairs", "none", "--vectors",
-                                      "xx", "--max-vocab", "2", "--vectors-base-url", url])
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "fetch",
+            "-o",
+            str(tmp_path / "d"),
+            "--pairs",
+            "none",
+            "--vectors",
+            "xx",
+            "--max-vocab",
+            "2",
+            "--vectors-base-url",
+            url,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert read_vectors(tmp_path / "d" / "vectors" / "wiki.xx.vec").words == ["a", "b"]
 

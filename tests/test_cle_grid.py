@@ -40,8 +40,19 @@ def grid_dir(tmp_path_factory):
     """Two simulated pairs: aa-bb near-isomorphic, aa-cc strongly warped (unsupervised mapping cannot work)."""
     root = tmp_path_factory.mktemp("clegrid")
     for pair, warp in (("aa-bb", 0.0), ("aa-cc", 0.8)):
-        sim = simulate_pair(600, 16, 0.1, warp, seed=11, n_train=200, n_test=150, rank_noise=0.3, n_clusters=10,
-                            lang_clusters=2, overlap=1.0)
+        sim = simulate_pair(
+            600,
+            16,
+            0.1,
+            warp,
+            seed=11,
+            n_train=200,
+            n_test=150,
+            rank_noise=0.3,
+            n_clusters=10,
+            lang_clusters=2,
+            overlap=1.0,
+        )
         write_pair(sim, root / pair)
         lines = (root / pair / "train.tsv").read_text().splitlines(keepends=True)
         for size in (100, 200):
@@ -87,16 +98,26 @@ def test_grid_results_tables_and_resume(grid_dir, tmp_path, monkeypatch, capsys)
 
 def test_failed_units_are_recorded_and_retried(grid_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
-    spec = load_grid_spec(grid_dir / "spec.yaml").model_copy(update={"methods": ["proc"], "pairs": ["aa-bb", "aa-dd"],
-                                                                      "sizes": ["100"], "output": str(out)})
+    spec = load_grid_spec(grid_dir / "spec.yaml").model_copy(
+        update={"methods": ["proc"], "pairs": ["aa-bb", "aa-dd"], "sizes": ["100"], "output": str(out)}
+    )
     table = run_grid(spec, progress=False).set_index("pair")
     assert table.loc["aa-bb", "status"] == "done"
     assert table.loc["aa-dd", "status"] == "error" and "no such vectors file" in table.loc["aa-dd", "error"]
     assert pd.read_csv(out / "tables" / "cle_averages.csv")["errors"].tolist() == [1]
-    (grid_dir / "failing.yaml").write_text((grid_dir / "spec.yaml").read_text().replace(
-        "methods:\n  - proc\n  - {method: vecmap-unsup, params: {stochastic_interval: 2, unsupervised_vocab: 600}}\n"
-        "pairs: [aa-bb, aa-cc]\nsizes: [100, 200]", "methods: [proc]\npairs: [aa-bb, aa-dd]\nsizes: [100]"))
-    code, _, err = run_xling(monkeypatch, capsys, "cle", "grid", grid_dir / "failing.yaml", "-o", out, "--max-retries", 0)
+    (grid_dir / "failing.yaml").write_text(
+        (grid_dir / "spec.yaml")
+        .read_text()
+        .replace(
+            "methods:\n  - proc\n  - {method: vecmap-unsup, params: {stochastic_interval: 2, "
+            "unsupervised_vocab: 600}}\n"
+            "pairs: [aa-bb, aa-cc]\nsizes: [100, 200]",
+            "methods: [proc]\npairs: [aa-bb, aa-dd]\nsizes: [100]",
+        )
+    )
+    code, _, err = run_xling(
+        monkeypatch, capsys, "cle", "grid", grid_dir / "failing.yaml", "-o", out, "--max-retries", 0
+    )
     assert code == 1  # a unit that errored: exit code 1, the status lists it
     (grid_dir / "aa-dd").symlink_to(grid_dir / "aa-bb")  # the missing files appear: a rerun retries that unit
     try:
@@ -105,17 +126,22 @@ def test_failed_units_are_recorded_and_retried(grid_dir, tmp_path, monkeypatch, 
         (grid_dir / "aa-dd").unlink()
 
 
-@pytest.mark.parametrize("text, message", [
-    ("methods: [proc]\npairs: [en-de]\nvectors: v.{lang}\ntest_dict: t\n", "needs a training dictionary"),
-    ("methods: [nope]\nvectors: v\ntest_dict: t\n", "unknown mapping method 'nope'"),
-    ("methods: [vecmap-unsup]\nvectors: v.{language}\ntest_dict: t\n", "unknown placeholder {language}"),
-    ("methods: [vecmap-unsup]\nvectors: v\ntest_dict: t\ncolour: red\n", "colour"),
-    ("methods: [vecmap-unsup]\npairs: [ende]\nvectors: v\ntest_dict: t\n", "a pair is 'src-tgt'"),
-    ("methods: [{method: proc-b, params: {limt: 5}}]\nvectors: v\ntrain_dict: d\ntest_dict: t\n",
-     "unknown parameter 'limt'"),
-    ("methods: [vecmap-unsup]\ntest_dict: t\n", "give either vectors"),
-    ("methods: [proc\n", "invalid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("methods: [proc]\npairs: [en-de]\nvectors: v.{lang}\ntest_dict: t\n", "needs a training dictionary"),
+        ("methods: [nope]\nvectors: v\ntest_dict: t\n", "unknown mapping method 'nope'"),
+        ("methods: [vecmap-unsup]\nvectors: v.{language}\ntest_dict: t\n", "unknown placeholder {language}"),
+        ("methods: [vecmap-unsup]\nvectors: v\ntest_dict: t\ncolour: red\n", "colour"),
+        ("methods: [vecmap-unsup]\npairs: [ende]\nvectors: v\ntest_dict: t\n", "a pair is 'src-tgt'"),
+        (
+            "methods: [{method: proc-b, params: {limt: 5}}]\nvectors: v\ntrain_dict: d\ntest_dict: t\n",
+            "unknown parameter 'limt'",
+        ),
+        ("methods: [vecmap-unsup]\ntest_dict: t\n", "give either vectors"),
+        ("methods: [proc\n", "invalid YAML"),
+    ],
+)
 def test_malformed_spec_is_one_line_error_exit_2(tmp_path, monkeypatch, capsys, text, message):
     (tmp_path / "spec.yaml").write_text(text)
     with pytest.raises(XlingError, match="spec.yaml"):
@@ -126,8 +152,9 @@ def test_malformed_spec_is_one_line_error_exit_2(tmp_path, monkeypatch, capsys, 
 
 
 def test_paper_defaults():
-    spec = CLEGridSpec(methods=["proc"], vectors="wiki.{lang}.vec", train_dict="{pair}/train.{size}.tsv",
-                       test_dict="{pair}/test.tsv")
+    spec = CLEGridSpec(
+        methods=["proc"], vectors="wiki.{lang}.vec", train_dict="{pair}/train.{size}.tsv", test_dict="{pair}/test.tsv"
+    )
     assert len(spec.pair_list()) == 28 and spec.sizes == ["500", "1k", "3k", "5k"]
 
 
@@ -139,15 +166,18 @@ def test_grid_with_downstream_tasks_writes_both_tables_and_the_report(tmp_path, 
 
     pair = simulate_pair(1500, 24, 0.4, 0.1, seed=5, n_train=500, n_test=200)
     write_pair(pair, tmp_path / "src-tgt")
-    write_downstream(simulate_downstream(pair, seed=5, n_docs=200, n_nli=300, n_queries=12, n_background=100),
-                     tmp_path / "src-tgt" / "downstream")
+    write_downstream(
+        simulate_downstream(pair, seed=5, n_docs=200, n_nli=300, n_queries=12, n_background=100),
+        tmp_path / "src-tgt" / "downstream",
+    )
     lines = (tmp_path / "src-tgt" / "train.tsv").read_text().splitlines(keepends=True)
     for size in (50, 500):
         (tmp_path / "src-tgt" / f"train.{size}.tsv").write_text("".join(lines[:size]))
     (tmp_path / "spec.yaml").write_text(
         "methods: [proc, cca, vecmap-sup]\npairs: [src-tgt]\nsizes: [50, 500]\nsrc_vectors: '{pair}/src.vec'\n"
         "tgt_vectors: '{pair}/tgt.vec'\ntrain_dict: '{pair}/train.{size}.tsv'\ntest_dict: '{pair}/test.tsv'\n"
-        "downstream:\n  cldc: {data: '{pair}/downstream/cldc', model: mean}\n  clir: '{pair}/downstream/clir'\n")
+        "downstream:\n  cldc: {data: '{pair}/downstream/cldc', model: mean}\n  clir: '{pair}/downstream/clir'\n"
+    )
     code, _, _ = run_xling(monkeypatch, capsys, "cle", "grid", tmp_path / "spec.yaml", "-o", tmp_path / "out")
     assert code == 0
     tables = tmp_path / "out" / "tables"

@@ -177,12 +177,27 @@ def test_vecmap_checks_its_options_and_the_dictionary_rank():
 # --- P@1 bands on simulated pairs of known difficulty -----------------------------------------------------------------
 
 BANDS = {  # (noise, warp) -> method -> (low, high) P@1; 2000 words x 40 dims, 500 training pairs
-    (0.3, 0.0): {"proc": (0.97, 1.0), "proc-b": (0.97, 1.0), "cca": (0.95, 1.0), "cca-xlingeval": (0.97, 1.0),
-                 "vecmap-sup": (0.97, 1.0)},
-    (0.6, 0.15): {"proc": (0.58, 0.72), "proc-b": (0.6, 0.75), "cca": (0.5, 0.65), "cca-xlingeval": (0.58, 0.72),
-                  "vecmap-sup": (0.56, 0.7)},
-    (1.0, 0.5): {"proc": (0.0, 0.05), "proc-b": (0.0, 0.05), "cca": (0.0, 0.05), "cca-xlingeval": (0.0, 0.05),
-                 "vecmap-sup": (0.0, 0.05)},
+    (0.3, 0.0): {
+        "proc": (0.97, 1.0),
+        "proc-b": (0.97, 1.0),
+        "cca": (0.95, 1.0),
+        "cca-xlingeval": (0.97, 1.0),
+        "vecmap-sup": (0.97, 1.0),
+    },
+    (0.6, 0.15): {
+        "proc": (0.58, 0.72),
+        "proc-b": (0.6, 0.75),
+        "cca": (0.5, 0.65),
+        "cca-xlingeval": (0.58, 0.72),
+        "vecmap-sup": (0.56, 0.7),
+    },
+    (1.0, 0.5): {
+        "proc": (0.0, 0.05),
+        "proc-b": (0.0, 0.05),
+        "cca": (0.0, 0.05),
+        "cca-xlingeval": (0.0, 0.05),
+        "vecmap-sup": (0.0, 0.05),
+    },
 }
 
 
@@ -216,8 +231,9 @@ def test_mutual_neighbours_with_early_stop_equal_the_full_scan():
         got = mutual_neighbours(Xu, Zu, need, block=64)
         assert [tuple(p) for p in got.tolist()] == full[:need]
     skip = {full[0], full[3]}
-    assert [tuple(p) for p in mutual_neighbours(Xu, Zu, 20, exclude=skip, block=64).tolist()] == \
-        [p for p in full if p not in skip][:20]
+    assert [tuple(p) for p in mutual_neighbours(Xu, Zu, 20, exclude=skip, block=64).tolist()] == [
+        p for p in full if p not in skip
+    ][:20]
 
 
 def test_proc_b_variants():

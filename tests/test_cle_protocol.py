@@ -126,8 +126,7 @@ def ref_eval(pairs, vs, vt, src, tgt):
         inds = np.argsort(sims)[::-1]
         positions.append(int(np.where(inds == (vt[t] if t in vt else vt[t.lower()]))[0][0]) + 1)
     p = np.array(positions, dtype=float)
-    return {"p1": np.mean(p == 1), "p5": np.mean(p <= 5), "p10": np.mean(p <= 10), "mrr": np.mean(1 / p),
-            "n": len(p)}
+    return {"p1": np.mean(p == 1), "p5": np.mean(p <= 5), "p10": np.mean(p <= 10), "mrr": np.mean(1 / p), "n": len(p)}
 
 
 def ref_proc(pairs, vs, vt, src, tgt):
@@ -148,7 +147,7 @@ def ref_proc_b_reproduce(pairs, vs, vt, src, tgt, limit=10000):
     t2s = np.argmax(ref_normalize(tgt @ W_back) @ ref_normalize(src).T, axis=1)
     matches = [i for i in range(len(s2t)) if t2s[s2t[i]] == i]
     ranked = sorted([(m, s2t[m]) for m in matches], key=lambda p: p[0] + p[1])
-    grown = list(pairs) + [(inv_s[i], inv_t[j]) for i, j in ranked][:limit - len(pairs)]
+    grown = list(pairs) + [(inv_s[i], inv_t[j]) for i, j in ranked][: limit - len(pairs)]
     return ref_proc(grown, vs, vt, src, tgt)[0]
 
 
@@ -166,7 +165,7 @@ def ref_proc_b_iterative(pairs, vs, vt, src, tgt, growth_rate=1.5, limit=10000):
         s2t = np.argmax(ref_normalize(src @ W) @ ref_normalize(tgt).T, axis=1)
         t2s = np.argmax(ref_normalize(tgt @ W_back) @ ref_normalize(src).T, axis=1)
         ranked = sorted([(m, s2t[m]) for m in range(len(s2t)) if t2s[s2t[m]] == m], key=lambda p: p[0] + p[1])
-        pairs = [(inv_s[i], inv_t[j]) for i, j in ranked[:min(int(growth_rate * len(pairs)), limit)]]
+        pairs = [(inv_s[i], inv_t[j]) for i, j in ranked[: min(int(growth_rate * len(pairs)), limit)]]
 
 
 # --- tests -------------------------------------------------------------------------------------------------------
@@ -208,16 +207,42 @@ def test_bli_protocol_equals_xling_eval_and_differs_from_the_defaults(monkeypatc
     _write_vec(mapped / "src.vec", [r[0] for r in rows], raw @ W.astype(np.float32))
     ref = ref_eval(pairs, vs, vt, src @ W.astype(np.float32), tgt)
 
-    code, out, err = xling(monkeypatch, capsys, "cle", "bli", "--src", mapped / "src.vec", "--tgt", mixed / "tgt.vec",
-                           "--test-dict", mixed / "test.tsv", "--protocol", "glavas2019", "--json", "--no-cache")
+    code, out, err = xling(
+        monkeypatch,
+        capsys,
+        "cle",
+        "bli",
+        "--src",
+        mapped / "src.vec",
+        "--tgt",
+        mixed / "tgt.vec",
+        "--test-dict",
+        mixed / "test.tsv",
+        "--protocol",
+        "glavas2019",
+        "--json",
+        "--no-cache",
+    )
     assert code == 0, err
     got = json.loads(out)
     assert got["n"] == ref["n"] and got["protocol"] == "glavas2019" and got["retrieval"] == "nn"
     for key in ("p1", "p5", "p10", "mrr"):
         assert got[key] == pytest.approx(ref[key], abs=1e-9), key
 
-    code, out, err = xling(monkeypatch, capsys, "cle", "bli", "--src", mapped / "src.vec", "--tgt", mixed / "tgt.vec",
-                           "--test-dict", mixed / "test.tsv", "--json", "--no-cache")
+    code, out, err = xling(
+        monkeypatch,
+        capsys,
+        "cle",
+        "bli",
+        "--src",
+        mapped / "src.vec",
+        "--tgt",
+        mixed / "tgt.vec",
+        "--test-dict",
+        mixed / "test.tsv",
+        "--json",
+        "--no-cache",
+    )
     default = json.loads(out)
     assert abs(default["mrr"] - ref["mrr"]) > 0.05 and default["n"] < ref["n"]  # case kept, repeats dropped
     print(f"MRR: xling defaults {default['mrr']:.3f} (n={default['n']}), glavas2019 {got['mrr']:.3f} (n={got['n']})")
@@ -231,8 +256,24 @@ def test_proc_b_under_the_protocol_is_the_release_bootstrap(monkeypatch, capsys,
     budget = 10000 if limit is None else len(train) + limit  # limit: only the `limit` best mutual pairs are added
     W = ref_proc_b_reproduce(train, vs, vt, src, tgt, limit=budget)
     ref = ref_eval(ref_dictionary(mixed / "test.tsv"), vs, vt, src @ W.astype(np.float32), tgt)
-    args = ["cle", "run", "-m", "proc-b", "--src", mixed / "src.vec", "--tgt", mixed / "tgt.vec", "--train-dict",
-            mixed / "train.tsv", "--test-dict", mixed / "test.tsv", "--protocol", "glavas2019", "--json", "--no-cache"]
+    args = [
+        "cle",
+        "run",
+        "-m",
+        "proc-b",
+        "--src",
+        mixed / "src.vec",
+        "--tgt",
+        mixed / "tgt.vec",
+        "--train-dict",
+        mixed / "train.tsv",
+        "--test-dict",
+        mixed / "test.tsv",
+        "--protocol",
+        "glavas2019",
+        "--json",
+        "--no-cache",
+    ]
     code, out, err = xling(monkeypatch, capsys, *args, *(["--param", f"limit={budget}"] if limit else []))
     assert code == 0, err
     got = json.loads(out)
@@ -249,9 +290,26 @@ def test_iterative_proc_b_under_the_protocol_is_the_release_loop(monkeypatch, ca
     vt, tgt = ref_load_embs(mixed / "tgt.vec")
     W = ref_proc_b_iterative(ref_dictionary(mixed / "train.tsv"), vs, vt, src, tgt)
     ref = ref_eval(ref_dictionary(mixed / "test.tsv"), vs, vt, src @ W.astype(np.float32), tgt)
-    code, out, err = xling(monkeypatch, capsys, "cle", "run", "-m", "proc-b-iterative", "--src", mixed / "src.vec",
-                           "--tgt", mixed / "tgt.vec", "--train-dict", mixed / "train.tsv", "--test-dict",
-                           mixed / "test.tsv", "--protocol", "glavas2019", "--json", "--no-cache")
+    code, out, err = xling(
+        monkeypatch,
+        capsys,
+        "cle",
+        "run",
+        "-m",
+        "proc-b-iterative",
+        "--src",
+        mixed / "src.vec",
+        "--tgt",
+        mixed / "tgt.vec",
+        "--train-dict",
+        mixed / "train.tsv",
+        "--test-dict",
+        mixed / "test.tsv",
+        "--protocol",
+        "glavas2019",
+        "--json",
+        "--no-cache",
+    )
     assert code == 0, err
     got = json.loads(out)
     assert got["n"] == ref["n"] and got["mrr"] == pytest.approx(ref["mrr"], abs=1e-9)
@@ -264,8 +322,11 @@ def test_resolve_overrides_and_names():
         p = resolve("glavas2019", None, retrieval="csls", case="lower")
     assert p.retrieval == "csls" and p.overrides == {"retrieval": "csls"} and p.count == "rows"
     assert [w.category for w in caught] == [XlingNote] and "retrieval=csls" in str(caught[0].message)
-    assert resolve(None, {"retrieval": "csls"}).vector_options() == {"max_vocab": 200000, "lowercase": False,
-                                                                     "skip_bad": False}
+    assert resolve(None, {"retrieval": "csls"}).vector_options() == {
+        "max_vocab": 200000,
+        "lowercase": False,
+        "skip_bad": False,
+    }
     assert resolve("muse").bli_options()["convention"] == "source"
     with pytest.raises(XlingError, match="unknown BLI protocol 'paper'"):
         get_protocol("paper")
@@ -274,9 +335,17 @@ def test_resolve_overrides_and_names():
 def test_grid_protocol_field_resolves_every_unit(tmp_path, mixed):
     from xling.cle.grid import CLEGridSpec, run_grid
 
-    fields = dict(methods=["proc"], pairs=["en-de"], sizes=["all"], src_vectors=str(mixed / "src.vec"),
-                  tgt_vectors=str(mixed / "tgt.vec"), train_dict=str(mixed / "train.tsv"),
-                  test_dict=str(mixed / "test.tsv"), protocol="glavas2019", cache=False)
+    fields = dict(
+        methods=["proc"],
+        pairs=["en-de"],
+        sizes=["all"],
+        src_vectors=str(mixed / "src.vec"),
+        tgt_vectors=str(mixed / "tgt.vec"),
+        train_dict=str(mixed / "train.tsv"),
+        test_dict=str(mixed / "test.tsv"),
+        protocol="glavas2019",
+        cache=False,
+    )
     spec = CLEGridSpec(**fields, output=str(tmp_path / "out"))
     conv = spec.conventions()
     assert (conv.retrieval, conv.case, conv.repeats, conv.count) == ("nn", "lower", "keep", "rows")

@@ -89,8 +89,9 @@ def test_loss_and_gradient_equal_align_py(spaces):
     R = np.linalg.qr(np.random.default_rng(1).normal(size=(X.shape[1],) * 2))[0] * 1.3
     Xp, Yp = X[pairs[:, 0]], Z[pairs[:, 1]]
     f, grad = rcsls_loss(R, Xp, Yp, X[:300], Z[:300], 10)
-    f_ref, grad_ref = ref_rcsls(Xp.astype(np.float64), Yp.astype(np.float64), X[:300].astype(np.float64),
-                                Z[:300].astype(np.float64), R, 10)
+    f_ref, grad_ref = ref_rcsls(
+        Xp.astype(np.float64), Yp.astype(np.float64), X[:300].astype(np.float64), Z[:300].astype(np.float64), R, 10
+    )
     assert f == pytest.approx(f_ref, rel=1e-5)
     assert np.allclose(grad, grad_ref, atol=1e-5)
 
@@ -114,7 +115,7 @@ def test_rollback_restores_the_last_accepted_map(spaces):
     history = mapper.history_
     rejected = [i for i, h in enumerate(history) if not h["accepted"]]
     assert rejected and rejected[0] + 1 < len(history)
-    accepted_before = [h for h in history[:rejected[0]] if h["accepted"]][-1]
+    accepted_before = [h for h in history[: rejected[0]] if h["accepted"]][-1]
     assert history[rejected[0] + 1]["objective"] == pytest.approx(accepted_before["objective"], rel=1e-9)
     assert mapper.objective_ <= accepted_before["objective"]
 

@@ -46,8 +46,9 @@ def test_nearest_equals_brute_force(spaces, method, backend):
     queries = sources[rows]
     ref = _reference(method, queries, targets, sources)
     # bound_rows=100 forces the pruned path; small blocks exercise batching
-    idx, scores = R.nearest(queries, targets, k=10, method=method, sources=sources, bound_rows=100,
-                            backend=backend, block_bytes=1 << 20)
+    idx, scores = R.nearest(
+        queries, targets, k=10, method=method, sources=sources, bound_rows=100, backend=backend, block_bytes=1 << 20
+    )
     ref_idx = np.argsort(-ref, axis=1, kind="stable")[:, :10]
     np.testing.assert_array_equal(idx, ref_idx)
     tol = 2e-5 * (30 if method == "isf" else 1)
@@ -64,8 +65,9 @@ def test_gold_ranks_equal_brute_force(spaces, method):
     gold_of = np.stack([rows, rng.integers(0, len(targets), len(rows))], axis=1).ravel()
     ref = _reference(method, queries, targets, sources)
     gold = ref[query_of, gold_of][:, None]
-    ranks = R.gold_ranks(queries, targets, query_of, gold_of, method=method, sources=sources, bound_rows=100,
-                         block_bytes=1 << 20)
+    ranks = R.gold_ranks(
+        queries, targets, query_of, gold_of, method=method, sources=sources, bound_rows=100, block_bytes=1 << 20
+    )
     # equal up to float32 rounding: a target within 1e-5 of the gold's score may fall either side
     tol = 1e-5 * (30 if method == "isf" else 1)
     assert np.all(ranks >= 1 + (ref[query_of] > gold + tol).sum(axis=1))
@@ -82,8 +84,9 @@ def test_torch_backend_equals_brute_force(spaces):
         ref = _reference(method, queries, targets, sources)
         idx, _ = R.nearest(queries, targets, k=5, method=method, sources=sources, backend="torch")
         np.testing.assert_array_equal(idx, np.argsort(-ref, axis=1, kind="stable")[:, :5])
-        ranks = R.gold_ranks(queries, targets, np.arange(len(rows)), rows, method=method, sources=sources,
-                             backend="torch")
+        ranks = R.gold_ranks(
+            queries, targets, np.arange(len(rows)), rows, method=method, sources=sources, backend="torch"
+        )
         np.testing.assert_array_equal(ranks, 1 + (ref > ref[np.arange(len(rows)), rows][:, None]).sum(axis=1))
 
 
@@ -93,8 +96,9 @@ def test_pruning_computes_few_exact_penalties(spaces, monkeypatch):
     asked: list[int] = []
     exact = R._Rule.penalty
     monkeypatch.setattr(R._Rule, "penalty", lambda self, r: (asked.append(len(r)), exact(self, r))[1])
-    ranks = R.gold_ranks(sources[rows], targets, np.arange(len(rows)), rows, method="csls", sources=sources,
-                         bound_rows=250)
+    ranks = R.gold_ranks(
+        sources[rows], targets, np.arange(len(rows)), rows, method="csls", sources=sources, bound_rows=250
+    )
     ref = _reference("csls", sources[rows], targets, sources)
     np.testing.assert_array_equal(ranks, 1 + (ref > ref[np.arange(len(rows)), rows][:, None]).sum(axis=1))
     assert sum(asked) < 0.5 * len(targets)
@@ -105,8 +109,11 @@ def test_penalties_match_definitions(spaces):
     ref = np.sort(targets @ sources.T, axis=1)[:, -10:].mean(axis=1)
     np.testing.assert_allclose(R.csls_penalty(sources, targets, 10, backend="numpy"), ref, atol=1e-5)
     np.testing.assert_allclose(R.csls_penalty(sources, targets, 10, backend="faiss"), ref, atol=1e-5)
-    np.testing.assert_allclose(R.isf_log_partition(sources, targets, 30.0, block_bytes=1 << 18),
-                               logsumexp(30.0 * (targets @ sources.T).astype(np.float64), axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        R.isf_log_partition(sources, targets, 30.0, block_bytes=1 << 18),
+        logsumexp(30.0 * (targets @ sources.T).astype(np.float64), axis=1),
+        rtol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("k", [1, 3])

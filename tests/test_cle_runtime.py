@@ -18,9 +18,11 @@ from xling.cli import _format_note
 from xling.errors import XlingNote
 
 #: every iterative method of xling: the name its progress lines start with, and settings small enough for a test
-ITERATIVE = {"vecmap-semi": ("self-learning", {"vocabulary_cutoff": 300, "stochastic_interval": 2}),
-             "rcsls": ("rcsls", {"maxneg": 400, "batch_size": 60}),
-             "dlv": ("dlv", {"vocabulary_cutoff": 400})}
+ITERATIVE = {
+    "vecmap-semi": ("self-learning", {"vocabulary_cutoff": 300, "stochastic_interval": 2}),
+    "rcsls": ("rcsls", {"maxneg": 400, "batch_size": 60}),
+    "dlv": ("dlv", {"vocabulary_cutoff": 400}),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +43,8 @@ def rows(pair, lines) -> np.ndarray:
 
 def _fit(method: str, pair, seed: int = 0, verbose: bool = False):
     return make_mapper(method, seed=seed, verbose=verbose, **ITERATIVE[method][1]).fit(
-        pair.src_vectors, pair.tgt_vectors, rows(pair, pair.train))
+        pair.src_vectors, pair.tgt_vectors, rows(pair, pair.train)
+    )
 
 
 @pytest.mark.parametrize("method", sorted(ITERATIVE))
@@ -66,8 +69,13 @@ def test_quiet_unless_verbose(pair, capsys):
 
 def test_every_iterative_method_is_covered():
     iterative = {m for m, (cls, _, _) in METHODS.items() if "verbose" in inspect.signature(cls).parameters}
-    elsewhere = {"vecmap-identical", "vecmap-unsup",  # the same class as vecmap-semi
-                 "muse", "icp", "gwa"}  # logs and determinism in test_cle_unsupervised.py
+    elsewhere = {
+        "vecmap-identical",
+        "vecmap-unsup",  # the same class as vecmap-semi
+        "muse",
+        "icp",
+        "gwa",
+    }  # logs and determinism in test_cle_unsupervised.py
     assert iterative - elsewhere <= set(ITERATIVE)
 
 
@@ -75,8 +83,21 @@ def test_unwritable_cache_folder_is_a_note_and_no_cache_turns_it_off(monkeypatch
     folder = tmp_path / "vectors"
     write_pair(pair, folder)
     (folder / ".xling-cache").write_text("not a folder")  # as a read-only folder would, mkdir fails
-    args = ["cle", "run", "-m", "proc", "--src", folder / "src.vec", "--tgt", folder / "tgt.vec", "--train-dict",
-            folder / "train.tsv", "--test-dict", folder / "test.tsv", "--json"]
+    args = [
+        "cle",
+        "run",
+        "-m",
+        "proc",
+        "--src",
+        folder / "src.vec",
+        "--tgt",
+        folder / "tgt.vec",
+        "--train-dict",
+        folder / "train.tsv",
+        "--test-dict",
+        folder / "test.tsv",
+        "--json",
+    ]
     with pytest.warns(XlingNote) as notes:
         code, out, err = xling(monkeypatch, capsys, *args)
     assert code == 0 and '"p1"' in out
@@ -107,19 +128,49 @@ def test_ctrl_c_during_the_fit_leaves_no_output(monkeypatch, capsys, pair, tmp_p
         raise KeyboardInterrupt
 
     monkeypatch.setattr(IterationLog, "update", interrupt)
-    code, out, err = xling(monkeypatch, capsys, "cle", "map", "-m", "dlv", "--src", tmp_path / "data" / "src.vec",
-                           "--tgt", tmp_path / "data" / "tgt.vec", "--train-dict", tmp_path / "data" / "train.tsv",
-                           "-o", tmp_path / "mapped", "--no-cache")
+    code, out, err = xling(
+        monkeypatch,
+        capsys,
+        "cle",
+        "map",
+        "-m",
+        "dlv",
+        "--src",
+        tmp_path / "data" / "src.vec",
+        "--tgt",
+        tmp_path / "data" / "tgt.vec",
+        "--train-dict",
+        tmp_path / "data" / "train.tsv",
+        "-o",
+        tmp_path / "mapped",
+        "--no-cache",
+    )
     assert code == 130 and not (tmp_path / "mapped").exists()
 
 
 @pytest.mark.parametrize("method", ["rcsls", "dlv"])
 def test_cle_run_new_methods_from_the_cli(method, monkeypatch, capsys, pair, tmp_path):
     write_pair(pair, tmp_path / "data")
-    code, out, err = xling(monkeypatch, capsys, "cle", "run", "-m", method, "--src", tmp_path / "data" / "src.vec",
-                           "--tgt", tmp_path / "data" / "tgt.vec", "--train-dict", tmp_path / "data" / "train.tsv",
-                           "--test-dict", tmp_path / "data" / "test.tsv", "--json", "--no-cache",
-                           "-o", tmp_path / "run")
+    code, out, err = xling(
+        monkeypatch,
+        capsys,
+        "cle",
+        "run",
+        "-m",
+        method,
+        "--src",
+        tmp_path / "data" / "src.vec",
+        "--tgt",
+        tmp_path / "data" / "tgt.vec",
+        "--train-dict",
+        tmp_path / "data" / "train.tsv",
+        "--test-dict",
+        tmp_path / "data" / "test.tsv",
+        "--json",
+        "--no-cache",
+        "-o",
+        tmp_path / "run",
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["method"] == method and result["p1"] > 0.5

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_cle_mappers import p_at_1, rows  # noqa: E402  (shared helpers of the CLE tests)
+from test_cle_mappers import p_at_1, rows
 from threadpoolctl import threadpool_limits
 
 from xling.cle.mappers import (
@@ -29,8 +29,20 @@ def _one_blas_thread():
 
 def _near_isomorphic(warp: float = 0.0, seed: int = 1):
     """1000 words x 20 dims, little noise, few clusters: similarity distributions identify words."""
-    return simulate_pair(1000, 20, 0.1, warp, seed=seed, n_train=200, n_test=300, rank_noise=0.3, n_clusters=10,
-                         lang_clusters=2, overlap=1.0, identical=0.1)
+    return simulate_pair(
+        1000,
+        20,
+        0.1,
+        warp,
+        seed=seed,
+        n_train=200,
+        n_test=300,
+        rank_noise=0.3,
+        n_clusters=10,
+        lang_clusters=2,
+        overlap=1.0,
+        identical=0.1,
+    )
 
 
 def _reference_induction(X: np.ndarray, Z: np.ndarray, k: int):
@@ -119,9 +131,13 @@ def test_unsupervised_succeeds_when_isomorphic_and_fails_visibly_when_not():
 def test_bad_parameters():
     X = np.random.default_rng(0).standard_normal((30, 4)).astype(np.float32)
     pairs = np.c_[np.arange(30), np.arange(30)]
-    for params, message in (({"stochastic_initial": 0.0}, "stochastic_initial must be in"),
-                            ({"init": "numerals"}, "init: expected"), ({"direction": "both"}, "direction: expected"),
-                            ({"csls_k": 0}, "csls_k must be at least 1"), ({"max_iter": 0}, "max_iter must be")):
+    for params, message in (
+        ({"stochastic_initial": 0.0}, "stochastic_initial must be in"),
+        ({"init": "numerals"}, "init: expected"),
+        ({"direction": "both"}, "direction: expected"),
+        ({"csls_k": 0}, "csls_k must be at least 1"),
+        ({"max_iter": 0}, "max_iter must be"),
+    ):
         with pytest.raises(XlingError, match=message):
             VecMapSelfLearning(**params).fit(X, X, pairs)
     with pytest.raises(XlingError, match="seed dictionary: this method needs a training dictionary"):

@@ -22,8 +22,12 @@ def _procrustes_bli(pair) -> tuple[float, float]:
     u, _, vt = np.linalg.svd(x.T @ z)
     w = u @ vt
     residual = np.linalg.norm(x @ w - z) / np.linalg.norm(z)
-    result = bli(Embeddings(pair.src_words, pair.src_vectors @ w), Embeddings(pair.tgt_words, pair.tgt_vectors),
-                 Dictionary(pair.test), convention="source")
+    result = bli(
+        Embeddings(pair.src_words, pair.src_vectors @ w),
+        Embeddings(pair.tgt_words, pair.tgt_vectors),
+        Dictionary(pair.test),
+        convention="source",
+    )
     return result.p1, residual
 
 
@@ -88,8 +92,25 @@ def test_bad_parameters():
 
 def test_cli_writes_readable_files(tmp_path):
     out = tmp_path / "sim"
-    result = CliRunner().invoke(app, ["cle", "simulate", "-o", str(out), "--n-words", "500", "--dim", "8",
-                                      "--n-train", "100", "--n-test", "50", "--seed", "7"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "cle",
+            "simulate",
+            "-o",
+            str(out),
+            "--n-words",
+            "500",
+            "--dim",
+            "8",
+            "--n-train",
+            "100",
+            "--n-test",
+            "50",
+            "--seed",
+            "7",
+        ],
+    )
     assert result.exit_code == 0, result.output
     src = read_vectors(out / "src.vec")
     assert len(src) == 500 and src.dim == 8

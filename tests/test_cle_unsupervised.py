@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_cle_mappers import p_at_1, rows  # noqa: E402  (shared helpers of the CLE tests)
+from test_cle_mappers import p_at_1, rows
 from threadpoolctl import threadpool_limits
 
 from xling.cle.mappers import gwa, icp, make_mapper, muse
@@ -39,8 +39,21 @@ def _one_thread(torch_one_thread):
 def easy_pair():
     """2000 words x 20 dims in 40 shared clusters with a decaying spectrum (not rotation-symmetric), frequency ranks
     that mostly agree, little noise: PROC from the 500 most frequent pairs reaches ~93 P@1 (checked below)."""
-    return simulate_pair(2000, 20, 0.15, 0.05, seed=7, n_train=500, n_test=500, n_clusters=40, lang_clusters=2,
-                         cluster_spread=0.7, rank_noise=0.1, overlap=1.0, spectrum=1.0)
+    return simulate_pair(
+        2000,
+        20,
+        0.15,
+        0.05,
+        seed=7,
+        n_train=500,
+        n_test=500,
+        n_clusters=40,
+        lang_clusters=2,
+        cluster_spread=0.7,
+        rank_noise=0.1,
+        overlap=1.0,
+        spectrum=1.0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +104,9 @@ def test_gwa_coupling_equals_otalign_loop():
     X = rng.standard_normal((40, 5))
     Z = X @ np.linalg.qr(rng.standard_normal((5, 5)))[0] + 0.05 * rng.standard_normal((40, 5))
     C1, C2 = gwa.distance_matrices(gwa.split_normalize(X, 40), gwa.split_normalize(Z, 40))
-    T, history, status = gwa.gromov_wasserstein(C1, C2, epsilon=5e-3, max_iter=5, tol=1e-12,
-                                                sinkhorn_max_iter=1000, sinkhorn_tol=1e-9)
+    T, history, status = gwa.gromov_wasserstein(
+        C1, C2, epsilon=5e-3, max_iter=5, tol=1e-12, sinkhorn_max_iter=1000, sinkhorn_tol=1e-9
+    )
     assert np.allclose(T, _otalign_gw(C1, C2, 5e-3, 5), rtol=1e-6, atol=1e-12)
     assert len(history) == 6 and status == "max_iter"  # iterations 0..max_iter, as otalign's loop
     assert history[-1]["gw_loss"] < history[0]["gw_loss"]
@@ -128,7 +142,7 @@ def test_icp_gradients_equal_autograd():
     xt = torch.tensor(x)
     match = 0.5 * ((torch.tensor(target) - xt @ t1.transpose(1, 2)) ** 2).sum(dim=(1, 2)) / 16
     cycle = 0.5 * ((xt @ t1.transpose(1, 2) @ t2.transpose(1, 2) - xt) ** 2).sum(dim=(1, 2)) / 16
-    g_match, = torch.autograd.grad(match.sum(), t1)
+    (g_match,) = torch.autograd.grad(match.sum(), t1)
     g1, g2 = torch.autograd.grad(cycle.sum(), (t1, t2))
     grad, loss = icp._match_grad(x, target, T1)
     assert np.allclose(grad, g_match.numpy()) and np.allclose(loss, match.detach().numpy())
@@ -145,8 +159,16 @@ def test_icp_nearest_rows_is_brute_force(monkeypatch):
 
 
 def test_icp_restarts_do_not_depend_on_their_grouping(easy, monkeypatch):
-    kw = dict(n_restarts=5, init_epochs=3, train_epochs=2, refine_epochs=2, n_components=5, n_words=600,
-              n_refine_words=700, seed=4)
+    kw = dict(
+        n_restarts=5,
+        init_epochs=3,
+        train_epochs=2,
+        refine_epochs=2,
+        n_components=5,
+        n_words=600,
+        n_refine_words=700,
+        seed=4,
+    )
     together = make_mapper("icp", **kw).fit(easy.src_vectors, easy.tgt_vectors, None)
     monkeypatch.setattr(icp, "RESTART_BYTES", 4 * 600 * 5 * 2)  # groups of two restarts
     grouped = make_mapper("icp", **kw).fit(easy.src_vectors, easy.tgt_vectors, None)
@@ -184,9 +206,9 @@ def test_muse_map_step_gradient_equals_the_full_batch_one():
     W = torch.linalg.qr(torch.randn(6, 6))[0].requires_grad_(True)
     y = torch.cat([torch.full((8,), 0.9), torch.full((8,), 0.1)])
     full = F.binary_cross_entropy(dis(torch.cat([src @ W.t(), tgt])).view(-1), 1 - y)
-    g_full, = torch.autograd.grad(full, W)
+    (g_full,) = torch.autograd.grad(full, W)
     half = F.binary_cross_entropy(dis(src @ W.t()).view(-1), 1 - y[:8], reduction="sum") / 16
-    g_half, = torch.autograd.grad(half, W)
+    (g_half,) = torch.autograd.grad(half, W)
     assert torch.allclose(g_full, g_half, atol=1e-7)
 
 
@@ -218,25 +240,38 @@ def test_muse_is_seeded_and_deterministic(easy):
 
 def test_progress_is_one_plain_line_per_iteration_in_a_log(easy, capsys):
     est = make_mapper("gwa", verbose=True, n_words=200, epsilon=5e-3, max_iter=7).fit(
-        easy.src_vectors, easy.tgt_vectors, None)
+        easy.src_vectors, easy.tgt_vectors, None
+    )
     lines = capsys.readouterr().err.splitlines()
     iterations = [line for line in lines if line.startswith("gwa: iteration ")]
     assert len(iterations) == est.n_iter_ == 8 and "gw loss" in iterations[0] and iterations[0].endswith(" s]")
-    make_mapper("icp", verbose=True, n_restarts=2, init_epochs=2, train_epochs=2, refine_epochs=1, n_components=5,
-                n_words=300, n_refine_words=300).fit(easy.src_vectors, easy.tgt_vectors, None)
+    make_mapper(
+        "icp",
+        verbose=True,
+        n_restarts=2,
+        init_epochs=2,
+        train_epochs=2,
+        refine_epochs=1,
+        n_components=5,
+        n_words=300,
+        n_refine_words=300,
+    ).fit(easy.src_vectors, easy.tgt_vectors, None)
     lines = capsys.readouterr().err.splitlines()
     assert sum(line.startswith("icp: iteration ") for line in lines) == 3
     assert any(line.startswith("icp: restarts 2/2: best reconstruction") for line in lines)
 
 
-@pytest.mark.parametrize("method, params, message", [
-    ("gwa", {"epsilon": 0}, "epsilon must be > 0"),
-    ("gwa", {"sinkhorn_method": "greenkhorn"}, "sinkhorn_method: expected"),
-    ("icp", {"n_components": 50}, "n_components must be at most the dimension 20"),
-    ("icp", {"init_epochs": 0}, "init_epochs must be at least 1"),
-    ("muse", {"device": "tpu"}, "device: expected"),
-    ("muse", {"dis_smooth": 0.5}, "dis_smooth must be in [0, 0.5)"),
-])
+@pytest.mark.parametrize(
+    "method, params, message",
+    [
+        ("gwa", {"epsilon": 0}, "epsilon must be > 0"),
+        ("gwa", {"sinkhorn_method": "greenkhorn"}, "sinkhorn_method: expected"),
+        ("icp", {"n_components": 50}, "n_components must be at most the dimension 20"),
+        ("icp", {"init_epochs": 0}, "init_epochs must be at least 1"),
+        ("muse", {"device": "tpu"}, "device: expected"),
+        ("muse", {"dis_smooth": 0.5}, "dis_smooth must be in [0, 0.5)"),
+    ],
+)
 def test_bad_parameters_are_one_line_errors(easy, method, params, message):
     with pytest.raises(XlingError, match=re.escape(message)):
         make_mapper(method, **params).fit(easy.src_vectors, easy.tgt_vectors, None)
@@ -249,15 +284,32 @@ def easy_files(tmp_path_factory, easy):
     return folder
 
 
-@pytest.mark.parametrize("method, params", [
-    ("gwa", FAST["gwa"]),
-    ("icp", {"n_restarts": 2, "n_components": 10, "init_epochs": 3, "train_epochs": 2, "refine_epochs": 2}),
-    ("muse", {"dis_hidden": 32, "n_epochs": 1, "epoch_size": 1600, "n_refinement": 1}),
-])
+@pytest.mark.parametrize(
+    "method, params",
+    [
+        ("gwa", FAST["gwa"]),
+        ("icp", {"n_restarts": 2, "n_components": 10, "init_epochs": 3, "train_epochs": 2, "refine_epochs": 2}),
+        ("muse", {"dis_hidden": 32, "n_epochs": 1, "epoch_size": 1600, "n_refinement": 1}),
+    ],
+)
 def test_cle_run_from_the_cli(monkeypatch, capsys, easy_files, tmp_path, method, params):
-    args = ["xling", "cle", "run", "--method", method, "--src", str(easy_files / "src.vec"), "--tgt",
-            str(easy_files / "tgt.vec"), "--test-dict", str(easy_files / "test.tsv"), "--json", "-o",
-            str(tmp_path / "run"), "--no-cache"]
+    args = [
+        "xling",
+        "cle",
+        "run",
+        "--method",
+        method,
+        "--src",
+        str(easy_files / "src.vec"),
+        "--tgt",
+        str(easy_files / "tgt.vec"),
+        "--test-dict",
+        str(easy_files / "test.tsv"),
+        "--json",
+        "-o",
+        str(tmp_path / "run"),
+        "--no-cache",
+    ]
     for key, value in params.items():
         args += ["--param", f"{key}={value}"]
     monkeypatch.setattr(sys, "argv", args)

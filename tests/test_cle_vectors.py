@@ -70,15 +70,18 @@ def test_cache_reloads_and_follows_changes(tmp_path, vectors):
     np.testing.assert_array_equal(changed.vectors, vectors[:2] * 2)
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("2 3\na 1 2 3\nb 1 2\n", ":3: expected 3 numbers after the word, found 2"),
-    ("2 3\na 1 2 3\nb 1 2 3 4\n", ":3: expected 3 numbers after the word, found 4"),
-    ("2 3\na 1 2 3\nb 1 x 3\n", ":3: expected 3 numbers"),
-    ("2 3\na 1 nan 3\nb 1 2 3\n", ":2: non-finite value"),
-    ("2 3\na 1 2 3\nb inf 2 3\n", ":3: non-finite value"),
-    (b"2 3\na 1 2 3\n\xff\xfe 1 2 3\n", ":3: word is not valid utf-8"),
-    ("1 3\na 1 2 3\nb 1 2 3\n", ":3: more rows than the header's count 1"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("2 3\na 1 2 3\nb 1 2\n", ":3: expected 3 numbers after the word, found 2"),
+        ("2 3\na 1 2 3\nb 1 2 3 4\n", ":3: expected 3 numbers after the word, found 4"),
+        ("2 3\na 1 2 3\nb 1 x 3\n", ":3: expected 3 numbers"),
+        ("2 3\na 1 nan 3\nb 1 2 3\n", ":2: non-finite value"),
+        ("2 3\na 1 2 3\nb inf 2 3\n", ":3: non-finite value"),
+        (b"2 3\na 1 2 3\n\xff\xfe 1 2 3\n", ":3: word is not valid utf-8"),
+        ("1 3\na 1 2 3\nb 1 2 3\n", ":3: more rows than the header's count 1"),
+    ],
+)
 def test_bad_rows_name_the_line_or_are_skipped(tmp_path, content, message):
     path = tmp_path / "bad.vec"
     if isinstance(content, str):

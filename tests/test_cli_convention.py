@@ -19,11 +19,37 @@ from cli_runner import run_xling
 from xling.cli import app
 
 #: Commands whose output is results (scores, tables, status): each has --json.
-RESULT_COMMANDS = {"train", "eval", "analyze", "compare", "quickstart", "grid plan", "grid run", "grid status",
-                   "cle bli", "cle run", "cle downstream", "cle grid"}
+RESULT_COMMANDS = {
+    "train",
+    "eval",
+    "analyze",
+    "compare",
+    "quickstart",
+    "grid plan",
+    "grid run",
+    "grid status",
+    "cle bli",
+    "cle run",
+    "cle downstream",
+    "cle grid",
+}
 #: Options whose values are a closed set: each is typed, so --help lists the choices.
-ENUMERATED = {"--kind", "--executor", "--retrieval", "--convention", "--oov", "--case", "--protocol", "--backend",
-              "--method", "--split", "--metric", "--task-model", "--task-metric", "--stopwords"}
+ENUMERATED = {
+    "--kind",
+    "--executor",
+    "--retrieval",
+    "--convention",
+    "--oov",
+    "--case",
+    "--protocol",
+    "--backend",
+    "--method",
+    "--split",
+    "--metric",
+    "--task-model",
+    "--task-metric",
+    "--stopwords",
+}
 #: Names that stand for the command's own thing (its output path, its seed), so their defaults differ by design.
 OWN_DEFAULTS = {"--out", "--seed", "--seeds", "--task", "--lang"}
 
@@ -78,12 +104,14 @@ def test_enumerated_options_are_typed():
     for name, cmd in commands().items():
         for opt, param in options(cmd).items():
             if opt in ENUMERATED:
-                assert kind_of(cmd, param).startswith("choice"), f"xling {name} {opt} is not typed ({kind_of(cmd, param)})"
+                assert kind_of(cmd, param).startswith("choice"), (
+                    f"xling {name} {opt} is not typed ({kind_of(cmd, param)})"
+                )
 
 
 def test_an_option_name_has_one_type_and_one_default():
     seen = defaultdict(set)
-    for name, cmd in commands().items():
+    for cmd in commands().values():
         for opt, param in options(cmd).items():
             if opt not in OWN_DEFAULTS and not param.multiple:
                 seen[opt].add((kind_of(cmd, param), repr(param.default)))
@@ -98,17 +126,34 @@ def test_method_choices_are_the_registered_methods():
     assert sorted(typing.get_args(bare(commands()["cle run"], param))) == sorted(METHODS)
 
 
-@pytest.mark.parametrize("args", [
-    ["cle", "bli", "--src", "a", "--tgt", "b", "--test-dict", "c", "--retrieval", "cosine"],
-    ["cle", "run", "-m", "procrustes", "--src", "a", "--tgt", "b", "--test-dict", "c"],
-    ["grid", "run", "spec.yaml", "--executor", "kubernetes"],
-    ["eval", "--task", "t", "-o", "o", "--kind", "decoder"],
-    ["analyze", "r.csv", "-o", "o", "--metric", "score"],
-    ["cle", "downstream", "--task", "ner", "--data", "d", "--src-lang", "a", "--tgt-lang", "b", "--src", "s",
-     "--tgt", "t"],
-    ["grid", "plan"],
-    ["cle", "map", "--nope"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cle", "bli", "--src", "a", "--tgt", "b", "--test-dict", "c", "--retrieval", "cosine"],
+        ["cle", "run", "-m", "procrustes", "--src", "a", "--tgt", "b", "--test-dict", "c"],
+        ["grid", "run", "spec.yaml", "--executor", "kubernetes"],
+        ["eval", "--task", "t", "-o", "o", "--kind", "decoder"],
+        ["analyze", "r.csv", "-o", "o", "--metric", "score"],
+        [
+            "cle",
+            "downstream",
+            "--task",
+            "ner",
+            "--data",
+            "d",
+            "--src-lang",
+            "a",
+            "--tgt-lang",
+            "b",
+            "--src",
+            "s",
+            "--tgt",
+            "t",
+        ],
+        ["grid", "plan"],
+        ["cle", "map", "--nope"],
+    ],
+)
 def test_a_wrong_value_is_one_error_line_and_exit_2(monkeypatch, capsys, tmp_path, args):
     monkeypatch.chdir(tmp_path)
     code, out, err = run_xling(monkeypatch, capsys, *args)
@@ -117,10 +162,11 @@ def test_a_wrong_value_is_one_error_line_and_exit_2(monkeypatch, capsys, tmp_pat
 
 
 def test_bad_input_files_are_one_error_line_and_exit_2(monkeypatch, capsys, tmp_path):
-    for args in (["grid", "status", tmp_path / "missing.yaml"], ["analyze", tmp_path / "missing.csv", "-o",
-                                                                 tmp_path / "out"],
-                 ["cle", "bli", "--src", tmp_path / "a.vec", "--tgt", tmp_path / "b.vec", "--test-dict",
-                  tmp_path / "t.tsv"]):
+    for args in (
+        ["grid", "status", tmp_path / "missing.yaml"],
+        ["analyze", tmp_path / "missing.csv", "-o", tmp_path / "out"],
+        ["cle", "bli", "--src", tmp_path / "a.vec", "--tgt", tmp_path / "b.vec", "--test-dict", tmp_path / "t.tsv"],
+    ):
         code, _, err = run_xling(monkeypatch, capsys, *args)
         assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, (args, err)
     assert not (tmp_path / "out").exists()
@@ -133,9 +179,32 @@ def test_json_is_one_line_of_results(monkeypatch, capsys, tmp_path):
     plan = json.loads(out)
     assert code == 0 and len(out.strip().splitlines()) == 1
     assert plan["stages"]["train"] == {"units": 1188, "done": None} and plan["unprepared"]
-    code, _, _ = run_xling(monkeypatch, capsys, "simulate", "grid", "-o", tmp_path / "sim.csv", "--n-models", "2",
-                           "--n-tasks", "2", "--n-languages", "3")
-    code, out, _ = run_xling(monkeypatch, capsys, "analyze", tmp_path / "sim.csv", "-o", tmp_path / "a", "--no-mixed",
-                             "--no-linguistic", "--n-boot", "50", "--json")
+    code, _, _ = run_xling(
+        monkeypatch,
+        capsys,
+        "simulate",
+        "grid",
+        "-o",
+        tmp_path / "sim.csv",
+        "--n-models",
+        "2",
+        "--n-tasks",
+        "2",
+        "--n-languages",
+        "3",
+    )
+    code, out, _ = run_xling(
+        monkeypatch,
+        capsys,
+        "analyze",
+        tmp_path / "sim.csv",
+        "-o",
+        tmp_path / "a",
+        "--no-mixed",
+        "--no-linguistic",
+        "--n-boot",
+        "50",
+        "--json",
+    )
     result = json.loads(out)
     assert code == 0 and {r["regime"] for r in result["headline"]} == {"MT-ML", "MT-CL", "CT-ML", "CT-CL"}

@@ -33,8 +33,12 @@ def numbers_adapter(model, tmp_path_factory) -> Path:
 
 
 def _obvious_items() -> list[MCItem]:
-    choices = ("A man is playing a guitar.", "The stock market fell sharply today.",
-               "Pasta boils in a large pot.", "The cat sleeps on the sofa.")
+    choices = (
+        "A man is playing a guitar.",
+        "The stock market fell sharply today.",
+        "Pasta boils in a large pot.",
+        "The cat sleeps on the sofa.",
+    )
     return [
         MCItem("g0", "toy", "en", "Someone strums an acoustic guitar on stage.", choices, 0),
         MCItem("g1", "toy", "en", "Share prices dropped across all exchanges.", choices, 1),
@@ -81,8 +85,9 @@ def test_many_adapters_at_once_equal_one_at_a_time(model, numbers_adapter, tmp_p
     together = score_items(model, {"base": None, "n": numbers_adapter, "c": other}, items, ScoreSpec(batch_size=5))
     for label, path in (("base", None), ("n", numbers_adapter), ("c", other)):
         alone = score_items(model, {label: path}, items, ScoreSpec(batch_size=64))
-        np.testing.assert_allclose(together.loc[together.adapter == label, "loglik"].to_numpy(),
-                                   alone["loglik"].to_numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            together.loc[together.adapter == label, "loglik"].to_numpy(), alone["loglik"].to_numpy(), atol=1e-5
+        )
     base, tuned = (together.loc[together.adapter == a, "loglik"].to_numpy() for a in ("base", "n"))
     assert np.abs(base - tuned).max() > 1e-3  # the adapter really is switched on
 
@@ -122,9 +127,13 @@ def test_training_is_deterministic_for_a_seed(model, tmp_path):
 def test_missing_adapter_and_unsupported_modules_raise(model, tmp_path):
     with pytest.raises(XlingError, match="no such folder"):
         score_items(model, {"x": tmp_path / "nowhere"}, _obvious_items())
-    (tmp_path / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
-    ]))
+    (tmp_path / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+            ]
+        )
+    )
     with pytest.raises(XlingError, match="'Dense' module"):
         _read_st_config(str(tmp_path), None)

@@ -29,8 +29,21 @@ def test_interrupted_eval_resumes_without_rescoring(kind, tmp_path, monkeypatch,
         model_dir, tasks = grid_assets
         scorer_cls, args = CausalScorer, ["--model", model_dir, "--task", tasks[0]]
     else:
-        scorer_cls, args = EncoderScorer, ["--model", default_model_path(), "--kind", "encoder",
-                                           "--task", "mini:numbers", "--lang", "en", "--lang", "de"]
+        scorer_cls, args = (
+            EncoderScorer,
+            [
+                "--model",
+                default_model_path(),
+                "--kind",
+                "encoder",
+                "--task",
+                "mini:numbers",
+                "--lang",
+                "en",
+                "--lang",
+                "de",
+            ],
+        )
     (tmp_path / "score.yaml").write_text("score: {max_items: 4}\n")
     args += ["--config", tmp_path / "score.yaml"]
     original, scored = scorer_cls.score, []
@@ -54,5 +67,9 @@ def test_interrupted_eval_resumes_without_rescoring(kind, tmp_path, monkeypatch,
     assert _eval(monkeypatch, [*args, "-o", tmp_path / "fresh"]) == 0  # uninterrupted
     resumed, fresh = (pd.read_parquet(tmp_path / d / "loglikelihoods.parquet") for d in ("out", "fresh"))
     keys = ["adapter", "task", "language", "item_id", "choice"]
-    pd.testing.assert_frame_equal(resumed.sort_values(keys).reset_index(drop=True),
-                                  fresh.sort_values(keys).reset_index(drop=True), check_exact=False, atol=1e-5)
+    pd.testing.assert_frame_equal(
+        resumed.sort_values(keys).reset_index(drop=True),
+        fresh.sort_values(keys).reset_index(drop=True),
+        check_exact=False,
+        atol=1e-5,
+    )

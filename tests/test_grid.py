@@ -37,8 +37,10 @@ def test_plan_keys_follow_what_determines_results(grid_assets, tmp_path) -> None
     assert [u.key for u in make_plan(base).score] == [u.key for u in plan.score]
     relabelled = parse_spec(GridSpec, grid_spec(model, tasks, tmp_path, name="other"))
     assert [u.key for u in make_plan(relabelled).train] == [u.key for u in plan.train]
-    changed = parse_spec(GridSpec, grid_spec(model, tasks, tmp_path, train={"epochs": 1, "lr": 2e-3,
-                                                                                 "batch_size": 4, "val_fraction": 0.25}))
+    changed = parse_spec(
+        GridSpec,
+        grid_spec(model, tasks, tmp_path, train={"epochs": 1, "lr": 2e-3, "batch_size": 4, "val_fraction": 0.25}),
+    )
     plan2 = make_plan(changed)
     assert not {u.key for u in plan2.train} & {u.key for u in plan.train}  # every adapter retrains
     assert plan2.base_scores[0].key == plan.base_scores[0].key  # the base scores are reused
@@ -49,8 +51,9 @@ def test_grid_results_table_is_complete(grid_reference) -> None:
     assert len(reference) == 2 * 2 * 2 * 4  # sources × seeds × targets
     assert reference[["score", "score_base", "score_norm", "score_norm_base"]].notna().all().all()
     assert set(reference["fine_tuned_dataset"]) == {"copy", "next"} == set(reference["eval_dataset"])
-    assert not reference.duplicated(["fine_tuned_dataset", "fine_tuned_language", "seed", "eval_dataset",
-                                     "eval_language"]).any()
+    assert not reference.duplicated(
+        ["fine_tuned_dataset", "fine_tuned_language", "seed", "eval_dataset", "eval_language"]
+    ).any()
 
 
 def test_rerun_executes_nothing(grid_assets, tmp_path) -> None:
@@ -121,8 +124,9 @@ def test_paper_preset_plans_offline_before_the_data(tmp_path, monkeypatch, capsy
 
     monkeypatch.setenv("XLING_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr(sys, "argv", ["xling", "grid", "plan", str(Path(__file__).parents[1] / "configs" /
-                                                                  "donors-recipients.yaml")])
+    monkeypatch.setattr(
+        sys, "argv", ["xling", "grid", "plan", str(Path(__file__).parents[1] / "configs" / "donors-recipients.yaml")]
+    )
     with pytest.raises(SystemExit) as done:
         main()
     assert done.value.code in (0, None)

@@ -33,8 +33,7 @@ def test_ray_executor_matches_local(grid_assets, grid_reference, tmp_path) -> No
     ray = pytest.importorskip("ray")
     model, tasks = grid_assets
     try:
-        table = _run(grid_spec(model, tasks, tmp_path / "out", seeds=[1],
-                               executor={"kind": "ray", "num_workers": 2}))
+        table = _run(grid_spec(model, tasks, tmp_path / "out", seeds=[1], executor={"kind": "ray", "num_workers": 2}))
     finally:
         ray.shutdown()
     pd.testing.assert_frame_equal(table, _seed1(grid_reference))
@@ -51,8 +50,9 @@ def test_submitit_local_executor_matches_local(grid_assets, grid_reference, tmp_
 def test_unreachable_ray_address_is_a_one_line_error(grid_assets, tmp_path) -> None:
     pytest.importorskip("ray")
     model, tasks = grid_assets
-    spec = parse_spec(GridSpec, grid_spec(model, tasks, tmp_path / "out",
-                                          executor={"kind": "ray", "address": "127.0.0.1:1"}))
+    spec = parse_spec(
+        GridSpec, grid_spec(model, tasks, tmp_path / "out", executor={"kind": "ray", "address": "127.0.0.1:1"})
+    )
     with pytest.raises(XlingError, match="ray: cannot connect"):
         run_grid(spec)
 
@@ -67,7 +67,8 @@ def test_cle_grid_runs_on_ray(tmp_path) -> None:
         write_pair(simulate_pair(400, 12, 0.1, 0.0, seed=seed, n_train=150, n_test=100, n_clusters=8), tmp_path / pair)
     (tmp_path / "spec.yaml").write_text(
         "methods: [proc, cca]\npairs: [aa-bb, aa-cc]\nsizes: ['150']\nsrc_vectors: '{pair}/src.vec'\n"
-        "tgt_vectors: '{pair}/tgt.vec'\ntrain_dict: '{pair}/train.tsv'\ntest_dict: '{pair}/test.tsv'\n")
+        "tgt_vectors: '{pair}/tgt.vec'\ntrain_dict: '{pair}/train.tsv'\ntest_dict: '{pair}/test.tsv'\n"
+    )
     spec = load_grid_spec(tmp_path / "spec.yaml")
     local = run_grid(spec.model_copy(update={"output": str(tmp_path / "local")}), progress=False)
     remote_spec = spec.model_copy(update={"output": str(tmp_path / "ray")}, deep=True)

@@ -32,26 +32,36 @@ def setup(tmp_path_factory):
         n_words = 60 if i in (3, 9) else rng.randint(2, 9)  # items 3 and 9 exceed 64 tokens: left truncation
         question = " ".join(rng.choice(WORDS) for _ in range(n_words)) + (" " if i % 3 == 0 else "")
         choices = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 3))) for _ in range(4)]
-        docs.append({"id": f"d{i}", "question": question, "choices": choices, "answer": rng.randrange(4),
-                     "letter": "ABCD"[rng.randrange(4)]})
+        docs.append(
+            {
+                "id": f"d{i}",
+                "question": question,
+                "choices": choices,
+                "answer": rng.randrange(4),
+                "letter": "ABCD"[rng.randrange(4)],
+            }
+        )
     data = root / "docs.jsonl"
     data.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
     (root / "par_cont.yaml").write_text(
         f"task: par_cont\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
         "test_split: test\noutput_type: multiple_choice\n"
         'doc_to_text: "Question: {{question}}\\nAnswer:"\ndoc_to_choice: choices\ndoc_to_target: answer\n'
-        "metric_list:\n  - metric: acc\n  - metric: acc_norm\n")
+        "metric_list:\n  - metric: acc\n  - metric: acc_norm\n"
+    )
     (root / "par_letters.yaml").write_text(
         f"task: par_letters\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
         "test_split: test\noutput_type: multiple_choice\n"
         'doc_to_text: "{{question.strip()}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}'
         '\\nD. {{choices[3]}}\\nAnswer:"\n'
         "doc_to_choice: \"{{['A', 'B', 'C', 'D']}}\"\ndoc_to_target: letter\n"
-        "metric_list:\n  - metric: acc\n")
+        "metric_list:\n  - metric: acc\n"
+    )
     (root / "par_empty.yaml").write_text(
         f"task: par_empty\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
         "test_split: test\noutput_type: multiple_choice\n"
-        "doc_to_text: \"{{'' if id in ['d1', 'd4'] else question}}\"\ndoc_to_choice: choices\ndoc_to_target: answer\n")
+        "doc_to_text: \"{{'' if id in ['d1', 'd4'] else question}}\"\ndoc_to_choice: choices\ndoc_to_target: answer\n"
+    )
     return root, model
 
 
@@ -60,9 +70,16 @@ def run_lmeval(root, model, tasks=("par_cont", "par_letters", "par_empty"), chat
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager(include_path=str(root), include_defaults=False)
-    out = simple_evaluate(model="hf", model_args=f"pretrained={model},dtype=float32", tasks=list(tasks),
-                          task_manager=manager, log_samples=True, batch_size=4, device="cpu",
-                          apply_chat_template=chat)
+    out = simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={model},dtype=float32",
+        tasks=list(tasks),
+        task_manager=manager,
+        log_samples=True,
+        batch_size=4,
+        device="cpu",
+        apply_chat_template=chat,
+    )
     lls = {}
     for task, samples in out["samples"].items():
         for s in samples:
@@ -78,7 +95,11 @@ def test_loglikelihoods_equal_lmeval(setup):
 
     root, model = setup
     ref, ref_results = run_lmeval(root, model)
-    items = [it for t in ("par_cont", "par_letters", "par_empty") for it in load_items(str(root / f"{t}.yaml"), "und", "test")]
+    items = [
+        it
+        for t in ("par_cont", "par_letters", "par_empty")
+        for it in load_items(str(root / f"{t}.yaml"), "und", "test")
+    ]
     assert sum(it.context == "" for it in items) == 2
     df = score_items(ModelSpec(name="tiny", path=str(model)), {"base": None}, items, ScoreSpec(batch_size=3))
     assert len(df) == len(ref) == 14 * 4 * 3

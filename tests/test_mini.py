@@ -101,8 +101,11 @@ def test_calendar_names_are_stand_alone_nominatives():
 
 _ENGLISH_WORDS = {
     w.lower()
-    for text in [*(t["en"] for t in (templates.CURRENCY, templates.LANGUAGE, templates.REGION)),
-                 *templates.NUMBERS["en"].values(), *templates.CALENDAR["en"].values()]
+    for text in [
+        *(t["en"] for t in (templates.CURRENCY, templates.LANGUAGE, templates.REGION)),
+        *templates.NUMBERS["en"].values(),
+        *templates.CALENDAR["en"].values(),
+    ]
     for w in re.findall(r"[A-Za-z]{4,}", text)
 }
 
@@ -122,16 +125,27 @@ def test_no_english_in_other_languages(lang):
     assert same_as_english / total < 0.35  # CLDR's names really are localised (a few, like "Japan", coincide)
     if lang == "ru":
         # no Latin script at all, except CLDR's own acronyms ("франк КФА BEAC")
-        assert not any(re.search(r"\b(?![A-Z]+\b)[A-Za-z]+", i.context + " ".join(i.choices))
-                       for name in TASKS for i in load_items(name, lang, "test"))
+        assert not any(
+            re.search(r"\b(?![A-Z]+\b)[A-Za-z]+", i.context + " ".join(i.choices))
+            for name in TASKS
+            for i in load_items(name, lang, "test")
+        )
 
 
 def test_deterministic_across_processes_and_seed_dependent():
     items = [i for name in TASKS for i in load_items(name, "de", "test")]
-    code = ("import sys; sys.path.insert(0, %r); from test_mini import _digest; from xling.tasks.mini import TASKS, "
-            "load_items; print(_digest([i for n in TASKS for i in load_items(n, 'de', 'test')]))") % str(REPO / "tests")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "123", "PATH": ""})
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); from test_mini import _digest; "
+        "from xling.tasks.mini import TASKS, load_items; "
+        "print(_digest([i for n in TASKS for i in load_items(n, 'de', 'test')]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
+    )
     assert out.stdout.strip() == _digest(items)
     other = [i for name in TASKS for i in load_items(name, "de", "test", seed=1)]
     assert _digest(other) != _digest(items)

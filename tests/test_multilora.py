@@ -17,8 +17,11 @@ def tiny_and_adapters(tmp_path_factory, torch_one_thread):
     root = tmp_path_factory.mktemp("mlora")
     model_dir = build_tiny_llama(root / "tiny")
     adapters = {}
-    for name, r, targets, seed in (("a", 4, ["q_proj", "v_proj"], 1), ("b", 8, "all-linear", 2),
-                                   ("c", 2, ["o_proj", "down_proj"], 3)):
+    for name, r, targets, seed in (
+        ("a", 4, ["q_proj", "v_proj"], 1),
+        ("b", 8, "all-linear", 2),
+        ("c", 2, ["o_proj", "down_proj"], 3),
+    ):
         torch.manual_seed(seed)
         base = AutoModelForCausalLM.from_pretrained(model_dir)
         config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets, init_lora_weights=False)

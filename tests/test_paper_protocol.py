@@ -51,7 +51,7 @@ def test_release_tokenisation(assets):
     target = tok(" A", add_special_tokens=False)["input_ids"]
     assert ids == tok("Question: Sky?\nA) blue\nB) red\nAnswer:", add_special_tokens=False)["input_ids"] + target
     assert ids[0] != tok.bos_token_id and labels == [IGNORE] * (len(ids) - len(target)) + target and all(mask)
-    assert release_example(tok, "x " * 300, " A", 256)[0][-len(target):] == target  # left truncation keeps the answer
+    assert release_example(tok, "x " * 300, " A", 256)[0][-len(target) :] == target  # left truncation keeps the answer
     text = "Question: Why?\nAnswer: " + "because " * 10
     ids, labels, mask = release_lm_example(tok, text, 16)
     assert len(ids) == 16 and ids[0] == tok.bos_token_id and all(mask) and labels == ids  # right-truncated
@@ -87,8 +87,9 @@ def test_training_loop_equals_hf_trainer(assets, tmp_path):
     train_items, val_items = split_train_val(items, 0.7, 42)
     assert (len(train_items), len(val_items)) == (4, 10)
     spec = TrainSpec(prompt_format="paper", batch_size=4, epochs=4, lr=2e-2, warmup_ratio=0.5, val_fraction=0.7)
-    lora = LoraSpec(r=4, alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                  "down_proj"])
+    lora = LoraSpec(
+        r=4, alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     model = ModelSpec(name="tiny", path=str(model_dir))
     log = train_adapter(model, train_items, val_items, 17, tmp_path / "xling", lora, spec)
     ours = load_file(tmp_path / "xling" / "adapter_model.safetensors")
@@ -97,23 +98,47 @@ def test_training_loop_equals_hf_trainer(assets, tmp_path):
 
     def dataset(examples):  # padded to one width, as the release's processors pad to max_length
         width = max(len(ids) for ids, _, _ in examples)
-        return Dataset.from_dict({
-            "input_ids": [ids + [tok.pad_token_id] * (width - len(ids)) for ids, _, _ in examples],
-            "attention_mask": [m + [0] * (width - len(m)) for _, _, m in examples],
-            "labels": [y + [-100] * (width - len(y)) for _, y, _ in examples]})
+        return Dataset.from_dict(
+            {
+                "input_ids": [ids + [tok.pad_token_id] * (width - len(ids)) for ids, _, _ in examples],
+                "attention_mask": [m + [0] * (width - len(m)) for _, _, m in examples],
+                "labels": [y + [-100] * (width - len(y)) for _, y, _ in examples],
+            }
+        )
 
     hf_set_seed(17)  # finetune.py: set_seed, load the model, attach LoRA
-    ref_model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
-                               LoraConfig(r=4, lora_alpha=8, target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+    ref_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
+        LoraConfig(r=4, lora_alpha=8, target_modules=lora.target_modules, task_type="CAUSAL_LM"),
+    )
     args = TrainingArguments(
-        output_dir=str(tmp_path / "trainer"), num_train_epochs=4, per_device_train_batch_size=4,
-        per_device_eval_batch_size=4, learning_rate=2e-2, warmup_steps=0.5, eval_strategy="epoch",
-        save_strategy="epoch", save_total_limit=3, prediction_loss_only=True, load_best_model_at_end=True,
-        metric_for_best_model="eval_loss", greater_is_better=False, report_to=[], seed=17, data_seed=17,
-        use_cpu=True, logging_strategy="no", disable_tqdm=True)
-    trainer = Trainer(model=ref_model, args=args, data_collator=default_data_collator,
-                      train_dataset=dataset(tokenize_examples(train_items, tok, spec, False)),
-                      eval_dataset=dataset(tokenize_examples(val_items, tok, spec, False)))
+        output_dir=str(tmp_path / "trainer"),
+        num_train_epochs=4,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        learning_rate=2e-2,
+        warmup_steps=0.5,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=3,
+        prediction_loss_only=True,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        report_to=[],
+        seed=17,
+        data_seed=17,
+        use_cpu=True,
+        logging_strategy="no",
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=ref_model,
+        args=args,
+        data_collator=default_data_collator,
+        train_dataset=dataset(tokenize_examples(train_items, tok, spec, False)),
+        eval_dataset=dataset(tokenize_examples(val_items, tok, spec, False)),
+    )
     trainer.train()
     ref_val = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
     assert np.allclose([e["val_loss"] for e in log["epochs"]], ref_val, rtol=1e-4)
@@ -121,8 +146,9 @@ def test_training_loop_equals_hf_trainer(assets, tmp_path):
     ref = {k.replace(".default", ""): v for k, v in trainer.model.state_dict().items() if "lora_" in k}
     assert ours.keys() == ref.keys()
     assert max(float((ours[k] - ref[k]).abs().max()) for k in ours) < 1e-5
-    unclipped = train_adapter(model, train_items, val_items, 17, tmp_path / "noclip", lora,
-                             spec.model_copy(update={"max_grad_norm": None}))
+    unclipped = train_adapter(
+        model, train_items, val_items, 17, tmp_path / "noclip", lora, spec.model_copy(update={"max_grad_norm": None})
+    )
     assert unclipped["epochs"][-1]["val_loss"] != pytest.approx(log["epochs"][-1]["val_loss"], rel=1e-4)
 
 
@@ -147,21 +173,31 @@ def test_paper_evaluation_equals_lm_eval_with_chat_template(assets, tmp_path):
     for name, (base, extra) in LMEVAL_TASKS.items():
         (tmp_path / f"{name}.yaml").write_text(
             f"include: {tasks_dir / base}\ntask: fx_{name}\ndataset_path: {hub / paper.ALIGNED[name]}\n"
-            f"dataset_name: de\n{extra}")
-    out = simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype=float32",
-                          tasks=[f"fx_{n}" for n in LMEVAL_TASKS], num_fewshot=0, apply_chat_template=True,
-                          task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False),
-                          log_samples=True, batch_size=4, device="cpu")
+            f"dataset_name: de\n{extra}"
+        )
+    out = simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={model_dir},dtype=float32",
+        tasks=[f"fx_{n}" for n in LMEVAL_TASKS],
+        num_fewshot=0,
+        apply_chat_template=True,
+        task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False),
+        log_samples=True,
+        batch_size=4,
+        device="cpu",
+    )
     ref = {}
     for task, samples in out["samples"].items():
         for s in samples:
             for c, resp in enumerate(s["filtered_resps"]):
                 ref[(task.removeprefix("fx_"), s["doc_id"], c)] = float(resp[0])
     items = [it for n in LMEVAL_TASKS for it in paper.fetch_items(n, "de", "test", str(hub))]
-    df = score_items(ModelSpec(name="tiny", path=str(model_dir)), {"base": None}, items,
-                     ScoreSpec(chat_template=True, batch_size=4))
-    position = {(it.task, it.id): i for n in LMEVAL_TASKS
-                for i, it in enumerate(paper.fetch_items(n, "de", "test", str(hub)))}
+    df = score_items(
+        ModelSpec(name="tiny", path=str(model_dir)), {"base": None}, items, ScoreSpec(chat_template=True, batch_size=4)
+    )
+    position = {
+        (it.task, it.id): i for n in LMEVAL_TASKS for i, it in enumerate(paper.fetch_items(n, "de", "test", str(hub)))
+    }
     theirs = np.array([ref[(r.task, position[(r.task, r.item_id)], r.choice)] for r in df.itertuples()])
     assert len(df) == len(ref) and np.abs(df.loglik.to_numpy() - theirs).max() < 1e-4
     scores = summarize(df).set_index("task")
@@ -177,8 +213,9 @@ def test_packed_rows_under_eager_and_sdpa_equal_unpacked(assets, monkeypatch):
     from xling.score import score_items
 
     model_dir, hub, adapters = assets
-    items = paper.fetch_items("hellaswag", "en", "test", str(hub)) + paper.fetch_items("arc_challenge", "en", "test",
-                                                                                     str(hub))
+    items = paper.fetch_items("hellaswag", "en", "test", str(hub)) + paper.fetch_items(
+        "arc_challenge", "en", "test", str(hub)
+    )
     from xling.models.causal import load_causal
 
     runs = {}
@@ -186,8 +223,9 @@ def test_packed_rows_under_eager_and_sdpa_equal_unpacked(assets, monkeypatch):
         model = ModelSpec(name="tiny", path=str(model_dir), attn_implementation=attn)
         assert load_causal(model).model.config._attn_implementation == attn
         for pack in (True, False):
-            runs[attn, pack] = score_items(model, {"base": None, **adapters}, items,
-                                           ScoreSpec(pack_choices=pack)).loglik.to_numpy()
+            runs[attn, pack] = score_items(
+                model, {"base": None, **adapters}, items, ScoreSpec(pack_choices=pack)
+            ).loglik.to_numpy()
     first = runs["eager", False]
     assert all(np.abs(v - first).max() < 1e-5 for v in runs.values())
 
@@ -239,8 +277,9 @@ def test_merged_scoring_and_how_far_it_moves_logliks(assets):
     from xling.models.causal import CausalScorer
 
     model_dir, hub, adapters = assets
-    items = paper.fetch_items("global_mmlu", "en", "test", str(hub)) + paper.fetch_items("hellaswag", "en", "test",
-                                                                                       str(hub))
+    items = paper.fetch_items("global_mmlu", "en", "test", str(hub)) + paper.fetch_items(
+        "hellaswag", "en", "test", str(hub)
+    )
     moved = {}
     for dtype in ("float32", "bfloat16"):
         model = ModelSpec(name="tiny", path=str(model_dir), dtype=dtype)
@@ -264,9 +303,10 @@ def test_chat_template_date_is_pinned(assets):
 
     tok = AutoTokenizer.from_pretrained(assets[0])
     tok.chat_template = (  # the date logic of Llama-3.2-Instruct's template
-        '{%- if not date_string is defined %}{%- if strftime_now is defined %}{%- set date_string = '
+        "{%- if not date_string is defined %}{%- if strftime_now is defined %}{%- set date_string = "
         'strftime_now("%d %b %Y") %}{%- else %}{%- set date_string = "26 Jul 2024" %}{%- endif %}{%- endif %}'
-        "Today Date: {{ date_string }}\n{{ messages[0]['content'] }}")
+        "Today Date: {{ date_string }}\n{{ messages[0]['content'] }}"
+    )
     assert apply_chat(tok, "Hi") == "Today Date: 26 Jul 2024\nHi"
     assert apply_chat(tok, "Hi", "03 Jan 2025") == "Today Date: 03 Jan 2025\nHi"
     today = datetime.datetime.now()

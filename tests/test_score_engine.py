@@ -27,8 +27,9 @@ def random_adapter(base_dir, out_dir, seed: int):
     base = AutoModelForCausalLM.from_pretrained(base_dir)
     fp = base_fingerprint(base)
     with quiet_peft():
-        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
-                                                init_lora_weights=False))
+        model = get_peft_model(
+            base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+        )
     model.save_pretrained(out_dir)
     write_adapter_meta(out_dir, "tiny", str(base_dir), fp)
     return out_dir
@@ -43,14 +44,23 @@ def setup(tmp_path_factory):
     rng = random.Random(1)
     words = "red green blue cat dog bird tree river city house".split()
     for lang in ("en", "de"):
-        rows = [{"id": f"q{i}", "question": " ".join(rng.choice(words) for _ in range(rng.randint(2, 12))),
-                 "choices": [rng.choice(words) + (" x" * rng.randint(0, 2)) for _ in range(3)], "gold": rng.randrange(3)}
-                for i in range(10)]
+        rows = [
+            {
+                "id": f"q{i}",
+                "question": " ".join(rng.choice(words) for _ in range(rng.randint(2, 12))),
+                "choices": [rng.choice(words) + (" x" * rng.randint(0, 2)) for _ in range(3)],
+                "gold": rng.randrange(3),
+            }
+            for i in range(10)
+        ]
         (root / f"{lang}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (root / "task.yaml").write_text('name: toy\ndata: "{language}.jsonl"\nlanguages: [en, de]\nsplits: {test: x}\n'
-                                    'template: "Q: {{question}}\\nA:"\n')
-    (root / "letters.yaml").write_text('name: let\ndata: "{language}.jsonl"\nlanguages: [en, de]\nsplits: {test: x}\n'
-                                       "prompt_format: letters\n")
+    (root / "task.yaml").write_text(
+        'name: toy\ndata: "{language}.jsonl"\nlanguages: [en, de]\nsplits: {test: x}\n'
+        'template: "Q: {{question}}\\nA:"\n'
+    )
+    (root / "letters.yaml").write_text(
+        'name: let\ndata: "{language}.jsonl"\nlanguages: [en, de]\nsplits: {test: x}\nprompt_format: letters\n'
+    )
     adapters = {f"ad{i}": random_adapter(model, root / f"ad{i}", seed=i) for i in range(3)}
     return root, model, adapters
 
@@ -62,12 +72,28 @@ def test_mixed_batch_equals_one_adapter_at_a_time(setup):
 
     root, model, adapters = setup
     spec = ModelSpec(name="tiny", path=str(model))
-    items = [it for t in ("task.yaml", "letters.yaml") for lang in ("en", "de")
-             for it in load_items(str(root / t), lang, "test")]
+    items = [
+        it
+        for t in ("task.yaml", "letters.yaml")
+        for lang in ("en", "de")
+        for it in load_items(str(root / t), lang, "test")
+    ]
     mixed = score_items(spec, {"base": None, **adapters}, items, ScoreSpec(batch_size=4, adapters_per_batch=3))
     assert mixed.attrs["peak_memory_bytes"] > 0
-    assert list(mixed.columns) == ["adapter", "task", "language", "item_id", "choice", "loglik", "n_tokens", "n_chars",
-                                   "n_bytes", "is_greedy", "is_gold", "kind"]
+    assert list(mixed.columns) == [
+        "adapter",
+        "task",
+        "language",
+        "item_id",
+        "choice",
+        "loglik",
+        "n_tokens",
+        "n_chars",
+        "n_bytes",
+        "is_greedy",
+        "is_gold",
+        "kind",
+    ]
     for label, path in {"base": None, **adapters}.items():
         alone = score_items(spec, {label: path}, items, ScoreSpec(batch_size=16))
         got = mixed[mixed.adapter == label].reset_index(drop=True)
@@ -88,8 +114,23 @@ def test_summarize_known_answer():
     # item b: ties go to the first choice (gold), as numpy.argmax does; per byte choice 1 wins (UTF-8 is longer)
     for choice, (ll, chars, nbytes, gold) in enumerate([(-4.0, 2, 2, True), (-4.0, 2, 6, False)]):
         rows.append(("m", "t", "en", "b", choice, ll, 1, chars, nbytes, False, gold, "causal"))
-    df = pd.DataFrame(rows, columns=["adapter", "task", "language", "item_id", "choice", "loglik", "n_tokens",
-                                     "n_chars", "n_bytes", "is_greedy", "is_gold", "kind"])
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "adapter",
+            "task",
+            "language",
+            "item_id",
+            "choice",
+            "loglik",
+            "n_tokens",
+            "n_chars",
+            "n_bytes",
+            "is_greedy",
+            "is_gold",
+            "kind",
+        ],
+    )
     out = summarize(df).iloc[0]
     assert (out.n, out.acc, out.acc_norm, out.acc_bytes) == (2, 0.5, 1.0, 0.5)
     out = summarize(df.assign(kind="encoder")).iloc[0]  # cosines: no length normalisation
@@ -121,8 +162,18 @@ def test_eval_cli_writes_outputs_and_fails_cleanly(setup, tmp_path, monkeypatch,
 
     root, model, adapters = setup
     out = tmp_path / "out"
-    argv = ["xling", "eval", "--model", str(model), "--adapter", f"one={adapters['ad0']}", "--task",
-            str(root / "task.yaml"), "-o", str(out)]
+    argv = [
+        "xling",
+        "eval",
+        "--model",
+        str(model),
+        "--adapter",
+        f"one={adapters['ad0']}",
+        "--task",
+        str(root / "task.yaml"),
+        "-o",
+        str(out),
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit_info:
         main()
@@ -135,8 +186,11 @@ def test_eval_cli_writes_outputs_and_fails_cleanly(setup, tmp_path, monkeypatch,
 
     bad_cfg = tmp_path / "bad.yaml"
     bad_cfg.write_text("score:\n  batch_sise: 4\n")
-    for extra, message in ((["--config", str(bad_cfg)], "batch_sise"), (["--lang", "xx"], "unknown language"),
-                           (["--adapter", str(tmp_path)], "not an adapter folder")):
+    for extra, message in (
+        (["--config", str(bad_cfg)], "batch_sise"),
+        (["--lang", "xx"], "unknown language"),
+        (["--adapter", str(tmp_path)], "not an adapter folder"),
+    ):
         out2 = tmp_path / "out2"
         monkeypatch.setattr(sys, "argv", argv[:-1] + [str(out2)] + extra)
         with pytest.raises(SystemExit) as exit_info:

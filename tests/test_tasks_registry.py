@@ -51,23 +51,31 @@ def write_task(tmp_path, fmt: str, rows=ROWS, langs=("en", "de")):
 def test_xling_task_yaml_reads_every_format_the_same(tmp_path, fmt):
     items = load_items(write_task(tmp_path, fmt), "de", "test")
     assert [(i.id, i.gold, i.choices) for i in items] == [
-        ("a1", 0, ("a colour", "a fish")), ("a2", 1, ("ein Hund", "eine Farbe")), ("a3", 0, ("4", "5"))]
+        ("a1", 0, ("a colour", "a fish")),
+        ("a2", 1, ("ein Hund", "eine Farbe")),
+        ("a3", 0, ("4", "5")),
+    ]
     assert items[0].context == "Q: What is red?\nA:" and items[0].task == "colours" and items[0].language == "de"
     assert task_languages(str(tmp_path / "task.yaml")) == ["en", "de"]
 
 
 def test_lmeval_yaml_subset(tmp_path):
-    docs = [{"question": "Sky?", "opts": ["blue", "green"], "label": "1"},
-            {"question": "Grass?", "opts": ["blue", "green"], "label": "green"}]
+    docs = [
+        {"question": "Sky?", "opts": ["blue", "green"], "label": "1"},
+        {"question": "Grass?", "opts": ["blue", "green"], "label": "green"},
+    ]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     (tmp_path / "t.yaml").write_text(
         "task: mine\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: d.jsonl\ntest_split: test\n"
-        "output_type: multiple_choice\ndescription: \"Answer.\\n\\n\"\n"
-        'doc_to_text: "{{question | regex_replace(\'\\\\?\', \'\')}}:"\n'
-        "doc_to_choice: \"{{opts}}\"\ndoc_to_target: \"{{label}}\"\ntarget_delimiter: \"\\t\"\n")
+        'output_type: multiple_choice\ndescription: "Answer.\\n\\n"\n'
+        "doc_to_text: \"{{question | regex_replace('\\\\?', '')}}:\"\n"
+        'doc_to_choice: "{{opts}}"\ndoc_to_target: "{{label}}"\ntarget_delimiter: "\\t"\n'
+    )
     items = load_items(str(tmp_path / "t.yaml"), "en", "test")
     assert [(i.context, i.choices, i.gold) for i in items] == [
-        ("Answer.\n\nSky:", ("blue", "green"), 1), ("Answer.\n\nGrass:", ("blue", "green"), 1)]
+        ("Answer.\n\nSky:", ("blue", "green"), 1),
+        ("Answer.\n\nGrass:", ("blue", "green"), 1),
+    ]
     assert eval_requests(items[0]).continuations == ("\tblue", "\tgreen")
     (tmp_path / "f.yaml").write_text("task: f\ndataset_path: json\ndoc_to_text: !function utils.x\n")
     with pytest.raises(XlingError, match="!function"):
@@ -98,7 +106,10 @@ def fake_hub(monkeypatch, tmp_path):
 
     calls = []
     aligned = {v: k for k, v in paper.ALIGNED.items()}
-    upstream = {**{v: k for k, v in paper.UPSTREAM.items()}, **{v: k for (k, _), v in paper.UPSTREAM_FOR_LANGUAGE.items()}}
+    upstream = {
+        **{v: k for k, v in paper.UPSTREAM.items()},
+        **{v: k for (k, _), v in paper.UPSTREAM_FOR_LANGUAGE.items()},
+    }
 
     def rows(repo, language, split, revision=None):
         calls.append((repo, language, split, revision))
@@ -107,8 +118,10 @@ def fake_hub(monkeypatch, tmp_path):
         pool = make_rows(upstream[repo], language or "en", "test", 10)
         for row in pool:
             if row.pop("truth_id", None) is not None and language is None:
-                row["mc1_targets"] = (f"{{'choices': array({row.pop('mc1_targets_choices')}, dtype=object), "
-                                      f"'labels': array({row.pop('mc1_targets_labels')}, dtype=int32)}}")
+                row["mc1_targets"] = (
+                    f"{{'choices': array({row.pop('mc1_targets_choices')}, dtype=object), "
+                    f"'labels': array({row.pop('mc1_targets_labels')}, dtype=int32)}}"
+                )
         return pool[::-1]
 
     monkeypatch.setattr(paper, "_hub_rows", rows)
@@ -124,8 +137,11 @@ def test_paper_rows_normalise_to_lmeval_formats(fake_hub):
     assert arc[0].context == f"Question: {paper.okapi_clean(raw['instruction'])}\nAnswer:"
     assert arc[0].gold == "ABCDE".index(raw["answer"]) and arc[0].choices[0] == raw["option_a"]
     hs = load_items("hellaswag", "en", "test")[0]
-    assert hs.context.startswith("Cooking: ") and "[" not in hs.context and hs.gold == int(make_rows(
-        "hellaswag", "en", "test", 4)[0]["label"])
+    assert (
+        hs.context.startswith("Cooking: ")
+        and "[" not in hs.context
+        and hs.gold == int(make_rows("hellaswag", "en", "test", 4)[0]["label"])
+    )
     tqa = load_items("truthfulqa", "hi", "train")[0]
     assert tqa.gold == 0 and train_example(tqa, "paper")[0] == ""
     mmlu = load_items("global_mmlu", "zh", "test")[0]
@@ -138,20 +154,28 @@ def test_prepare_caches_and_upstream_manifest_aligns(fake_hub, tmp_path):
 
     manifest = tmp_path / "ids.json"
     manifest.write_text(json.dumps({"test": ["5", "1", "8"]}))
-    spec = DataSpec(tasks=["truthfulqa"], languages=["en", "de"], splits=["test"], source="upstream",
-                    manifest=str(manifest))
+    spec = DataSpec(
+        tasks=["truthfulqa"], languages=["en", "de"], splits=["test"], source="upstream", manifest=str(manifest)
+    )
     assert len(prepare_data(spec)) == 2
     n_calls = len(fake_hub)
     by_lang = load_aligned("truthfulqa", ["en", "de"], "test")  # from the cache: no hub call
     assert len(fake_hub) == n_calls
     assert [i.id for i in by_lang["de"]] == ["1", "5", "8"]  # sorted by id, as the release materialises
     assert by_lang["en"][0].choices == tuple(by_lang["en"][0].fields["plain"]["choices"])  # printed mc1_targets read
-    assert ("Dr4kl3s/truthfulqa_en_aligned", None, None, paper.UPSTREAM_REVISIONS["Dr4kl3s/truthfulqa_en_aligned"]) \
-        in fake_hub
+    assert (
+        "Dr4kl3s/truthfulqa_en_aligned",
+        None,
+        None,
+        paper.UPSTREAM_REVISIONS["Dr4kl3s/truthfulqa_en_aligned"],
+    ) in fake_hub
     csv_manifest = tmp_path / "arc_challenge.csv"  # the release's canonical manifest format
     csv_manifest.write_text("split,id\ntest,Mercury_test_0003\ntest,Mercury_test_0001\n")
-    prepare_data(DataSpec(tasks=["arc_challenge"], languages=["fr"], splits=["test"], source="upstream",
-                          manifest=str(csv_manifest)))
+    prepare_data(
+        DataSpec(
+            tasks=["arc_challenge"], languages=["fr"], splits=["test"], source="upstream", manifest=str(csv_manifest)
+        )
+    )
     assert [i.id for i in load_items("arc_challenge", "fr", "test")] == ["Mercury_test_0001", "Mercury_test_0003"]
     default = DataSpec(tasks=["arc_challenge"], languages=["fr"], splits=["test"], source="upstream")
     prepare_data(default)  # no manifest: the aligned release's English ids pick the upstream rows

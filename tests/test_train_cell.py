@@ -32,11 +32,20 @@ def setup(tmp_path_factory):
             choices = ANSWERS[:]
             rng.shuffle(choices)
             k = rng.randrange(4)
-            lines.append(json.dumps({"id": f"{split}{i}", "question": f"Item {i} is a {KEYS[k]}", "choices": choices,
-                                     "gold": choices.index(ANSWERS[k])}))
+            lines.append(
+                json.dumps(
+                    {
+                        "id": f"{split}{i}",
+                        "question": f"Item {i} is a {KEYS[k]}",
+                        "choices": choices,
+                        "gold": choices.index(ANSWERS[k]),
+                    }
+                )
+            )
         (root / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-    (root / "task.yaml").write_text('name: keyed\ndata: "{split}.jsonl"\nlanguages: [en]\n'
-                                    'template: "Question: {{question}}\\nAnswer:"\n')
+    (root / "task.yaml").write_text(
+        'name: keyed\ndata: "{split}.jsonl"\nlanguages: [en]\ntemplate: "Question: {{question}}\\nAnswer:"\n'
+    )
     return root, ModelSpec(name="tiny", path=str(model))
 
 
@@ -53,8 +62,11 @@ def test_training_lowers_val_loss_and_raises_accuracy(setup):
     assert val[-1] < val[0] - 0.5
     assert log["kept_epoch"] == 1 + val.index(min(val)) and (log["n_train"], log["n_val"]) == (86, 10)
     assert {"adapter_config.json", "adapter_model.safetensors", "run.json", "xling_adapter.json"} <= {
-        p.name for p in out.iterdir()}
-    scores = summarize(score_items(model, {"base": None, "ft": out}, load_items(task, "en", "test"))).set_index("adapter")
+        p.name for p in out.iterdir()
+    }
+    scores = summarize(score_items(model, {"base": None, "ft": out}, load_items(task, "en", "test"))).set_index(
+        "adapter"
+    )
     assert scores.loc["base", "acc"] < 0.5
     assert scores.loc["ft", "acc"] >= 0.9
 
@@ -133,15 +145,23 @@ def test_a_worker_keeping_the_base_model_trains_the_same_adapters(setup, tmp_pat
         units = [("mini:numbers", "en", 1), ("mini:region", "de", 2), ("mini:numbers", "en", 1)]
     spec = TrainSpec(lr=1e-2, epochs=1, max_train_items=24, batch_size=8)
     lora = LoraSpec(r=4, alpha=8)
-    fresh = [(train_cell(model, t, lang, seed, tmp_path / f"fresh{i}", lora, spec) / "adapter_model.safetensors")
-             .read_bytes() for i, (t, lang, seed) in enumerate(units)]
+    fresh = [
+        (
+            train_cell(model, t, lang, seed, tmp_path / f"fresh{i}", lora, spec) / "adapter_model.safetensors"
+        ).read_bytes()
+        for i, (t, lang, seed) in enumerate(units)
+    ]
     loads = []
     kind_cls = type(get_kind(kind))
     original = kind_cls.load
     monkeypatch.setattr(kind_cls, "load", lambda self, spec: loads.append(spec.name) or original(self, spec))
     with keep_base_models():
-        kept = [(train_cell(model, t, lang, seed, tmp_path / f"kept{i}", lora, spec) / "adapter_model.safetensors")
-                .read_bytes() for i, (t, lang, seed) in enumerate(units)]
+        kept = [
+            (
+                train_cell(model, t, lang, seed, tmp_path / f"kept{i}", lora, spec) / "adapter_model.safetensors"
+            ).read_bytes()
+            for i, (t, lang, seed) in enumerate(units)
+        ]
     assert loads == [model.name]  # loaded once for the three units
     assert kept == fresh and fresh[0] == fresh[2] and fresh[0] != fresh[1]
 
@@ -168,10 +188,12 @@ def test_batch_size_auto_halves_on_out_of_memory_and_starts_again(setup, tmp_pat
     auto = train_cell(model, task, "en", 3, tmp_path / "auto", LoraSpec(r=4, alpha=8), spec)
     log = json.loads((auto / "train_log.json").read_text())
     assert (log["batch_size"], log["oom_restarts"]) == (4, 1)
-    four = train_cell(model, task, "en", 3, tmp_path / "four", LoraSpec(r=4, alpha=8),
-                      spec.model_copy(update={"batch_size": 4}))
+    four = train_cell(
+        model, task, "en", 3, tmp_path / "four", LoraSpec(r=4, alpha=8), spec.model_copy(update={"batch_size": 4})
+    )
     assert (auto / "adapter_model.safetensors").read_bytes() == (four / "adapter_model.safetensors").read_bytes()
     with pytest.raises(torch.OutOfMemoryError):  # a fixed batch size is the user's choice: no silent change
-        train_cell(model, task, "en", 3, tmp_path / "fixed", LoraSpec(r=4, alpha=8),
-                   spec.model_copy(update={"batch_size": 8}))
+        train_cell(
+            model, task, "en", 3, tmp_path / "fixed", LoraSpec(r=4, alpha=8), spec.model_copy(update={"batch_size": 8})
+        )
     assert not (tmp_path / "fixed").exists()

@@ -95,7 +95,6 @@ def parse_size(name: str) -> float:
     return value / 1000.0 if match.group(2).lower() == "m" else value
 
 
-
 class ModelSpec(Spec):
     """A model to fine-tune and score.
 

@@ -108,7 +108,9 @@ def aggregate_seeds(long_df: pd.DataFrame) -> pd.DataFrame:
     if NORM_METRIC_COLUMN in df.columns:
         metrics = grouped[NORM_METRIC_COLUMN].agg(["first", "nunique"]).reset_index(drop=True)
         if (metrics["nunique"] > 1).any():
-            raise XlingError(f"per-seed table: column {NORM_METRIC_COLUMN!r}: the seeds of a cell use different metrics")
+            raise XlingError(
+                f"per-seed table: column {NORM_METRIC_COLUMN!r}: the seeds of a cell use different metrics"
+            )
         out[NORM_METRIC_COLUMN] = metrics["first"].to_numpy()
         columns.append(NORM_METRIC_COLUMN)
     return out[columns].reset_index(drop=True)
@@ -117,7 +119,22 @@ def aggregate_seeds(long_df: pd.DataFrame) -> pd.DataFrame:
 # --- CLE --------------------------------------------------------------------------------------------------------------
 
 CLE_KEYS = ["method", "pair", "size"]
-CLE_RESULT_COLUMNS = ["method", "pair", "src", "tgt", "size", "p1", "p5", "p10", "mrr", "coverage", "n",
-                      "train_pairs", "fit_seconds", "failed", "status", "error"]
-CLE_DOWNSTREAM_COLUMNS = ["method", "pair", "size", "task", "model", "metric", "score", "n", "coverage",
-                          "coverage_src"]
+CLE_RESULT_COLUMNS = [
+    "method",
+    "pair",
+    "src",
+    "tgt",
+    "size",
+    "p1",
+    "p5",
+    "p10",
+    "mrr",
+    "coverage",
+    "n",
+    "train_pairs",
+    "fit_seconds",
+    "failed",
+    "status",
+    "error",
+]
+CLE_DOWNSTREAM_COLUMNS = ["method", "pair", "size", "task", "model", "metric", "score", "n", "coverage", "coverage_src"]

@@ -13,9 +13,29 @@ from typing import Any
 import xling
 
 _LIBRARIES = (
-    "numpy", "scipy", "pandas", "pyarrow", "duckdb", "pydantic", "statsmodels", "torch", "transformers",
-    "peft", "accelerate", "datasets", "tokenizers", "sentence-transformers", "faiss-cpu", "ray", "submitit",
-    "lm-eval", "babel", "num2words", "lang2vec", "scikit-learn", "ir-measures",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "duckdb",
+    "pydantic",
+    "statsmodels",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "sentence-transformers",
+    "faiss-cpu",
+    "ray",
+    "submitit",
+    "lm-eval",
+    "babel",
+    "num2words",
+    "lang2vec",
+    "scikit-learn",
+    "ir-measures",
     "pytrec-eval-terrier",
 )
 

@@ -16,8 +16,9 @@ from xling.errors import XlingError
 PAPER_SEEDS = (17, 42, 101)
 QUICK_SEEDS = 2
 # Sized for <= 10 minutes on 2 CPU cores: 4 tasks x 4 languages = 16 source and 16 target cells, two seeds (so
-# every cell gets a seed SE and its own significance test), 48 training items and 24 test items per cell. `calendar` is left out of the default: the English MiniLM
-# learns it only with many more epochs (measured), so it would add time without adding signal.
+# every cell gets a seed SE and its own significance test), 48 training items and 24 test items per cell.
+# `calendar` is left out of the default: the English MiniLM learns it only with many more epochs (measured), so it
+# would add time without adding signal.
 DEFAULT_LANGUAGES = ("en", "de", "fr", "ru")
 DEFAULT_TASKS = ("numbers", "region", "currency", "language")
 # The encoder's training settings (sentence-transformers-like, not the paper's Trainer defaults): AdamW's usual weight
@@ -52,8 +53,9 @@ def quickstart_spec(
     n_seeds = seeds if seeds is not None else (3 if full else QUICK_SEEDS)
     if n_seeds < 1:
         raise XlingError(f"--seeds: expected at least 1, got {n_seeds}")
-    model = ModelSpec(name="all-MiniLM-L6-v2", path=str(default_model_path()), kind="encoder",
-                      family="minilm", size="22M")
+    model = ModelSpec(
+        name="all-MiniLM-L6-v2", path=str(default_model_path()), kind="encoder", family="minilm", size="22M"
+    )
     return GridSpec(
         name="quickstart",
         models=[model],

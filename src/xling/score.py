@@ -38,9 +38,15 @@ def _limit_items(items: Sequence[MCItem], max_items: int | None) -> list[MCItem]
     return kept
 
 
-def score_items(model: ModelSpec, adapters: Mapping[str, str | Path | None], items: Sequence[MCItem],
-                spec: ScoreSpec = ScoreSpec(), *, progress: bool = False,
-                checkpoint_dir: str | Path | None = None) -> pd.DataFrame:
+def score_items(
+    model: ModelSpec,
+    adapters: Mapping[str, str | Path | None],
+    items: Sequence[MCItem],
+    spec: ScoreSpec = ScoreSpec(),
+    *,
+    progress: bool = False,
+    checkpoint_dir: str | Path | None = None,
+) -> pd.DataFrame:
     """Score every choice of every item under every entry of ``adapters`` (label → adapter folder, or ``None`` for
     the base model). Returns one row per (adapter, item, choice), columns ``COLUMNS``;
     ``attrs['peak_memory_bytes']`` holds the peak memory.
@@ -48,7 +54,9 @@ def score_items(model: ModelSpec, adapters: Mapping[str, str | Path | None], ite
     Items are scored one (task, language) cell at a time; with ``checkpoint_dir`` each finished cell is saved
     there and a rerun after an interruption loads it instead of scoring it again.
     """
-    adapters = {label: None if path is None else Path(path) for label, path in (dict(adapters) or {"base": None}).items()}
+    adapters = {
+        label: None if path is None else Path(path) for label, path in (dict(adapters) or {"base": None}).items()
+    }
     items = _limit_items(items, spec.max_items)
     if not items:
         raise XlingError("no items to score")
@@ -58,10 +66,12 @@ def score_items(model: ModelSpec, adapters: Mapping[str, str | Path | None], ite
     cells: dict[tuple[str, str], list[MCItem]] = {}
     for it in items:
         cells.setdefault((it.task, it.language), []).append(it)
-    saved = {cell: _checkpoint_path(checkpoint_dir, model, adapters, spec, cell_items)
-             for cell, cell_items in cells.items()}
-    pending = [it for cell, cell_items in cells.items() if not (saved[cell] and saved[cell].is_file())
-               for it in cell_items]
+    saved = {
+        cell: _checkpoint_path(checkpoint_dir, model, adapters, spec, cell_items) for cell, cell_items in cells.items()
+    }
+    pending = [
+        it for cell, cell_items in cells.items() if not (saved[cell] and saved[cell].is_file()) for it in cell_items
+    ]
     scorer, frames, peak, oom, batch = None, [], 0, 0, spec.batch_size
     for cell in _progress(list(cells), progress, "scoring cells"):
         path = saved[cell]
@@ -95,8 +105,15 @@ def _checkpoint_path(folder, model: ModelSpec, adapters: Mapping, spec: ScoreSpe
 
     from xling.tasks.registry import items_fingerprint
 
-    key = json.dumps([model.model_dump(mode="json"), {k: str(v) for k, v in adapters.items()},
-                      spec.model_dump(mode="json"), items_fingerprint(items)], sort_keys=True)
+    key = json.dumps(
+        [
+            model.model_dump(mode="json"),
+            {k: str(v) for k, v in adapters.items()},
+            spec.model_dump(mode="json"),
+            items_fingerprint(items),
+        ],
+        sort_keys=True,
+    )
     return Path(folder) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.parquet"
 
 
@@ -115,8 +132,11 @@ def summarize(loglik_df: pd.DataFrame) -> pd.DataFrame:
     d = loglik_df.sort_values(keys + ["choice"], kind="stable").reset_index(drop=True)
     by = [d[k] for k in keys]
     hits = {}
-    for metric, score in (("acc", d["loglik"]), ("acc_norm", d["loglik"] / d["n_chars"]),
-                          ("acc_bytes", d["loglik"] / d["n_bytes"])):
+    for metric, score in (
+        ("acc", d["loglik"]),
+        ("acc_norm", d["loglik"] / d["n_chars"]),
+        ("acc_bytes", d["loglik"] / d["n_bytes"]),
+    ):
         best = score.groupby(by, sort=False).idxmax()
         hits[metric] = pd.Series(d.loc[best.to_numpy(), "is_gold"].to_numpy(dtype=float), index=best.index)
     per_item = pd.DataFrame(hits).reset_index()
@@ -127,12 +147,12 @@ def summarize(loglik_df: pd.DataFrame) -> pd.DataFrame:
         per_item.loc[plain, "acc_norm"] = per_item.loc[plain, "acc"]
         per_item.loc[plain, "acc_bytes"] = per_item.loc[plain, "acc"]
     out = per_item.groupby(["adapter", "task", "language"], sort=True).agg(
-        n=("acc", "size"), acc=("acc", "mean"), acc_norm=("acc_norm", "mean"), acc_bytes=("acc_bytes", "mean"))
+        n=("acc", "size"), acc=("acc", "mean"), acc_norm=("acc_norm", "mean"), acc_bytes=("acc_bytes", "mean")
+    )
     return out.reset_index()
 
 
-def write_outputs(loglik_df: pd.DataFrame, out_dir: str | Path, config=None,
-                  benchmark_format: str = "lm-eval") -> Path:
+def write_outputs(loglik_df: pd.DataFrame, out_dir: str | Path, config=None, benchmark_format: str = "lm-eval") -> Path:
     """``OUT/loglikelihoods.parquet``, ``OUT/scores.csv`` and ``OUT/run.json``, written atomically. When paper
     benchmarks were scored, ``run.json`` says which evaluation format they used and that it is inferred."""
     from xling.io import atomic_dir
@@ -144,7 +164,12 @@ def write_outputs(loglik_df: pd.DataFrame, out_dir: str | Path, config=None,
     with atomic_dir(out_dir) as tmp:
         loglik_df.to_parquet(tmp / "loglikelihoods.parquet", index=False)
         summarize(loglik_df).to_csv(tmp / "scores.csv", index=False)
-        write_run_record(tmp, config, peak_memory_bytes=loglik_df.attrs.get("peak_memory_bytes"),
-                         oom_retries=loglik_df.attrs.get("oom_retries"), batch_size=loglik_df.attrs.get("batch_size"),
-                         **extra)
+        write_run_record(
+            tmp,
+            config,
+            peak_memory_bytes=loglik_df.attrs.get("peak_memory_bytes"),
+            oom_retries=loglik_df.attrs.get("oom_retries"),
+            batch_size=loglik_df.attrs.get("batch_size"),
+            **extra,
+        )
     return Path(out_dir)

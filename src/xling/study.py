@@ -43,8 +43,9 @@ def run_transfer_study(spec: Any, *, analyze: bool = True, console=None, progres
     table, seeds, n = export(make_plan(spec), store_for(spec), out / "results.csv")
     study = TransferStudy(final, table, seeds, n)
     if analyze and n:
-        study.analysis = run_analysis(read_table(table), out / "analysis", spec_for_models(spec.models),
-                                      source=str(table), input_path=table)
+        study.analysis = run_analysis(
+            read_table(table), out / "analysis", spec_for_models(spec.models), source=str(table), input_path=table
+        )
         study.report = out / "analysis" / "report.html"
     return study
 
@@ -72,17 +73,31 @@ def run_cle_study(spec: Any, *, console=None, progress: bool = True) -> CLEStudy
         from xling.analysis.cle import bli_downstream_correlation, method_ranks
 
         bli = table[table["status"] == "done"]
-        analysis = {"cle_bli_downstream_correlation": bli_downstream_correlation(bli, tables["cle_downstream"],
-                                                                                 seed=spec.seed),
-                    "cle_method_ranks": method_ranks(bli, tables["cle_downstream"])}
+        analysis = {
+            "cle_bli_downstream_correlation": bli_downstream_correlation(bli, tables["cle_downstream"], seed=spec.seed),
+            "cle_method_ranks": method_ranks(bli, tables["cle_downstream"]),
+        }
         write_tables(analysis, Path(spec.output) / "tables")
         tables.update(analysis)
     final = status(spec)
     n_failed = sum(len(st.failed) for st in final)
     notes = [f"{n_failed} unit(s) failed; `xling grid status` shows their last error"] if n_failed else []
-    facts = [("units", len(table)), ("done", int((table["status"] == "done").sum())), ("failed units", n_failed),
-             ("retrieval", spec.retrieval), ("counting convention", spec.convention), ("OOV", spec.oov),
-             ("case", spec.case), ("max vocabulary", spec.max_vocab), ("method failure", f"MRR < {spec.fail_mrr}")]
-    report = write_cle_report(tables, Path(spec.output), f"{len(spec.entries())} method(s) × "
-                              f"{len(spec.pair_list())} pair(s) × {len(spec.sizes)} dictionary size(s)", facts, notes)
+    facts = [
+        ("units", len(table)),
+        ("done", int((table["status"] == "done").sum())),
+        ("failed units", n_failed),
+        ("retrieval", spec.retrieval),
+        ("counting convention", spec.convention),
+        ("OOV", spec.oov),
+        ("case", spec.case),
+        ("max vocabulary", spec.max_vocab),
+        ("method failure", f"MRR < {spec.fail_mrr}"),
+    ]
+    report = write_cle_report(
+        tables,
+        Path(spec.output),
+        f"{len(spec.entries())} method(s) × {len(spec.pair_list())} pair(s) × {len(spec.sizes)} dictionary size(s)",
+        facts,
+        notes,
+    )
     return CLEStudy(tables, final, report, notes)

@@ -51,7 +51,6 @@ def split_train_val(items: Sequence[MCItem], val_fraction: float, split_seed: in
     return [items[i] for i in parts["train"]["i"]], [items[i] for i in parts["test"]["i"]]
 
 
-
 def lora_state(model) -> dict:
     """A CPU copy of the trainable (LoRA) weights."""
     return {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.requires_grad}
@@ -103,7 +102,7 @@ def evaluate(kind, loaded, examples: Sequence, spec: TrainSpec) -> dict[str, flo
     total, rows, correct = 0.0, 0, 0
     with torch.no_grad():
         for i in range(0, len(examples), spec.batch_size):
-            loss = kind.batch_loss(loaded, examples[i:i + spec.batch_size], spec)
+            loss = kind.batch_loss(loaded, examples[i : i + spec.batch_size], spec)
             total, rows = total + loss.row_total, rows + loss.rows
             correct = None if loss.correct is None or correct is None else correct + loss.correct
     out = {"val_loss": total / max(rows, 1)}
@@ -112,8 +111,17 @@ def evaluate(kind, loaded, examples: Sequence, spec: TrainSpec) -> dict[str, flo
     return out
 
 
-def train_adapter(model_spec: ModelSpec, train_items: Sequence[MCItem], val_items: Sequence[MCItem], seed: int,
-                  out_dir: Path, lora: LoraSpec, spec: TrainSpec, *, progress: bool = False) -> dict:
+def train_adapter(
+    model_spec: ModelSpec,
+    train_items: Sequence[MCItem],
+    val_items: Sequence[MCItem],
+    seed: int,
+    out_dir: Path,
+    lora: LoraSpec,
+    spec: TrainSpec,
+    *,
+    progress: bool = False,
+) -> dict:
     """Fine-tune LoRA on ``train_items``; save the best-validation epoch's adapter into ``out_dir``; return the log."""
     import torch
     from peft import get_peft_model
@@ -135,8 +143,18 @@ def train_adapter(model_spec: ModelSpec, train_items: Sequence[MCItem], val_item
         with quiet_peft():
             loaded.model = model = get_peft_model(base, kind.lora_config(lora))
         try:
-            log = _train_loop(kind, loaded, model_spec, train_items, val_items, seed, out_dir,
-                              spec.model_copy(update={"batch_size": batch}), progress, started)
+            log = _train_loop(
+                kind,
+                loaded,
+                model_spec,
+                train_items,
+                val_items,
+                seed,
+                out_dir,
+                spec.model_copy(update={"batch_size": batch}),
+                progress,
+                started,
+            )
             return {**log, "batch_size": batch, "oom_restarts": restarts}
         except torch.OutOfMemoryError:
             if spec.batch_size != "auto" or batch == 1:
@@ -151,8 +169,18 @@ def train_adapter(model_spec: ModelSpec, train_items: Sequence[MCItem], val_item
             loaded.model.eval()
 
 
-def _train_loop(kind, loaded, model_spec: ModelSpec, train_items: Sequence[MCItem], val_items: Sequence[MCItem],
-                seed: int, out_dir: Path, spec: TrainSpec, progress: bool, started: float) -> dict:
+def _train_loop(
+    kind,
+    loaded,
+    model_spec: ModelSpec,
+    train_items: Sequence[MCItem],
+    val_items: Sequence[MCItem],
+    seed: int,
+    out_dir: Path,
+    spec: TrainSpec,
+    progress: bool,
+    started: float,
+) -> dict:
     """The loop proper, on ``loaded.model`` with LoRA attached."""
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -184,7 +212,7 @@ def _train_loop(kind, loaded, model_spec: ModelSpec, train_items: Sequence[MCIte
         total, rows = 0.0, 0
         for i in range(0, len(order), spec.batch_size):
             # forward backward update
-            loss = kind.batch_loss(loaded, [train_ex[j] for j in order[i:i + spec.batch_size]], spec)
+            loss = kind.batch_loss(loaded, [train_ex[j] for j in order[i : i + spec.batch_size]], spec)
             loss.value.backward()
             if spec.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, spec.max_grad_norm)
@@ -199,7 +227,11 @@ def _train_loop(kind, loaded, model_spec: ModelSpec, train_items: Sequence[MCIte
         history.append(record)
         val_loss = record["val_loss"]
         if not spec.keep_best_epoch or val_loss is None or val_loss < best_val:
-            best_val, best_epoch, best_state = (val_loss if val_loss is not None else best_val), epoch, lora_state(model)
+            best_val, best_epoch, best_state = (
+                (val_loss if val_loss is not None else best_val),
+                epoch,
+                lora_state(model),
+            )
     if bar:
         bar[0].stop()
 
@@ -209,10 +241,17 @@ def _train_loop(kind, loaded, model_spec: ModelSpec, train_items: Sequence[MCIte
             named[name].copy_(value.to(named[name].device))
     model.save_pretrained(str(out_dir))
     write_adapter_meta(Path(out_dir), model_spec.name, model_spec.location, loaded.fingerprint)
-    return {"epochs": history, "kept_epoch": best_epoch, "best_val_loss": None if best_val == math.inf else best_val,
-            "n_train": len(train_ex), "n_val": len(val_ex), "steps": total_steps, "warmup_steps": warmup,
-            "seconds": round(time.perf_counter() - started, 2),  # with loading the model (when not kept)
-            "loop_seconds": round(time.perf_counter() - loop_start, 2)}  # examples, training, validation, saving
+    return {
+        "epochs": history,
+        "kept_epoch": best_epoch,
+        "best_val_loss": None if best_val == math.inf else best_val,
+        "n_train": len(train_ex),
+        "n_val": len(val_ex),
+        "steps": total_steps,
+        "warmup_steps": warmup,
+        "seconds": round(time.perf_counter() - started, 2),  # with loading the model (when not kept)
+        "loop_seconds": round(time.perf_counter() - loop_start, 2),
+    }  # examples, training, validation, saving
 
 
 def _progress(enabled: bool, total: int):
@@ -225,8 +264,17 @@ def _progress(enabled: bool, total: int):
     return bar, bar.add_task("training", total=total)
 
 
-def train_cell(model: ModelSpec, task: str, language: str, seed: int, out_dir: Path,
-               lora: LoraSpec = LoraSpec(), train: TrainSpec = TrainSpec(), *, progress: bool = False) -> Path:
+def train_cell(
+    model: ModelSpec,
+    task: str,
+    language: str,
+    seed: int,
+    out_dir: Path,
+    lora: LoraSpec = LoraSpec(),
+    train: TrainSpec = TrainSpec(),
+    *,
+    progress: bool = False,
+) -> Path:
     """Fine-tune one source cell and write the adapter folder atomically: adapter weights and config,
     ``train_log.json`` (per-epoch train/val loss, kept epoch) and ``run.json``."""
     from xling.tasks.prompts import paper_trainable
@@ -245,7 +293,15 @@ def train_cell(model: ModelSpec, task: str, language: str, seed: int, out_dir: P
         log = train_adapter(model, train_items, val_items, seed, tmp, lora, train, progress=progress)
         log = {"task": task, "language": language, "seed": seed, "n_dropped": n_dropped, **log}
         (tmp / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
-        write_run_record(tmp, {"model": model.model_dump(mode="json"), "lora": lora.model_dump(mode="json"),
-                               "train": train.model_dump(mode="json"), "task": task, "language": language},
-                         seed=seed)
+        write_run_record(
+            tmp,
+            {
+                "model": model.model_dump(mode="json"),
+                "lora": lora.model_dump(mode="json"),
+                "train": train.model_dump(mode="json"),
+                "task": task,
+                "language": language,
+            },
+            seed=seed,
+        )
     return out_dir

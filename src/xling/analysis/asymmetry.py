@@ -36,7 +36,8 @@ def _join(df: pd.DataFrame, cols: list[str]) -> pd.Series:
 
 
 def language_asymmetry(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
-    """``lang_a,lang_b,delta_ab,delta_ba,asymmetry,ci_low,ci_high,n,supported`` over MT-CL cells, most asymmetric first."""
+    """``lang_a,lang_b,delta_ab,delta_ba,asymmetry,ci_low,ci_high,n,supported`` over MT-CL cells, most asymmetric
+    first."""
     mtcl = cells[cells["regime"] == "MT-CL"]
     pairs = _paired(mtcl, ["fine_tuned_language"], ["eval_language"], ["model_name", "fine_tuned_dataset"])
     if pairs.empty:

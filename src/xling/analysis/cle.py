@@ -65,10 +65,22 @@ def _correlate(group: pd.DataFrame, rng: np.random.Generator, n_boot: int, level
     methods = group["method"].to_numpy()
     names = np.unique(methods)
     rho, tau = spearman_kendall(x, y)
-    out = {"n_points": len(group), "n_methods": len(names), "spearman": rho, "kendall": tau,
-           "spearman_p": float("nan"), "kendall_p": float("nan"), "spearman_low": float("nan"),
-           "spearman_high": float("nan"), "kendall_low": float("nan"), "kendall_high": float("nan"),
-           "n_boot": 0, "n_boot_valid": 0, "resampling": RESAMPLING, "note": ""}
+    out = {
+        "n_points": len(group),
+        "n_methods": len(names),
+        "spearman": rho,
+        "kendall": tau,
+        "spearman_p": float("nan"),
+        "kendall_p": float("nan"),
+        "spearman_low": float("nan"),
+        "spearman_high": float("nan"),
+        "kendall_low": float("nan"),
+        "kendall_high": float("nan"),
+        "n_boot": 0,
+        "n_boot_valid": 0,
+        "resampling": RESAMPLING,
+        "note": "",
+    }
     if np.isfinite(rho):
         out["spearman_p"] = float(stats.spearmanr(x, y).pvalue) if len(x) > 2 else float("nan")
         out["kendall_p"] = float(stats.kendalltau(x, y).pvalue)
@@ -93,8 +105,9 @@ def _correlate(group: pd.DataFrame, rng: np.random.Generator, n_boot: int, level
     return out
 
 
-def bli_downstream_correlation(bli: pd.DataFrame, downstream: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
-                               level: float = 0.95) -> pd.DataFrame:
+def bli_downstream_correlation(
+    bli: pd.DataFrame, downstream: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> pd.DataFrame:
     """Spearman and Kendall correlations of BLI MRR with each downstream score across methods, per pair and pooled.
 
     One row per (task, metric, pair) plus a ``pooled`` row per (task, metric); columns ``n_points, n_methods,
@@ -107,9 +120,25 @@ def bli_downstream_correlation(bli: pd.DataFrame, downstream: pd.DataFrame, *, n
     downstream = _check(downstream, DOWNSTREAM_COLUMNS, "downstream", [*KEYS, "task", "metric"])
     joined = downstream.merge(bli[[*KEYS, "mrr"]], on=KEYS, how="inner")
     joined = joined[np.isfinite(joined["mrr"].astype(float)) & np.isfinite(joined["score"].astype(float))]
-    columns = ["task", "metric", "pair", "n_points", "n_methods", "spearman", "spearman_low", "spearman_high",
-               "spearman_p", "kendall", "kendall_low", "kendall_high", "kendall_p", "n_boot", "n_boot_valid",
-               "resampling", "note"]
+    columns = [
+        "task",
+        "metric",
+        "pair",
+        "n_points",
+        "n_methods",
+        "spearman",
+        "spearman_low",
+        "spearman_high",
+        "spearman_p",
+        "kendall",
+        "kendall_low",
+        "kendall_high",
+        "kendall_p",
+        "n_boot",
+        "n_boot_valid",
+        "resampling",
+        "note",
+    ]
     if joined.empty:
         return pd.DataFrame(columns=columns)
     rng = np.random.default_rng(seed)
@@ -127,12 +156,25 @@ def method_ranks(bli: pd.DataFrame, downstream: pd.DataFrame) -> pd.DataFrame:
     bli = _check(bli, BLI_COLUMNS, "BLI", KEYS)
     downstream = _check(downstream, DOWNSTREAM_COLUMNS, "downstream", [*KEYS, "task", "metric"])
     joined = downstream.merge(bli[[*KEYS, "mrr"]], on=KEYS, how="inner")
-    columns = ["task", "metric", "method", "size", "pairs", "mrr_mean", "score_mean", "bli_rank", "downstream_rank",
-               "rank_shift"]
+    columns = [
+        "task",
+        "metric",
+        "method",
+        "size",
+        "pairs",
+        "mrr_mean",
+        "score_mean",
+        "bli_rank",
+        "downstream_rank",
+        "rank_shift",
+    ]
     if joined.empty:
         return pd.DataFrame(columns=columns)
-    means = joined.groupby(["task", "metric", "method", "size"], sort=True).agg(
-        pairs=("pair", "nunique"), mrr_mean=("mrr", "mean"), score_mean=("score", "mean")).reset_index()
+    means = (
+        joined.groupby(["task", "metric", "method", "size"], sort=True)
+        .agg(pairs=("pair", "nunique"), mrr_mean=("mrr", "mean"), score_mean=("score", "mean"))
+        .reset_index()
+    )
     by = means.groupby(["task", "metric"], sort=False)
     means["bli_rank"] = by["mrr_mean"].rank(ascending=False, method="min").astype(int)
     means["downstream_rank"] = by["score_mean"].rank(ascending=False, method="min").astype(int)

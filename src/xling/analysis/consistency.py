@@ -26,7 +26,8 @@ RATERS = {"model": "model_name", "family": "family", "size": "size", "size_bucke
 
 
 def source_consistency(cells: pd.DataFrame, rater: str) -> tuple[pd.DataFrame, int]:
-    """Per (regime, source): ``regime,fine_tuned_dataset,fine_tuned_language,n_recipients,n_raters,tau`` and the skip count."""
+    """Per (regime, source): ``regime,fine_tuned_dataset,fine_tuned_language,n_recipients,n_raters,tau`` and the
+    skip count."""
     rows, skipped = [], 0
     for regime in TRANSFER_REGIMES:
         sub = cells[cells["regime"] == regime]

@@ -17,9 +17,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from xling.config import ModelSpec, Spec, load_spec, parse_family, parse_size  # noqa: F401  (re-exported)
+from xling.config import ModelSpec, Spec, load_spec, parse_family, parse_size
 from xling.errors import XlingError
-
 
 # The paper's benchmarks: Global-MMLU is human-translated, the others machine-translated.
 DEFAULT_CONSTRUCTION = {

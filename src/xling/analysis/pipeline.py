@@ -18,6 +18,7 @@ from xling.analysis.meta import AnalysisSpec, annotate
 from xling.analysis.results import RELEASE_COLUMNS, aggregate_seeds, se_column, validate_long, validate_release
 from xling.errors import XlingError
 
+
 @dataclass
 class Analysis:
     """Every table of one analysis, plus what was skipped and how complete the grid was."""

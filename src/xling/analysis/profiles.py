@@ -37,7 +37,8 @@ def _side(cells: pd.DataFrame, name: str, spec: AnalysisSpec) -> pd.DataFrame:
 
 
 def pareto_profiles(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
-    """``model_name,family,size,fine_tuned_dataset,fine_tuned_language,on_task,off_task,...,pareto`` (CIs over cells)."""
+    """``model_name,family,size,fine_tuned_dataset,fine_tuned_language,on_task,off_task,...,pareto`` (CIs over
+    cells)."""
     on = _side(cells[cells["regime"] == "MT-CL"], "on", spec)
     off = _side(cells[cells["regime"].isin(["CT-ML", "CT-CL"])], "off", spec)
     out = on.join(off, how="inner").reset_index()
@@ -72,8 +73,9 @@ def task_on_off_summary(profiles: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFr
     """
     rng = np.random.default_rng(spec.seed)
     on, off = (
-        two_stage(profiles.rename(columns={side: "delta"}), "fine_tuned_dataset", "delta", rng, spec.n_boot,
-                  cells="sources")
+        two_stage(
+            profiles.rename(columns={side: "delta"}), "fine_tuned_dataset", "delta", rng, spec.n_boot, cells="sources"
+        )
         for side in ("on_task", "off_task")
     )
     out = pd.DataFrame(

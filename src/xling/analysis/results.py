@@ -21,16 +21,17 @@ from xling.contracts import (  # noqa: F401  (the table contracts, re-exported f
     METRICS,
     NORM_METRIC_COLUMN,
     OPTIONAL_COLUMNS,
-    RELEASE_COLUMNS,
     REGIMES,
+    RELEASE_COLUMNS,
     TRANSFER_REGIMES,
     aggregate_seeds,
     regime_of,
 )
 from xling.errors import XlingError
 
+
 def se_column(metric: str) -> str:
-    """The standard-error column of a ``*_mean`` metric column (``delta_score_norm_mean`` -> ``delta_score_norm_se``)."""
+    """The standard-error column of a ``*_mean`` column (``delta_score_norm_mean`` -> ``delta_score_norm_se``)."""
     return metric[: -len("_mean")] + "_se" if metric.endswith("_mean") else metric + "_se"
 
 

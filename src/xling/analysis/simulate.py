@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from xling.config import parse_family, parse_size
+from xling.config import Spec, parse_family, parse_size
 from xling.contracts import LONG_COLUMNS, aggregate_seeds
-from xling.config import Spec
 
 DEFAULT_MODELS = [
     "Llama-3.2-1B-Instruct",

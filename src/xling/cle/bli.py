@@ -59,23 +59,39 @@ def metrics_from_ranks(ranks: np.ndarray, n_oov: int = 0, oov: OOVPolicy = "skip
         ranks = np.concatenate([ranks, np.full(n_oov, np.inf)])
     if ranks.size == 0:
         raise XlingError("no test item left to evaluate: no dictionary line has both words in the vocabularies")
-    return {"p1": float(np.mean(ranks <= 1)), "p5": float(np.mean(ranks <= 5)), "p10": float(np.mean(ranks <= 10)),
-            "mrr": float(np.mean(1.0 / ranks)), "n": int(ranks.size)}
+    return {
+        "p1": float(np.mean(ranks <= 1)),
+        "p5": float(np.mean(ranks <= 5)),
+        "p10": float(np.mean(ranks <= 10)),
+        "mrr": float(np.mean(1.0 / ranks)),
+        "n": int(ranks.size),
+    }
 
 
 def unit_rows(x: np.ndarray, *, inplace: bool = False) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero), so dot products are cosines."""
     out = x if inplace else x.copy()
     for i in range(0, len(out), 16384):  # a block at a time: np.linalg.norm would square a full-size copy
-        block = out[i:i + 16384]
+        block = out[i : i + 16384]
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))[:, None]
         np.divide(block, norms, out=block, where=norms > 0)
     return out
 
 
-def evaluate(src_vectors: np.ndarray, tgt_vectors: np.ndarray, found: Lookup, *, retrieval_method: str = "nn",
-             convention: Convention = "line", oov: OOVPolicy = "skip", csls_k: int = 10, isf_beta: float = 30.0,
-             normalize: bool = True, inplace: bool = False, backend: str = "auto") -> BLIResult:
+def evaluate(
+    src_vectors: np.ndarray,
+    tgt_vectors: np.ndarray,
+    found: Lookup,
+    *,
+    retrieval_method: str = "nn",
+    convention: Convention = "line",
+    oov: OOVPolicy = "skip",
+    csls_k: int = 10,
+    isf_beta: float = 30.0,
+    normalize: bool = True,
+    inplace: bool = False,
+    backend: str = "auto",
+) -> BLIResult:
     """BLI of mapped source vectors against target vectors on a resolved test dictionary.
 
     ``normalize``: use cosine (rows scaled to unit length; ``inplace=True`` scales the given arrays instead of copies,
@@ -89,9 +105,17 @@ def evaluate(src_vectors: np.ndarray, tgt_vectors: np.ndarray, found: Lookup, *,
     sources, query_of = np.unique(found.src_rows, return_inverse=True)
     ranks = np.empty(0, dtype=np.int64)
     if len(sources):
-        ranks = retrieval.gold_ranks(src_vectors[sources], tgt_vectors, query_of, found.tgt_rows,
-                                     method=retrieval_method, sources=src_vectors, csls_k=csls_k, isf_beta=isf_beta,
-                                     backend=backend)
+        ranks = retrieval.gold_ranks(
+            src_vectors[sources],
+            tgt_vectors,
+            query_of,
+            found.tgt_rows,
+            method=retrieval_method,
+            sources=src_vectors,
+            csls_k=csls_k,
+            isf_beta=isf_beta,
+            backend=backend,
+        )
     if convention == "source":
         best = np.full(len(sources), np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(best, query_of, ranks)
@@ -99,8 +123,18 @@ def evaluate(src_vectors: np.ndarray, tgt_vectors: np.ndarray, found: Lookup, *,
     else:
         n_oov, coverage = len(found.oov_lines), found.line_coverage
     scores = metrics_from_ranks(ranks, n_oov, oov)
-    return BLIResult(scores["p1"], scores["p5"], scores["p10"], scores["mrr"], coverage, scores["n"], n_oov,
-                     retrieval_method, convention, oov)
+    return BLIResult(
+        scores["p1"],
+        scores["p5"],
+        scores["p10"],
+        scores["mrr"],
+        coverage,
+        scores["n"],
+        n_oov,
+        retrieval_method,
+        convention,
+        oov,
+    )
 
 
 def bli(src: Embeddings, tgt: Embeddings, dictionary: Dictionary, **options) -> BLIResult:

@@ -48,8 +48,9 @@ class Dictionary:
         return out
 
 
-def read_dictionary(path: str | Path, *, case: Case = "keep", repeats: Repeats = "drop",
-                    encoding: str = "utf-8") -> Dictionary:
+def read_dictionary(
+    path: str | Path, *, case: Case = "keep", repeats: Repeats = "drop", encoding: str = "utf-8"
+) -> Dictionary:
     """Read ``source<TAB>target`` or ``source target`` lines (the separator is detected per line; blank lines skipped).
 
     A line that is not exactly two fields raises ``XlingError`` naming the line.
@@ -136,6 +137,12 @@ def lookup(dictionary: Dictionary, src_index: dict[str, int], tgt_index: dict[st
         line_of.append(i)
         covered.add(src)
     sources = list(dictionary.golds())
-    return Lookup(np.array(src_rows, dtype=np.int64), np.array(tgt_rows, dtype=np.int64),
-                  np.array(line_of, dtype=np.int64), len(dictionary.pairs), len(sources), oov_lines,
-                  [s for s in sources if s not in covered])
+    return Lookup(
+        np.array(src_rows, dtype=np.int64),
+        np.array(tgt_rows, dtype=np.int64),
+        np.array(line_of, dtype=np.int64),
+        len(dictionary.pairs),
+        len(sources),
+        oov_lines,
+        [s for s in sources if s not in covered],
+    )

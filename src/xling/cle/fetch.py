@@ -48,8 +48,14 @@ def bli_pairs(manifest: dict | None = None) -> list[str]:
     return sorted({name.split("/")[0] for name in (manifest or bli_manifest())["files"]})
 
 
-def fetch_bli(out_dir: str | Path, pairs: Iterable[str] | None = None, *, base_url: str | None = None,
-              manifest: dict | None = None, report: Callable[[str, str], None] | None = None) -> list[Path]:
+def fetch_bli(
+    out_dir: str | Path,
+    pairs: Iterable[str] | None = None,
+    *,
+    base_url: str | None = None,
+    manifest: dict | None = None,
+    report: Callable[[str, str], None] | None = None,
+) -> list[Path]:
     """Download the dictionaries of ``pairs`` (default: all) into ``out_dir/<pair>/``; return their paths.
 
     ``report(path, status)`` is called per file with status ``cached`` or ``downloaded``.
@@ -77,8 +83,14 @@ def fetch_bli(out_dir: str | Path, pairs: Iterable[str] | None = None, *, base_u
     return out
 
 
-def fetch_fasttext(lang: str, out_dir: str | Path, *, max_vocab: int | None = 200000, base_url: str | None = None,
-                   report: Callable[[int], None] | None = None) -> Path:
+def fetch_fasttext(
+    lang: str,
+    out_dir: str | Path,
+    *,
+    max_vocab: int | None = 200000,
+    base_url: str | None = None,
+    report: Callable[[int], None] | None = None,
+) -> Path:
     """Download ``wiki.<lang>.vec`` (its first ``max_vocab`` rows) into ``out_dir``; return the path.
 
     The result is ``out_dir/wiki.<lang>.vec``; its ``.sha256.json`` record says how many rows it holds, and a copy
@@ -97,14 +109,23 @@ def fetch_fasttext(lang: str, out_dir: str | Path, *, max_vocab: int | None = 20
     url = f"{(base_url or FASTTEXT_URL).rstrip('/')}/wiki.{lang}.vec"
     digest, rows = _stream_vectors(url, dest, max_vocab, report)
     with atomic_file(record) as fh:
-        json.dump({"url": url, "sha256": digest, "rows": rows, "max_vocab": max_vocab,
-                   "fetched": datetime.now(timezone.utc).isoformat(timespec="seconds")}, fh, indent=2)
+        json.dump(
+            {
+                "url": url,
+                "sha256": digest,
+                "rows": rows,
+                "max_vocab": max_vocab,
+                "fetched": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+            fh,
+            indent=2,
+        )
     return dest
 
 
 def _open(url: str):
     try:
-        return urllib.request.urlopen(url, timeout=_TIMEOUT_S)  # noqa: S310 (callers pass _check_url first)
+        return urllib.request.urlopen(url, timeout=_TIMEOUT_S)
     except urllib.error.HTTPError as err:
         raise XlingError(f"{url}: HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError) as err:
@@ -125,12 +146,15 @@ def _download(url: str, dest: Path, sha256: str) -> None:
             digest.update(chunk)
             fh.write(chunk)
         if digest.hexdigest() != sha256:
-            raise XlingError(f"{url}: checksum mismatch (expected sha256 {sha256[:16]}..., "
-                             f"found {digest.hexdigest()[:16]}...); nothing written")
+            raise XlingError(
+                f"{url}: checksum mismatch (expected sha256 {sha256[:16]}..., "
+                f"found {digest.hexdigest()[:16]}...); nothing written"
+            )
 
 
-def _stream_vectors(url: str, dest: Path, max_vocab: int | None,
-                    report: Callable[[int], None] | None) -> tuple[str, int]:
+def _stream_vectors(
+    url: str, dest: Path, max_vocab: int | None, report: Callable[[int], None] | None
+) -> tuple[str, int]:
     """Copy the header and the first ``max_vocab`` rows of a word2vec text file; return (sha256, rows)."""
     _check_url(url)
     digest = hashlib.sha256()

@@ -119,7 +119,7 @@ class CLEGridSpec(Spec):
         return value
 
     @model_validator(mode="after")
-    def _check(self) -> "CLEGridSpec":
+    def _check(self) -> CLEGridSpec:
         from xling.cle.mappers import check_method, seed_of
 
         labels = [m.name if isinstance(m, MethodEntry) else m for m in self.methods]
@@ -141,14 +141,18 @@ class CLEGridSpec(Spec):
             if seed_of(method) == "dictionary" and self.train_dict is None:
                 raise ValueError(f"method {method!r} needs a training dictionary: set train_dict")
         if (self.vectors is None) == (self.src_vectors is None or self.tgt_vectors is None):
-            raise ValueError("give either vectors (a {lang} template) or both src_vectors and tgt_vectors "
-                             "({pair}/{src}/{tgt} templates)")
+            raise ValueError(
+                "give either vectors (a {lang} template) or both src_vectors and tgt_vectors "
+                "({pair}/{src}/{tgt} templates)"
+            )
         pair_keys = {"pair", "src", "tgt"}
-        for field, template, keys in (("vectors", self.vectors, {"lang"}),
-                                      ("src_vectors", self.src_vectors, pair_keys),
-                                      ("tgt_vectors", self.tgt_vectors, pair_keys),
-                                      ("train_dict", self.train_dict, {"pair", "src", "tgt", "size"}),
-                                      ("test_dict", self.test_dict, {"pair", "src", "tgt"})):
+        for field, template, keys in (
+            ("vectors", self.vectors, {"lang"}),
+            ("src_vectors", self.src_vectors, pair_keys),
+            ("tgt_vectors", self.tgt_vectors, pair_keys),
+            ("train_dict", self.train_dict, {"pair", "src", "tgt", "size"}),
+            ("test_dict", self.test_dict, {"pair", "src", "tgt"}),
+        ):
             if template is not None:
                 _check_template(field, template, keys)
         from xling.cle.downstream.evaluate import check_task, model_params
@@ -206,9 +210,12 @@ def load_grid_spec(path: str | Path) -> CLEGridSpec:
         template = getattr(spec, name)
         if template is not None and not Path(template).expanduser().is_absolute():
             setattr(spec, name, str(folder / template))
-    spec.downstream = {task: entry.model_copy(update={"data": str(folder / entry.data)})
-                       if not Path(entry.data).expanduser().is_absolute() else entry
-                       for task, entry in spec.tasks().items()}
+    spec.downstream = {
+        task: entry.model_copy(update={"data": str(folder / entry.data)})
+        if not Path(entry.data).expanduser().is_absolute()
+        else entry
+        for task, entry in spec.tasks().items()
+    }
     return spec
 
 
@@ -260,11 +267,15 @@ def units(spec: CLEGridSpec) -> list[CLEUnit]:
                     src_vectors=_path((spec.src_vectors or spec.vectors).format(lang=src, **fill)),
                     tgt_vectors=_path((spec.tgt_vectors or spec.vectors).format(lang=tgt, **fill)),
                     train_dict=_path(spec.train_dict.format(**fill)) if with_dict else None,
-                    test_dict=_path(spec.test_dict.format(**fill)))
-                payload = unit_payload(spec, {"method": entry.method, "params": entry.params, "pair": pair,
-                                              "size": size, "fill": fill, **files})
-                out.append(CLEUnit(unit_key(payload), entry.name, entry.method, entry.params, pair, src, tgt, size,
-                                   **files))
+                    test_dict=_path(spec.test_dict.format(**fill)),
+                )
+                payload = unit_payload(
+                    spec,
+                    {"method": entry.method, "params": entry.params, "pair": pair, "size": size, "fill": fill, **files},
+                )
+                out.append(
+                    CLEUnit(unit_key(payload), entry.name, entry.method, entry.params, pair, src, tgt, size, **files)
+                )
     return out
 
 
@@ -275,16 +286,28 @@ def _path(text: str) -> str:
 def unit_payload(spec: CLEGridSpec, fields: dict[str, Any]) -> dict[str, Any]:
     """Everything that determines a unit's result (its store key is a hash of this)."""
     files = {k: fields[k] for k in ("src_vectors", "tgt_vectors", "train_dict", "test_dict")}
-    payload = {"kind": "cle-bli", "method": fields["method"], "params": fields["params"], "pair": fields["pair"],
-               "size": fields["size"], "files": files, "sizes_bytes": {k: _size(v) for k, v in files.items()},
-               **spec.model_dump(include={"max_vocab", "case", "retrieval", "convention", "oov", "seed"})}
+    payload = {
+        "kind": "cle-bli",
+        "method": fields["method"],
+        "params": fields["params"],
+        "pair": fields["pair"],
+        "size": fields["size"],
+        "files": files,
+        "sizes_bytes": {k: _size(v) for k, v in files.items()},
+        **spec.model_dump(include={"max_vocab", "case", "retrieval", "convention", "oov", "seed"}),
+    }
     if spec.downstream:  # the tasks and their data; grids without them keep their earlier keys
-        payload["downstream"] = {task: {**entry.model_dump(), "data": _path(entry.data.format(**fields["fill"]))}
-                                 for task, entry in spec.tasks().items()}
+        payload["downstream"] = {
+            task: {**entry.model_dump(), "data": _path(entry.data.format(**fields["fill"]))}
+            for task, entry in spec.tasks().items()
+        }
     if spec.protocol is not None:  # the resolved conventions; specs without a protocol keep their earlier keys
         conv = spec.conventions()
-        payload.update(protocol=conv.name, conventions={k: v for k, v in conv.record().items() if k != "reference"},
-                       params={**conv.params_for(fields["method"]), **fields["params"]})
+        payload.update(
+            protocol=conv.name,
+            conventions={k: v for k, v in conv.record().items() if k != "reference"},
+            params={**conv.params_for(fields["method"]), **fields["params"]},
+        )
     return payload
 
 
@@ -319,13 +342,15 @@ def run_unit(spec: CLEGridSpec, unit: CLEUnit) -> dict[str, Any]:
     x, z = _vectors(spec, unit.src_vectors), _vectors(spec, unit.tgt_vectors)
     train = read_dictionary(unit.train_dict, **conv.dictionary_options()) if unit.train_dict else None
     test = read_dictionary(unit.test_dict, **conv.dictionary_options())
-    mapped = map_embeddings(unit.method, x, z, train, params=unit.params, seed=spec.seed,
-                            protocol=conv if spec.protocol else None)
+    mapped = map_embeddings(
+        unit.method, x, z, train, params=unit.params, seed=spec.seed, protocol=conv if spec.protocol else None
+    )
     result = bli(mapped.src, mapped.tgt, test, inplace=True, **conv.bli_options()).to_dict()
     result = {**result, "mapping": mapped.info}
     if spec.downstream:
-        result["downstream"] = [downstream_row(spec, unit, task, entry, mapped.src, mapped.tgt)
-                                for task, entry in spec.tasks().items()]
+        result["downstream"] = [
+            downstream_row(spec, unit, task, entry, mapped.src, mapped.tgt) for task, entry in spec.tasks().items()
+        ]
     return result
 
 
@@ -342,9 +367,20 @@ def downstream_row(spec: CLEGridSpec, unit: CLEUnit, task: str, entry: Downstrea
         if len(_TASK_DATA) >= len(spec.downstream):
             _TASK_DATA.clear()
         _TASK_DATA[key] = load_task_data(task, folder, unit.src, unit.tgt, topics=entry.topics)
-    result = evaluate_downstream(task, folder, unit.src, unit.tgt, src, tgt, loaded=_TASK_DATA[key],
-                                 stopwords=entry.stopwords, model=entry.model, metric=entry.metric,
-                                 params=entry.params, seed=spec.seed)
+    result = evaluate_downstream(
+        task,
+        folder,
+        unit.src,
+        unit.tgt,
+        src,
+        tgt,
+        loaded=_TASK_DATA[key],
+        stopwords=entry.stopwords,
+        model=entry.model,
+        metric=entry.metric,
+        params=entry.params,
+        seed=spec.seed,
+    )
     return {**result.row(), "seconds": round(result.seconds, 3), "params": result.params}
 
 
@@ -354,16 +390,16 @@ def cle_work(spec: CLEGridSpec, store: Store, batch: list[CLEUnit]) -> None:
         start = time.perf_counter()
         result = run_unit(spec, unit)
         result["seconds"] = round(time.perf_counter() - start, 3)
-        with store.writing(unit.key, {"unit": {k: getattr(unit, k) for k in ("label", "method", "pair", "size")}}) \
-                as tmp:
+        with store.writing(
+            unit.key, {"unit": {k: getattr(unit, k) for k in ("label", "method", "pair", "size")}}
+        ) as tmp:
             (tmp / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
 def workload(spec: CLEGridSpec) -> Workload:
     """CLE units run one pair per job (its vectors read once), each unit failing on its own."""
     per_pair = len(spec.entries()) * len(spec.sizes)
-    return Workload(cle_work, spec, chunk=lambda u: per_pair, cpus=spec.executor.cpus_per_unit,
-                    isolated=lambda u: True)
+    return Workload(cle_work, spec, chunk=lambda u: per_pair, cpus=spec.executor.cpus_per_unit, isolated=lambda u: True)
 
 
 def store_for(spec: CLEGridSpec) -> Store:
@@ -383,30 +419,56 @@ def run_grid(spec: CLEGridSpec, *, console=None, progress: bool = True) -> pd.Da
     out = Path(spec.output)
     todo = units(spec)
     store = store_for(spec)
-    run_units(todo, [STAGE], workload(spec), store, spec.executor, spec.output, max_retries=spec.max_retries,
-              console=console, progress=progress)
+    run_units(
+        todo,
+        [STAGE],
+        workload(spec),
+        store,
+        spec.executor,
+        spec.output,
+        max_retries=spec.max_retries,
+        console=console,
+        progress=progress,
+    )
     tables = results_tables(spec)
     table = tables["cle_results"]
     write_tables(tables, out / "tables")
-    write_run_record(out, config=spec, seed=spec.seed, units=len(todo),
-                     done=int((table["status"] == "done").sum()), errors=int((table["status"] == "error").sum()))
+    write_run_record(
+        out,
+        config=spec,
+        seed=spec.seed,
+        units=len(todo),
+        done=int((table["status"] == "done").sum()),
+        errors=int((table["status"] == "error").sum()),
+    )
     return table
 
 
 # --- tables -----------------------------------------------------------------------------------------------------------
+
 
 def results_table(spec: CLEGridSpec, store: Store, todo: list[CLEUnit]) -> pd.DataFrame:
     """One row per unit of the spec: its BLI result, or ``status=error`` with the last error, or ``missing``."""
     rows = []
     for unit in todo:
         key = unit.key
-        row: dict[str, Any] = {"method": unit.label, "pair": unit.pair, "src": unit.src, "tgt": unit.tgt,
-                               "size": unit.size}
+        row: dict[str, Any] = {
+            "method": unit.label,
+            "pair": unit.pair,
+            "src": unit.src,
+            "tgt": unit.tgt,
+            "size": unit.size,
+        }
         if store.done(key):
             result = json.loads((store.result_dir(key) / "result.json").read_text())
             row.update({k: result[k] for k in ("p1", "p5", "p10", "mrr", "coverage", "n")})
-            row.update(train_pairs=result["mapping"].get("train_pairs"), fit_seconds=result["mapping"]["fit_seconds"],
-                       failed=bool(result["mrr"] < spec.fail_mrr), status="done", error=None)
+            row.update(
+                train_pairs=result["mapping"].get("train_pairs"),
+                fit_seconds=result["mapping"]["fit_seconds"],
+                failed=bool(result["mrr"] < spec.fail_mrr),
+                status="done",
+                error=None,
+            )
         else:
             errors = store.failures(key)
             row.update(status="error" if errors else "missing", error=errors[-1] if errors else None)
@@ -423,8 +485,15 @@ def downstream_table(store: Store, todo: list[CLEUnit]) -> pd.DataFrame:
             result = json.loads((store.result_dir(unit.key) / "result.json").read_text())
             for row in result.get("downstream", []):
                 extra = {k: v for k, v in row.items() if k not in CLE_DOWNSTREAM_COLUMNS and k != "params"}
-                rows.append({"method": unit.label, "pair": unit.pair, "size": unit.size,
-                             **{k: row[k] for k in CLE_DOWNSTREAM_COLUMNS[3:]}, **extra})
+                rows.append(
+                    {
+                        "method": unit.label,
+                        "pair": unit.pair,
+                        "size": unit.size,
+                        **{k: row[k] for k in CLE_DOWNSTREAM_COLUMNS[3:]},
+                        **extra,
+                    }
+                )
     return pd.DataFrame(rows, columns=None if rows else CLE_DOWNSTREAM_COLUMNS)
 
 
@@ -448,11 +517,21 @@ def summary_tables(table: pd.DataFrame, fail_mrr: float) -> dict[str, pd.DataFra
         matrix["mean"] = matrix.mean(axis=1)
         out[f"cle_{metric}_matrix"] = matrix.reset_index()
     groups = table.groupby(["method", "size"], sort=False)
-    averages = groups.apply(lambda g: pd.Series({
-        "mrr_mean": g.loc[g.status == "done", "mrr"].mean(), "mrr_sd": g.loc[g.status == "done", "mrr"].std(),
-        "p1_mean": g.loc[g.status == "done", "p1"].mean(), "p1_sd": g.loc[g.status == "done", "p1"].std(),
-        "pairs_done": int((g.status == "done").sum()), "failures": int(g.loc[g.status == "done", "failed"].sum()),
-        "errors": int((g.status == "error").sum()), "fail_mrr": fail_mrr}), include_groups=False)
+    averages = groups.apply(
+        lambda g: pd.Series(
+            {
+                "mrr_mean": g.loc[g.status == "done", "mrr"].mean(),
+                "mrr_sd": g.loc[g.status == "done", "mrr"].std(),
+                "p1_mean": g.loc[g.status == "done", "p1"].mean(),
+                "p1_sd": g.loc[g.status == "done", "p1"].std(),
+                "pairs_done": int((g.status == "done").sum()),
+                "failures": int(g.loc[g.status == "done", "failed"].sum()),
+                "errors": int((g.status == "error").sum()),
+                "fail_mrr": fail_mrr,
+            }
+        ),
+        include_groups=False,
+    )
     counts = ["pairs_done", "failures", "errors"]
     averages[counts] = averages[counts].astype(int)
     out["cle_averages"] = averages.reset_index()
@@ -471,6 +550,10 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
 def plan_summary(spec: CLEGridSpec) -> dict:
     """What ``xling grid plan`` shows for a CLE grid: units and how many are done."""
     todo, store = units(spec), store_for(spec)
-    return {"methods": len(spec.entries()), "pairs": len(spec.pair_list()), "sizes": len(spec.sizes),
-            "downstream": sorted(spec.downstream),
-            "stages": {STAGE: {"units": len(todo), "done": sum(store.done(u.key) for u in todo)}}}
+    return {
+        "methods": len(spec.entries()),
+        "pairs": len(spec.pair_list()),
+        "sizes": len(spec.sizes),
+        "downstream": sorted(spec.downstream),
+        "stages": {STAGE: {"units": len(todo), "done": sum(store.done(u.key) for u in todo)}},
+    }

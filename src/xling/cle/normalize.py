@@ -60,11 +60,11 @@ def normalize_inplace(X: np.ndarray, steps: Sequence[str] = VECMAP_ORDER, block:
     for step in steps:
         if step == "unit":
             for i in range(0, len(X), block):
-                rows = X[i:i + block]
+                rows = X[i : i + block]
                 norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
                 np.divide(rows, norms, out=rows, where=norms > 0)
         else:
             mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
             for i in range(0, len(X), block):
-                X[i:i + block] -= mean
+                X[i : i + block] -= mean
     return X

@@ -68,8 +68,13 @@ class Protocol:
 
     def bli_options(self) -> dict[str, Any]:
         """Keyword arguments of ``xling.cle.bli.evaluate``."""
-        return {"retrieval_method": self.retrieval, "convention": self.convention, "oov": self.oov,
-                "csls_k": self.csls_k, "isf_beta": self.isf_beta}
+        return {
+            "retrieval_method": self.retrieval,
+            "convention": self.convention,
+            "oov": self.oov,
+            "csls_k": self.csls_k,
+            "isf_beta": self.isf_beta,
+        }
 
     def params_for(self, method: str) -> dict[str, Any]:
         """Method parameters this protocol implies (e.g. PROC-B's release bootstrap for ``glavas2019``)."""
@@ -81,23 +86,57 @@ class Protocol:
 
 
 #: xling's own defaults (no ``--protocol``): distinct words, case kept, repeated lines dropped.
-XLING = Protocol(name="xling", reference="xling defaults", max_vocab=200000, count="words", case="keep",
-                 repeats="drop", skip_bad=False, retrieval="nn", convention="line", oov="skip")
+XLING = Protocol(
+    name="xling",
+    reference="xling defaults",
+    max_vocab=200000,
+    count="words",
+    case="keep",
+    repeats="drop",
+    skip_bad=False,
+    retrieval="nn",
+    convention="line",
+    oov="skip",
+)
 
 PROTOCOLS: dict[str, Protocol] = {
     "glavas2019": Protocol(
-        name="glavas2019", reference="Glavaš et al. (2019), codogogo/xling-eval",
-        max_vocab=200000, count="rows", case="lower", repeats="keep", skip_bad=True, retrieval="nn",
-        convention="line", oov="skip", method_params={"proc-b": {"seed_duplicates": "release"},
-                                                      "proc-b-iterative": {"seed_duplicates": "release"}}),
+        name="glavas2019",
+        reference="Glavaš et al. (2019), codogogo/xling-eval",
+        max_vocab=200000,
+        count="rows",
+        case="lower",
+        repeats="keep",
+        skip_bad=True,
+        retrieval="nn",
+        convention="line",
+        oov="skip",
+        method_params={"proc-b": {"seed_duplicates": "release"}, "proc-b-iterative": {"seed_duplicates": "release"}},
+    ),
     "vecmap": Protocol(
-        name="vecmap", reference="Artetxe et al., artetxem/vecmap eval_translation.py --retrieval csls",
-        max_vocab=200000, count="rows", case="keep", repeats="drop", skip_bad=False, retrieval="csls",
-        convention="source", oov="skip"),
+        name="vecmap",
+        reference="Artetxe et al., artetxem/vecmap eval_translation.py --retrieval csls",
+        max_vocab=200000,
+        count="rows",
+        case="keep",
+        repeats="drop",
+        skip_bad=False,
+        retrieval="csls",
+        convention="source",
+        oov="skip",
+    ),
     "muse": Protocol(
-        name="muse", reference="Conneau et al. (2018), facebookresearch/MUSE get_word_translation_accuracy",
-        max_vocab=200000, count="words", case="lower", repeats="drop", skip_bad=True, retrieval="csls",
-        convention="source", oov="skip"),
+        name="muse",
+        reference="Conneau et al. (2018), facebookresearch/MUSE get_word_translation_accuracy",
+        max_vocab=200000,
+        count="words",
+        case="lower",
+        repeats="drop",
+        skip_bad=True,
+        retrieval="csls",
+        convention="source",
+        oov="skip",
+    ),
 }
 
 #: The options a run may set explicitly, on top of a protocol.
@@ -122,6 +161,9 @@ def resolve(name: str | None, defaults: dict[str, Any] | None = None, **given: A
     changes = {k: v for k, v in given.items() if v is not None}
     overrides = {k: v for k, v in changes.items() if getattr(base, k) != v} if name is not None else {}
     if overrides:
-        warnings.warn(f"protocol {name} with " + ", ".join(f"{k}={v}" for k, v in overrides.items()) +
-                      " (not the protocol's)", XlingNote, stacklevel=2)
+        warnings.warn(
+            f"protocol {name} with " + ", ".join(f"{k}={v}" for k, v in overrides.items()) + " (not the protocol's)",
+            XlingNote,
+            stacklevel=2,
+        )
     return replace(base, **changes, overrides=overrides)

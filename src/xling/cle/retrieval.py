@@ -111,8 +111,9 @@ def _torch_cuda() -> bool:
 # --- k nearest by inner product --------------------------------------------------------------------------------------
 
 
-def knn(queries: np.ndarray, db: np.ndarray, k: int, *, backend: str = "auto",
-        block_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def knn(
+    queries: np.ndarray, db: np.ndarray, k: int, *, backend: str = "auto", block_bytes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` rows of ``db`` with the largest inner product with each query: ``(indices, values)``, best first."""
     queries, db = _as_rows(queries, "queries"), _as_rows(db, "db")
     k = min(k, db.shape[0])
@@ -162,8 +163,9 @@ def _torch_knn(queries: np.ndarray, db: np.ndarray, k: int) -> tuple[np.ndarray,
 # --- penalties -------------------------------------------------------------------------------------------------------
 
 
-def csls_penalty(A: np.ndarray, B: np.ndarray, k: int = 10, *, backend: str = "auto",
-                 block_bytes: int | None = None) -> np.ndarray:
+def csls_penalty(
+    A: np.ndarray, B: np.ndarray, k: int = 10, *, backend: str = "auto", block_bytes: int | None = None
+) -> np.ndarray:
     """CSLS neighbourhood term: for each row ``b`` of ``B``, the mean of its ``k`` largest ``<b, a>`` over ``A``'s rows.
 
     ``r_S(z) = csls_penalty(sources, targets, k)``; ``r_T(q) = csls_penalty(targets, queries, k)``.
@@ -180,12 +182,13 @@ def csls_penalty(A: np.ndarray, B: np.ndarray, k: int = 10, *, backend: str = "a
     for i, j in _spans(B.shape[0], step):
         sims = np.matmul(B[i:j], A.T, out=buf[: j - i])
         sims.partition(A.shape[0] - k, axis=1)
-        out[i:j] = sims[:, A.shape[0] - k:].mean(axis=1, dtype=np.float64)
+        out[i:j] = sims[:, A.shape[0] - k :].mean(axis=1, dtype=np.float64)
     return out
 
 
-def isf_log_partition(A: np.ndarray, B: np.ndarray, beta: float = 30.0, *,
-                      block_bytes: int | None = None) -> np.ndarray:
+def isf_log_partition(
+    A: np.ndarray, B: np.ndarray, beta: float = 30.0, *, block_bytes: int | None = None
+) -> np.ndarray:
     """Inverted-softmax normaliser: for each row ``b`` of ``B``, ``log sum_a exp(beta <a, b>)`` over rows of ``A``."""
     A, B = _as_rows(A, "A"), _as_rows(B, "B")
     out = np.empty(B.shape[0], dtype=np.float64)
@@ -204,8 +207,16 @@ def isf_log_partition(A: np.ndarray, B: np.ndarray, beta: float = 30.0, *,
 class _Rule:
     """``score(q, z) = scale * <q, z> - penalty(z) - offset(q)`` for one method: exact and lower-bound penalties."""
 
-    def __init__(self, method: str, sources: np.ndarray, targets: np.ndarray, csls_k: int, beta: float,
-                 backend: str, block_bytes: int | None):
+    def __init__(
+        self,
+        method: str,
+        sources: np.ndarray,
+        targets: np.ndarray,
+        csls_k: int,
+        beta: float,
+        backend: str,
+        block_bytes: int | None,
+    ):
         self.method, self.sources, self.targets = method, sources, targets
         self.csls_k, self.beta, self.backend, self.block_bytes = csls_k, beta, backend, block_bytes
         self.scale = {"nn": 1.0, "csls": 2.0, "isf": beta}[method]
@@ -263,8 +274,9 @@ class _Rule:
             known[rows] = True
 
 
-def _cell_topk_mean(sources: np.ndarray, targets: np.ndarray, k: int, budget: int,
-                    block_bytes: int | None) -> np.ndarray:
+def _cell_topk_mean(
+    sources: np.ndarray, targets: np.ndarray, k: int, budget: int, block_bytes: int | None
+) -> np.ndarray:
     """Lower bounds of the CSLS penalty: each target's top-``k`` mean over ``budget`` sources near it.
 
     Cells: ``2 sqrt(n_sources)`` random sources serve as centres; every source and target joins its most similar
@@ -285,25 +297,45 @@ def _cell_topk_mean(sources: np.ndarray, targets: np.ndarray, k: int, budget: in
     out = np.empty(targets.shape[0], dtype=np.float32)
     with threadpool_limits(1):  # many small products: BLAS threads only add synchronisation (10x slower, measured)
         for c in range(n_cells):
-            _cell_bound(c, centres, members, cell_start, by_cell[tgt_start[c]:tgt_start[c + 1]], sources, targets,
-                        k, budget, out)
+            _cell_bound(
+                c,
+                centres,
+                members,
+                cell_start,
+                by_cell[tgt_start[c] : tgt_start[c + 1]],
+                sources,
+                targets,
+                k,
+                budget,
+                out,
+            )
     return out
 
 
-def _cell_bound(c: int, centres: np.ndarray, members: np.ndarray, cell_start: np.ndarray, rows: np.ndarray,
-                sources: np.ndarray, targets: np.ndarray, k: int, budget: int, out: np.ndarray) -> None:
+def _cell_bound(
+    c: int,
+    centres: np.ndarray,
+    members: np.ndarray,
+    cell_start: np.ndarray,
+    rows: np.ndarray,
+    sources: np.ndarray,
+    targets: np.ndarray,
+    k: int,
+    budget: int,
+    out: np.ndarray,
+) -> None:
     """Bounds for the targets ``rows`` of cell ``c`` (see ``_cell_topk_mean``), written into ``out``."""
     if rows.size == 0:
         return
     near = np.argsort(-(centres @ centres[c]), kind="stable")
     sizes = np.cumsum(cell_start[near + 1] - cell_start[near])
     near = near[: np.searchsorted(sizes, budget) + 1]
-    pool = np.concatenate([members[cell_start[p]:cell_start[p + 1]] for p in near])[:budget]
+    pool = np.concatenate([members[cell_start[p] : cell_start[p + 1]] for p in near])[:budget]
     sims = targets[rows] @ sources[pool].T
     if sims.shape[1] < k:
         sims = np.hstack([sims, np.full((len(rows), k - sims.shape[1]), -1.0, dtype=np.float32)])
     sims.partition(sims.shape[1] - k, axis=1)
-    out[rows] = sims[:, sims.shape[1] - k:].mean(axis=1, dtype=np.float64)
+    out[rows] = sims[:, sims.shape[1] - k :].mean(axis=1, dtype=np.float64)
 
 
 def _nearest_centre(x: np.ndarray, centres: np.ndarray, block_bytes: int | None) -> np.ndarray:
@@ -313,8 +345,9 @@ def _nearest_centre(x: np.ndarray, centres: np.ndarray, block_bytes: int | None)
     return out
 
 
-def _score_blocks(rule: _Rule, queries: np.ndarray, penalty: np.ndarray,
-                  step: int) -> Iterator[tuple[int, int, np.ndarray]]:
+def _score_blocks(
+    rule: _Rule, queries: np.ndarray, penalty: np.ndarray, step: int
+) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(i, j, scale * <q, z> - penalty(z))`` for queries ``i:j``, computed in one reused buffer."""
     buf = np.empty((min(step, queries.shape[0]), rule.targets.shape[0]), dtype=np.float32)
     for i, j in _spans(queries.shape[0], step):
@@ -327,9 +360,19 @@ def _score_blocks(rule: _Rule, queries: np.ndarray, penalty: np.ndarray,
 # --- public entry points --------------------------------------------------------------------------------------------
 
 
-def nearest(queries: np.ndarray, targets: np.ndarray, k: int = 1, method: Method = "nn", *,
-            sources: np.ndarray | None = None, csls_k: int = 10, isf_beta: float = 30.0, bound_rows: int = 2048,
-            backend: str = "auto", block_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def nearest(
+    queries: np.ndarray,
+    targets: np.ndarray,
+    k: int = 1,
+    method: Method = "nn",
+    *,
+    sources: np.ndarray | None = None,
+    csls_k: int = 10,
+    isf_beta: float = 30.0,
+    bound_rows: int = 2048,
+    backend: str = "auto",
+    block_bytes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best targets of each query under ``method``: ``(indices [n, k] int64, scores [n, k] float32)``.
 
     ``sources`` (default: the queries) is the whole source space the CSLS and inverted-softmax penalties are taken over;
@@ -365,13 +408,14 @@ def nearest(queries: np.ndarray, targets: np.ndarray, k: int = 1, method: Method
     return top, scores - rule.offset(queries)[:, None]
 
 
-def _top_scores(rule: _Rule, queries: np.ndarray, penalty: np.ndarray, k: int,
-                block_bytes: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _top_scores(
+    rule: _Rule, queries: np.ndarray, penalty: np.ndarray, k: int, block_bytes: int | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` of ``scale * <q, z> - penalty(z)`` per query, best first (ties: lower target index first)."""
     top = np.empty((queries.shape[0], k), dtype=np.int64)
     vals = np.empty((queries.shape[0], k), dtype=np.float32)
     for i, j, block in _score_blocks(rule, queries, penalty, _block(rule.targets.shape[0], block_bytes)):
-        cand = np.argpartition(block, block.shape[1] - k, axis=1)[:, block.shape[1] - k:]
+        cand = np.argpartition(block, block.shape[1] - k, axis=1)[:, block.shape[1] - k :]
         cand_vals = np.take_along_axis(block, cand, axis=1)
         order = np.lexsort((cand, -cand_vals), axis=1)
         top[i:j] = np.take_along_axis(cand, order, axis=1)
@@ -379,9 +423,20 @@ def _top_scores(rule: _Rule, queries: np.ndarray, penalty: np.ndarray, k: int,
     return top, vals
 
 
-def gold_ranks(queries: np.ndarray, targets: np.ndarray, query_of: np.ndarray, gold_of: np.ndarray,
-               method: Method = "nn", *, sources: np.ndarray | None = None, csls_k: int = 10, isf_beta: float = 30.0,
-               bound_rows: int = 2048, backend: str = "auto", block_bytes: int | None = None) -> np.ndarray:
+def gold_ranks(
+    queries: np.ndarray,
+    targets: np.ndarray,
+    query_of: np.ndarray,
+    gold_of: np.ndarray,
+    method: Method = "nn",
+    *,
+    sources: np.ndarray | None = None,
+    csls_k: int = 10,
+    isf_beta: float = 30.0,
+    bound_rows: int = 2048,
+    backend: str = "auto",
+    block_bytes: int | None = None,
+) -> np.ndarray:
     """Rank (1 = best) of target ``gold_of[i]`` among all targets for query ``query_of[i]``, for every pair ``i``.
 
     Rank = 1 + the number of targets with a strictly higher score (ties favour the gold). Exact, like ``nearest``:
@@ -430,8 +485,17 @@ def gold_ranks(queries: np.ndarray, targets: np.ndarray, query_of: np.ndarray, g
     return above + 1
 
 
-def _settle(rule: _Rule, queries: np.ndarray, penalty: np.ndarray, known: np.ndarray, query_of: np.ndarray,
-            gold_of: np.ndarray, above: np.ndarray, amb_q: np.ndarray, amb_z: np.ndarray) -> None:
+def _settle(
+    rule: _Rule,
+    queries: np.ndarray,
+    penalty: np.ndarray,
+    known: np.ndarray,
+    query_of: np.ndarray,
+    gold_of: np.ndarray,
+    above: np.ndarray,
+    amb_q: np.ndarray,
+    amb_z: np.ndarray,
+) -> None:
     """Exact penalties for the open targets, then count those that beat each pair's gold (adds to ``above``)."""
     if amb_z.size == 0:
         return
@@ -441,7 +505,7 @@ def _settle(rule: _Rule, queries: np.ndarray, penalty: np.ndarray, known: np.nda
     starts = np.searchsorted(amb_q, np.arange(queries.shape[0] + 1))
     with threadpool_limits(1):  # small products: see _cell_topk_mean
         for pair, (q, g) in enumerate(zip(query_of.tolist(), gold_of.tolist())):
-            z = amb_z[starts[q]:starts[q + 1]]
+            z = amb_z[starts[q] : starts[q + 1]]
             if z.size == 0:
                 continue
             scores = rule.scale * (rule.targets[z] @ queries[q]) - penalty[z]

@@ -62,10 +62,25 @@ def _orthogonal(rng: np.random.Generator, dim: int) -> np.ndarray:
     return (q * np.sign(np.diag(r))).astype(np.float32)
 
 
-def simulate_pair(n_words: int = 20000, dim: int = 300, noise: float = 0.3, warp: float = 0.0, overlap: float = 0.9,
-                  seed: int = 0, *, n_train: int = 5000, n_test: int = 2000, n_clusters: int = 100,
-                  lang_clusters: int = 20, cluster_spread: float = 1.0, zipf: float = 1.0, rank_noise: float = 1.0,
-                  synonyms: float = 0.05, identical: float = 0.0, spectrum: float = 0.0) -> SimulatedPair:
+def simulate_pair(
+    n_words: int = 20000,
+    dim: int = 300,
+    noise: float = 0.3,
+    warp: float = 0.0,
+    overlap: float = 0.9,
+    seed: int = 0,
+    *,
+    n_train: int = 5000,
+    n_test: int = 2000,
+    n_clusters: int = 100,
+    lang_clusters: int = 20,
+    cluster_spread: float = 1.0,
+    zipf: float = 1.0,
+    rank_noise: float = 1.0,
+    synonyms: float = 0.05,
+    identical: float = 0.0,
+    spectrum: float = 0.0,
+) -> SimulatedPair:
     """Simulate a source and a target space of ``n_words`` words each, ``dim`` dimensions, with a planted map.
 
     ``noise``: noise scale (relative to unit concepts); ``warp`` in [0, 1]: non-isomorphism; ``overlap`` in (0, 1]:
@@ -82,13 +97,18 @@ def simulate_pair(n_words: int = 20000, dim: int = 300, noise: float = 0.3, warp
     n_tgt_own = max(0, n_words - n_shared - n_syn)
     n_syn = min(n_syn, n_words - n_shared - n_tgt_own)
     if n_train + n_test > n_shared:
-        raise XlingError(f"n_train + n_test = {n_train + n_test} exceeds the {n_shared} translated words "
-                         f"(overlap {overlap} x n_words {n_words}); lower them or raise overlap")
+        raise XlingError(
+            f"n_train + n_test = {n_train + n_test} exceeds the {n_shared} translated words "
+            f"(overlap {overlap} x n_words {n_words}); lower them or raise overlap"
+        )
 
     # 1. concepts: shared ones, then source-only, then target-only, each around its own clusters
     centres = _unit(rng.standard_normal((n_clusters + 2 * lang_clusters, dim))).astype(np.float32)
-    groups = [(n_shared, 0, n_clusters), (n_src_own, n_clusters, lang_clusters),
-              (n_tgt_own, n_clusters + lang_clusters, lang_clusters)]
+    groups = [
+        (n_shared, 0, n_clusters),
+        (n_src_own, n_clusters, lang_clusters),
+        (n_tgt_own, n_clusters + lang_clusters, lang_clusters),
+    ]
     n_concepts = n_shared + n_src_own + n_tgt_own
     latent = np.empty((n_concepts, dim), dtype=np.float32)
     concept_clusters = np.empty(n_concepts, dtype=np.int64)
@@ -97,8 +117,8 @@ def simulate_pair(n_words: int = 20000, dim: int = 300, noise: float = 0.3, warp
         for i, j in _chunks(size):
             which = first + rng.integers(0, count, size=j - i)
             spread = cluster_spread * rng.standard_normal((j - i, dim)).astype(np.float32) / np.sqrt(dim)
-            latent[row + i:row + j] = _unit(centres[which] + spread)
-            concept_clusters[row + i:row + j] = which
+            latent[row + i : row + j] = _unit(centres[which] + spread)
+            concept_clusters[row + i : row + j] = which
         row += size
     if spectrum > 0:  # a decaying principal spectrum (draws no random numbers: other pairs stay as they were)
         scales = (np.arange(1, dim + 1) ** -spectrum).astype(np.float32)
@@ -111,25 +131,27 @@ def simulate_pair(n_words: int = 20000, dim: int = 300, noise: float = 0.3, warp
     tgt_concepts = np.concatenate([np.arange(n_shared), np.arange(n_shared + n_src_own, n_concepts)])
     syn_of = rng.choice(n_shared, size=n_syn, replace=False)  # shared concepts with a second target word
     tgt_entries = np.concatenate([tgt_concepts, syn_of])
-    src_order = src_concepts[np.argsort(-(base[src_concepts] + rank_noise * rng.standard_normal(len(src_concepts))),
-                                        kind="stable")]
+    src_order = src_concepts[
+        np.argsort(-(base[src_concepts] + rank_noise * rng.standard_normal(len(src_concepts))), kind="stable")
+    ]
     tgt_perm = np.argsort(-(base[tgt_entries] + rank_noise * rng.standard_normal(len(tgt_entries))), kind="stable")
 
     # 3-4. vectors: the planted map and warp, noise growing with rank
     mapping = _orthogonal(rng, dim)
     warp_matrix = rng.standard_normal((dim, dim)).astype(np.float32)
     src_vectors = _noisy(latent, src_order, noise, rng)
-    tgt_vectors = _noisy(latent, tgt_entries[tgt_perm], noise, rng, warp=warp, warp_matrix=warp_matrix,
-                         mapping=mapping)
+    tgt_vectors = _noisy(latent, tgt_entries[tgt_perm], noise, rng, warp=warp, warp_matrix=warp_matrix, mapping=mapping)
 
     # words: the same spelling for an `identical` share of the shared concepts
     same = np.zeros(n_concepts, dtype=bool)
     same[rng.choice(n_shared, size=int(round(identical * n_shared)), replace=False)] = True
     src_words = [f"w{c}" if same[c] else f"s{c}" for c in src_order.tolist()]
     is_syn = np.zeros(len(tgt_entries), dtype=bool)
-    is_syn[len(tgt_concepts):] = True
-    tgt_words = [(f"t{c}_2" if syn else f"w{c}" if same[c] else f"t{c}")
-                 for c, syn in zip(tgt_entries[tgt_perm].tolist(), is_syn[tgt_perm].tolist())]
+    is_syn[len(tgt_concepts) :] = True
+    tgt_words = [
+        (f"t{c}_2" if syn else f"w{c}" if same[c] else f"t{c}")
+        for c, syn in zip(tgt_entries[tgt_perm].tolist(), is_syn[tgt_perm].tolist())
+    ]
 
     # 5. dictionaries: frequent translated source words for training, others at random for testing
     translated = src_order[src_order < n_shared]
@@ -147,12 +169,39 @@ def simulate_pair(n_words: int = 20000, dim: int = 300, noise: float = 0.3, warp
                 out.append((src, f"t{c}_2"))
         return out
 
-    params = dict(n_words=n_words, dim=dim, noise=noise, warp=warp, overlap=overlap, seed=seed, n_train=n_train,
-                  n_test=n_test, n_clusters=n_clusters, lang_clusters=lang_clusters, cluster_spread=cluster_spread,
-                  zipf=zipf, rank_noise=rank_noise, synonyms=synonyms, identical=identical, spectrum=spectrum)
-    return SimulatedPair(src_words, src_vectors, tgt_words, tgt_vectors, lines(train_concepts), lines(test_concepts),
-                         mapping, params, src_concepts=src_order, tgt_concepts=tgt_entries[tgt_perm], latent=latent,
-                         concept_clusters=concept_clusters, n_shared=n_shared)
+    params = dict(
+        n_words=n_words,
+        dim=dim,
+        noise=noise,
+        warp=warp,
+        overlap=overlap,
+        seed=seed,
+        n_train=n_train,
+        n_test=n_test,
+        n_clusters=n_clusters,
+        lang_clusters=lang_clusters,
+        cluster_spread=cluster_spread,
+        zipf=zipf,
+        rank_noise=rank_noise,
+        synonyms=synonyms,
+        identical=identical,
+        spectrum=spectrum,
+    )
+    return SimulatedPair(
+        src_words,
+        src_vectors,
+        tgt_words,
+        tgt_vectors,
+        lines(train_concepts),
+        lines(test_concepts),
+        mapping,
+        params,
+        src_concepts=src_order,
+        tgt_concepts=tgt_entries[tgt_perm],
+        latent=latent,
+        concept_clusters=concept_clusters,
+        n_shared=n_shared,
+    )
 
 
 def _chunks(n: int):
@@ -160,8 +209,16 @@ def _chunks(n: int):
         yield i, min(n, i + _CHUNK)
 
 
-def _noisy(latent: np.ndarray, concepts: np.ndarray, noise: float, rng: np.random.Generator, *, warp: float = 0.0,
-           warp_matrix: np.ndarray | None = None, mapping: np.ndarray | None = None) -> np.ndarray:
+def _noisy(
+    latent: np.ndarray,
+    concepts: np.ndarray,
+    noise: float,
+    rng: np.random.Generator,
+    *,
+    warp: float = 0.0,
+    warp_matrix: np.ndarray | None = None,
+    mapping: np.ndarray | None = None,
+) -> np.ndarray:
     """Rows ``warp(h) W + s(rank) e`` for the given concepts, in that (frequency) order."""
     n, dim = len(concepts), latent.shape[1]
     out = np.empty((n, dim), dtype=np.float32)
@@ -177,20 +234,38 @@ def _noisy(latent: np.ndarray, concepts: np.ndarray, noise: float, rng: np.rando
     return out
 
 
-def _validate(n_words: int, dim: int, noise: float, warp: float, overlap: float, n_train: int, n_test: int,
-              synonyms: float, identical: float, spectrum: float) -> None:
-    checks = [("n_words", n_words, n_words >= 2, "at least 2"), ("dim", dim, dim >= 2, "at least 2"),
-              ("noise", noise, noise >= 0, ">= 0"), ("warp", warp, 0 <= warp <= 1, "in [0, 1]"),
-              ("overlap", overlap, 0 < overlap <= 1, "in (0, 1]"), ("n_train", n_train, n_train >= 0, ">= 0"),
-              ("n_test", n_test, n_test >= 0, ">= 0"), ("synonyms", synonyms, 0 <= synonyms <= 1, "in [0, 1]"),
-              ("identical", identical, 0 <= identical <= 1, "in [0, 1]"), ("spectrum", spectrum, spectrum >= 0, ">= 0")]
+def _validate(
+    n_words: int,
+    dim: int,
+    noise: float,
+    warp: float,
+    overlap: float,
+    n_train: int,
+    n_test: int,
+    synonyms: float,
+    identical: float,
+    spectrum: float,
+) -> None:
+    checks = [
+        ("n_words", n_words, n_words >= 2, "at least 2"),
+        ("dim", dim, dim >= 2, "at least 2"),
+        ("noise", noise, noise >= 0, ">= 0"),
+        ("warp", warp, 0 <= warp <= 1, "in [0, 1]"),
+        ("overlap", overlap, 0 < overlap <= 1, "in (0, 1]"),
+        ("n_train", n_train, n_train >= 0, ">= 0"),
+        ("n_test", n_test, n_test >= 0, ">= 0"),
+        ("synonyms", synonyms, 0 <= synonyms <= 1, "in [0, 1]"),
+        ("identical", identical, 0 <= identical <= 1, "in [0, 1]"),
+        ("spectrum", spectrum, spectrum >= 0, ">= 0"),
+    ]
     for name, value, ok, expected in checks:
         if not ok:
             raise XlingError(f"simulate: {name} must be {expected}, found {value}")
 
 
-def write_pair(pair: SimulatedPair, out_dir: str | Path, *, precision: int = 6,
-               downstream: dict | None = None) -> dict[str, Path]:
+def write_pair(
+    pair: SimulatedPair, out_dir: str | Path, *, precision: int = 6, downstream: dict | None = None
+) -> dict[str, Path]:
     """Write ``src.vec``, ``tgt.vec``, ``train.tsv``, ``test.tsv``, ``mapping.npy`` and ``run.json`` atomically.
 
     ``downstream``: also simulate CLDC, XNLI and CLIR data from the pair's concepts into ``downstream/`` (keyword
@@ -213,6 +288,7 @@ def write_pair(pair: SimulatedPair, out_dir: str | Path, *, precision: int = 6,
             from xling.cle.downstream.simulate import simulate_downstream, write_downstream
 
             write_downstream(simulate_downstream(pair, **downstream), tmp / "downstream")
-    names = ("src.vec", "tgt.vec", "train.tsv", "test.tsv", "mapping.npy") + (("downstream",) if downstream is not None
-                                                                               else ())
+    names = ("src.vec", "tgt.vec", "train.tsv", "test.tsv", "mapping.npy") + (
+        ("downstream",) if downstream is not None else ()
+    )
     return {name: out_dir / name for name in names}

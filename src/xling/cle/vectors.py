@@ -47,9 +47,17 @@ class Embeddings:
         return self._index
 
 
-def read_vectors(path: str | Path, *, max_vocab: int | None = None, max_rows: int | None = None,
-                 lowercase: bool = False, skip_bad: bool = False, binary: bool | None = None, encoding: str = "utf-8",
-                 cache: bool = False) -> Embeddings:
+def read_vectors(
+    path: str | Path,
+    *,
+    max_vocab: int | None = None,
+    max_rows: int | None = None,
+    lowercase: bool = False,
+    skip_bad: bool = False,
+    binary: bool | None = None,
+    encoding: str = "utf-8",
+    cache: bool = False,
+) -> Embeddings:
     """Read word2vec text or binary (``binary=None``: binary when the name ends in ``.bin``).
 
     ``max_vocab``: stop once this many distinct words are kept; ``max_rows``: stop after this many rows of the file
@@ -145,8 +153,9 @@ def _count_lines(fh) -> int:
     return n + 1
 
 
-def _read_text(fh, path: Path, max_vocab: int | None, max_rows: int | None, lowercase: bool, skip_bad: bool,
-               encoding: str) -> Embeddings:
+def _read_text(
+    fh, path: Path, max_vocab: int | None, max_rows: int | None, lowercase: bool, skip_bad: bool, encoding: str
+) -> Embeddings:
     first = fh.readline()
     header = _header(first)
     if header is not None:
@@ -221,8 +230,9 @@ def _parse(text: bytes) -> np.ndarray | None:
             return None
 
 
-def _read_binary(fh, path: Path, max_vocab: int | None, max_rows: int | None, lowercase: bool, skip_bad: bool,
-                 encoding: str) -> Embeddings:
+def _read_binary(
+    fh, path: Path, max_vocab: int | None, max_rows: int | None, lowercase: bool, skip_bad: bool, encoding: str
+) -> Embeddings:
     header = _header(fh.readline())
     if header is None:
         raise XlingError(f"{path}:1: word2vec binary must start with a 'count dim' header")
@@ -246,8 +256,9 @@ def _read_binary(fh, path: Path, max_vocab: int | None, max_rows: int | None, lo
     return rows.result()
 
 
-def write_vec(path: str | Path, words: list[str], vectors: np.ndarray, *, precision: int = 6,
-              header: bool = True) -> None:
+def write_vec(
+    path: str | Path, words: list[str], vectors: np.ndarray, *, precision: int = 6, header: bool = True
+) -> None:
     """Write word2vec text (``count dim`` header, then ``word v1 ... vd`` rows), atomically."""
     vectors = np.asarray(vectors, dtype=np.float32)
     _check_pairs(words, vectors)
@@ -308,5 +319,9 @@ def _save_cache(path: Path, options: dict, emb: Embeddings) -> None:
         with atomic_file(npy, "wb") as fh:
             np.save(fh, emb.vectors, allow_pickle=False)
     except OSError as err:  # a read-only folder (or a full disk): the cache is only an optimisation
-        warnings.warn(f"{npy.parent}: cannot write the vectors cache ({err.strerror or err}); {path.name} is read "
-                      f"from text each time (--no-cache turns the cache off)", XlingNote, stacklevel=3)
+        warnings.warn(
+            f"{npy.parent}: cannot write the vectors cache ({err.strerror or err}); {path.name} is read "
+            f"from text each time (--no-cache turns the cache off)",
+            XlingNote,
+            stacklevel=3,
+        )

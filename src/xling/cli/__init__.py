@@ -18,7 +18,7 @@ from xling.errors import XlingError, XlingNote
 _format_warning = warnings.formatwarning
 
 
-def _format_note(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 - warnings' signature
+def _format_note(message, category, filename, lineno, line=None) -> str:
     """``XlingNote`` as one ``note:`` line; every other warning as Python formats it."""
     if issubclass(category, XlingNote):
         return f"note: {message}\n"

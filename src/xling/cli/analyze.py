@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,26 +17,28 @@ def analyze_cmd(
     config: Path = typer.Option(
         None, "--config", "-c", help="Analysis YAML: thresholds, model/task metadata, language groups."
     ),
-    metric: Optional[HeadlineMetric] = typer.Option(None, help="Headline column (default: the config's, "
-                                                               "delta_score_norm_mean)."),
+    metric: HeadlineMetric | None = typer.Option(
+        None, help="Headline column (default: the config's, delta_score_norm_mean)."
+    ),
     mixed: bool = typer.Option(
         None, "--mixed/--no-mixed", help="Fit the paper's MixedLM variance decomposition (slow)."
     ),
     linguistic: bool = typer.Option(
         None, "--linguistic/--no-linguistic", help="URIEL (lang2vec) distance correlations."
     ),
-    n_boot: Optional[int] = typer.Option(None, "--n-boot", min=1, help="Bootstrap draws per CI (default: the "
-                                         "config's, 1000)."),
-    seed: Optional[int] = typer.Option(None, help="Bootstrap seed (default: the config's, 0)."),
+    n_boot: int | None = typer.Option(
+        None, "--n-boot", min=1, help="Bootstrap draws per CI (default: the config's, 1000)."
+    ),
+    seed: int | None = typer.Option(None, help="Bootstrap seed (default: the config's, 0)."),
     as_json: JsonOption = False,
 ) -> None:
     """The donor-recipient transfer analysis: tables, figures, report.html, summary.md."""
     from rich.console import Console
 
-    from xling.report import run_analysis
     from xling.analysis.meta import AnalysisSpec, load_analysis_spec
     from xling.analysis.results import read_table
     from xling.config import parse_spec
+    from xling.report import run_analysis
     from xling.report.terminal import print_headline
 
     updates = {k: v for k, v in {"metric": metric, "n_boot": n_boot, "seed": seed}.items() if v is not None}
@@ -55,8 +56,15 @@ def analyze_cmd(
             progress=lambda step: status.update(f"analysing: {step}"),
         )
     if as_json:
-        emit_json({"out": str(out), "headline": records(analysis.headline), "notes": analysis.notes,
-                   "coverage": analysis.coverage, "tables": sorted(analysis.tables)})
+        emit_json(
+            {
+                "out": str(out),
+                "headline": records(analysis.headline),
+                "notes": analysis.notes,
+                "coverage": analysis.coverage,
+                "tables": sorted(analysis.tables),
+            }
+        )
         return
     print_headline(analysis.headline, console)
     for note in analysis.notes:
@@ -69,9 +77,10 @@ def compare_cmd(
     a: Path = typer.Argument(..., help="First results table (reference)."),
     b: Path = typer.Argument(..., help="Second results table."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (replaced atomically)."),
-    metric: Optional[HeadlineMetric] = typer.Option(None, help="Column to compare (default: delta_score_norm_mean)."),
-    n_boot: Optional[int] = typer.Option(None, "--n-boot", min=1, help="Bootstrap draws for the mean-difference "
-                                         "CI (default: 1000)."),
+    metric: HeadlineMetric | None = typer.Option(None, help="Column to compare (default: delta_score_norm_mean)."),
+    n_boot: int | None = typer.Option(
+        None, "--n-boot", min=1, help="Bootstrap draws for the mean-difference CI (default: 1000)."
+    ),
     as_json: JsonOption = False,
 ) -> None:
     """Compare two results tables on their shared cells: correlation, mean difference, sign agreement."""
@@ -79,12 +88,11 @@ def compare_cmd(
     from rich.table import Table
 
     from xling.analysis.compare import compare_tables
+    from xling.analysis.meta import AnalysisSpec
     from xling.analysis.results import read_results
     from xling.io import atomic_dir
     from xling.provenance import write_run_record
     from xling.report.compare import write_compare
-
-    from xling.analysis.meta import AnalysisSpec
 
     metric, n_boot = metric or AnalysisSpec().metric, n_boot or AnalysisSpec().n_boot
     ta, tb = read_results(a, metric), read_results(b, metric)
@@ -115,8 +123,9 @@ def compare_cmd(
 @simulate_app.command("grid")
 def simulate_grid_cmd(
     out: Path = typer.Option(Path("xling-out/sim.csv"), "-o", "--out", help="Output CSV (or .parquet)."),
-    models: int = typer.Option(9, "--n-models", help="How many models (from a pool of Llama/Qwen/Gemma names; "
-                               "at most 9)."),
+    models: int = typer.Option(
+        9, "--n-models", help="How many models (from a pool of Llama/Qwen/Gemma names; at most 9)."
+    ),
     tasks: int = typer.Option(4, "--n-tasks", help="How many tasks (at most 4)."),
     languages: int = typer.Option(11, "--n-languages", help="How many languages (at most 11)."),
     seeds: int = typer.Option(3, help="Fine-tuning seeds per cell."),

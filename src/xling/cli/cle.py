@@ -23,8 +23,10 @@ Convention = Literal["line", "source"]
 OOV = Literal["skip", "wrong"]
 Case = Literal["keep", "lower"]
 
-_PROTOCOL_HELP = ("Named BLI protocol: glavas2019 (xling-eval: first 200K rows, lowercased, repeated lines counted, "
-                  "NN, per line), vecmap or muse (per source word, CSLS). Options given explicitly override it.")
+_PROTOCOL_HELP = (
+    "Named BLI protocol: glavas2019 (xling-eval: first 200K rows, lowercased, repeated lines counted, "
+    "NN, per line), vecmap or muse (per source word, CSLS). Options given explicitly override it."
+)
 _MAX_VOCAB_HELP = "Vectors read per side (0: all) [default: 200000; counted as the protocol counts: rows or words]."
 
 
@@ -35,23 +37,29 @@ def bli_command(
     test_dict: Annotated[Path, typer.Option("--test-dict", help="Test dictionary: 'source<TAB>target' lines.")],
     protocol: Annotated[ProtocolName | None, typer.Option(help=_PROTOCOL_HELP)] = None,
     retrieval: Annotated[Retrieval | None, typer.Option(help="nn (cosine), csls or isf [default: nn].")] = None,
-    convention: Annotated[Convention | None, typer.Option(
-        help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) [default: line].")] = None,
+    convention: Annotated[
+        Convention | None,
+        typer.Option(help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) [default: line]."),
+    ] = None,
     oov: Annotated[OOV | None, typer.Option(help="skip OOV items or count them as wrong [default: skip].")] = None,
-    case: Annotated[Case | None, typer.Option(
-        help="keep: compare words as written; lower: lowercase vectors and dictionary [default: keep].")] = None,
+    case: Annotated[
+        Case | None,
+        typer.Option(help="keep: compare words as written; lower: lowercase vectors and dictionary [default: keep]."),
+    ] = None,
     max_vocab: Annotated[int | None, typer.Option(help=_MAX_VOCAB_HELP)] = None,
     csls_k: Annotated[int | None, typer.Option(help="CSLS neighbourhood size [default: 10].")] = None,
-    isf_beta: Annotated[float | None, typer.Option(help="Inverse temperature of the inverted softmax [default: 30].")]
-    = None,
-    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")]
-    = False,
-    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")]
-    = True,
+    isf_beta: Annotated[
+        float | None, typer.Option(help="Inverse temperature of the inverted softmax [default: 30].")
+    ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")
+    ] = False,
+    cache: Annotated[
+        bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")
+    ] = True,
     backend: Annotated[Literal["auto", "numpy", "faiss", "torch"], typer.Option(help="Retrieval backend.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, ...")] = False,
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="Also write the result and run record here.")]
-    = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Also write the result and run record here.")] = None,
 ) -> None:
     """Bilingual lexicon induction: P@1/5/10, MRR and coverage of two (mapped) spaces on a test dictionary."""
     import json
@@ -60,12 +68,21 @@ def bli_command(
 
     from xling.cle.bli import evaluate
     from xling.cle.dictionaries import lookup, read_dictionary
+    from xling.cle.protocol import resolve
     from xling.cle.vectors import read_vectors
 
-    from xling.cle.protocol import resolve
-
-    conv = resolve(protocol, None, retrieval=retrieval, convention=convention, oov=oov, case=case,
-                        max_vocab=max_vocab, csls_k=csls_k, isf_beta=isf_beta, skip_bad=skip_bad or None)
+    conv = resolve(
+        protocol,
+        None,
+        retrieval=retrieval,
+        convention=convention,
+        oov=oov,
+        case=case,
+        max_vocab=max_vocab,
+        csls_k=csls_k,
+        isf_beta=isf_beta,
+        skip_bad=skip_bad or None,
+    )
     options = {**conv.vector_options(), "cache": cache}
     dictionary = read_dictionary(test_dict, **conv.dictionary_options())
     with Console(stderr=True).status(f"reading {src}") as status:  # progress on stderr: --json output stays clean
@@ -103,8 +120,11 @@ def _print_bli(result: dict, dictionary, x, z) -> None:
     console = Console()
     console.print(table)
     repeats = f"{dictionary.repeats} repeated lines " + ("counted" if dictionary.kept_repeats else "dropped")
-    notes = [f"{len(dictionary)} dictionary lines ({repeats})", f"{len(x)} source / {len(z)} target vectors",
-             f"{result['n_oov']} OOV items"]
+    notes = [
+        f"{len(dictionary)} dictionary lines ({repeats})",
+        f"{len(x)} source / {len(z)} target vectors",
+        f"{result['n_oov']} OOV items",
+    ]
     if x.skipped or z.skipped:
         notes.append(f"{x.skipped} + {z.skipped} bad vector rows skipped")
     console.print("; ".join(notes))
@@ -125,17 +145,24 @@ def simulate_command(
     rank_noise: Annotated[float, typer.Option(help="Disagreement of the two frequency rankings (log scale).")] = 1.0,
     synonyms: Annotated[float, typer.Option(help="Share of translated words with a second gold translation.")] = 0.05,
     identical: Annotated[float, typer.Option(help="Share of translated words spelled the same in both.")] = 0.0,
-    spectrum: Annotated[float, typer.Option(help="Decay of the latent dimensions' scales (0: round point clouds).")]
-    = 0.0,
+    spectrum: Annotated[
+        float, typer.Option(help="Decay of the latent dimensions' scales (0: round point clouds).")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    downstream: Annotated[bool, typer.Option("--downstream", help="Also write CLDC, XNLI and CLIR data from the same "
-                                                                  "concepts into OUT/downstream/.")] = False,
-    text_band: Annotated[float, typer.Option(help="--downstream: texts draw their words from this most frequent "
-                                                  "share of each vocabulary.")] = 0.2,
-    n_docs: Annotated[int, typer.Option(help="--downstream: CLDC training documents per language (test: half).")]
-    = 800,
-    n_nli: Annotated[int, typer.Option(help="--downstream: XNLI training pairs per language (dev, test: a fifth).")]
-    = 3000,
+    downstream: Annotated[
+        bool,
+        typer.Option(
+            "--downstream", help="Also write CLDC, XNLI and CLIR data from the same concepts into OUT/downstream/."
+        ),
+    ] = False,
+    text_band: Annotated[
+        float,
+        typer.Option(help="--downstream: texts draw their words from this most frequent share of each vocabulary."),
+    ] = 0.2,
+    n_docs: Annotated[int, typer.Option(help="--downstream: CLDC training documents per language (test: half).")] = 800,
+    n_nli: Annotated[
+        int, typer.Option(help="--downstream: XNLI training pairs per language (dev, test: a fifth).")
+    ] = 3000,
     n_queries: Annotated[int, typer.Option(help="--downstream: CLIR queries.")] = 40,
 ) -> None:
     """Write two simulated embedding spaces with a planted map, and train/test dictionaries."""
@@ -143,14 +170,32 @@ def simulate_command(
 
     from xling.cle.simulate import simulate_pair, write_pair
 
-    pair = simulate_pair(n_words, dim, noise, warp, overlap, seed, n_train=n_train, n_test=n_test,
-                         n_clusters=clusters, lang_clusters=lang_clusters, rank_noise=rank_noise, synonyms=synonyms,
-                         identical=identical, spectrum=spectrum)
-    options = ({"seed": seed, "band": text_band, "n_docs": n_docs, "n_nli": n_nli, "n_queries": n_queries}
-               if downstream else None)
+    pair = simulate_pair(
+        n_words,
+        dim,
+        noise,
+        warp,
+        overlap,
+        seed,
+        n_train=n_train,
+        n_test=n_test,
+        n_clusters=clusters,
+        lang_clusters=lang_clusters,
+        rank_noise=rank_noise,
+        synonyms=synonyms,
+        identical=identical,
+        spectrum=spectrum,
+    )
+    options = (
+        {"seed": seed, "band": text_band, "n_docs": n_docs, "n_nli": n_nli, "n_queries": n_queries}
+        if downstream
+        else None
+    )
     paths = write_pair(pair, out, downstream=options)
-    Console().print(f"wrote {', '.join(str(p) for p in paths.values())} "
-                    f"({len(pair.train)} train / {len(pair.test)} test dictionary lines)")
+    Console().print(
+        f"wrote {', '.join(str(p) for p in paths.values())} "
+        f"({len(pair.train)} train / {len(pair.test)} test dictionary lines)"
+    )
 
 
 class Task(str, Enum):
@@ -183,37 +228,69 @@ class Stopwords(str, Enum):
 
 @cle_app.command("downstream")
 def downstream_command(
-    task: Annotated[Task, typer.Option("--task", help="cldc: document classification; xnli: natural language "
-                                                      "inference; clir: cross-lingual retrieval.")],
-    data: Annotated[Path, typer.Option("--data", help="Task folder: DIR/<lang>/{train,test}.tsv (cldc, xnli), a TED "
-                                                      "CLDC root, MultiNLI/XNLI files, or queries.<lang>.tsv + "
-                                                      "docs.<lang>.jsonl + qrels.txt (clir).")],
+    task: Annotated[
+        Task,
+        typer.Option(
+            "--task",
+            help="cldc: document classification; xnli: natural language inference; clir: cross-lingual retrieval.",
+        ),
+    ],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="Task folder: DIR/<lang>/{train,test}.tsv (cldc, xnli), a TED "
+            "CLDC root, MultiNLI/XNLI files, or queries.<lang>.tsv + "
+            "docs.<lang>.jsonl + qrels.txt (clir).",
+        ),
+    ],
     src_lang: Annotated[str, typer.Option("--src-lang", help="Training (CLIR: query) language.")],
     tgt_lang: Annotated[str, typer.Option("--tgt-lang", help="Test (CLIR: document) language.")],
     src: Annotated[Path, typer.Option("--src", help="Source vectors (mapped), word2vec text or .bin.")],
     tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors (mapped), word2vec text or .bin.")],
-    model: Annotated[DownstreamModel | None, typer.Option("--task-model", help="cldc: cnn (default) or mean; xnli: esim; clir: "
-                                                               "bwe-agg (default) or tbt-qt.")] = None,
-    metric: Annotated[DownstreamMetric | None, typer.Option("--task-metric", help="Headline score: accuracy (default; cldc, xnli), "
-                                                                 "macro_f1, f1_positive (TED CLDC) or map (clir).")]
-    = None,
-    param: Annotated[list[str] | None, typer.Option("--param", help="Model parameter KEY=VALUE (YAML value), "
-                                                                    "repeatable, e.g. --param lr=1e-3.")] = None,
+    model: Annotated[
+        DownstreamModel | None,
+        typer.Option(
+            "--task-model", help="cldc: cnn (default) or mean; xnli: esim; clir: bwe-agg (default) or tbt-qt."
+        ),
+    ] = None,
+    metric: Annotated[
+        DownstreamMetric | None,
+        typer.Option(
+            "--task-metric",
+            help="Headline score: accuracy (default; cldc, xnli), macro_f1, f1_positive (TED CLDC) or map (clir).",
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Model parameter KEY=VALUE (YAML value), repeatable, e.g. --param lr=1e-3."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (initialisation, batch order, dropout).")] = 0,
-    threads: Annotated[int, typer.Option(help="Torch CPU threads (0: torch's default; on a busy machine 1 is "
-                                              "often much faster).")] = 0,
+    threads: Annotated[
+        int, typer.Option(help="Torch CPU threads (0: torch's default; on a busy machine 1 is often much faster).")
+    ] = 0,
     topics: Annotated[str, typer.Option(help="TED CLDC: comma-separated topics (default: all).")] = "",
-    stopwords: Annotated[Stopwords, typer.Option(help="clir: DIR/stopwords.<lang>.txt (file), NLTK's lists (nltk), "
-                                                      "none, or auto (file, else nltk if installed, else none).")]
-    = Stopwords.auto,
+    stopwords: Annotated[
+        Stopwords,
+        typer.Option(
+            help="clir: DIR/stopwords.<lang>.txt (file), NLTK's lists (nltk), "
+            "none, or auto (file, else nltk if installed, else none)."
+        ),
+    ] = Stopwords.auto,
     max_vocab: Annotated[int | None, typer.Option(help="Vectors read per side (0: all) [default: 200000].")] = None,
-    case: Annotated[Case | None, typer.Option(help="keep: vectors as written (default); lower: lowercase the "
-                                                   "vocabularies.")] = None,
+    case: Annotated[
+        Case | None, typer.Option(help="keep: vectors as written (default); lower: lowercase the vocabularies.")
+    ] = None,
     cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file for fast rereads.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line: task, model, metric, score, n, "
-                                                         "coverage, ...")] = False,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write result.json, run.json and the "
-                                                                 "predictions (or the TREC run) here.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON line: task, model, metric, score, n, coverage, ...")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Also write result.json, run.json and the predictions (or the TREC run) here."
+        ),
+    ] = None,
 ) -> None:
     """Zero-shot transfer: train on the source language with frozen source vectors, test on the target language."""
     import json
@@ -228,8 +305,11 @@ def downstream_command(
     model_params(model_name, params)  # unknown parameters fail before any file is read
     topic_list = [t.strip() for t in topics.split(",") if t.strip()] or None
     loaded = load_task_data(task.value, data, src_lang, tgt_lang, topics=topic_list)  # bad data fails before vectors
-    options = {"max_vocab": 200000 if max_vocab is None else max_vocab or None, "lowercase": case == "lower",
-               "cache": cache}
+    options = {
+        "max_vocab": 200000 if max_vocab is None else max_vocab or None,
+        "lowercase": case == "lower",
+        "cache": cache,
+    }
     x, z = read_vectors(src, **options), read_vectors(tgt, **options)
     if x.dim != z.dim:
         raise XlingError(f"{tgt}: vectors have {z.dim} dimensions, but {src} has {x.dim}; map both into one space")
@@ -238,14 +318,39 @@ def downstream_command(
 
         torch.set_num_threads(threads)
     with _epoch_progress() as progress:
-        result = evaluate_downstream(task.value, data, src_lang, tgt_lang, x, z, loaded=loaded,
-                                     stopwords=stopwords.value, model=model_name, metric=metric_name, params=params,
-                                     seed=seed, progress=progress)
+        result = evaluate_downstream(
+            task.value,
+            data,
+            src_lang,
+            tgt_lang,
+            x,
+            z,
+            loaded=loaded,
+            stopwords=stopwords.value,
+            model=model_name,
+            metric=metric_name,
+            params=params,
+            seed=seed,
+            progress=progress,
+        )
     row = {**result.row(), "seed": seed, "seconds": round(result.seconds, 3)}
     if out is not None:
-        config = dict(task=task.value, data=str(data), src_lang=src_lang, tgt_lang=tgt_lang, src=str(src),
-                      tgt=str(tgt), model=model_name, metric=metric_name, params=result.params, topics=topic_list,
-                      stopwords=stopwords.value, case=case, threads=threads, **options)
+        config = dict(
+            task=task.value,
+            data=str(data),
+            src_lang=src_lang,
+            tgt_lang=tgt_lang,
+            src=str(src),
+            tgt=str(tgt),
+            model=model_name,
+            metric=metric_name,
+            params=result.params,
+            topics=topic_list,
+            stopwords=stopwords.value,
+            case=case,
+            threads=threads,
+            **options,
+        )
         _write_downstream(out, result, config, seed)
     if as_json:  # strict JSON: a metric that is undefined (NaN) is null
         print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}))
@@ -264,8 +369,10 @@ def _epoch_progress():
     def describe(event: dict) -> str:
         unit = f" {event['unit']}" if event.get("unit") not in (None, "cldc") else ""
         dev = f", dev accuracy {event['dev_accuracy']:.3f}" if "dev_accuracy" in event else ""
-        return (f"{event['model']}{unit}: epoch {event['epoch']}/{event['epochs']}, loss {event['loss']:.4f}"
-                f"{dev} ({event['seconds']:.1f} s)")
+        return (
+            f"{event['model']}{unit}: epoch {event['epoch']}/{event['epochs']}, loss {event['loss']:.4f}"
+            f"{dev} ({event['seconds']:.1f} s)"
+        )
 
     @contextmanager
     def context():
@@ -299,9 +406,11 @@ def _write_downstream(out: Path, result, config: dict, seed: int) -> None:
             with open(tmp / "run.trec", "w", encoding="utf-8") as fh:
                 for qi, qid in enumerate(ranking.qids):
                     order = np.argsort(-ranking.scores[qi], kind="stable")[:1000]
-                    fh.writelines(f"{qid} Q0 {ranking.docnos[d]} {k + 1} {ranking.scores[qi, d]:.6f} "
-                                  f"xling-{result.model}\n" for k, d in enumerate(order.tolist())
-                                  if np.isfinite(ranking.scores[qi, d]))
+                    fh.writelines(
+                        f"{qid} Q0 {ranking.docnos[d]} {k + 1} {ranking.scores[qi, d]:.6f} xling-{result.model}\n"
+                        for k, d in enumerate(order.tolist())
+                        if np.isfinite(ranking.scores[qi, d])
+                    )
 
 
 def _print_downstream(result) -> None:
@@ -312,8 +421,13 @@ def _print_downstream(result) -> None:
     for col in ("metric", "score", "n", "coverage (tgt)", "coverage (src)"):
         table.add_column(col, justify="right")
     for name, value in result.metrics.items():
-        table.add_row(name + (" *" if name == result.metric else ""), f"{100 * value:.2f}", str(result.n),
-                      f"{100 * result.coverage:.2f}", f"{100 * result.coverage_src:.2f}")
+        table.add_row(
+            name + (" *" if name == result.metric else ""),
+            f"{100 * value:.2f}",
+            str(result.n),
+            f"{100 * result.coverage:.2f}",
+            f"{100 * result.coverage_src:.2f}",
+        )
     console = Console()
     console.print(table)
     units = result.details.get("units", [])
@@ -329,13 +443,16 @@ def _print_downstream(result) -> None:
 
 @data_app.command("fetch")
 def fetch_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Data folder (dictionaries in <out>/xling-eval-bli).")]
-    = Path("xling-data"),
-    pairs: Annotated[str, typer.Option(help="Comma-separated language pairs (e.g. en-de,de-fi), 'all' or 'none'.")]
-    = "all",
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Data folder (dictionaries in <out>/xling-eval-bli).")
+    ] = Path("xling-data"),
+    pairs: Annotated[
+        str, typer.Option(help="Comma-separated language pairs (e.g. en-de,de-fi), 'all' or 'none'.")
+    ] = "all",
     vectors: Annotated[str, typer.Option(help="Comma-separated languages of fastText wiki vectors to fetch.")] = "",
-    max_vocab: Annotated[int | None, typer.Option(help="Rows of each vectors file to download (0: the whole "
-                                                       "file) [default: 200000].")] = None,
+    max_vocab: Annotated[
+        int | None, typer.Option(help="Rows of each vectors file to download (0: the whole file) [default: 200000].")
+    ] = None,
     bli_base_url: Annotated[str | None, typer.Option(help="Mirror of xling-eval's bli_datasets folder.")] = None,
     vectors_base_url: Annotated[str | None, typer.Option(help="Mirror of fastText's vectors-wiki folder.")] = None,
 ) -> None:
@@ -348,15 +465,26 @@ def fetch_command(
     wanted = None if pairs == "all" else [] if pairs == "none" else [p.strip() for p in pairs.split(",") if p.strip()]
     if wanted != []:
         counts = {"cached": 0, "downloaded": 0}
-        files = fetch_bli(out / "xling-eval-bli", wanted, base_url=bli_base_url,
-                          report=lambda path, status: counts.__setitem__(status, counts[status] + 1))
-        console.print(f"dictionaries: {len(files)} files for {len(wanted or bli_pairs())} pairs in "
-                      f"{out / 'xling-eval-bli'} ({counts['downloaded']} downloaded, {counts['cached']} cached)")
+        files = fetch_bli(
+            out / "xling-eval-bli",
+            wanted,
+            base_url=bli_base_url,
+            report=lambda path, status: counts.__setitem__(status, counts[status] + 1),
+        )
+        console.print(
+            f"dictionaries: {len(files)} files for {len(wanted or bli_pairs())} pairs in "
+            f"{out / 'xling-eval-bli'} ({counts['downloaded']} downloaded, {counts['cached']} cached)"
+        )
     for lang in [v.strip() for v in vectors.split(",") if v.strip()]:
         with console.status(f"wiki.{lang}.vec ...") as status:
             rows = 200000 if max_vocab is None else max_vocab or None
-            path = fetch_fasttext(lang, out / "vectors", max_vocab=rows, base_url=vectors_base_url,
-                                  report=lambda rows, lang=lang: status.update(f"wiki.{lang}.vec: {rows} rows"))
+            path = fetch_fasttext(
+                lang,
+                out / "vectors",
+                max_vocab=rows,
+                base_url=vectors_base_url,
+                report=lambda rows, lang=lang: status.update(f"wiki.{lang}.vec: {rows} rows"),
+            )
         console.print(f"vectors: {path}")
 
 
@@ -364,8 +492,22 @@ def fetch_command(
 
 #: The mapping methods (``xling.cle.mappers.METHODS``; a test keeps the two equal), listed here so that ``--help``
 #: shows them without importing the mappers.
-Method = Literal["proc", "proc-b", "proc-b-iterative", "cca", "cca-xlingeval", "vecmap-sup", "vecmap-semi",
-                 "vecmap-identical", "vecmap-unsup", "rcsls", "dlv", "muse", "icp", "gwa"]
+Method = Literal[
+    "proc",
+    "proc-b",
+    "proc-b-iterative",
+    "cca",
+    "cca-xlingeval",
+    "vecmap-sup",
+    "vecmap-semi",
+    "vecmap-identical",
+    "vecmap-unsup",
+    "rcsls",
+    "dlv",
+    "muse",
+    "icp",
+    "gwa",
+]
 _METHOD_HELP = "Mapping method (see the README's method table)."
 _PARAM_HELP = "Method parameter KEY=VALUE (YAML value), repeatable, e.g. --param vocabulary_cutoff=10000."
 
@@ -416,22 +558,29 @@ def map_command(
     method: Annotated[Method, typer.Option("--method", "-m", help=_METHOD_HELP)],
     src: Annotated[Path, typer.Option("--src", help="Source vectors, word2vec text or .bin (frequency order).")],
     tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors, word2vec text or .bin (frequency order).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: src.vec, tgt.vec, W_src.npy, W_tgt.npy, "
-                                                          "run.json.")],
-    train_dict: Annotated[Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and "
-                                                                         "semi-supervised methods).")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder: src.vec, tgt.vec, W_src.npy, W_tgt.npy, run.json.")
+    ],
+    train_dict: Annotated[
+        Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and semi-supervised methods).")
+    ] = None,
     protocol: Annotated[ProtocolName | None, typer.Option(help=_PROTOCOL_HELP)] = None,
     max_vocab: Annotated[int | None, typer.Option(help=_MAX_VOCAB_HELP)] = None,
-    case: Annotated[Case | None, typer.Option(
-        help="keep: words as written; lower: lowercase vectors and dictionary [default: keep].")] = None,
+    case: Annotated[
+        Case | None,
+        typer.Option(help="keep: words as written; lower: lowercase vectors and dictionary [default: keep]."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (stochastic methods).")] = 0,
     param: Annotated[list[str] | None, typer.Option("--param", help=_PARAM_HELP)] = None,
-    write_vectors: Annotated[bool, typer.Option(help="Write the mapped vectors (--no-write-vectors: only the "
-                                                     "maps).")] = True,
-    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")]
-    = False,
-    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")]
-    = True,
+    write_vectors: Annotated[
+        bool, typer.Option(help="Write the mapped vectors (--no-write-vectors: only the maps).")
+    ] = True,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")
+    ] = False,
+    cache: Annotated[
+        bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")
+    ] = True,
 ) -> None:
     """Map two embedding spaces into one shared space; write both mapped spaces and the mapping matrices."""
     from rich.console import Console
@@ -444,13 +593,20 @@ def map_command(
     check_method(method)
     conv = resolve(protocol, None, case=case, max_vocab=max_vocab, skip_bad=skip_bad or None)
     train, x, z, options = _load_for_mapping(method, src, tgt, train_dict, conv, cache)
-    mapped = map_embeddings(method, x, z, train, params=params, seed=seed, verbose=True,
-                            protocol=conv if protocol else None, overwrite=True)
-    config = dict(method=method, src=str(src), tgt=str(tgt), train_dict=str(train_dict) if train_dict else None,
-                  params=params, conventions=conv.record(), **options)
+    mapped = map_embeddings(
+        method, x, z, train, params=params, seed=seed, verbose=True, protocol=conv if protocol else None, overwrite=True
+    )
+    config = dict(
+        method=method,
+        src=str(src),
+        tgt=str(tgt),
+        train_dict=str(train_dict) if train_dict else None,
+        params=params,
+        conventions=conv.record(),
+        **options,
+    )
     write_mapped(mapped, out, config=config, seed=seed, vectors=write_vectors)
-    Console().print(f"{method}: mapped {len(x)} source and {len(z)} target words into {out} "
-                    f"({_describe(mapped.info)})")
+    Console().print(f"{method}: mapped {len(x)} source and {len(z)} target words into {out} ({_describe(mapped.info)})")
 
 
 @cle_app.command("run")
@@ -459,26 +615,35 @@ def run_command(
     src: Annotated[Path, typer.Option("--src", help="Source vectors, word2vec text or .bin (frequency order).")],
     tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors, word2vec text or .bin (frequency order).")],
     test_dict: Annotated[Path, typer.Option("--test-dict", help="Test dictionary: 'source<TAB>target' lines.")],
-    train_dict: Annotated[Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and "
-                                                                         "semi-supervised methods).")] = None,
+    train_dict: Annotated[
+        Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and semi-supervised methods).")
+    ] = None,
     protocol: Annotated[ProtocolName | None, typer.Option(help=_PROTOCOL_HELP)] = None,
     retrieval: Annotated[Retrieval | None, typer.Option(help="nn (cosine), csls or isf [default: csls].")] = None,
-    convention: Annotated[Convention | None, typer.Option(
-        help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) [default: line].")] = None,
+    convention: Annotated[
+        Convention | None,
+        typer.Option(help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) [default: line]."),
+    ] = None,
     oov: Annotated[OOV | None, typer.Option(help="skip OOV items or count them as wrong [default: skip].")] = None,
     max_vocab: Annotated[int | None, typer.Option(help=_MAX_VOCAB_HELP)] = None,
-    case: Annotated[Case | None, typer.Option(
-        help="keep: words as written; lower: lowercase vectors and dictionaries [default: keep].")] = None,
+    case: Annotated[
+        Case | None,
+        typer.Option(help="keep: words as written; lower: lowercase vectors and dictionaries [default: keep]."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (stochastic methods).")] = 0,
     param: Annotated[list[str] | None, typer.Option("--param", help=_PARAM_HELP)] = None,
-    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")]
-    = False,
-    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")]
-    = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, method, ...")]
-    = False,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the maps, result.json and run.json here.")]
-    = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")
+    ] = False,
+    cache: Annotated[
+        bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")
+    ] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, method, ...")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the maps, result.json and run.json here.")
+    ] = None,
 ) -> None:
     """Map, then evaluate with BLI in one step (the vectors are mapped in place: one copy of each space in memory)."""
     import json
@@ -491,18 +656,38 @@ def run_command(
 
     params = _parse_params(param)
     check_method(method)
-    conv = resolve(protocol, {"retrieval": "csls"}, retrieval=retrieval, convention=convention, oov=oov, case=case,
-                   max_vocab=max_vocab, skip_bad=skip_bad or None)
+    conv = resolve(
+        protocol,
+        {"retrieval": "csls"},
+        retrieval=retrieval,
+        convention=convention,
+        oov=oov,
+        case=case,
+        max_vocab=max_vocab,
+        skip_bad=skip_bad or None,
+    )
     test = read_dictionary(test_dict, **conv.dictionary_options())
     train, x, z, options = _load_for_mapping(method, src, tgt, train_dict, conv, cache)
-    mapped = map_embeddings(method, x, z, train, params=params, seed=seed, verbose=True,
-                            protocol=conv if protocol else None, overwrite=True)
-    result = {**bli(mapped.src, mapped.tgt, test, inplace=True, **conv.bli_options()).to_dict(), "method": method,
-              "protocol": protocol, "fit_seconds": mapped.info["fit_seconds"]}
+    mapped = map_embeddings(
+        method, x, z, train, params=params, seed=seed, verbose=True, protocol=conv if protocol else None, overwrite=True
+    )
+    result = {
+        **bli(mapped.src, mapped.tgt, test, inplace=True, **conv.bli_options()).to_dict(),
+        "method": method,
+        "protocol": protocol,
+        "fit_seconds": mapped.info["fit_seconds"],
+    }
     if out is not None:
-        config = dict(method=method, src=str(src), tgt=str(tgt), test_dict=str(test_dict),
-                      train_dict=str(train_dict) if train_dict else None, params=params, conventions=conv.record(),
-                      **options)
+        config = dict(
+            method=method,
+            src=str(src),
+            tgt=str(tgt),
+            test_dict=str(test_dict),
+            train_dict=str(train_dict) if train_dict else None,
+            params=params,
+            conventions=conv.record(),
+            **options,
+        )
         write_mapped(mapped, out, config=config, seed=seed, vectors=False, extra=result)
     if as_json:
         print(json.dumps(result))
@@ -520,8 +705,10 @@ def _describe(info: dict) -> str:
         parts.append(f"{info['train_pairs']} seed pairs ({info['seed']})")
     if "n_iter" in info:
         ended = info.get("status", "converged" if info.get("converged", True) else "max_iter")
-        parts.append(f"{info['n_iter']} iterations" + {"converged": "", "max_iter": ", stopped at max_iter"}.get(
-            ended, f", {ended}"))
+        parts.append(
+            f"{info['n_iter']} iterations"
+            + {"converged": "", "max_iter": ", stopped at max_iter"}.get(ended, f", {ended}")
+        )
     if "criterion" in info:
         parts.append(f"mean cosine {info['criterion']:.4f} ({info['selected']})")
     if "sizes" in info:
@@ -532,7 +719,9 @@ def _describe(info: dict) -> str:
 
 @cle_app.command("grid")
 def grid_command(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="CLE grid spec: methods, pairs, sizes, files.")],
+    spec_path: Annotated[
+        Path, typer.Argument(metavar="SPEC.yaml", help="CLE grid spec: methods, pairs, sizes, files.")
+    ],
     out: GridOutOption = None,
     executor: ExecutorOption = None,
     address: AddressOption = None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -25,12 +25,12 @@ Executor = Literal["local", "ray", "slurm"]
 HeadlineMetric = Literal[tuple(c for c in RELEASE_COLUMNS if c.endswith("_mean"))]  # type: ignore[valid-type]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the results as one JSON line (progress on stderr).")]
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML with lora/train/score sections.")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML with lora/train/score sections.")]
 KindOption = Annotated[Kind, typer.Option(help="Model kind of a folder or hub id given as --model.")]
-ExecutorOption = Annotated[Optional[Executor], typer.Option(help="Where units run (overrides the spec).")]
-AddressOption = Annotated[Optional[str], typer.Option(help="Ray cluster address, e.g. 'auto'.")]
-RetriesOption = Annotated[Optional[int], typer.Option(min=0, help="Retries of a failing unit (overrides the spec).")]
-GridOutOption = Annotated[Optional[Path], typer.Option("-o", "--out", help="Output folder (overrides the spec's).")]
+ExecutorOption = Annotated[Executor | None, typer.Option(help="Where units run (overrides the spec).")]
+AddressOption = Annotated[str | None, typer.Option(help="Ray cluster address, e.g. 'auto'.")]
+RetriesOption = Annotated[int | None, typer.Option(min=0, help="Retries of a failing unit (overrides the spec).")]
+GridOutOption = Annotated[Path | None, typer.Option("-o", "--out", help="Output folder (overrides the spec's).")]
 
 
 def emit_json(data: Any) -> None:

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from xling.cli.app import app
-from xling.cli.common import (AddressOption, ExecutorOption, GridOutOption, JsonOption, RetriesOption, emit_json,
-                              records)
+from xling.cli.common import AddressOption, ExecutorOption, GridOutOption, JsonOption, RetriesOption, emit_json, records
 from xling.errors import XlingError
 
-grid_app = typer.Typer(help="Run a whole study (a transfer or a CLE grid) from one YAML spec, resumably.",
-                       no_args_is_help=True)
+grid_app = typer.Typer(
+    help="Run a whole study (a transfer or a CLE grid) from one YAML spec, resumably.", no_args_is_help=True
+)
 app.add_typer(grid_app, name="grid")
 
 SpecArg = Annotated[Path, typer.Argument(help="Grid spec (YAML): a transfer grid (models:) or a CLE grid (methods:).")]
 
 
-def load_any_grid(spec_path: Path, out: Path | None = None, executor: str | None = None,
-                  address: str | None = None, max_retries: int | None = None):
+def load_any_grid(
+    spec_path: Path,
+    out: Path | None = None,
+    executor: str | None = None,
+    address: str | None = None,
+    max_retries: int | None = None,
+):
     """A transfer grid spec (``models:``) or a CLE grid spec (``methods:``), with command-line overrides."""
     from xling.cle.grid import CLEGridSpec, load_grid_spec
     from xling.config import GridSpec, load_spec, load_yaml
@@ -65,8 +70,10 @@ def plan_cmd(spec_path: SpecArg, out: GridOutOption = None, as_json: JsonOption 
         from xling.grid.run import plan_summary
 
         summary = plan_summary(spec)
-        title = (f"grid {spec.name}: {summary['models']} model(s), {summary['source_cells']} source cell(s), "
-                 f"{summary['target_cells']} target cell(s), {summary['seeds']} seed(s)")
+        title = (
+            f"grid {spec.name}: {summary['models']} model(s), {summary['source_cells']} source cell(s), "
+            f"{summary['target_cells']} target cell(s), {summary['seeds']} seed(s)"
+        )
     if as_json:
         emit_json(summary)
         return
@@ -81,12 +88,16 @@ def plan_cmd(spec_path: SpecArg, out: GridOutOption = None, as_json: JsonOption 
     console.print(table)
     if summary.get("unprepared"):
         task, lang, split = summary["unprepared"][0]
-        console.print(f"unknown until the data are prepared ({len(summary['unprepared'])} of {summary['cells']} "
-                      f"task/language/split sets are not, e.g. {task} {lang} {split}): which units are done, the "
-                      f"number of items, choices and training examples. Fill them with: xling data prepare {spec_path}")
+        console.print(
+            f"unknown until the data are prepared ({len(summary['unprepared'])} of {summary['cells']} "
+            f"task/language/split sets are not, e.g. {task} {lang} {split}): which units are done, the "
+            f"number of items, choices and training examples. Fill them with: xling data prepare {spec_path}"
+        )
     elif "choice_scorings" in summary:
-        console.print(f"work: {summary['choice_scorings']:,} choice scorings ({summary['choices_per_evaluation']:,} "
-                      f"choices per model or adapter); {summary['training_examples_seen']:,} training examples seen")
+        console.print(
+            f"work: {summary['choice_scorings']:,} choice scorings ({summary['choices_per_evaluation']:,} "
+            f"choices per model or adapter); {summary['training_examples_seen']:,} training examples seen"
+        )
 
 
 @grid_app.command("run")
@@ -117,10 +128,17 @@ def run_transfer(spec, analyze: bool, as_json: bool = False) -> None:
     console = _console(as_json)
     study = run_transfer_study(spec, analyze=analyze, console=Console(stderr=True))
     if as_json:
-        emit_json({"status": _status_records(study.status), "results": str(study.results), "seeds": str(study.seeds),
-                   "cells": study.n_cells, "report": str(study.report) if study.report else None,
-                   "headline": records(study.analysis.headline) if study.analysis else None,
-                   "notes": study.analysis.notes if study.analysis else []})
+        emit_json(
+            {
+                "status": _status_records(study.status),
+                "results": str(study.results),
+                "seeds": str(study.seeds),
+                "cells": study.n_cells,
+                "report": str(study.report) if study.report else None,
+                "headline": records(study.analysis.headline) if study.analysis else None,
+                "notes": study.analysis.notes if study.analysis else [],
+            }
+        )
         _exit_on_failures(study.status, console)
         return
     _print_status(study.status, console)
@@ -131,8 +149,12 @@ def run_transfer(spec, analyze: bool, as_json: bool = False) -> None:
         for name, key in (("language_donor_recipient", "lang"), ("task_donor_recipient", "task")):
             roles = analysis.tables.get(name)
             if roles is not None and len(roles):
-                top = {col: ", ".join(f"{r[key]} {r[col]:+.2f}" for _, r in roles.sort_values(col, ascending=False)
-                                      .head(3).iterrows()) for col in ("donor", "recipient")}
+                top = {
+                    col: ", ".join(
+                        f"{r[key]} {r[col]:+.2f}" for _, r in roles.sort_values(col, ascending=False).head(3).iterrows()
+                    )
+                    for col in ("donor", "recipient")
+                }
                 console.print(f"top {key} donors: {top['donor']} | top {key} recipients: {top['recipient']}")
         for note in analysis.notes:
             console.print(f"[yellow]note[/yellow]: {note}")
@@ -148,19 +170,34 @@ def run_cle(spec, as_json: bool = False) -> None:
     study = run_cle_study(spec, console=Console(stderr=True))
     averages = study.tables["cle_averages"]
     if as_json:
-        emit_json({"status": _status_records(study.status), "averages": records(averages),
-                   "tables": str(Path(spec.output) / "tables"), "report": str(study.report)})
+        emit_json(
+            {
+                "status": _status_records(study.status),
+                "averages": records(averages),
+                "tables": str(Path(spec.output) / "tables"),
+                "report": str(study.report),
+            }
+        )
         _exit_on_failures(study.status, console)
         return
     view = Table(title=f"CLE grid: mean over pairs ({spec.conventions().retrieval}, failure = MRR < {spec.fail_mrr})")
     for col in ("method", "size", "MRR", "P@1", "pairs", "failures", "errors"):
         view.add_column(col, justify="left" if col in ("method", "size") else "right")
     for row in averages.itertuples():
-        view.add_row(row.method, row.size, f"{100 * row.mrr_mean:.1f}", f"{100 * row.p1_mean:.1f}",
-                     str(row.pairs_done), str(row.failures), str(row.errors))
+        view.add_row(
+            row.method,
+            row.size,
+            f"{100 * row.mrr_mean:.1f}",
+            f"{100 * row.p1_mean:.1f}",
+            str(row.pairs_done),
+            str(row.failures),
+            str(row.errors),
+        )
     console.print(view)
-    console.print(f"tables in {Path(spec.output) / 'tables'}; report: {study.report}; rerun the same command to "
-                  "resume or retry failed units")
+    console.print(
+        f"tables in {Path(spec.output) / 'tables'}; report: {study.report}; rerun the same command to "
+        "resume or retry failed units"
+    )
     _print_status(study.status, console)
     _exit_on_failures(study.status, console)
 
@@ -194,8 +231,17 @@ def status_cmd(spec_path: SpecArg, out: GridOutOption = None, as_json: JsonOptio
 
 
 def _status_records(stages) -> list[dict]:
-    return [{"stage": st.name, "done": st.done, "failed": len(st.failed), "pending": st.pending, "total": st.total,
-             "errors": st.failed} for st in stages]
+    return [
+        {
+            "stage": st.name,
+            "done": st.done,
+            "failed": len(st.failed),
+            "pending": st.pending,
+            "total": st.total,
+            "errors": st.failed,
+        }
+        for st in stages
+    ]
 
 
 def _print_status(stages, console: Console) -> None:
@@ -213,7 +259,9 @@ def _print_status(stages, console: Console) -> None:
 @grid_app.command("export")
 def export_cmd(
     spec_path: SpecArg,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Results table (release schema, CSV).")] = Path("results.csv"),
+    out: Annotated[Path, typer.Option("-o", "--out", help="Results table (release schema, CSV).")] = Path(
+        "results.csv"
+    ),
 ) -> None:
     """Write the results table in the Donors-and-Recipients release schema, plus the per-seed long table."""
     from xling.grid.results import export
@@ -230,19 +278,20 @@ def export_cmd(
 @app.command("quickstart")
 def quickstart_cmd(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("xling-out/quickstart"),
-    langs: Annotated[Optional[str], typer.Option(help="Comma-separated languages (default: en,de,fr,ru).")] = None,
-    tasks: Annotated[Optional[str], typer.Option(help="Comma-separated xling-mini tasks "
-                                                      "(default: numbers,region,currency,language).")] = None,
-    seeds: Annotated[Optional[int], typer.Option(help="Seeds per source cell (default 2; 3 with --full).")] = None,
-    full: Annotated[bool, typer.Option(help="A larger grid: all 5 tasks x 10 languages, 3 seeds, all items "
-                                            "(hours on a CPU).")] = False,
+    langs: Annotated[str | None, typer.Option(help="Comma-separated languages (default: en,de,fr,ru).")] = None,
+    tasks: Annotated[
+        str | None, typer.Option(help="Comma-separated xling-mini tasks (default: numbers,region,currency,language).")
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per source cell (default 2; 3 with --full).")] = None,
+    full: Annotated[
+        bool, typer.Option(help="A larger grid: all 5 tasks x 10 languages, 3 seeds, all items (hours on a CPU).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """The whole transfer study offline on CPU: built-in tasks, a shipped encoder, LoRA per cell, report."""
     from xling.quickstart import quickstart_spec
 
-    run_transfer(quickstart_spec(out, _csv_list(langs), _csv_list(tasks), seeds, full), analyze=True,
-                 as_json=as_json)
+    run_transfer(quickstart_spec(out, _csv_list(langs), _csv_list(tasks), seeds, full), analyze=True, as_json=as_json)
 
 
 def _csv_list(text: str | None) -> list[str] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import typer
 from pydantic import Field
@@ -19,17 +19,17 @@ from xling.errors import XlingError
 class EngineConfig(Spec):
     """``--config`` of ``xling train``/``xling eval``: LoRA, training and scoring options (all optional)."""
 
-    model: Optional[ModelSpec] = None
+    model: ModelSpec | None = None
     lora: LoraSpec = Field(default_factory=LoraSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     score: ScoreSpec = Field(default_factory=ScoreSpec)
 
 
-def _config(path: Optional[Path]) -> EngineConfig:
+def _config(path: Path | None) -> EngineConfig:
     return load_spec(EngineConfig, path) if path else EngineConfig()
 
 
-def model_spec(arg: Optional[str], kind: str, config: EngineConfig) -> ModelSpec:
+def model_spec(arg: str | None, kind: str, config: EngineConfig) -> ModelSpec:
     """``--model``: a model YAML, a local folder, or a hub id (else the config's ``model``)."""
     if arg is None:
         if config.model is None:
@@ -53,7 +53,7 @@ def train(
     task: str = typer.Option(..., "--task", help="Task YAML path, mini:<name>, or a paper benchmark name."),
     lang: str = typer.Option(..., "--lang", help="Source language."),
     out: Path = typer.Option(..., "-o", "--out", help="Adapter folder to write."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model folder, hub id or model YAML."),
+    model: str | None = typer.Option(None, "--model", help="Model folder, hub id or model YAML."),
     seed: int = typer.Option(0, "--seed", help="Seed of the LoRA initialisation, data order and dropout."),
     kind: KindOption = "causal",
     config: ConfigOption = None,
@@ -73,19 +73,22 @@ def train(
         emit_json({"adapter": str(folder), **log})
         return
     val = log["best_val_loss"]
-    Console().print(f"adapter written to [bold]{folder}[/] (kept epoch {log['kept_epoch']}"
-                    + (f", validation loss {val:.4f})" if val is not None else ")"))
+    Console().print(
+        f"adapter written to [bold]{folder}[/] (kept epoch {log['kept_epoch']}"
+        + (f", validation loss {val:.4f})" if val is not None else ")")
+    )
 
 
 @app.command("eval")
 def evaluate(
     task: list[str] = typer.Option(..., "--task", help="Task (repeatable): YAML path, mini:<name> or benchmark."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model folder, hub id or model YAML."),
+    model: str | None = typer.Option(None, "--model", help="Model folder, hub id or model YAML."),
     adapter: list[str] = typer.Option([], "--adapter", help="Adapter folder, or NAME=FOLDER (repeatable)."),
     lang: list[str] = typer.Option([], "--lang", help="Languages (repeatable; default: all of each task)."),
-    split: Optional[Literal["train", "test"]] = typer.Option(None, "--split",
-                                                             help="Split to score (default: the config's, test)."),
+    split: Literal["train", "test"] | None = typer.Option(
+        None, "--split", help="Split to score (default: the config's, test)."
+    ),
     kind: KindOption = "causal",
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -100,7 +103,7 @@ def evaluate(
     cfg = _config(config)
     spec = model_spec(model, kind, cfg)
     score = cfg.score if split is None else cfg.score.model_copy(update={"split": split})
-    adapters: dict[str, Optional[str]] = {"base": None}
+    adapters: dict[str, str | None] = {"base": None}
     for entry in adapter:
         name, _, folder = entry.rpartition("=") if "=" in entry else (Path(entry).name, "", entry)
         if name in adapters:
@@ -117,17 +120,33 @@ def evaluate(
     if partial.is_dir():
         console.print(f"resuming: {len(list(partial.glob('*.parquet')))} finished cell(s) in {partial}")
     loglik = score_items(spec, adapters, items, score, progress=not as_json, checkpoint_dir=partial)
-    write_outputs(loglik, out, {"model": spec, "adapters": adapters, "tasks": task, "languages": lang,
-                                "score": score}, score.benchmark_format)
+    write_outputs(
+        loglik,
+        out,
+        {"model": spec, "adapters": adapters, "tasks": task, "languages": lang, "score": score},
+        score.benchmark_format,
+    )
     shutil.rmtree(partial, ignore_errors=True)
     if as_json:
-        emit_json({"out": str(out), "scores": records(summarize(loglik)),
-                   "peak_memory_bytes": loglik.attrs.get("peak_memory_bytes")})
+        emit_json(
+            {
+                "out": str(out),
+                "scores": records(summarize(loglik)),
+                "peak_memory_bytes": loglik.attrs.get("peak_memory_bytes"),
+            }
+        )
         return
     table = Table("adapter", "task", "language", "n", "acc", "acc_norm", "acc_bytes")
     for row in summarize(loglik).itertuples(index=False):
-        table.add_row(row.adapter, row.task, row.language, str(row.n), f"{row.acc:.4f}", f"{row.acc_norm:.4f}",
-                      f"{row.acc_bytes:.4f}")
+        table.add_row(
+            row.adapter,
+            row.task,
+            row.language,
+            str(row.n),
+            f"{row.acc:.4f}",
+            f"{row.acc_norm:.4f}",
+            f"{row.acc_bytes:.4f}",
+        )
     console.print(table)
     peak = loglik.attrs.get("peak_memory_bytes") or 0
     console.print(f"wrote {out}/loglikelihoods.parquet and {out}/scores.csv; peak memory {peak / 2**20:.0f} MiB")
@@ -136,8 +155,12 @@ def evaluate(
 @data_app.command("prepare")
 def prepare(
     config: Path = typer.Argument(..., help="A data YAML (tasks, languages, source) or a grid config."),
-    source: Optional[str] = typer.Option(None, "--source", help="aligned, upstream, or a folder of local copies "
-                                         "of the hub repos (FOLDER/<owner>/<name>); overrides the config's."),
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        help="aligned, upstream, or a folder of local copies "
+        "of the hub repos (FOLDER/<owner>/<name>); overrides the config's.",
+    ),
 ) -> None:
     """Fetch every dataset CONFIG needs into the local cache, so later runs work offline."""
     from rich.console import Console
@@ -146,5 +169,3 @@ def prepare(
 
     done = prepare_data(read_data_spec(config, source))
     Console().print(f"prepared {len(done)} dataset(s)" + "".join(f"\n  {d}" for d in done))
-
-

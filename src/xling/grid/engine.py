@@ -110,8 +110,11 @@ class _Scheduler:
         return any(d in self.given_up or (d not in self.units and d not in self.done) for d in u.deps)
 
     def _waiting(self) -> list[Unit]:
-        return [u for k, u in self.units.items()
-                if k not in self.done and k not in self.given_up and k not in self.running and not self._blocked(u)]
+        return [
+            u
+            for k, u in self.units.items()
+            if k not in self.done and k not in self.given_up and k not in self.running and not self._blocked(u)
+        ]
 
     def next_job(self, idle: bool) -> Job | None:
         """The next job to submit, or None. A group's job waits until it is full unless nothing more can join it
@@ -135,12 +138,30 @@ class _Scheduler:
     def _job(self, units: list[Unit]) -> Job:
         w = self.workload
         self.running.update(u.key for u in units)
-        return Job(w.work, w.context, str(self.store.root), tuple(units), cpus=w.cpus,
-                   gpus=max(w.gpus(u) for u in units), isolated=w.isolated(units[0]), scope=w.scope)
+        return Job(
+            w.work,
+            w.context,
+            str(self.store.root),
+            tuple(units),
+            cpus=w.cpus,
+            gpus=max(w.gpus(u) for u in units),
+            isolated=w.isolated(units[0]),
+            scope=w.scope,
+        )
 
 
-def run_units(units: Sequence[Unit], stages: Sequence[str], workload: Workload, store: Store, executor: ExecutorSpec,
-              output: str, *, max_retries: int, console=None, progress: bool = True) -> list[StageStatus]:
+def run_units(
+    units: Sequence[Unit],
+    stages: Sequence[str],
+    workload: Workload,
+    store: Store,
+    executor: ExecutorSpec,
+    output: str,
+    *,
+    max_retries: int,
+    console=None,
+    progress: bool = True,
+) -> list[StageStatus]:
     """Run every unit of ``units`` that is not published yet; return the final status per stage.
 
     ``output`` is the grid's output folder (Slurm logs go below it). Progress is a bar per stage on a terminal and
@@ -197,12 +218,21 @@ class _Progress:
                 TimeRemainingColumn,
             )
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                console=self.console)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("failed {task.fields[failed]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
             self.bar.start()
-            self.tasks = {s: self.bar.add_task(f"{s:5s}", total=n, completed=self.counts[s], failed=0)
-                          for s, n in self.totals.items() if n}
+            self.tasks = {
+                s: self.bar.add_task(f"{s:5s}", total=n, completed=self.counts[s], failed=0)
+                for s, n in self.totals.items()
+                if n
+            }
         return self
 
     def report(self, unit: Unit, ok: bool, error: str, retry: bool) -> None:
@@ -214,13 +244,18 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(self.tasks[s], completed=self.counts[s], failed=self.failed[s])
             if not ok:
-                self.bar.console.print(f"[yellow]{'retrying' if retry else 'failed'}[/yellow] {unit.describe()}: "
-                                       f"{error}")
+                self.bar.console.print(
+                    f"[yellow]{'retrying' if retry else 'failed'}[/yellow] {unit.describe()}: {error}"
+                )
         elif self.enabled:
             what = "done" if ok else ("failed, will retry" if retry else "FAILED")
             tail = "" if ok else f": {error}"
-            self.console.print(f"{s} {self.counts[s]}/{self.totals[s]} {what}: {unit.describe()}{tail}",
-                               markup=False, highlight=False, soft_wrap=True)
+            self.console.print(
+                f"{s} {self.counts[s]}/{self.totals[s]} {what}: {unit.describe()}{tail}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

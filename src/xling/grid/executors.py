@@ -110,8 +110,9 @@ class RayExecutor:
                 else:
                     ray.init(num_cpus=self.spec.num_workers, _node_ip_address="127.0.0.1", **kwargs)
             except (ConnectionError, RuntimeError, ValueError, SystemExit) as err:
-                raise XlingError(f"ray: cannot connect to cluster at {self.spec.address!r}: "
-                                 f"{str(err).splitlines()[0]}") from None
+                raise XlingError(
+                    f"ray: cannot connect to cluster at {self.spec.address!r}: {str(err).splitlines()[0]}"
+                ) from None
         resources = ray.cluster_resources()
         self.has_gpus = resources.get("GPU", 0) > 0
         self.capacity = max(1, int(resources.get("CPU", 1) / self.spec.cpus_per_unit))  # Ray queues the rest
@@ -159,13 +160,17 @@ class SlurmExecutor:
         except ImportError:
             raise XlingError("executor 'slurm' needs submitit: pip install 'xling[slurm]'") from None
         s = spec.slurm
-        self.executor = submitit.AutoExecutor(folder=Path(s.folder) if s.folder else output / "slurm" / "%j",
-                                              cluster=s.cluster)
+        self.executor = submitit.AutoExecutor(
+            folder=Path(s.folder) if s.folder else output / "slurm" / "%j", cluster=s.cluster
+        )
         params = {"timeout_min": s.time_min, "cpus_per_task": s.cpus_per_task, "mem_gb": s.mem_gb}
         if self.executor.cluster == "slurm":
-            params |= {"slurm_partition": s.partition, "gpus_per_node": s.gpus_per_node,
-                       "slurm_array_parallelism": s.array_parallelism,
-                       "slurm_additional_parameters": dict(s.additional_parameters)}
+            params |= {
+                "slurm_partition": s.partition,
+                "gpus_per_node": s.gpus_per_node,
+                "slurm_array_parallelism": s.array_parallelism,
+                "slurm_additional_parameters": dict(s.additional_parameters),
+            }
             params = {k: v for k, v in params.items() if v is not None}
         self.executor.update_parameters(**params)
         self.capacity = s.array_parallelism

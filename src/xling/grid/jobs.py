@@ -83,7 +83,7 @@ def run_job(job: Job) -> list[Outcome]:
 
 def _run_batches(job: Job, store: Store, todo: list) -> list[Outcome]:
     outcomes = []
-    for batch in ([[u] for u in todo] if job.isolated else [todo] if todo else []):
+    for batch in [[u] for u in todo] if job.isolated else [todo] if todo else []:
         start = time.time()
         for u in batch:
             store.log_event(u.key, "start", worker=os.environ.get("XLING_WORKER", "main"))

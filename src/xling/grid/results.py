@@ -19,6 +19,7 @@ from xling.grid.units import Plan
 
 COLUMNS = [*LONG_COLUMNS, NORM_METRIC_COLUMN]
 
+
 def long_table(plan: Plan, store: Store) -> pd.DataFrame:
     """One row per (model, source cell, seed, target cell): fine-tuned and base acc, and the task's headline
     metric (``score_norm``, named in ``score_norm_metric``)."""

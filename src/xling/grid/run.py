@@ -39,7 +39,8 @@ def workload(spec: GridSpec) -> Workload:
 
     ex = spec.executor
     return Workload(
-        transfer_work, spec,
+        transfer_work,
+        spec,
         chunk=lambda u: ex.train_units_per_job if u.stage == "train" else spec.score.adapters_per_batch,
         gpus=lambda u: ex.gpus_per_train if u.stage == "train" else ex.gpus_per_score,
         cpus=ex.cpus_per_unit,
@@ -53,8 +54,14 @@ def status(plan: Plan, store: Store) -> list[StageStatus]:
     return grid_status([*plan.train, *plan.score], STAGES, store)
 
 
-def run_grid(spec: GridSpec, *, max_retries: int | None = None, console: Console | None = None,
-             plan: Plan | None = None, progress: bool = True) -> list[StageStatus]:
+def run_grid(
+    spec: GridSpec,
+    *,
+    max_retries: int | None = None,
+    console: Console | None = None,
+    plan: Plan | None = None,
+    progress: bool = True,
+) -> list[StageStatus]:
     """Run every unit of ``spec`` that is not finished yet; return the final status per stage."""
     plan = plan or make_plan(spec)
     store = store_for(spec)
@@ -62,12 +69,21 @@ def run_grid(spec: GridSpec, *, max_retries: int | None = None, console: Console
     runs = Path(spec.output) / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     digest = spec_digest(spec)
-    write_run_record(runs, spec, seed=None, name=f"run-{time.strftime('%Y%m%d-%H%M%S')}-{digest}.json",
-                     spec_digest=digest)
+    write_run_record(
+        runs, spec, seed=None, name=f"run-{time.strftime('%Y%m%d-%H%M%S')}-{digest}.json", spec_digest=digest
+    )
     units = [*plan.train, *plan.score]
-    return run_units(units, STAGES, workload(spec), store, spec.executor, spec.output,
-                     max_retries=spec.max_retries if max_retries is None else max_retries, console=console,
-                     progress=progress)
+    return run_units(
+        units,
+        STAGES,
+        workload(spec),
+        store,
+        spec.executor,
+        spec.output,
+        max_retries=spec.max_retries if max_retries is None else max_retries,
+        console=console,
+        progress=progress,
+    )
 
 
 def _remove_stale_tmp(store: Store) -> None:
@@ -92,17 +108,24 @@ def plan_summary(spec: GridSpec) -> dict:
     cells = {(c.task, c.language, spec.score.split) for c in spec.target_cells()}
     cells |= {(c.task, c.language, "train") for c in spec.source_cells()}
     unprepared = sorted(c for c in cells if not is_prepared(*c))
-    summary = {"name": spec.name, "models": len(spec.models), "source_cells": len(spec.source_cells()),
-               "target_cells": len(spec.target_cells()), "seeds": len(spec.seeds),
-               "stages": {name: {"units": counts[name], "done": None} for name in STAGES},
-               "unprepared": [list(c) for c in unprepared], "cells": len(cells)}
+    summary = {
+        "name": spec.name,
+        "models": len(spec.models),
+        "source_cells": len(spec.source_cells()),
+        "target_cells": len(spec.target_cells()),
+        "seeds": len(spec.seeds),
+        "stages": {name: {"units": counts[name], "done": None} for name in STAGES},
+        "unprepared": [list(c) for c in unprepared],
+        "cells": len(cells),
+    }
     if unprepared:
         return summary
     plan, store = make_plan(spec), store_for(spec)
     for name in STAGES:
-        summary["stages"][name]["done"] = sum(store.done(u.key) for u in [*plan.train, *plan.score]
-                                              if u.stage == name)
-    n_choices = sum(len(i.choices) for c in spec.target_cells() for i in load_items(c.task, c.language, spec.score.split))
+        summary["stages"][name]["done"] = sum(store.done(u.key) for u in [*plan.train, *plan.score] if u.stage == name)
+    n_choices = sum(
+        len(i.choices) for c in spec.target_cells() for i in load_items(c.task, c.language, spec.score.split)
+    )
     n_train = sum(len(load_items(c.task, c.language, "train")) for c in spec.source_cells())
     summary["choices_per_evaluation"] = n_choices
     summary["choice_scorings"] = len(plan.score) * n_choices

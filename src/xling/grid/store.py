@@ -106,7 +106,14 @@ class Store:
     def log_event(self, key: str, event: str, **fields: Any) -> None:
         """Append one event (``start``, ``done``, ``fail``, ``skip``) to ``events.jsonl``."""
         line = json.dumps(
-            {"key": key, "event": event, "time": time.time(), "pid": os.getpid(), "host": socket.gethostname(), **fields},
+            {
+                "key": key,
+                "event": event,
+                "time": time.time(),
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                **fields,
+            },
             default=str,
         )
         fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -132,9 +132,7 @@ def check_cells(spec: GridSpec) -> tuple[list[Cell], list[Cell]]:
         raise XlingError("grid spec: the grid is empty (no source or no target cells)")
     for cell in [*sources, *targets]:
         if cell.task not in spec.tasks or cell.language not in spec.languages:
-            raise XlingError(
-                f"grid spec: cell {cell.name} uses a task or language not listed in 'tasks'/'languages'"
-            )
+            raise XlingError(f"grid spec: cell {cell.name} uses a task or language not listed in 'tasks'/'languages'")
     target_names = {c.name for c in targets}
     missing = [c.name for c in sources if c.name not in target_names]
     if missing:
@@ -168,13 +166,22 @@ def make_plan(spec: GridSpec) -> Plan:
     for model in spec.models:
         mprint = model_fingerprint(model)
         base = {"rules": SCORING_RULES_VERSION, "model": mprint, "targets": target_prints, "score": score_params}
-        plan.score.append(ScoreUnit(unit_key({"unit": "score", "adapter": "base", **base}), model, None, tuple(targets)))
+        plan.score.append(
+            ScoreUnit(unit_key({"unit": "score", "adapter": "base", **base}), model, None, tuple(targets))
+        )
         for cell in sources:
             data = task_fingerprint(cell.task, cell.language, "train")
             for seed in spec.seeds:
                 tkey = unit_key(
-                    {"unit": "train", "rules": TRAINING_RULES_VERSION, "model": mprint, "data": data,
-                     "language": cell.language, "seed": seed, **train_params}
+                    {
+                        "unit": "train",
+                        "rules": TRAINING_RULES_VERSION,
+                        "model": mprint,
+                        "data": data,
+                        "language": cell.language,
+                        "seed": seed,
+                        **train_params,
+                    }
                 )
                 tu = TrainUnit(tkey, model, cell, seed)
                 plan.train.append(tu)

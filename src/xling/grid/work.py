@@ -33,8 +33,15 @@ def _train(spec: GridSpec, store: Store, unit: TrainUnit) -> None:
 
     meta = {"unit": "train", "model": unit.model.name, "source": unit.source.name, "seed": unit.seed}
     with store.writing(unit.key, meta) as tmp:
-        train_cell(unit.model, unit.source.task, unit.source.language, unit.seed, tmp / ADAPTER_DIR,
-                   lora=spec.lora, train=spec.train)
+        train_cell(
+            unit.model,
+            unit.source.task,
+            unit.source.language,
+            unit.seed,
+            tmp / ADAPTER_DIR,
+            lora=spec.lora,
+            train=spec.train,
+        )
 
 
 def _score(spec: GridSpec, store: Store, units: list[ScoreUnit]) -> None:
@@ -45,8 +52,7 @@ def _score(spec: GridSpec, store: Store, units: list[ScoreUnit]) -> None:
 
     t0 = time.time()
     model = units[0].model
-    adapters = {u.label: (None if u.adapter is None else store.result_dir(u.adapter.key) / ADAPTER_DIR)
-                for u in units}
+    adapters = {u.label: (None if u.adapter is None else store.result_dir(u.adapter.key) / ADAPTER_DIR) for u in units}
     items = [item for cell in units[0].targets for item in load_items(cell.task, cell.language, spec.score.split)]
     loglik = score_items(model, adapters, items, spec.score)
     scores = summarize(loglik)
@@ -58,6 +64,18 @@ def _score(spec: GridSpec, store: Store, units: list[ScoreUnit]) -> None:
         with store.writing(u.key, meta) as tmp:
             scores[scores["adapter"] == u.label].to_parquet(tmp / "scores.parquet", index=False)
             loglik[loglik["adapter"] == u.label].to_parquet(tmp / "loglikelihoods.parquet", index=False)
-            (tmp / "run.json").write_text(json.dumps(run_record(spec, seed=None, unit=u.key, batch_size=loglik.attrs.get("batch_size"),
-                                                     oom_retries=loglik.attrs.get("oom_retries"), **extra), indent=2,
-                                                     default=str) + "\n")
+            (tmp / "run.json").write_text(
+                json.dumps(
+                    run_record(
+                        spec,
+                        seed=None,
+                        unit=u.key,
+                        batch_size=loglik.attrs.get("batch_size"),
+                        oom_retries=loglik.attrs.get("oom_retries"),
+                        **extra,
+                    ),
+                    indent=2,
+                    default=str,
+                )
+                + "\n"
+            )

@@ -28,12 +28,16 @@ def check_adapter(path: Path, model_name: str, location: str, fingerprint: str) 
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())
         if meta.get("base_fingerprint") != fingerprint:
-            raise XlingError(f"adapter {str(path)!r} was trained on base model {meta.get('base_model')!r} "
-                             f"({meta.get('base_location')}), not on {model_name!r} ({location})")
+            raise XlingError(
+                f"adapter {str(path)!r} was trained on base model {meta.get('base_model')!r} "
+                f"({meta.get('base_location')}), not on {model_name!r} ({location})"
+            )
         return
     base = json.loads(config_file.read_text()).get("base_model_name_or_path")
     if base and not _same_location(base, location) and base != model_name:
-        raise XlingError(f"adapter {str(path)!r} was trained on base model {base!r}, not on {model_name!r} ({location})")
+        raise XlingError(
+            f"adapter {str(path)!r} was trained on base model {base!r}, not on {model_name!r} ({location})"
+        )
 
 
 def _same_location(a: str, b: str) -> bool:

@@ -21,8 +21,20 @@ from xling.config import LoraSpec, ModelSpec, ScoreSpec, TrainSpec
 from xling.tasks.items import MCItem
 
 #: One row per (adapter, item, choice): the log-likelihood table every scorer returns.
-COLUMNS = ["adapter", "task", "language", "item_id", "choice", "loglik", "n_tokens", "n_chars", "n_bytes",
-           "is_greedy", "is_gold", "kind"]
+COLUMNS = [
+    "adapter",
+    "task",
+    "language",
+    "item_id",
+    "choice",
+    "loglik",
+    "n_tokens",
+    "n_chars",
+    "n_bytes",
+    "is_greedy",
+    "is_gold",
+    "kind",
+]
 
 
 class Loaded(Protocol):
@@ -72,8 +84,9 @@ class ModelKind(Protocol):
     def batch_loss(self, loaded: Loaded, examples: Sequence, spec: TrainSpec) -> Loss:
         """The loss of one batch under ``loaded.model`` (gradients flow unless disabled)."""
 
-    def scorer(self, spec: ModelSpec, adapters: Mapping[str, Path | None], score: ScoreSpec,
-               items: Sequence[MCItem]) -> Scorer:
+    def scorer(
+        self, spec: ModelSpec, adapters: Mapping[str, Path | None], score: ScoreSpec, items: Sequence[MCItem]
+    ) -> Scorer:
         """The base model with every adapter attached; ``items`` are all the items it will be asked to score."""
 
 
@@ -100,8 +113,9 @@ def base_fingerprint(model) -> str:
     The slice is rounded to bf16 first, so the same weights loaded in float32, bfloat16 or float16 match."""
     import torch
 
-    config = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_") and k != "torch_dtype"
-              and k != "dtype"}
+    config = {
+        k: v for k, v in model.config.to_dict().items() if not k.startswith("_") and k != "torch_dtype" and k != "dtype"
+    }
     emb = model.get_input_embeddings().weight.detach()[:8].to(torch.bfloat16).to(torch.float32).cpu().numpy()
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     h.update(emb.tobytes())

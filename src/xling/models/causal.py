@@ -79,11 +79,13 @@ def load_tokenizer(spec: ModelSpec):
 
     check_location(spec)
     try:
-        return AutoTokenizer.from_pretrained(spec.location, revision=spec.revision,
-                                             trust_remote_code=spec.trust_remote_code)
+        return AutoTokenizer.from_pretrained(
+            spec.location, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+        )
     except (OSError, ValueError) as err:
-        raise XlingError(f"model {spec.name!r}: cannot load tokenizer from {spec.location!r}: "
-                         f"{str(err).splitlines()[0]}") from None
+        raise XlingError(
+            f"model {spec.name!r}: cannot load tokenizer from {spec.location!r}: {str(err).splitlines()[0]}"
+        ) from None
 
 
 def resolve_max_length(config, tokenizer) -> int:
@@ -109,12 +111,16 @@ def load_causal(spec: ModelSpec, *, device=None) -> LoadedLM:
     tokenizer = load_tokenizer(spec)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            spec.location, revision=spec.revision, dtype=pick_dtype(spec, device),
+            spec.location,
+            revision=spec.revision,
+            dtype=pick_dtype(spec, device),
             trust_remote_code=spec.trust_remote_code,
             **({"attn_implementation": spec.attn_implementation} if spec.attn_implementation else {}),
         )
     except (OSError, ValueError) as err:
-        raise XlingError(f"model {spec.name!r}: cannot load from {spec.location!r}: {str(err).splitlines()[0]}") from None
+        raise XlingError(
+            f"model {spec.name!r}: cannot load from {spec.location!r}: {str(err).splitlines()[0]}"
+        ) from None
     model.to(device).eval()
     return LoadedLM(model, tokenizer, device, resolve_max_length(model.config, tokenizer), base_fingerprint(model))
 
@@ -135,8 +141,13 @@ class CausalKind:
     def lora_config(self, lora: LoraSpec):
         from peft import LoraConfig
 
-        return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                          target_modules=lora.target_modules, task_type="CAUSAL_LM")
+        return LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
 
     def examples(self, loaded: LoadedLM, items: Sequence[MCItem], spec: TrainSpec, chat: bool) -> list[Example]:
         ensure_pad_token(loaded.tokenizer)
@@ -148,8 +159,9 @@ class CausalKind:
             loss_sum, n = answer_loss(loaded.model, make_batch(examples, pad_id, loaded.device))
         return Loss(loss_sum / max(n, 1), float(loss_sum.detach()) / max(n, 1) * len(examples), len(examples))
 
-    def scorer(self, spec: ModelSpec, adapters: Mapping[str, Path | None], score: ScoreSpec,
-               items: Sequence[MCItem]) -> CausalScorer:
+    def scorer(
+        self, spec: ModelSpec, adapters: Mapping[str, Path | None], score: ScoreSpec, items: Sequence[MCItem]
+    ) -> CausalScorer:
         return CausalScorer(spec, adapters, score)
 
 
@@ -177,7 +189,7 @@ def release_example(tokenizer, prompt: str, target: str, max_length: int) -> Exa
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     ids = (prompt_ids + target_ids)[-max_length:]
     n_target = min(len(target_ids), len(ids))
-    return ids, [IGNORE] * (len(ids) - n_target) + ids[len(ids) - n_target:], [1] * len(ids)
+    return ids, [IGNORE] * (len(ids) - n_target) + ids[len(ids) - n_target :], [1] * len(ids)
 
 
 def release_lm_example(tokenizer, text: str, max_length: int) -> Example:
@@ -202,12 +214,17 @@ def tokenize_examples(items: Sequence[MCItem], tokenizer, spec: TrainSpec, chat:
         length = item_max_length(item, spec)
         if chat:
             if not prompt:
-                raise XlingError(f"task {item.task!r}: its {spec.prompt_format!r} training format models the whole "
-                                 "text and has no chat form; set train.chat_template: false")
+                raise XlingError(
+                    f"task {item.task!r}: its {spec.prompt_format!r} training format models the whole "
+                    "text and has no chat form; set train.chat_template: false"
+                )
             prompt = apply_chat(tokenizer, prompt, spec.chat_date)
         if spec.prompt_format == "paper":
-            out.append(release_lm_example(tokenizer, target, length) if not prompt
-                       else release_example(tokenizer, prompt, target, length))
+            out.append(
+                release_lm_example(tokenizer, target, length)
+                if not prompt
+                else release_example(tokenizer, prompt, target, length)
+            )
             continue
         ctx, cont = tok.pair(prompt, target)
         ids = (ctx + cont)[-length:]
@@ -238,11 +255,10 @@ def answer_loss(model, batch):
     ids, mask, labels = batch
     logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
     target = labels[:, 1:]
-    loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=IGNORE,
-                               reduction="sum")
+    loss_sum = F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
     return loss_sum, int((target != IGNORE).sum())
-
-
 
 
 def autocast(model, device):
@@ -301,15 +317,23 @@ class CausalScorer:
             loglik, greedy = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         else:
             loglik, greedy = self.forward_all(self.net, rows, names, len(encoded))
-        frame = _frame(items, encoded, self.labels, [names.index(self.internal[x]) for x in self.labels], loglik,
-                       greedy, self.model.kind)
+        frame = _frame(
+            items,
+            encoded,
+            self.labels,
+            [names.index(self.internal[x]) for x in self.labels],
+            loglik,
+            greedy,
+            self.model.kind,
+        )
         frame.attrs["peak_memory_bytes"] = peak_memory_bytes(lm.device)
         frame.attrs["oom_retries"] = self.oom_retries
         frame.attrs["batch_size"] = self.batch_size
         return frame
 
-    def forward_all(self, net, rows: Sequence[Row], names: Sequence[str],
-                    n_requests: int) -> tuple[np.ndarray, np.ndarray]:
+    def forward_all(
+        self, net, rows: Sequence[Row], names: Sequence[str], n_requests: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Every row under every adapter in batches of ``batch_size`` rows × ``adapters_per_batch`` adapters.
         On CUDA out-of-memory the batch is halved (rows first, then adapters) and retried; the smaller sizes stay
         for the rest of the run."""
@@ -324,11 +348,11 @@ class CausalScorer:
             size = self.batch_size
             try:
                 for a0 in range(0, len(names), self.adapters_per_batch):
-                    group = names[a0:a0 + self.adapters_per_batch]
-                    ll, gr = self._forward(net, rows[r0:r0 + size], group, n_requests, pad_id)
+                    group = names[a0 : a0 + self.adapters_per_batch]
+                    ll, gr = self._forward(net, rows[r0 : r0 + size], group, n_requests, pad_id)
                     done = ~np.isnan(ll)
-                    loglik[a0:a0 + len(group)][done] = ll[done]
-                    greedy[a0:a0 + len(group)] |= gr
+                    loglik[a0 : a0 + len(group)][done] = ll[done]
+                    greedy[a0 : a0 + len(group)] |= gr
             except torch.OutOfMemoryError:
                 if self.batch_size == 1 and self.adapters_per_batch == 1:
                     raise
@@ -370,8 +394,11 @@ class CausalScorer:
 
         with quiet_peft():
             wrapped = PeftModel.from_pretrained(self.lm.model, str(self.paths[name]), is_trainable=False)
-        saved = {mod_name: module.get_base_layer().weight.detach().to("cpu", copy=True)
-                 for mod_name, module in wrapped.base_model.model.named_modules() if isinstance(module, LoraLayer)}
+        saved = {
+            mod_name: module.get_base_layer().weight.detach().to("cpu", copy=True)
+            for mod_name, module in wrapped.base_model.model.named_modules()
+            if isinstance(module, LoraLayer)
+        }
         merged = wrapped.merge_and_unload()
         try:
             yield merged.eval()
@@ -382,16 +409,18 @@ class CausalScorer:
 
 
 def _frame(items, encoded, labels, label_rows, loglik, greedy, kind) -> pd.DataFrame:
-    base = pd.DataFrame({
-        "task": [items[e.item].task for e in encoded],
-        "language": [items[e.item].language for e in encoded],
-        "item_id": [items[e.item].id for e in encoded],
-        "choice": [e.choice for e in encoded],
-        "n_tokens": [len(e.continuation) for e in encoded],
-        "n_chars": [len(e.choice_text) for e in encoded],
-        "n_bytes": [len(e.choice_text.encode("utf-8")) for e in encoded],
-        "is_gold": [e.is_gold for e in encoded],
-    })
+    base = pd.DataFrame(
+        {
+            "task": [items[e.item].task for e in encoded],
+            "language": [items[e.item].language for e in encoded],
+            "item_id": [items[e.item].id for e in encoded],
+            "choice": [e.choice for e in encoded],
+            "n_tokens": [len(e.continuation) for e in encoded],
+            "n_chars": [len(e.choice_text) for e in encoded],
+            "n_bytes": [len(e.choice_text.encode("utf-8")) for e in encoded],
+            "is_gold": [e.is_gold for e in encoded],
+        }
+    )
     parts = []
     for label, row in zip(labels, label_rows):
         part = base.copy()

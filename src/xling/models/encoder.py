@@ -72,7 +72,10 @@ class Encoder:
 
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         return self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=min(max_length or 512, self.max_length),
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=min(max_length or 512, self.max_length),
             return_tensors="pt",
         )
 
@@ -99,7 +102,7 @@ class Encoder:
         out: dict[str, torch.Tensor] = {}
         with torch.inference_mode():
             for start in range(0, len(unique), batch_size):
-                chunk = unique[start:start + batch_size]
+                chunk = unique[start : start + batch_size]
                 out.update(zip(chunk, self.embed(chunk)))
         return out
 
@@ -156,8 +159,13 @@ class EncoderKind:
         from peft import LoraConfig
 
         targets = ENCODER_TARGET_MODULES if lora.target_modules == "all-linear" else list(lora.target_modules)
-        return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-                          exclude_modules=["pooler.dense"])  # the pooler is unused by sentence embeddings
+        return LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=targets,
+            exclude_modules=["pooler.dense"],
+        )  # the pooler is unused by sentence embeddings
 
     def examples(self, loaded: Encoder, items: Sequence[MCItem], spec: TrainSpec, chat: bool) -> list[MCItem]:
         return list(items)
@@ -166,8 +174,9 @@ class EncoderKind:
         loss, right = choice_loss(loaded, examples, spec)
         return Loss(loss, loss.item() * len(examples), len(examples), int(right.sum()))
 
-    def scorer(self, spec: ModelSpec, adapters: Mapping[str, Path | None], score: ScoreSpec,
-               items: Sequence[MCItem]) -> EncoderScorer:
+    def scorer(
+        self, spec: ModelSpec, adapters: Mapping[str, Path | None], score: ScoreSpec, items: Sequence[MCItem]
+    ) -> EncoderScorer:
         return EncoderScorer(spec, adapters, score, items)
 
 
@@ -180,13 +189,13 @@ def choice_loss(encoder: Encoder, items: Sequence[MCItem], train: TrainSpec) -> 
     unique = list(dict.fromkeys(texts))  # choices repeat across items (month names, regions): embed each once
     position = {text: i for i, text in enumerate(unique)}
     emb = encoder.embed(unique, train.max_length)[torch.tensor([position[t] for t in texts])]
-    contexts, choices = emb[: len(items)], emb[len(items):]
+    contexts, choices = emb[: len(items)], emb[len(items) :]
     width = max(len(item.choices) for item in items)
     logits = torch.full((len(items), width), float("-inf"))
     offset = 0
     for i, item in enumerate(items):
         n = len(item.choices)
-        logits[i, :n] = choices[offset:offset + n] @ contexts[i] / train.temperature
+        logits[i, :n] = choices[offset : offset + n] @ contexts[i] / train.temperature
         offset += n
     gold = torch.tensor([item.gold for item in items])
     return F.cross_entropy(logits, gold), logits.argmax(1) == gold
@@ -204,15 +213,17 @@ class EncoderScorer:
     assembles one cell's rows.
     """
 
-    def __init__(self, model: ModelSpec, adapters: Mapping[str, Path | None], spec: ScoreSpec,
-                 items: Sequence[MCItem]) -> None:
+    def __init__(
+        self, model: ModelSpec, adapters: Mapping[str, Path | None], spec: ScoreSpec, items: Sequence[MCItem]
+    ) -> None:
         encoder = Encoder(model)
         slots = {label: None if path is None else f"a{i}" for i, (label, path) in enumerate(adapters.items())}
-        for label, path in adapters.items():
+        for path in adapters.values():
             if path is not None:
                 check_adapter(Path(path), model.name, model.location, encoder.fingerprint)
-        encoder.model = attach_adapters(encoder.model, {slots[k]: Path(p) for k, p in adapters.items()
-                                                        if p is not None})
+        encoder.model = attach_adapters(
+            encoder.model, {slots[k]: Path(p) for k, p in adapters.items() if p is not None}
+        )
         encoder.model.eval()
         texts = [t for item in items for t in (item.context, *item.choices)]
         ids = encoder.tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -232,12 +243,22 @@ class EncoderScorer:
                 scores = torch.stack([emb[item.context] @ emb[c] for c in item.choices]).tolist()
                 best = max(range(len(scores)), key=scores.__getitem__)  # ties go to the first choice, as in summarize
                 for j, choice in enumerate(item.choices):
-                    rows.append({
-                        "adapter": label, "task": item.task, "language": item.language, "item_id": item.id,
-                        "choice": j, "loglik": scores[j], "n_tokens": self.n_tokens[choice], "n_chars": len(choice),
-                        "n_bytes": len(choice.encode("utf-8")), "is_greedy": j == best, "is_gold": j == item.gold,
-                        "kind": "encoder",
-                    })
+                    rows.append(
+                        {
+                            "adapter": label,
+                            "task": item.task,
+                            "language": item.language,
+                            "item_id": item.id,
+                            "choice": j,
+                            "loglik": scores[j],
+                            "n_tokens": self.n_tokens[choice],
+                            "n_chars": len(choice),
+                            "n_bytes": len(choice.encode("utf-8")),
+                            "is_greedy": j == best,
+                            "is_gold": j == item.gold,
+                            "kind": "encoder",
+                        }
+                    )
         frame = pd.DataFrame(rows, columns=COLUMNS)
         frame.attrs["peak_memory_bytes"] = peak_memory_bytes(torch.device("cpu"))
         return frame

@@ -97,11 +97,17 @@ class LMEvalTokens:
             context = context[:-n_spaces]
         whole = self.encode(context + continuation)
         ctx = self.encode(context)
-        return ctx, whole[len(ctx):]
+        return ctx, whole[len(ctx) :]
 
 
-def encode_items(items: Sequence[MCItem], tokenizer, fmt: str = "auto", chat: bool = False,
-                 variant: str = "lm-eval", chat_date: str | None = DEFAULT_CHAT_DATE) -> list[Encoded]:
+def encode_items(
+    items: Sequence[MCItem],
+    tokenizer,
+    fmt: str = "auto",
+    chat: bool = False,
+    variant: str = "lm-eval",
+    chat_date: str | None = DEFAULT_CHAT_DATE,
+) -> list[Encoded]:
     """Every (item, choice) request of ``items`` in tokens (``variant``: see ``xling.tasks.prompts.view``)."""
     tok = LMEvalTokens(tokenizer)
     out = []
@@ -128,10 +134,12 @@ def plan_rows(encoded: Sequence[Encoded], max_length: int, pack: bool = True) ->
     for idx, enc in enumerate(encoded):
         ctx, cont = enc.context, enc.continuation
         if len(cont) > max_length:
-            raise XlingError(f"choice {enc.choice} of item #{enc.item}: continuation longer than the model's "
-                             f"context ({len(cont)} > {max_length} tokens)")
+            raise XlingError(
+                f"choice {enc.choice} of item #{enc.item}: continuation longer than the model's "
+                f"context ({len(cont)} > {max_length} tokens)"
+            )
         if not pack or len(ctx) + len(cont) > max_length + 1:  # lm-eval's left truncation: this choice alone
-            tokens = list((ctx + cont)[-(max_length + 1):][:-1])
+            tokens = list((ctx + cont)[-(max_length + 1) :][:-1])
             n = len(tokens)
             rows.append(Row(tokens, list(range(n)), [0] * n, [(idx, cont, list(range(n - len(cont), n)))]))
             continue
@@ -151,8 +159,15 @@ def plan_rows(encoded: Sequence[Encoded], max_length: int, pack: bool = True) ->
 # --- step 3: mixed-adapter forward passes -------------------------------------------------------------------
 
 
-def forward_rows(model, rows: Sequence[Row], n_ad: int, n_requests: int, device, pad_id: int,
-                 adapter_names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def forward_rows(
+    model,
+    rows: Sequence[Row],
+    n_ad: int,
+    n_requests: int,
+    device,
+    pad_id: int,
+    adapter_names: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Log-likelihood and is-greedy of every request for ``rows`` under each of ``n_ad`` adapters.
 
     The batch is adapters × rows, adapter-major (segment ``a`` holds every row under adapter ``a``: the layout a
@@ -171,8 +186,9 @@ def forward_rows(model, rows: Sequence[Row], n_ad: int, n_requests: int, device,
     b_idx, p_idx, t_idx, seg_of, out_keys = [], [], [], [], []
     for r, row in enumerate(rows):
         n = len(row.tokens)
-        ids[r, :n], pos[r, :n], seg[r, :n] = (torch.tensor(x, dtype=torch.long) for x in
-                                               (row.tokens, row.positions, row.segment))
+        ids[r, :n], pos[r, :n], seg[r, :n] = (
+            torch.tensor(x, dtype=torch.long) for x in (row.tokens, row.positions, row.segment)
+        )
         for a in range(n_ad):
             for req, cont, where in row.requests:
                 b_idx += [a * len(rows) + r] * len(cont)
@@ -180,20 +196,30 @@ def forward_rows(model, rows: Sequence[Row], n_ad: int, n_requests: int, device,
                 t_idx += cont
                 seg_of += [len(out_keys)] * len(cont)
                 out_keys.append((a, req))
-    expand = (lambda x: x.repeat(n_ad, *[1] * (x.dim() - 1)).to(device))
+
+    def expand(x):  # one copy of every row per adapter segment
+        return x.repeat(n_ad, *[1] * (x.dim() - 1)).to(device)
+
     kwargs = {"adapter_names": [name for name in adapter_names for _ in rows]} if adapter_names else {}
     if (seg > 0).any():  # segments need the 4D mask; without them plain causal attention is the same thing
         q = torch.arange(width)
-        allowed = (q[None, None, :] <= q[None, :, None]) & (seg[:, None, :] >= 0) & (
-            (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))
+        allowed = (
+            (q[None, None, :] <= q[None, :, None])
+            & (seg[:, None, :] >= 0)
+            & ((seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))
+        )
         # an additive float mask (0 = attend): eager attention adds it to the scores, SDPA takes it as is; a
         # boolean mask would be added as 0/1 by eager attention
         dtype = model.get_input_embeddings().weight.dtype
         additive = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
         kwargs["attention_mask"] = expand(additive[:, None])
     with torch.inference_mode():
-        logits = model(input_ids=expand(ids), position_ids=expand(pos),
-                       logits_to_keep=torch.arange(lo, width, device=device), **kwargs).logits
+        logits = model(
+            input_ids=expand(ids),
+            position_ids=expand(pos),
+            logits_to_keep=torch.arange(lo, width, device=device),
+            **kwargs,
+        ).logits
         logp = torch.log_softmax(logits.float(), dim=-1)
         b_t, p_t, t_t, s_t = (torch.tensor(x, device=device) for x in (b_idx, p_idx, t_idx, seg_of))
         token_lp = logp[b_t, p_t, t_t]
@@ -207,7 +233,6 @@ def forward_rows(model, rows: Sequence[Row], n_ad: int, n_requests: int, device,
     loglik[a_idx, r_idx] = ll.cpu().numpy()
     greedy[a_idx, r_idx] = miss.cpu().numpy() == 0
     return loglik, greedy
-
 
 
 PACKING_ATTENTION = ("eager", "sdpa")  # attention implementations that take the packed rows' 4-D mask

@@ -40,8 +40,9 @@ def _grouped_linear_cls():
     class GroupedLoRALinear(nn.Module):
         """A base linear layer plus the LoRA paths of several adapters, applied per batch segment."""
 
-        def __init__(self, base: nn.Linear, A: torch.Tensor, B: torch.Tensor, scaling: torch.Tensor,
-                     layout: Layout) -> None:
+        def __init__(
+            self, base: nn.Linear, A: torch.Tensor, B: torch.Tensor, scaling: torch.Tensor, layout: Layout
+        ) -> None:
             super().__init__()
             self.base_layer = base
             self.register_buffer("A_t", A.transpose(1, 2).contiguous(), persistent=False)  # (K, d_in, r)
@@ -64,13 +65,13 @@ def _grouped_linear_cls():
             contiguous = adapted == list(range(first, first + len(adapted)))
             ids = [segments[s] for s in adapted]
             if ids == list(range(ids[0], ids[0] + len(ids))):  # a run of adapters: views, no copy
-                A, B, scale = (t[ids[0]:ids[0] + len(ids)] for t in (self.A_t, self.B_t, self.scaling))
+                A, B, scale = (t[ids[0] : ids[0] + len(ids)] for t in (self.A_t, self.B_t, self.scaling))
             else:
                 A, B, scale = self.A_t[ids], self.B_t[ids], self.scaling[ids]
-            x_in = xs[first:first + len(adapted)] if contiguous else xs[adapted]
+            x_in = xs[first : first + len(adapted)] if contiguous else xs[adapted]
             delta = torch.bmm(torch.bmm(x_in.to(A.dtype), A), B) * scale[:, None, None]
             if contiguous:
-                ys[first:first + len(adapted)] += delta.to(out.dtype)
+                ys[first : first + len(adapted)] += delta.to(out.dtype)
             else:
                 ys[adapted] += delta.to(out.dtype)
             return out
@@ -91,9 +92,12 @@ def group_adapters(peft_model: Any, names: Sequence[str]) -> tuple[Any, Layout]:
     grouped_cls = _grouped_linear_cls()
     model = peft_model.base_model.model
     layout = Layout()
-    found = [(parent, child_name, child, f"{parent_name}.{child_name}".lstrip("."))
-             for parent_name, parent in model.named_modules() for child_name, child in parent.named_children()
-             if isinstance(child, LoraLayer)]
+    found = [
+        (parent, child_name, child, f"{parent_name}.{child_name}".lstrip("."))
+        for parent_name, parent in model.named_modules()
+        for child_name, child in parent.named_children()
+        if isinstance(child, LoraLayer)
+    ]
     for _, _, child, where in found:  # check every layer before replacing any
         if not isinstance(child, LoraLinear) or child.lora_variant or child.fan_in_fan_out or child.merged:
             raise XlingError(f"LoRA layer {where}: only plain unmerged linear LoRA can be grouped")

@@ -19,8 +19,14 @@ _WORDS = (
     "der die das und ist nicht ein eine le la les et est pas un une el los las y es no una o que "
     "il lo gli e non uma um os as é não dan ini itu adalah tidak yang"
 ).split()
-_SCRIPTS = "абвгдежзиклмнопрстуфхцчшщыэюя" "αβγδεζηθικλμνξοπρστυφχψω" "अआइईउऊएऐओऔकखगघचछजझटडतथदधनपफबभमयरलवशसह" \
-    "অআইঈউঊএঐওঔকখগঘচছজঝটডতথদধনপফবভমযরলশসহ" "ابتثجحخدذرزسشصضطظعغفقكلمنهوي" "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年"
+_SCRIPTS = (
+    "абвгдежзиклмнопрстуфхцчшщыэюя"
+    "αβγδεζηθικλμνξοπρστυφχψω"
+    "अआइईउऊएऐओऔकखगघचछजझटडतथदधनपफबभमयरलवशसह"
+    "অআইঈউঊএঐওঔকখগঘচছজঝটডতথদধনপফবভমযরলশসহ"
+    "ابتثجحخدذرزسشصضطظعغفقكلمنهوي"
+    "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年"
+)
 
 
 _CHAT_TEMPLATE = (
@@ -77,8 +83,16 @@ def build_tiny_tokenizer(seed: int = 0, vocab_size: int = 512):
     return fast
 
 
-def build_tiny_llama(folder: str | Path, seed: int = 0, *, hidden_size: int = 64, n_layers: int = 2,
-                     max_positions: int = 512, init_range: float = 0.1, vocab_size: int | None = None) -> Path:
+def build_tiny_llama(
+    folder: str | Path,
+    seed: int = 0,
+    *,
+    hidden_size: int = 64,
+    n_layers: int = 2,
+    max_positions: int = 512,
+    init_range: float = 0.1,
+    vocab_size: int | None = None,
+) -> Path:
     """Write a tiny random Llama (fp32) and its tokenizer to ``folder``; the same seed gives the same files.
 
     ``init_range`` (0.1, larger than Llama's 0.02) gives logits wide enough for LoRA to learn small tasks;

@@ -13,20 +13,37 @@ from xling.report.figures import plt, save_figures
 
 # (section id, title, explanation, tables, figures); absent tables or figures are left out.
 SECTIONS = [
-    ("methods", "BLI by method",
-     "Mean and standard deviation over language pairs (the spread of pairs, not a confidence interval); "
-     "failures = pairs whose MRR is below the failure threshold; errors = units that did not finish.",
-     ["cle_averages"], ["cle_method_mrr"]),
-    ("matrices", "Method × pair",
-     "MRR and P@1 of every method (and dictionary size) on every pair, with the mean over pairs.",
-     ["cle_mrr_matrix", "cle_p1_matrix"], ["cle_mrr_heatmap"]),
-    ("downstream", "BLI vs downstream",
-     "Does BLI rank the methods as downstream tasks do? One point per (method, size, pair) per task; correlations "
-     "(Spearman, Kendall) per pair and pooled, with percentile intervals from a case bootstrap over methods (no "
-     "interval from fewer than three methods). Ranks: mean over pairs, 1 = best.",
-     ["cle_bli_downstream_correlation", "cle_method_ranks", "cle_downstream"], ["cle_bli_vs_downstream"]),
-    ("units", "Every unit", "One row per (method, pair, size): its BLI result, or its status and last error.",
-     ["cle_results"], []),
+    (
+        "methods",
+        "BLI by method",
+        "Mean and standard deviation over language pairs (the spread of pairs, not a confidence interval); "
+        "failures = pairs whose MRR is below the failure threshold; errors = units that did not finish.",
+        ["cle_averages"],
+        ["cle_method_mrr"],
+    ),
+    (
+        "matrices",
+        "Method × pair",
+        "MRR and P@1 of every method (and dictionary size) on every pair, with the mean over pairs.",
+        ["cle_mrr_matrix", "cle_p1_matrix"],
+        ["cle_mrr_heatmap"],
+    ),
+    (
+        "downstream",
+        "BLI vs downstream",
+        "Does BLI rank the methods as downstream tasks do? One point per (method, size, pair) per task; correlations "
+        "(Spearman, Kendall) per pair and pooled, with percentile intervals from a case bootstrap over methods (no "
+        "interval from fewer than three methods). Ranks: mean over pairs, 1 = best.",
+        ["cle_bli_downstream_correlation", "cle_method_ranks", "cle_downstream"],
+        ["cle_bli_vs_downstream"],
+    ),
+    (
+        "units",
+        "Every unit",
+        "One row per (method, pair, size): its BLI result, or its status and last error.",
+        ["cle_results"],
+        [],
+    ),
 ]
 
 
@@ -64,8 +81,9 @@ def bli_vs_downstream(results: pd.DataFrame | None, downstream: pd.DataFrame | N
     """One panel per downstream task: BLI MRR (x) against the task's score (y), a marker per method."""
     if results is None or downstream is None or downstream.empty:
         return None
-    joined = downstream.merge(results[["method", "pair", "size", "mrr"]].astype({"size": str}),
-                              on=["method", "pair", "size"])
+    joined = downstream.merge(
+        results[["method", "pair", "size", "mrr"]].astype({"size": str}), on=["method", "pair", "size"]
+    )
     tasks = sorted(joined["task"].unique())
     if not tasks:
         return None
@@ -85,19 +103,24 @@ def bli_vs_downstream(results: pd.DataFrame | None, downstream: pd.DataFrame | N
 
 
 def figure_makers(t: dict[str, pd.DataFrame]) -> dict[str, Callable[[], object]]:
-    return {"cle_method_mrr": lambda: method_bars(t.get("cle_averages")),
-            "cle_mrr_heatmap": lambda: matrix_heatmap(t.get("cle_mrr_matrix"), "MRR"),
-            "cle_bli_vs_downstream": lambda: bli_vs_downstream(t.get("cle_results"), t.get("cle_downstream"))}
+    return {
+        "cle_method_mrr": lambda: method_bars(t.get("cle_averages")),
+        "cle_mrr_heatmap": lambda: matrix_heatmap(t.get("cle_mrr_matrix"), "MRR"),
+        "cle_bli_vs_downstream": lambda: bli_vs_downstream(t.get("cle_results"), t.get("cle_downstream")),
+    }
 
 
-def write_cle_report(tables: dict[str, pd.DataFrame], out: Path, subtitle: str, facts: list[tuple[str, object]],
-                     notes: list[str]) -> Path:
+def write_cle_report(
+    tables: dict[str, pd.DataFrame], out: Path, subtitle: str, facts: list[tuple[str, object]], notes: list[str]
+) -> Path:
     """Write ``OUT/figures/*`` and ``OUT/report.html`` for a CLE grid's tables; return the report's path.
 
     ``facts`` are (what, value) rows shown at the top (protocol, retrieval, units done/failed).
     """
     notes = list(notes)
-    makers = {k: v for k, v in figure_makers(tables).items() if k != "cle_bli_vs_downstream" or "cle_downstream" in tables}
+    makers = {
+        k: v for k, v in figure_makers(tables).items() if k != "cle_bli_vs_downstream" or "cle_downstream" in tables
+    }
     figures = save_figures(makers, out / "figures", notes)
     sections = []
     for sid, title, text, table_names, figure_names in SECTIONS:

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from xling.report import html as H  # noqa: E402
-from xling.report.figures import REGIME_COLORS  # noqa: E402
+from xling.report import html as H
+from xling.report.figures import REGIME_COLORS
 
 
 def scatter(cells: pd.DataFrame, name_a: str, name_b: str):

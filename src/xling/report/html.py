@@ -56,7 +56,7 @@ def table_html(df: pd.DataFrame, name: str, max_rows: int = MAX_ROWS) -> str:
     )
     return (
         f'<div class="scroll"><table class="data" id="t-{html.escape(name)}"><thead><tr>{head}</tr></thead>'
-        f'<tbody>{"".join(rows)}</tbody></table></div>{note}'
+        f"<tbody>{''.join(rows)}</tbody></table></div>{note}"
     )
 
 
@@ -99,7 +99,7 @@ def heatmap_html(pairs: pd.DataFrame, labels: list[str], title: str) -> str:
     return (
         f'<h3>{html.escape(title)}</h3><p class="small">rows: source, columns: target; blue = gain, red = harm; '
         f'hover a cell for n, mean and 95% CI</p><table class="heat"><thead><tr><th></th>{head}</tr></thead>'
-        f'<tbody>{"".join(rows)}</tbody></table>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 

@@ -39,7 +39,8 @@ SECTIONS = [
     (
         "headline",
         "Headline: transfer by regime",
-        "MT-ML is the trained cell; transfer = every other cell. positive = delta > threshold, harm = delta <= -harm threshold.",
+        "MT-ML is the trained cell; transfer = every other cell. positive = delta > threshold, "
+        "harm = delta <= -harm threshold.",
         ["regime_summary", "global_uplift"],
         ["regime_summary"],
     ),
@@ -121,7 +122,8 @@ SECTIONS = [
     (
         "asymmetry",
         "Asymmetry",
-        "delta(A->B) - delta(B->A): language pairs (bootstrap over model x task) and cell pairs (t interval over models).",
+        "delta(A->B) - delta(B->A): language pairs (bootstrap over model x task) and cell pairs "
+        "(t interval over models).",
         ["language_asymmetry", "cell_asymmetry"],
         ["language_asymmetry"],
     ),
@@ -309,8 +311,14 @@ def run_analysis(
     from xling.provenance import write_run_record
 
     spec = spec or AnalysisSpec()
-    analysis, cells = analyze_results(results, spec, mixed_models=mixed_models, linguistic_distances=linguistic_distances,
-                                      source=source, progress=progress)
+    analysis, cells = analyze_results(
+        results,
+        spec,
+        mixed_models=mixed_models,
+        linguistic_distances=linguistic_distances,
+        source=source,
+        progress=progress,
+    )
     with atomic_dir(out_dir) as tmp:
         if progress is not None:
             progress("figures and report")

@@ -21,10 +21,28 @@ from xling.tasks.items import MCItem
 from xling.tasks.templates import render
 
 SUPPORTED = {
-    "task", "tag", "group", "output_type", "dataset_path", "dataset_name", "dataset_kwargs", "test_split",
-    "validation_split", "training_split", "fewshot_split", "doc_to_text", "doc_to_choice", "doc_to_target",
-    "target_delimiter", "fewshot_delimiter", "description", "metric_list", "metadata", "num_fewshot",
-    "should_decontaminate", "doc_to_decontamination_query",
+    "task",
+    "tag",
+    "group",
+    "output_type",
+    "dataset_path",
+    "dataset_name",
+    "dataset_kwargs",
+    "test_split",
+    "validation_split",
+    "training_split",
+    "fewshot_split",
+    "doc_to_text",
+    "doc_to_choice",
+    "doc_to_target",
+    "target_delimiter",
+    "fewshot_delimiter",
+    "description",
+    "metric_list",
+    "metadata",
+    "num_fewshot",
+    "should_decontaminate",
+    "doc_to_decontamination_query",
 }
 
 
@@ -35,12 +53,12 @@ def read_lmeval_yaml(path: Path) -> dict[str, Any]:
     class Loader(yaml.SafeLoader):
         pass
 
-    def _function(loader, node):  # noqa: ARG001
+    def _function(loader, node):
         raise XlingError(f"{path}: '!function' hooks run Python code from the YAML and are not supported")
 
     Loader.add_constructor("!function", _function)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)  # noqa: S506 (SafeLoader subclass)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)
     except OSError as err:
         raise XlingError(f"{path}: cannot read file ({err.strerror or err})") from None
     except yaml.YAMLError as err:
@@ -93,8 +111,10 @@ def load_docs(config: dict[str, Any], split: str, path: Path) -> list[dict[str, 
     try:
         ds = datasets.load_dataset(config["dataset_path"], config.get("dataset_name"), split=split, **kwargs)
     except (FileNotFoundError, ValueError, ConnectionError, OSError) as err:
-        raise XlingError(f"{path}: cannot load dataset {config.get('dataset_path')!r} split {split!r}: "
-                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        raise XlingError(
+            f"{path}: cannot load dataset {config.get('dataset_path')!r} split {split!r}: "
+            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
     return [dict(doc) for doc in ds]
 
 

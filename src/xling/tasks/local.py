@@ -82,7 +82,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         frame = pd.read_parquet(path)
     else:
         raise XlingError(f"{path}: unsupported data format {suffix!r} (expected .jsonl, .json, .csv or .parquet)")
-    return [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()} for row in frame.to_dict("records")]
+    return [
+        {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()} for row in frame.to_dict("records")
+    ]
 
 
 def parse_choices(value: Any, where: str) -> list[str]:
@@ -118,7 +120,9 @@ def load_task_file(path: str | Path, language: str, split: str) -> list[MCItem]:
     path = Path(path)
     spec = load_spec(TaskFileSpec, path)
     if language not in spec.languages:
-        raise XlingError(f"{path}: unknown language {language!r} for task {spec.name!r} (has {', '.join(spec.languages)})")
+        raise XlingError(
+            f"{path}: unknown language {language!r} for task {spec.name!r} (has {', '.join(spec.languages)})"
+        )
     if split not in spec.splits:
         raise XlingError(f"{path}: unknown split {split!r} (has {', '.join(spec.splits)})")
     data = path.parent / spec.data.format(language=language, split=spec.splits[split])
@@ -134,8 +138,11 @@ def load_task_file(path: str | Path, language: str, split: str) -> list[MCItem]:
 def row_to_item(row: dict[str, Any], spec: TaskFileSpec, language: str, where: str, n: int) -> MCItem:
     """One row → one ``MCItem`` with the template rendered as the context."""
     fmap = spec.fields
-    missing = [f for f in [fmap.question, fmap.gold] + ([fmap.choices] if isinstance(fmap.choices, str) else fmap.choices)
-               if f not in row]
+    missing = [
+        f
+        for f in [fmap.question, fmap.gold] + ([fmap.choices] if isinstance(fmap.choices, str) else fmap.choices)
+        if f not in row
+    ]
     if missing:
         raise XlingError(f"{where}: missing field {missing[0]!r} (has {', '.join(map(str, row))})")
     if isinstance(fmap.choices, str):

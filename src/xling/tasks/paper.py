@@ -55,8 +55,10 @@ UPSTREAM = {
     "truthfulqa": "alexandrainst/m_truthfulqa",
 }
 # Language-specific upstream sources and the revisions split_benchmarks.py pins (SOURCES).
-UPSTREAM_FOR_LANGUAGE = {("hellaswag", "zh"): "richmondsin/m_hellaswag",
-                         ("truthfulqa", "en"): "Dr4kl3s/truthfulqa_en_aligned"}
+UPSTREAM_FOR_LANGUAGE = {
+    ("hellaswag", "zh"): "richmondsin/m_hellaswag",
+    ("truthfulqa", "en"): "Dr4kl3s/truthfulqa_en_aligned",
+}
 UPSTREAM_REVISIONS = {
     "alexandrainst/m_arc": "69b0991ee606079105c4f9e271bcc1fef0014e03",
     "CohereLabs/Global-MMLU-Lite": "36c2fd756f19ccf13a9a96c8e53ccecc02192b8b",
@@ -69,8 +71,12 @@ BENCHMARKS = tuple(ALIGNED)
 # The id column of each aligned release (split_benchmarks.py ID_COLUMNS).
 ID_COLUMNS = {"arc_challenge": "id", "global_mmlu": "sample_id", "hellaswag": "id", "truthfulqa": "truth_id"}
 # The lm-eval task the release evaluates each benchmark with (dataset_processors/*.py build_tasks).
-LMEVAL_TASKS = {"arc_challenge": "arc_{lang}", "global_mmlu": "global_mmlu_{lang}", "hellaswag": "hellaswag_{lang}",
-                "truthfulqa": "truthfulqa_{lang}_mc1"}
+LMEVAL_TASKS = {
+    "arc_challenge": "arc_{lang}",
+    "global_mmlu": "global_mmlu_{lang}",
+    "hellaswag": "hellaswag_{lang}",
+    "truthfulqa": "truthfulqa_{lang}_mc1",
+}
 # The release's score_norm: acc_norm where the lm-eval task reports it, else acc (parse_lm_eval_output.py).
 NORM_METRIC = {"arc_challenge": "acc_norm", "global_mmlu": "acc", "hellaswag": "acc_norm", "truthfulqa": "acc"}
 # Training sequence lengths of the release's processors (dataset_processors/*.py ``max_length``).
@@ -117,11 +123,17 @@ def format_record(names: Iterable[str], variant: str) -> dict[str, Any]:
     if variant == "plain":
         note = "plain: 'Question: ...\\nAnswer:' + option text, no clean-up; TruthfulQA gold = the true label"
     else:
-        note = ("inferred from the release's lm-eval task names (its task YAMLs are not released): lm-eval's okapi "
-                "arc/hellaswag/truthfulqa-mc1 and global_mmlu task formats over the aligned data")
-    return {"benchmark_format": variant, "inferred": variant == "lm-eval", "note": note,
-            "lm_eval_tasks": {name: LMEVAL_TASKS[name] for name in names},
-            "score_norm_metric": {name: NORM_METRIC[name] for name in names}}
+        note = (
+            "inferred from the release's lm-eval task names (its task YAMLs are not released): lm-eval's okapi "
+            "arc/hellaswag/truthfulqa-mc1 and global_mmlu task formats over the aligned data"
+        )
+    return {
+        "benchmark_format": variant,
+        "inferred": variant == "lm-eval",
+        "note": note,
+        "lm_eval_tasks": {name: LMEVAL_TASKS[name] for name in names},
+        "score_norm_metric": {name: NORM_METRIC[name] for name in names},
+    }
 
 
 # --- the lm-eval (okapi) text clean-up ---------------------------------------------------------------------
@@ -148,8 +160,9 @@ def _col(row: dict[str, Any], column: str, where: str) -> Any:
 
 def _arc(row: dict[str, Any], item_id: str, language: str, where: str) -> MCItem:
     """``arc_{lang}`` (okapi): ``Question: `` + cleaned instruction, the non-empty options A–E cleaned, gold = the
-    answer letter (a numeric ARC key ``1``–``5`` counts from 1; okapi itself accepts only letters). Training (arc_challenge.py): options A–D raw after ``Question: {instruction.strip()}``, target
-    ``" " + letter``; rows whose answer is not A–D are dropped."""
+    answer letter (a numeric ARC key ``1``–``5`` counts from 1; okapi itself accepts only letters). Training
+    (arc_challenge.py): options A–D raw after ``Question: {instruction.strip()}``, target ``" " + letter``; rows
+    whose answer is not A–D are dropped."""
     instruction = str(_col(row, "instruction", where))
     raw = [row.get(f"option_{c}") for c in "abcde"]
     options = [str(o) for o in raw if o]
@@ -164,12 +177,20 @@ def _arc(row: dict[str, Any], item_id: str, language: str, where: str) -> MCItem
     train = None
     if letter in ("A", "B", "C", "D"):
         a, b, c, d = (row.get(f"option_{x}") for x in "abcd")
-        train = {"prompt": f"Question: {instruction.strip()}\nA) {a}\nB) {b}\nC) {c}\nD) {d}\nAnswer:",
-                 "target": f" {letter}"}
+        train = {
+            "prompt": f"Question: {instruction.strip()}\nA) {a}\nB) {b}\nC) {c}\nD) {d}\nAnswer:",
+            "target": f" {letter}",
+        }
     plain = {"context": f"Question: {instruction}\nAnswer:", "choices": options, "gold": gold}
-    return MCItem(item_id, "arc_challenge", language, f"Question: {okapi_clean(instruction)}\nAnswer:",
-                  tuple(okapi_clean(o) for o in options), gold,
-                  {"question": instruction, "plain": plain, "paper_train": train})
+    return MCItem(
+        item_id,
+        "arc_challenge",
+        language,
+        f"Question: {okapi_clean(instruction)}\nAnswer:",
+        tuple(okapi_clean(o) for o in options),
+        gold,
+        {"question": instruction, "plain": plain, "paper_train": train},
+    )
 
 
 def _hellaswag(row: dict[str, Any], item_id: str, language: str, where: str) -> MCItem:
@@ -183,8 +204,9 @@ def _hellaswag(row: dict[str, Any], item_id: str, language: str, where: str) -> 
     if len(endings) >= 4 and 0 <= gold < 4:
         options = "\n".join(f"{'ABCD'[i]}) {endings[i]}" for i in range(4))
         train = {"prompt": f"{query}\n{options}\nAnswer:", "target": f" {'ABCD'[gold]}"}
-    return MCItem(item_id, "hellaswag", language, query, tuple(endings), gold,
-                  {"question": query, "paper_train": train})
+    return MCItem(
+        item_id, "hellaswag", language, query, tuple(endings), gold, {"question": query, "paper_train": train}
+    )
 
 
 def _global_mmlu(row: dict[str, Any], item_id: str, language: str, where: str) -> MCItem:
@@ -196,8 +218,12 @@ def _global_mmlu(row: dict[str, Any], item_id: str, language: str, where: str) -
     gold = parse_gold(answer, options, where)
     letter = "ABCD"[gold] if isinstance(answer, int) and not isinstance(answer, bool) else str(answer).strip().upper()
     prompt = f"{question.strip()}\n" + "".join(f"{'ABCD'[i]}. {o}\n" for i, o in enumerate(options)) + "Answer:"
-    fields = {"question": question, "prompt_format": "letters", "letter_sep": ".",
-              "paper_train": {"prompt": prompt, "target": f" {letter}"}}
+    fields = {
+        "question": question,
+        "prompt_format": "letters",
+        "letter_sep": ".",
+        "paper_train": {"prompt": prompt, "target": f" {letter}"},
+    }
     for extra in ("subject", "subject_category", "cultural_sensitivity_label"):
         if extra in row:
             fields[extra] = str(row[extra])
@@ -216,13 +242,27 @@ def _truthfulqa(row: dict[str, Any], item_id: str, language: str, where: str) ->
     true = labels.index(1)
     context = f"{TRUTHFULQA_QA_PROMPT}\n\nQ: {okapi_clean(question)}\nA:"
     plain = {"context": f"Question: {question}\nAnswer:", "choices": choices, "gold": true}
-    return MCItem(item_id, "truthfulqa", language, context, tuple(choices), 0,
-                  {"question": str(question), "plain": plain,
-                   "paper_train": {"text": f"Question: {question}\nAnswer: {choices[true]}"}})
+    return MCItem(
+        item_id,
+        "truthfulqa",
+        language,
+        context,
+        tuple(choices),
+        0,
+        {
+            "question": str(question),
+            "plain": plain,
+            "paper_train": {"text": f"Question: {question}\nAnswer: {choices[true]}"},
+        },
+    )
 
 
 _NORMALISE: dict[str, Callable[[dict[str, Any], str, str, str], MCItem]] = {
-    "arc_challenge": _arc, "global_mmlu": _global_mmlu, "hellaswag": _hellaswag, "truthfulqa": _truthfulqa}
+    "arc_challenge": _arc,
+    "global_mmlu": _global_mmlu,
+    "hellaswag": _hellaswag,
+    "truthfulqa": _truthfulqa,
+}
 
 
 def row_id(row: dict[str, Any], name: str | None = None) -> str:
@@ -241,9 +281,19 @@ def normalise_row(name: str, row: dict[str, Any], language: str) -> MCItem:
     item_id = row_id(row, name)
     where = f"{name} {language} item {item_id!r}"
     item = _NORMALISE[name](row, item_id, language, where)
-    return MCItem(item.id, item.task, item.language, item.context, item.choices, item.gold,
-                  {**item.fields, "train_max_length": TRAIN_MAX_LENGTH[name],
-                   "lm_eval_task": LMEVAL_TASKS[name].format(lang=language)})
+    return MCItem(
+        item.id,
+        item.task,
+        item.language,
+        item.context,
+        item.choices,
+        item.gold,
+        {
+            **item.fields,
+            "train_max_length": TRAIN_MAX_LENGTH[name],
+            "lm_eval_task": LMEVAL_TASKS[name].format(lang=language),
+        },
+    )
 
 
 # --- where rows come from -----------------------------------------------------------------------------------
@@ -259,19 +309,23 @@ def _hub_rows(repo: str, language: str | None, split: str | None, revision: str 
         if split is None:
             return [dict(r) for part in datasets.load_dataset(repo, language, revision=revision).values() for r in part]
         return [dict(r) for r in datasets.load_dataset(repo, language, split=split, revision=revision)]
-    except Exception as err:  # noqa: BLE001  (datasets raises many types for "not available")
+    except Exception as err:
         offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE")
         hint = " (offline: run `xling data prepare` on a connected machine first)" if offline else ""
-        raise XlingError(f"cannot load {repo} config {language!r} split {split or 'all'!r}: "
-                         f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}{hint}") from None
+        raise XlingError(
+            f"cannot load {repo} config {language!r} split {split or 'all'!r}: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}{hint}"
+        ) from None
 
 
 def local_repo(folder: str | Path, repo: str) -> str:
     """``FOLDER/<owner>/<name>``, the local copy of hub dataset ``repo``; missing is one line naming it."""
     path = Path(folder).expanduser() / repo
     if not path.is_dir():
-        raise XlingError(f"{path}: no local copy of hub dataset {repo} (create it with `huggingface-cli download "
-                         f"--repo-type dataset {repo} --local-dir {path}`)")
+        raise XlingError(
+            f"{path}: no local copy of hub dataset {repo} (create it with `huggingface-cli download "
+            f"--repo-type dataset {repo} --local-dir {path}`)"
+        )
     return str(path)
 
 
@@ -333,8 +387,9 @@ def upstream_rows(name: str, language: str) -> list[dict[str, Any]]:
     return rows
 
 
-def select_by_manifest(rows: Iterable[dict[str, Any]], ids: list[str], where: str,
-                       name: str | None = None) -> list[dict[str, Any]]:
+def select_by_manifest(
+    rows: Iterable[dict[str, Any]], ids: list[str], where: str, name: str | None = None
+) -> list[dict[str, Any]]:
     """Rows whose id is in ``ids``, in manifest order; a missing id is an error (languages must align)."""
     by_id: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -345,8 +400,9 @@ def select_by_manifest(rows: Iterable[dict[str, Any]], ids: list[str], where: st
     return [by_id[i] for i in ids]
 
 
-def fetch_rows(name: str, language: str, split: str, source: str = "aligned",
-               manifest: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+def fetch_rows(
+    name: str, language: str, split: str, source: str = "aligned", manifest: dict[str, list[str]] | None = None
+) -> list[dict[str, Any]]:
     """Raw rows from the hub (aligned release, or upstream filtered by ``manifest``) or from a folder of local
     copies of the aligned release (any other ``source``), in the release's row order."""
     check_name(name, language)
@@ -362,8 +418,9 @@ def fetch_rows(name: str, language: str, split: str, source: str = "aligned",
     return _hub_rows(local_repo(source, ALIGNED[name]), language, split)
 
 
-def fetch_items(name: str, language: str, split: str, source: str = "aligned",
-                manifest: dict[str, list[str]] | None = None) -> list[MCItem]:
+def fetch_items(
+    name: str, language: str, split: str, source: str = "aligned", manifest: dict[str, list[str]] | None = None
+) -> list[MCItem]:
     """Items from the hub or a local folder (see ``fetch_rows``)."""
     return [normalise_row(name, row, language) for row in fetch_rows(name, language, split, source, manifest)]
 
@@ -396,8 +453,13 @@ def load_paper_items(name: str, language: str, split: str) -> list[MCItem]:
     return fetch_items(name, language, split)
 
 
-def prepare(names: Iterable[str], languages: Iterable[str], splits: Iterable[str] = ("train", "test"),
-            source: str = "aligned", manifest: str | Path | None = None) -> list[Path]:
+def prepare(
+    names: Iterable[str],
+    languages: Iterable[str],
+    splits: Iterable[str] = ("train", "test"),
+    source: str = "aligned",
+    manifest: str | Path | None = None,
+) -> list[Path]:
     """Materialise every (benchmark, language, split) into the local cache; returns the files written.
     Rows are checked (every one must normalise) before anything is written."""
     ids = read_manifest(manifest) if manifest else None

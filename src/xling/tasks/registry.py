@@ -34,8 +34,10 @@ def _load_yaml_task(path: Path, language: str, split: str) -> list[MCItem]:
         return load_task_file(path, language, split)
     if data is None or is_lmeval_yaml(data):
         return load_lmeval_task(path, language, split)
-    raise XlingError(f"{path}: not a task YAML (an xling task needs 'name' and 'data'; "
-                     "an lm-eval task needs 'task', 'doc_to_text' and 'doc_to_choice')")
+    raise XlingError(
+        f"{path}: not a task YAML (an xling task needs 'name' and 'data'; "
+        "an lm-eval task needs 'task', 'doc_to_text' and 'doc_to_choice')"
+    )
 
 
 def load_items(task: str, language: str, split: str) -> list[MCItem]:
@@ -52,8 +54,9 @@ def load_items(task: str, language: str, split: str) -> list[MCItem]:
         from xling.tasks.paper import BENCHMARKS, load_paper_items
 
         if task not in BENCHMARKS:
-            raise XlingError(f"unknown task {task!r} (expected a task YAML path, mini:<name>, or one of "
-                             f"{', '.join(BENCHMARKS)})")
+            raise XlingError(
+                f"unknown task {task!r} (expected a task YAML path, mini:<name>, or one of {', '.join(BENCHMARKS)})"
+            )
         items = load_paper_items(task, language, split)
     check_aligned({language: items}, task)  # unique ids
     return items
@@ -78,8 +81,15 @@ def items_fingerprint(items: Sequence[MCItem]) -> str:
     """sha256 over the items' content (ids, contexts, choices, gold, fields), order included."""
     h = hashlib.sha256()
     for it in items:
-        payload = [it.id, it.task, it.language, it.context, list(it.choices), it.gold,
-                   {k: it.fields[k] for k in sorted(it.fields)}]
+        payload = [
+            it.id,
+            it.task,
+            it.language,
+            it.context,
+            list(it.choices),
+            it.gold,
+            {k: it.fields[k] for k in sorted(it.fields)},
+        ]
         h.update(json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str).encode())
         h.update(b"\n")
     return h.hexdigest()
@@ -114,8 +124,9 @@ def norm_metric(task: str) -> str:
     from xling.tasks.paper import BENCHMARKS, NORM_METRIC
 
     if task not in BENCHMARKS:
-        raise XlingError(f"unknown task {task!r} (expected a task YAML path, mini:<name>, or one of "
-                         f"{', '.join(BENCHMARKS)})")
+        raise XlingError(
+            f"unknown task {task!r} (expected a task YAML path, mini:<name>, or one of {', '.join(BENCHMARKS)})"
+        )
     return NORM_METRIC[task]
 
 
@@ -145,6 +156,7 @@ def task_languages(task: str) -> list[str]:
     from xling.tasks.paper import BENCHMARKS, LANGUAGES
 
     if task not in BENCHMARKS:
-        raise XlingError(f"unknown task {task!r} (expected a task YAML path, mini:<name>, or one of "
-                         f"{', '.join(BENCHMARKS)})")
+        raise XlingError(
+            f"unknown task {task!r} (expected a task YAML path, mini:<name>, or one of {', '.join(BENCHMARKS)})"
+        )
     return list(LANGUAGES)

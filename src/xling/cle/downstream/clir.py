@@ -96,9 +96,17 @@ def aggregate(counts: sp.csr_matrix, vectors: np.ndarray, weights: np.ndarray | 
     return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
 
 
-def bwe_agg(queries: dict[str, str], docnos: list[str], docs: list[str], src: Embeddings, tgt: Embeddings, *,
-            src_stopwords: frozenset[str] = frozenset(), tgt_stopwords: frozenset[str] = frozenset(),
-            normalize: bool = False) -> Ranking:
+def bwe_agg(
+    queries: dict[str, str],
+    docnos: list[str],
+    docs: list[str],
+    src: Embeddings,
+    tgt: Embeddings,
+    *,
+    src_stopwords: frozenset[str] = frozenset(),
+    tgt_stopwords: frozenset[str] = frozenset(),
+    normalize: bool = False,
+) -> Ranking:
     """Rank documents by the cosine of IDF-weighted aggregated document vectors and summed query vectors."""
     src_vectors, tgt_vectors = _maybe_unit(src.vectors, normalize), _maybe_unit(tgt.vectors, normalize)
     qids = list(queries)
@@ -108,10 +116,19 @@ def bwe_agg(queries: dict[str, str], docnos: list[str], docs: list[str], src: Em
     q_vecs = aggregate(q_counts, src_vectors)
     keep = np.flatnonzero(np.abs(d_vecs).sum(1) > 0)  # the reference drops documents without a vector
     scores = q_vecs @ d_vecs[keep].T
-    return Ranking(qids, [docnos[i] for i in keep], scores, {
-        "query_tokens": q_tokens, "query_tokens_found": q_found, "doc_tokens": d_tokens, "doc_tokens_found": d_found,
-        "docs_without_vector": len(docs) - len(keep),
-        "queries_without_vector": int((np.abs(q_vecs).sum(1) == 0).sum())})
+    return Ranking(
+        qids,
+        [docnos[i] for i in keep],
+        scores,
+        {
+            "query_tokens": q_tokens,
+            "query_tokens_found": q_found,
+            "doc_tokens": d_tokens,
+            "doc_tokens_found": d_found,
+            "docs_without_vector": len(docs) - len(keep),
+            "queries_without_vector": int((np.abs(q_vecs).sum(1) == 0).sum()),
+        },
+    )
 
 
 def _maybe_unit(vectors: np.ndarray, normalize: bool) -> np.ndarray:
@@ -135,7 +152,7 @@ def translate_terms(terms: list[str], src: Embeddings, tgt: Embeddings, *, block
     best = np.full(len(q), -np.inf, dtype=np.float32)
     arg = np.zeros(len(q), dtype=np.int64)
     for i in range(0, len(targets), block * 64):  # blocks of targets bound the similarity buffer
-        sims = q @ targets[i:i + block * 64].T
+        sims = q @ targets[i : i + block * 64].T
         j = sims.argmax(1)
         top = sims[np.arange(len(q)), j]
         better = top > best
@@ -178,9 +195,18 @@ def query_likelihood(queries: list[list[str]], docs: list[list[str]], mu: float 
     return scores
 
 
-def tbt_qt(queries: dict[str, str], docnos: list[str], docs: list[str], src: Embeddings, tgt: Embeddings, *,
-           src_stopwords: frozenset[str] = frozenset(), tgt_stopwords: frozenset[str] = frozenset(),
-           mu: float = 1000.0, exclude_digits: bool = True) -> Ranking:
+def tbt_qt(
+    queries: dict[str, str],
+    docnos: list[str],
+    docs: list[str],
+    src: Embeddings,
+    tgt: Embeddings,
+    *,
+    src_stopwords: frozenset[str] = frozenset(),
+    tgt_stopwords: frozenset[str] = frozenset(),
+    mu: float = 1000.0,
+    exclude_digits: bool = True,
+) -> Ranking:
     """Translate queries term by term through the shared space, then rank by query likelihood."""
     qids = list(queries)
     terms = [clir_terms(queries[q], src_stopwords) for q in qids]
@@ -193,11 +219,19 @@ def tbt_qt(queries: dict[str, str], docnos: list[str], docs: list[str], src: Emb
     d_terms = [clir_terms(d, tgt_stopwords, exclude_digits=exclude_digits) for d in docs]
     scores = query_likelihood(q_terms, d_terms, mu)
     _, d_tokens, d_found = term_rows(d_terms, tgt)  # coverage only: documents are matched as strings
-    return Ranking(qids, list(docnos), scores, {
-        "query_tokens": sum(len(ts) for ts in terms),
-        "query_tokens_found": sum(t in mapping for ts in terms for t in ts),
-        "doc_tokens": d_tokens, "doc_tokens_found": d_found,
-        "translations": dict(zip(qids, translated)), "empty_docs": int(sum(not d for d in d_terms))})
+    return Ranking(
+        qids,
+        list(docnos),
+        scores,
+        {
+            "query_tokens": sum(len(ts) for ts in terms),
+            "query_tokens_found": sum(t in mapping for ts in terms for t in ts),
+            "doc_tokens": d_tokens,
+            "doc_tokens_found": d_found,
+            "translations": dict(zip(qids, translated)),
+            "empty_docs": int(sum(not d for d in d_terms)),
+        },
+    )
 
 
 # --- evaluation ------------------------------------------------------------------------------------------------------
@@ -208,8 +242,11 @@ def average_precision(ranking: Ranking, qrels: dict[str, dict[str, int]]) -> dic
     import ir_measures
     from ir_measures import AP
 
-    judged = {q: {d: r for d, r in docs.items()} for q, docs in qrels.items()
-              if q in set(ranking.qids) and any(r > 0 for r in docs.values())}
+    judged = {
+        q: {d: r for d, r in docs.items()}
+        for q, docs in qrels.items()
+        if q in set(ranking.qids) and any(r > 0 for r in docs.values())
+    }
     if not judged:
         raise XlingError("no query has both a ranking and a relevant judgement (check the query ids in qrels.txt)")
     position = {d: i for i, d in enumerate(ranking.docnos)}

@@ -106,8 +106,9 @@ def read_ted_documents(folder: Path, lang: str | None = None) -> LabelledTexts:
                 raw = path.read_text(encoding="utf-8")
             except UnicodeDecodeError as exc:
                 raise XlingError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-            text = " ".join(line.strip() for line in raw.splitlines()
-                            if line.strip() and not line.lstrip().startswith("<"))
+            text = " ".join(
+                line.strip() for line in raw.splitlines() if line.strip() and not line.lstrip().startswith("<")
+            )
             if suffix:
                 text = " ".join(t.removesuffix(suffix) for t in text.split())
             if not text:
@@ -141,8 +142,11 @@ def load_cldc(data_dir: str | Path, src_lang: str, tgt_lang: str, *, topics: lis
         test_dir = tgt_dir / "test" / topic
         if not test_dir.is_dir():
             raise XlingError(f"{test_dir}: missing split for topic {topic!r}")
-        tasks.append(CLDCTask(topic, read_ted_documents(src_dir / "train" / topic, src_lang),
-                              read_ted_documents(test_dir, tgt_lang)))
+        tasks.append(
+            CLDCTask(
+                topic, read_ted_documents(src_dir / "train" / topic, src_lang), read_ted_documents(test_dir, tgt_lang)
+            )
+        )
     return CLDCData(tasks, "ted", str(root))
 
 
@@ -216,8 +220,10 @@ def read_nli_tsv(path: Path, *, language: str | None = None) -> NLIPairs:
         cols = {name.strip(): i for i, name in enumerate(header)}
         names = _nli_columns(cols)
         if names is None:
-            raise XlingError(f"{path}:1: header must name label/premise/hypothesis (xling), premise/hypo/label "
-                             f"(XNLI-MT) or gold_label/sentence1/sentence2 (MultiNLI, XNLI); found {header[:6]}")
+            raise XlingError(
+                f"{path}:1: header must name label/premise/hypothesis (xling), premise/hypo/label "
+                f"(XNLI-MT) or gold_label/sentence1/sentence2 (MultiNLI, XNLI); found {header[:6]}"
+            )
         label_col, premise_col, hypothesis_col = (cols[n] for n in names)
         lang_col = cols.get("language")
         width = max(label_col, premise_col, hypothesis_col) + 1
@@ -256,8 +262,11 @@ def read_nli_jsonl(path: Path, *, language: str | None = None) -> NLIPairs:
 
 
 def _nli_columns(cols: dict[str, int]) -> tuple[str, str, str] | None:
-    for names in (("label", "premise", "hypothesis"), ("label", "premise", "hypo"),
-                  ("gold_label", "sentence1", "sentence2")):
+    for names in (
+        ("label", "premise", "hypothesis"),
+        ("label", "premise", "hypo"),
+        ("gold_label", "sentence1", "sentence2"),
+    ):
         if all(n in cols for n in names):
             return names
     return None
@@ -275,14 +284,20 @@ def nli_candidates(root: Path, lang: str, split: str) -> list[tuple[Path, str | 
     """Files that may hold ``split`` of ``lang``, in the order tried, with the language filter each needs."""
     own = [(root / lang / f"{split}.tsv", None)]
     if split == "train":
-        release = [(root / d / f"multinli_1.0_train.{ext}", None) for d in ("", "multinli_1.0")
-                   for ext in ("jsonl", "txt")] if lang == "en" else []
+        release = (
+            [(root / d / f"multinli_1.0_train.{ext}", None) for d in ("", "multinli_1.0") for ext in ("jsonl", "txt")]
+            if lang == "en"
+            else []
+        )
         mt = [(root / d / f"multinli.train.{lang}.tsv", None) for d in ("", "XNLI-MT-1.0/multinli", "multinli")]
         return own + release + mt
     name = "dev" if split == "dev" else "test"
     xnli = [(root / d / f"xnli.{name}.{ext}", lang) for d in ("", "XNLI-1.0") for ext in ("tsv", "jsonl")]
-    matched = [(root / d / f"multinli_1.0_dev_matched.{ext}", None) for d in ("", "multinli_1.0")
-               for ext in ("jsonl", "txt")] if (lang == "en" and split == "dev") else []
+    matched = (
+        [(root / d / f"multinli_1.0_dev_matched.{ext}", None) for d in ("", "multinli_1.0") for ext in ("jsonl", "txt")]
+        if (lang == "en" and split == "dev")
+        else []
+    )
     return own + xnli + matched
 
 
@@ -299,8 +314,9 @@ def load_xnli(data_dir: str | Path, src_lang: str, tgt_lang: str) -> NLIData:
         if hit is None:
             if required:
                 tried = ", ".join(str(p.relative_to(root)) for p, _ in candidates)
-                raise XlingError(f"{root / lang / (split + '.tsv')}: missing split {split!r} for {lang!r} "
-                                 f"(looked for {tried})")
+                raise XlingError(
+                    f"{root / lang / (split + '.tsv')}: missing split {split!r} for {lang!r} (looked for {tried})"
+                )
             parts[split] = None
             continue
         parts[split] = _read_nli(hit[0], hit[1])
@@ -386,7 +402,7 @@ def read_docs_jsonl(path: Path) -> tuple[list[str], list[str]]:
         except json.JSONDecodeError as exc:
             raise XlingError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
         if not isinstance(row, dict) or not isinstance(row.get("docno"), str) or not isinstance(row.get("text"), str):
-            raise XlingError(f"{path}:{line_no}: expected {{\"docno\": str, \"text\": str}}")
+            raise XlingError(f'{path}:{line_no}: expected {{"docno": str, "text": str}}')
         docno, text = row["docno"].strip(), row["text"].strip()
         if not text:
             raise XlingError(f"{path}:{line_no}: empty document {docno!r}")
@@ -435,8 +451,9 @@ def load_clir(data_dir: str | Path, src_lang: str, tgt_lang: str) -> CLIRData:
             raise XlingError(f"{path}: missing {what}")
     docnos, docs = read_docs_jsonl(docs_path)
     qrels = read_qrels(qrels_path)
-    return CLIRData(queries, docnos, docs, qrels, {"queries": str(qfile), "docs": str(docs_path),
-                                                   "qrels": str(qrels_path)})
+    return CLIRData(
+        queries, docnos, docs, qrels, {"queries": str(qfile), "docs": str(docs_path), "qrels": str(qrels_path)}
+    )
 
 
 # --- shared ----------------------------------------------------------------------------------------------------------

@@ -28,37 +28,46 @@ from xling.errors import XlingError
 
 TASKS: tuple[str, ...] = ("cldc", "xnli", "clir")
 MODELS: dict[str, tuple[str, ...]] = {"cldc": ("cnn", "mean"), "xnli": ("esim",), "clir": ("bwe-agg", "tbt-qt")}
-METRICS: dict[str, tuple[str, ...]] = {"cldc": ("accuracy", "macro_f1", "f1_positive"),
-                                       "xnli": ("accuracy", "macro_f1"), "clir": ("map",)}
+METRICS: dict[str, tuple[str, ...]] = {
+    "cldc": ("accuracy", "macro_f1", "f1_positive"),
+    "xnli": ("accuracy", "macro_f1"),
+    "clir": ("map",),
+}
 DEFAULT_METRIC = {"cldc": "accuracy", "xnli": "accuracy", "clir": "map"}
 
 #: What each model's parameters default to and why (recorded in every result).
 CHOICES: dict[str, dict[str, str]] = {
     "cnn": {
         "architecture": "1 conv layer, widths 3/4/5 with 16/32/16 filters, ReLU, 1-max pooling, dropout 0.5, "
-                        "softmax layer (L2 0.001) -- Glavas's released CNN (codogogo/topfish); the paper's own "
-                        "CLDC code is not public",
+        "softmax layer (L2 0.001) -- Glavas's released CNN (codogogo/topfish); the paper's own "
+        "CLDC code is not public",
         "training": "RMSProp lr 1e-4, batch 50, <= 10 epochs, stop when the loss fell < 0.001 over 5 epochs "
-                    "(topfish trainer defaults)",
+        "(topfish trainer defaults)",
         "tokens": "regex words; looked up as written then lowercased; tokens without a vector dropped; zero "
-                  "padding to the longest training document (topfish: a random <PAD/> vector, ASCII-only cleaning)",
+        "padding to the longest training document (topfish: a random <PAD/> vector, ASCII-only cleaning)",
         "ted_metric": "TED CLDC: one binary classifier per topic, metrics averaged over topics",
     },
-    "mean": {"model": "L2-regularised (1e-4) multinomial logistic regression on mean word vectors (xling's "
-                      "baseline, not in the paper)"},
+    "mean": {
+        "model": "L2-regularised (1e-4) multinomial logistic regression on mean word vectors (xling's "
+        "baseline, not in the paper)"
+    },
     "esim": {
         "architecture": "ESIM (Chen et al. 2017), embeddings frozen, hidden 300, dropout 0.5 -- the paper's NLI "
-                        "code is not public; ESIM's published settings",
+        "code is not public; ESIM's published settings",
         "training": "Adam lr 4e-4, batch 32, gradient norm clip 10, 5 epochs; the best epoch on source-language "
-                    "validation pairs is kept when DIR/<src>/dev.tsv (or MultiNLI/XNLI dev) exists",
+        "validation pairs is kept when DIR/<src>/dev.tsv (or MultiNLI/XNLI dev) exists",
         "tokens": "regex words, looked up as written then lowercased, at most 100 tokens per sentence",
     },
-    "bwe-agg": {"model": "rlitschk/UnsupCLIR model_dense: IDF-weighted sum for documents, plain sum for queries, "
-                         "cosine; vectors not normalised (2019 code)",
-                "map": "ir_measures AP (trec_eval); reference divides by relevant documents retrieved"},
-    "tbt-qt": {"model": "rlitschk/UnsupCLIR model_lexical: nearest target word per query term (unit vectors), "
-                        "Dirichlet unigram LM mu=1000, tokens with digits dropped (exclude_digits)",
-               "map": "ir_measures AP (trec_eval); reference divides by relevant documents retrieved"},
+    "bwe-agg": {
+        "model": "rlitschk/UnsupCLIR model_dense: IDF-weighted sum for documents, plain sum for queries, "
+        "cosine; vectors not normalised (2019 code)",
+        "map": "ir_measures AP (trec_eval); reference divides by relevant documents retrieved",
+    },
+    "tbt-qt": {
+        "model": "rlitschk/UnsupCLIR model_lexical: nearest target word per query term (unit vectors), "
+        "Dirichlet unigram LM mu=1000, tokens with digits dropped (exclude_digits)",
+        "map": "ir_measures AP (trec_eval); reference divides by relevant documents retrieved",
+    },
 }
 
 
@@ -83,8 +92,16 @@ class DownstreamResult:
 
     def row(self) -> dict[str, Any]:
         """One row of the downstream table: task, model, metric, score, n, coverage, coverage_src, metrics."""
-        return {"task": self.task, "model": self.model, "metric": self.metric, "score": self.score, "n": self.n,
-                "coverage": self.coverage, "coverage_src": self.coverage_src, **self.metrics}
+        return {
+            "task": self.task,
+            "model": self.model,
+            "metric": self.metric,
+            "score": self.score,
+            "n": self.n,
+            "coverage": self.coverage,
+            "coverage_src": self.coverage_src,
+            **self.metrics,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -93,13 +110,19 @@ class DownstreamResult:
 
 
 #: Each model's estimator class or ranking function; their keyword defaults are the model's parameters.
-_MODELS = {"cnn": CNNClassifier, "mean": MeanClassifier, "esim": ESIMClassifier, "bwe-agg": clir_models.bwe_agg,
-           "tbt-qt": clir_models.tbt_qt}
+_MODELS = {
+    "cnn": CNNClassifier,
+    "mean": MeanClassifier,
+    "esim": ESIMClassifier,
+    "bwe-agg": clir_models.bwe_agg,
+    "tbt-qt": clir_models.tbt_qt,
+}
 _RUNTIME = {"seed", "progress", "src_stopwords", "tgt_stopwords"}  # set per run, not model parameters
 
 
-def load_task_data(task: str, data_dir: str | Path, src_lang: str, tgt_lang: str,
-                   topics: list[str] | None = None) -> CLDCData | NLIData | CLIRData:
+def load_task_data(
+    task: str, data_dir: str | Path, src_lang: str, tgt_lang: str, topics: list[str] | None = None
+) -> CLDCData | NLIData | CLIRData:
     """The task's data for a language pair (see ``xling.cle.downstream.data``)."""
     check_task(task)
     if task == "cldc":
@@ -109,9 +132,19 @@ def load_task_data(task: str, data_dir: str | Path, src_lang: str, tgt_lang: str
     return load_clir(data_dir, src_lang, tgt_lang)
 
 
-def evaluate_downstream(task: str, data_dir: str | Path, src_lang: str, tgt_lang: str, src: Embeddings,
-                        tgt: Embeddings, *, topics: list[str] | None = None, stopwords: str = "auto",
-                        loaded: CLDCData | NLIData | CLIRData | None = None, **options) -> DownstreamResult:
+def evaluate_downstream(
+    task: str,
+    data_dir: str | Path,
+    src_lang: str,
+    tgt_lang: str,
+    src: Embeddings,
+    tgt: Embeddings,
+    *,
+    topics: list[str] | None = None,
+    stopwords: str = "auto",
+    loaded: CLDCData | NLIData | CLIRData | None = None,
+    **options,
+) -> DownstreamResult:
     """One downstream task on one pair of spaces: the grid's unit (keyword ``options`` of ``run_task``).
 
     Loads the task's data for the pair unless ``loaded`` (from ``load_task_data``) is given. For CLIR,
@@ -119,17 +152,33 @@ def evaluate_downstream(task: str, data_dir: str | Path, src_lang: str, tgt_lang
     """
     data = loaded if loaded is not None else load_task_data(task, data_dir, src_lang, tgt_lang, topics=topics)
     if task == "clir":
-        (src_sw, src_from), (tgt_sw, tgt_from) = (clir_stopwords(data_dir, lang, stopwords)
-                                                  for lang in (src_lang, tgt_lang))
+        (src_sw, src_from), (tgt_sw, tgt_from) = (
+            clir_stopwords(data_dir, lang, stopwords) for lang in (src_lang, tgt_lang)
+        )
         result = run_task(task, data, src, tgt, src_stopwords=src_sw, tgt_stopwords=tgt_sw, **options)
         result.details["stopwords"] = {"src": src_from, "tgt": tgt_from}
         return result
     return run_task(task, data, src, tgt, **options)
 
 
-_NLTK_NAMES = {"ar": "arabic", "da": "danish", "de": "german", "en": "english", "es": "spanish", "fi": "finnish",
-               "fr": "french", "hu": "hungarian", "it": "italian", "nl": "dutch", "no": "norwegian",
-               "pt": "portuguese", "ro": "romanian", "ru": "russian", "sv": "swedish", "tr": "turkish"}
+_NLTK_NAMES = {
+    "ar": "arabic",
+    "da": "danish",
+    "de": "german",
+    "en": "english",
+    "es": "spanish",
+    "fi": "finnish",
+    "fr": "french",
+    "hu": "hungarian",
+    "it": "italian",
+    "nl": "dutch",
+    "no": "norwegian",
+    "pt": "portuguese",
+    "ro": "romanian",
+    "ru": "russian",
+    "sv": "swedish",
+    "tr": "turkish",
+}
 
 
 def clir_stopwords(data_dir: str | Path, lang: str, source: str = "auto") -> tuple[frozenset[str], str]:
@@ -144,8 +193,9 @@ def clir_stopwords(data_dir: str | Path, lang: str, source: str = "auto") -> tup
     if source == "file" or (source == "auto" and path.is_file()):
         if not path.is_file():
             raise XlingError(f"{path}: no such stopwords file")
-        return frozenset(w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()), \
-            str(path)
+        return frozenset(w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()), str(
+            path
+        )
     if source in ("nltk", "auto"):
         words = _nltk_stopwords(lang)
         if words is not None:
@@ -158,6 +208,7 @@ def clir_stopwords(data_dir: str | Path, lang: str, source: str = "auto") -> tup
 def _nltk_stopwords(lang: str) -> frozenset[str] | None:
     try:
         from nltk.corpus import stopwords
+
         return frozenset(stopwords.words(_NLTK_NAMES.get(lang, lang)))
     except (ImportError, LookupError, OSError):
         return None
@@ -179,12 +230,16 @@ def check_task(task: str, model: str | None = None, metric: str | None = None) -
 def model_params(model: str, params: dict[str, Any] | None) -> dict[str, Any]:
     """Defaults of ``model``'s parameters overridden by ``params``; an unknown key is an ``XlingError``."""
     signature = inspect.signature(_MODELS[model])
-    defaults = {k: p.default for k, p in signature.parameters.items()
-                if p.default is not inspect.Parameter.empty and k not in _RUNTIME}
+    defaults = {
+        k: p.default
+        for k, p in signature.parameters.items()
+        if p.default is not inspect.Parameter.empty and k not in _RUNTIME
+    }
     unknown = sorted(set(params or {}) - set(defaults))
     if unknown:
-        raise XlingError(f"unknown parameter {unknown[0]!r} for model {model}; expected one of "
-                         f"{', '.join(sorted(defaults))}")
+        raise XlingError(
+            f"unknown parameter {unknown[0]!r} for model {model}; expected one of {', '.join(sorted(defaults))}"
+        )
     out = dict(defaults)
     for key, value in (params or {}).items():
         out[key] = _coerce(model, key, value, defaults[key])
@@ -213,15 +268,26 @@ def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
             return value
     except (TypeError, ValueError):
         pass
-    expected = ("[[width, count], ...]" if key == "filters" else "an integer" if default is None
-                else type(default).__name__)
+    expected = (
+        "[[width, count], ...]" if key == "filters" else "an integer" if default is None else type(default).__name__
+    )
     raise XlingError(f"parameter {key!r} of model {model}: expected {expected}, found {value!r}")
 
 
-def run_task(task: str, data: CLDCData | NLIData | CLIRData, src: Embeddings, tgt: Embeddings, *,
-             model: str | None = None, metric: str | None = None, params: dict[str, Any] | None = None,
-             seed: int = 0, progress: Progress | None = None, src_stopwords: frozenset[str] = frozenset(),
-             tgt_stopwords: frozenset[str] = frozenset()) -> DownstreamResult:
+def run_task(
+    task: str,
+    data: CLDCData | NLIData | CLIRData,
+    src: Embeddings,
+    tgt: Embeddings,
+    *,
+    model: str | None = None,
+    metric: str | None = None,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    src_stopwords: frozenset[str] = frozenset(),
+    tgt_stopwords: frozenset[str] = frozenset(),
+) -> DownstreamResult:
     """Train on the source language with ``src``, test on the target language with ``tgt``; one result.
 
     ``data`` comes from ``load_task_data``; ``params`` override the model's defaults (``model_params``); ``seed``
@@ -229,8 +295,9 @@ def run_task(task: str, data: CLDCData | NLIData | CLIRData, src: Embeddings, tg
     """
     model, metric = check_task(task, model, metric)
     if src.dim != tgt.dim:
-        raise XlingError(f"source vectors have {src.dim} dimensions, target vectors {tgt.dim}; map both into one "
-                         f"space first")
+        raise XlingError(
+            f"source vectors have {src.dim} dimensions, target vectors {tgt.dim}; map both into one space first"
+        )
     expected = {"cldc": CLDCData, "xnli": NLIData, "clir": CLIRData}[task]
     if not isinstance(data, expected):
         raise XlingError(f"{task} needs {expected.__name__} (from load_task_data), found {type(data).__name__}")
@@ -241,12 +308,26 @@ def run_task(task: str, data: CLDCData | NLIData | CLIRData, src: Embeddings, tg
     elif task == "xnli":
         metrics, n, cov, cov_src, details, artifacts = _run_xnli(data, src, tgt, chosen, seed, progress)
     else:
-        metrics, n, cov, cov_src, details, artifacts = _run_clir(data, src, tgt, model, chosen, src_stopwords,
-                                                                 tgt_stopwords)
+        metrics, n, cov, cov_src, details, artifacts = _run_clir(
+            data, src, tgt, model, chosen, src_stopwords, tgt_stopwords
+        )
     if metric not in metrics:
         raise XlingError(f"metric {metric!r} is not defined for this data (found {', '.join(metrics)})")
-    return DownstreamResult(task, model, metric, metrics[metric], n, cov, cov_src, metrics, chosen, details,
-                            CHOICES[model], time.perf_counter() - start, artifacts)
+    return DownstreamResult(
+        task,
+        model,
+        metric,
+        metrics[metric],
+        n,
+        cov,
+        cov_src,
+        metrics,
+        chosen,
+        details,
+        CHOICES[model],
+        time.perf_counter() - start,
+        artifacts,
+    )
 
 
 # --- CLDC ------------------------------------------------------------------------------------------------------------
@@ -255,15 +336,18 @@ def run_task(task: str, data: CLDCData | NLIData | CLIRData, src: Embeddings, tg
 def _classification_metrics(gold: list[str], pred: list[str], classes: list[str]) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
-    out = {"accuracy": float(accuracy_score(gold, pred)),
-           "macro_f1": float(f1_score(gold, pred, labels=classes, average="macro", zero_division=0))}
+    out = {
+        "accuracy": float(accuracy_score(gold, pred)),
+        "macro_f1": float(f1_score(gold, pred, labels=classes, average="macro", zero_division=0)),
+    }
     if set(classes) == {"positive", "negative"}:
         out["f1_positive"] = float(f1_score(gold, pred, pos_label="positive", average="binary", zero_division=0))
     return out
 
 
-def _run_cldc(data: CLDCData, src: Embeddings, tgt: Embeddings, model: str, params: dict, seed: int,
-              progress: Progress | None):
+def _run_cldc(
+    data: CLDCData, src: Embeddings, tgt: Embeddings, model: str, params: dict, seed: int, progress: Progress | None
+):
     per_task, cov, cov_src, predictions = [], Coverage(), Coverage(), []
     for task in data.tasks:
         train_ids, c_src = to_ids((tokenize_words(t) for t in task.train.texts), src.index)
@@ -277,17 +361,31 @@ def _run_cldc(data: CLDCData, src: Embeddings, tgt: Embeddings, model: str, para
             clf = CNNClassifier(**params, seed=seed, progress=report)
         clf.fit(train_ids, task.train.labels, src.vectors)
         pred = clf.predict(test_ids, tgt.vectors)
-        predictions += [(task.name, origin, gold, p) for origin, gold, p in zip(task.test.origins, task.test.labels,
-                                                                                 pred)]
+        predictions += [
+            (task.name, origin, gold, p) for origin, gold, p in zip(task.test.origins, task.test.labels, pred)
+        ]
         scores = _classification_metrics(task.test.labels, pred, clf.classes_)
-        per_task.append({"name": task.name, "n_train": len(task.train), "n_test": len(task.test),
-                         "coverage": c_tgt.token_rate, **scores,
-                         **({"epochs": clf.epochs_run_, "losses": clf.losses_} if model == "cnn" else {})})
+        per_task.append(
+            {
+                "name": task.name,
+                "n_train": len(task.train),
+                "n_test": len(task.test),
+                "coverage": c_tgt.token_rate,
+                **scores,
+                **({"epochs": clf.epochs_run_, "losses": clf.losses_} if model == "cnn" else {}),
+            }
+        )
     keys = [k for k in per_task[0] if k in METRICS["cldc"]]
     metrics = {k: float(np.mean([t[k] for t in per_task])) for k in keys}
     details = {"layout": data.layout, "data": data.source, "units": per_task}
-    return (metrics, int(sum(t["n_test"] for t in per_task)), cov.token_rate, cov_src.token_rate, details,
-            {"predictions": predictions})
+    return (
+        metrics,
+        int(sum(t["n_test"] for t in per_task)),
+        cov.token_rate,
+        cov_src.token_rate,
+        details,
+        {"predictions": predictions},
+    )
 
 
 # --- XNLI ------------------------------------------------------------------------------------------------------------
@@ -309,9 +407,15 @@ def _run_xnli(data: NLIData, src: Embeddings, tgt: Embeddings, params: dict, see
     clf.fit(train_p, train_h, data.train.labels, src.vectors, dev=dev)
     pred = clf.predict(test_p, test_h, tgt.vectors)
     metrics = _classification_metrics(data.test.labels, pred, clf.classes_)
-    details = {"files": data.files, "n_train": len(data.train), "n_dev": len(data.dev) if data.dev else 0,
-               "skipped_without_gold": data.train.skipped + data.test.skipped, "best_epoch": clf.best_epoch_,
-               "losses": clf.losses_, "dev_accuracy": clf.dev_accuracy_}
+    details = {
+        "files": data.files,
+        "n_train": len(data.train),
+        "n_dev": len(data.dev) if data.dev else 0,
+        "skipped_without_gold": data.train.skipped + data.test.skipped,
+        "best_epoch": clf.best_epoch_,
+        "losses": clf.losses_,
+        "dev_accuracy": clf.dev_accuracy_,
+    }
     predictions = [("xnli", origin, gold, p) for origin, gold, p in zip(data.test.origins, data.test.labels, pred)]
     return metrics, len(data.test), cov, cov_src, details, {"predictions": predictions}
 
@@ -319,15 +423,35 @@ def _run_xnli(data: NLIData, src: Embeddings, tgt: Embeddings, params: dict, see
 # --- CLIR ------------------------------------------------------------------------------------------------------------
 
 
-def _run_clir(data: CLIRData, src: Embeddings, tgt: Embeddings, model: str, params: dict,
-              src_stopwords: frozenset[str], tgt_stopwords: frozenset[str]):
-    ranking = _MODELS[model](data.queries, data.docnos, data.docs, src, tgt, src_stopwords=src_stopwords,
-                             tgt_stopwords=tgt_stopwords, **params)
+def _run_clir(
+    data: CLIRData,
+    src: Embeddings,
+    tgt: Embeddings,
+    model: str,
+    params: dict,
+    src_stopwords: frozenset[str],
+    tgt_stopwords: frozenset[str],
+):
+    ranking = _MODELS[model](
+        data.queries,
+        data.docnos,
+        data.docs,
+        src,
+        tgt,
+        src_stopwords=src_stopwords,
+        tgt_stopwords=tgt_stopwords,
+        **params,
+    )
     ap = clir_models.average_precision(ranking, data.qrels)
     info = ranking.info
-    details = {"files": data.files, "n_docs": len(data.docs), "n_queries": len(data.queries),
-               "relevant_unranked": clir_models.relevant_unranked(ranking, data.qrels), "ap": ap,
-               **{k: v for k, v in info.items() if k != "translations"}}
+    details = {
+        "files": data.files,
+        "n_docs": len(data.docs),
+        "n_queries": len(data.queries),
+        "relevant_unranked": clir_models.relevant_unranked(ranking, data.qrels),
+        "ap": ap,
+        **{k: v for k, v in info.items() if k != "translations"},
+    }
     cov = info["doc_tokens_found"] / info["doc_tokens"] if info["doc_tokens"] else 0.0
     cov_src = info["query_tokens_found"] / info["query_tokens"] if info["query_tokens"] else 0.0
     details["translations"] = info.get("translations")

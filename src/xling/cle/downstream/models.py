@@ -51,7 +51,7 @@ def _pad(texts: Sequence[np.ndarray], length: int) -> torch.Tensor:
     out = np.zeros((len(texts), length), dtype=np.int64)
     for i, t in enumerate(texts):
         t = t[:length]
-        out[i, :len(t)] = t
+        out[i, : len(t)] = t
     return torch.from_numpy(out)
 
 
@@ -99,10 +99,22 @@ class KimCNN(nn.Module):
 class CNNClassifier:
     """Kim-style CNN over frozen embeddings, with the training defaults of Glavaš's ``topfish`` CNN (see module)."""
 
-    def __init__(self, filters: Sequence[tuple[int, int]] = ((3, 16), (4, 32), (5, 16)), dropout: float = 0.5,
-                 optimizer: str = "rmsprop", lr: float = 1e-4, l2: float = 1e-3, batch_size: int = 50,
-                 epochs: int = 10, stop_window: int = 5, stop_delta: float = 1e-3, max_len: int | None = None,
-                 seed: int = 0, device: str = "cpu", progress: Progress | None = None):
+    def __init__(
+        self,
+        filters: Sequence[tuple[int, int]] = ((3, 16), (4, 32), (5, 16)),
+        dropout: float = 0.5,
+        optimizer: str = "rmsprop",
+        lr: float = 1e-4,
+        l2: float = 1e-3,
+        batch_size: int = 50,
+        epochs: int = 10,
+        stop_window: int = 5,
+        stop_delta: float = 1e-3,
+        max_len: int | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+        progress: Progress | None = None,
+    ):
         self.filters = filters
         self.dropout = dropout
         self.optimizer = optimizer
@@ -148,11 +160,20 @@ class CNNClassifier:
                     total += loss.item() * len(batch)
                 self.losses_.append(total / len(y))
                 if self.progress:
-                    self.progress({"model": "cnn", "epoch": epoch, "epochs": self.epochs, "loss": self.losses_[-1],
-                                   "seconds": time.perf_counter() - start})
+                    self.progress(
+                        {
+                            "model": "cnn",
+                            "epoch": epoch,
+                            "epochs": self.epochs,
+                            "loss": self.losses_[-1],
+                            "seconds": time.perf_counter() - start,
+                        }
+                    )
                 # topfish's end condition: the loss fell by less than stop_delta over the last stop_window epochs
-                if len(self.losses_) > self.stop_window and \
-                        self.losses_[-1 - self.stop_window] - self.losses_[-1] < self.stop_delta:
+                if (
+                    len(self.losses_) > self.stop_window
+                    and self.losses_[-1 - self.stop_window] - self.losses_[-1] < self.stop_delta
+                ):
                     break
         self.module_ = model.cpu().eval()
         self.epochs_run_ = len(self.losses_)
@@ -167,8 +188,11 @@ class CNNClassifier:
         saved, self.module_.embed = self.module_.embed, nn.Embedding.from_pretrained(table, freeze=True, padding_idx=0)
         try:
             with torch.no_grad():
-                pred = [i for s in range(0, len(x), self.batch_size)
-                        for i in self.module_(x[s:s + self.batch_size]).argmax(1).tolist()]
+                pred = [
+                    i
+                    for s in range(0, len(x), self.batch_size)
+                    for i in self.module_(x[s : s + self.batch_size]).argmax(1).tolist()
+                ]
         finally:
             self.module_.embed = saved
         return [self.classes_[i] for i in pred]
@@ -213,8 +237,13 @@ class MeanClassifier:
         start = time.perf_counter()
         weight = torch.zeros((x.shape[1], len(self.classes_)), dtype=torch.float64, requires_grad=True)
         bias = torch.zeros(len(self.classes_), dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.LBFGS([weight, bias], max_iter=self.max_iter, line_search_fn="strong_wolfe",
-                                tolerance_grad=1e-9, tolerance_change=1e-12)
+        opt = torch.optim.LBFGS(
+            [weight, bias],
+            max_iter=self.max_iter,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-9,
+            tolerance_change=1e-12,
+        )
 
         def closure():
             opt.zero_grad()
@@ -226,8 +255,9 @@ class MeanClassifier:
         self.coef_, self.intercept_ = weight.detach(), bias.detach()
         self.loss_ = loss.item()
         if self.progress:
-            self.progress({"model": "mean", "epoch": 1, "epochs": 1, "loss": self.loss_,
-                           "seconds": time.perf_counter() - start})
+            self.progress(
+                {"model": "mean", "epoch": 1, "epochs": 1, "loss": self.loss_, "seconds": time.perf_counter() - start}
+            )
         return self
 
     def predict(self, texts: Sequence[np.ndarray], vectors: np.ndarray) -> list[str]:
@@ -250,13 +280,19 @@ class ESIM(nn.Module):
         self.encode = nn.LSTM(table.shape[1], hidden, batch_first=True, bidirectional=True)
         self.project = nn.Sequential(nn.Linear(8 * hidden, hidden), nn.ReLU())
         self.compose = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
-        self.classify = nn.Sequential(nn.Dropout(dropout), nn.Linear(8 * hidden, hidden), nn.Tanh(),
-                                      nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+        self.classify = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(8 * hidden, hidden),
+            nn.Tanh(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_classes),
+        )
 
     @staticmethod
     def _lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True,
-                                                   enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
         out, _ = lstm(packed)
         return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
 
@@ -289,9 +325,19 @@ def _pools(v: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 class ESIMClassifier:
     """ESIM over frozen embeddings, ESIM's published training settings (see module)."""
 
-    def __init__(self, hidden: int = 300, dropout: float = 0.5, lr: float = 4e-4, batch_size: int = 32,
-                 epochs: int = 5, clip: float = 10.0, max_len: int = 100, seed: int = 0, device: str = "cpu",
-                 progress: Progress | None = None):
+    def __init__(
+        self,
+        hidden: int = 300,
+        dropout: float = 0.5,
+        lr: float = 4e-4,
+        batch_size: int = 32,
+        epochs: int = 5,
+        clip: float = 10.0,
+        max_len: int = 100,
+        seed: int = 0,
+        device: str = "cpu",
+        progress: Progress | None = None,
+    ):
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
@@ -311,9 +357,14 @@ class ESIMClassifier:
         width = [max(1, min(self.max_len, max((len(t) for t in part), default=1))) for part in (local[:n], local[n:])]
         return _pad(local[:n], width[0]), _pad(local[n:], width[1]), table
 
-    def fit(self, premises: Sequence[np.ndarray], hypotheses: Sequence[np.ndarray], labels: Sequence[str],
-            vectors: np.ndarray, dev: tuple[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[str]] | None = None
-            ) -> ESIMClassifier:
+    def fit(
+        self,
+        premises: Sequence[np.ndarray],
+        hypotheses: Sequence[np.ndarray],
+        labels: Sequence[str],
+        vectors: np.ndarray,
+        dev: tuple[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[str]] | None = None,
+    ) -> ESIMClassifier:
         """Train on source-language pairs; ``dev`` = (premises, hypotheses, labels) in the source language."""
         self.classes_ = sorted(set(labels))
         y = torch.tensor([self.classes_.index(label) for label in labels])
@@ -357,8 +408,9 @@ class ESIMClassifier:
         self.best_epoch_ = int(np.argmax(self.dev_accuracy_)) + 1 if self.dev_accuracy_ else len(self.losses_)
         return self
 
-    def predict(self, premises: Sequence[np.ndarray], hypotheses: Sequence[np.ndarray],
-                vectors: np.ndarray) -> list[str]:
+    def predict(
+        self, premises: Sequence[np.ndarray], hypotheses: Sequence[np.ndarray], vectors: np.ndarray
+    ) -> list[str]:
         """Labels of (target-language) pairs, embedded with ``vectors``."""
         return [self.classes_[i] for i in _esim_predict(self.module_, *self._tensors(premises, hypotheses, vectors))]
 
@@ -371,8 +423,11 @@ def _esim_predict(model: ESIM, a: torch.Tensor, b: torch.Tensor, table: torch.Te
     model.eval()
     try:
         with torch.no_grad():
-            return [i for s in range(0, len(a), 256)
-                    for i in model(a[s:s + 256].to(device), b[s:s + 256].to(device)).argmax(1).tolist()]
+            return [
+                i
+                for s in range(0, len(a), 256)
+                for i in model(a[s : s + 256].to(device), b[s : s + 256].to(device)).argmax(1).tolist()
+            ]
     finally:
         model.embed = saved
         model.train(was_training)

@@ -65,8 +65,9 @@ class _Language:
         for r, c in enumerate(self.concepts.tolist()):
             self.row_of.setdefault(c, r)  # a second gold word of a concept keeps the first (more frequent) row
 
-    def sample(self, rng: np.random.Generator, n: int, mask: np.ndarray | None = None, *,
-               uniform: bool = False) -> np.ndarray:
+    def sample(
+        self, rng: np.random.Generator, n: int, mask: np.ndarray | None = None, *, uniform: bool = False
+    ) -> np.ndarray:
         """``n`` rows by Zipf weight (``uniform``: distinct rows, equally likely), restricted to ``mask``."""
         p = np.ones_like(self.p) if uniform else self.p
         if mask is not None:
@@ -77,11 +78,26 @@ class _Language:
         return " ".join(self.words[r] for r in rows)
 
 
-def simulate_downstream(pair: SimulatedPair, *, seed: int = 0, band: float = 0.2, zipf: float = 1.0,
-                        n_topics: int = 4, clusters_per_topic: int = 3, topic_share: float = 0.35,
-                        doc_len: int = 30, n_docs: int = 800, n_nli: int = 3000, premise_len: int = 6,
-                        n_queries: int = 40, query_terms: int = 3, query_fillers: int = 2, n_relevant: int = 4,
-                        n_background: int = 400, clir_doc_len: int = 40) -> DownstreamSet:
+def simulate_downstream(
+    pair: SimulatedPair,
+    *,
+    seed: int = 0,
+    band: float = 0.2,
+    zipf: float = 1.0,
+    n_topics: int = 4,
+    clusters_per_topic: int = 3,
+    topic_share: float = 0.35,
+    doc_len: int = 30,
+    n_docs: int = 800,
+    n_nli: int = 3000,
+    premise_len: int = 6,
+    n_queries: int = 40,
+    query_terms: int = 3,
+    query_fillers: int = 2,
+    n_relevant: int = 4,
+    n_background: int = 400,
+    clir_doc_len: int = 40,
+) -> DownstreamSet:
     """Simulate CLDC (``n_docs`` training, half as many test documents per language), XNLI (``n_nli`` training,
     a fifth as many dev and test pairs) and CLIR data from ``pair``'s concepts; deterministic for ``seed``."""
     if pair.src_concepts is None:
@@ -93,42 +109,74 @@ def simulate_downstream(pair: SimulatedPair, *, seed: int = 0, band: float = 0.2
         raise XlingError(f"{n_topics} topics x {clusters_per_topic} clusters exceed the {n_clusters} shared clusters")
     size = max(50, round(band * len(pair.src_words)))
     rng = np.random.default_rng([seed, 7919])
-    langs = {"src": _Language(pair.src_words, pair.src_concepts, pair.concept_clusters, size, zipf),
-             "tgt": _Language(pair.tgt_words, pair.tgt_concepts, pair.concept_clusters, size, zipf)}
+    langs = {
+        "src": _Language(pair.src_words, pair.src_concepts, pair.concept_clusters, size, zipf),
+        "tgt": _Language(pair.tgt_words, pair.tgt_concepts, pair.concept_clusters, size, zipf),
+    }
     shared = set(langs["src"].row_of) & set(langs["tgt"].row_of) & set(range(pair.n_shared))
 
     topic_clusters = rng.choice(n_clusters, size=(n_topics, clusters_per_topic), replace=False)
     cldc = {lang: _cldc(langs[lang], topic_clusters, rng, n_docs, doc_len, topic_share) for lang in LANGS}
     negation = min(shared, key=lambda c: langs["src"].row_of[c])
     xnli = {lang: _xnli(langs[lang], negation, rng, n_nli, premise_len) for lang in LANGS}
-    queries, docs, qrels = _clir(langs, sorted(shared), negation, rng, n_queries, query_terms, query_fillers,
-                                 n_relevant, n_background, clir_doc_len)
-    params = {"seed": seed, "band": band, "band_words": size, "zipf": zipf, "n_topics": n_topics,
-              "clusters_per_topic": clusters_per_topic, "topic_share": topic_share, "doc_len": doc_len,
-              "n_docs": n_docs, "n_nli": n_nli, "premise_len": premise_len, "n_queries": n_queries,
-              "query_terms": query_terms, "query_fillers": query_fillers, "n_relevant": n_relevant,
-              "n_background": n_background, "clir_doc_len": clir_doc_len,
-              "negation": {lang: langs[lang].words[langs[lang].row_of[negation]] for lang in LANGS}}
+    queries, docs, qrels = _clir(
+        langs,
+        sorted(shared),
+        negation,
+        rng,
+        n_queries,
+        query_terms,
+        query_fillers,
+        n_relevant,
+        n_background,
+        clir_doc_len,
+    )
+    params = {
+        "seed": seed,
+        "band": band,
+        "band_words": size,
+        "zipf": zipf,
+        "n_topics": n_topics,
+        "clusters_per_topic": clusters_per_topic,
+        "topic_share": topic_share,
+        "doc_len": doc_len,
+        "n_docs": n_docs,
+        "n_nli": n_nli,
+        "premise_len": premise_len,
+        "n_queries": n_queries,
+        "query_terms": query_terms,
+        "query_fillers": query_fillers,
+        "n_relevant": n_relevant,
+        "n_background": n_background,
+        "clir_doc_len": clir_doc_len,
+        "negation": {lang: langs[lang].words[langs[lang].row_of[negation]] for lang in LANGS},
+    }
     return DownstreamSet(cldc, xnli, queries, docs, qrels, params)
 
 
-def _cldc(lang: _Language, topic_clusters: np.ndarray, rng: np.random.Generator, n_docs: int, doc_len: int,
-          share: float) -> dict[str, list[tuple[str, str]]]:
+def _cldc(
+    lang: _Language, topic_clusters: np.ndarray, rng: np.random.Generator, n_docs: int, doc_len: int, share: float
+) -> dict[str, list[tuple[str, str]]]:
     out = {}
     for split, n in (("train", n_docs), ("test", max(1, n_docs // 2))):
         rows = []
         for i in range(n):
             k = i % len(topic_clusters)
             n_topic = rng.binomial(doc_len, share)
-            words = np.concatenate([lang.sample(rng, n_topic, np.isin(lang.clusters, topic_clusters[k])),
-                                    lang.sample(rng, doc_len - n_topic)])
+            words = np.concatenate(
+                [
+                    lang.sample(rng, n_topic, np.isin(lang.clusters, topic_clusters[k])),
+                    lang.sample(rng, doc_len - n_topic),
+                ]
+            )
             rows.append((f"topic{k}", lang.text(rng.permutation(words))))
         out[split] = [rows[i] for i in rng.permutation(len(rows))]
     return out
 
 
-def _xnli(lang: _Language, negation: int, rng: np.random.Generator, n: int,
-          premise_len: int) -> dict[str, list[tuple[str, str, str]]]:
+def _xnli(
+    lang: _Language, negation: int, rng: np.random.Generator, n: int, premise_len: int
+) -> dict[str, list[tuple[str, str, str]]]:
     not_row = lang.row_of[negation]
     ordinary = np.ones(len(lang.words), dtype=bool)
     ordinary[lang.concepts == negation] = False
@@ -152,14 +200,26 @@ def _xnli(lang: _Language, negation: int, rng: np.random.Generator, n: int,
     return out
 
 
-def _clir(langs: dict[str, _Language], shared: list[int], negation: int, rng: np.random.Generator, n_queries: int,
-          query_terms: int, query_fillers: int, n_relevant: int, n_background: int, doc_len: int):
+def _clir(
+    langs: dict[str, _Language],
+    shared: list[int],
+    negation: int,
+    rng: np.random.Generator,
+    n_queries: int,
+    query_terms: int,
+    query_fillers: int,
+    n_relevant: int,
+    n_background: int,
+    doc_len: int,
+):
     src, tgt = langs["src"], langs["tgt"]
     top = max(1, len(src.words) // 100)  # the most frequent 1% act as fillers, never as query terms
     candidates = [c for c in shared if src.row_of[c] >= top and tgt.row_of[c] >= top and c != negation]
     if len(candidates) < n_queries * query_terms:
-        raise XlingError(f"{n_queries} queries x {query_terms} terms need {n_queries * query_terms} concepts named in "
-                         f"both bands, found {len(candidates)}; raise band or n_words, or lower n_queries")
+        raise XlingError(
+            f"{n_queries} queries x {query_terms} terms need {n_queries * query_terms} concepts named in "
+            f"both bands, found {len(candidates)}; raise band or n_words, or lower n_queries"
+        )
     picked = rng.choice(candidates, size=(n_queries, query_terms), replace=False)
     queries: dict[str, dict[str, str]] = {lang: {} for lang in LANGS}
     texts: list[tuple[str, list[int]]] = []  # (qid or "", target rows)

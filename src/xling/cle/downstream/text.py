@@ -100,12 +100,19 @@ class Coverage:
         return self.types_found / self.types if self.types else 0.0
 
     def to_dict(self) -> dict:
-        return {"tokens": self.tokens, "found": self.found, "token_coverage": self.token_rate,
-                "types": self.types, "types_found": self.types_found, "type_coverage": self.type_rate}
+        return {
+            "tokens": self.tokens,
+            "found": self.found,
+            "token_coverage": self.token_rate,
+            "types": self.types,
+            "types_found": self.types_found,
+            "type_coverage": self.type_rate,
+        }
 
 
-def to_ids(texts: Iterable[list[str]], index: dict[str, int], lookup=lookup_exact_lower) -> tuple[list[np.ndarray],
-                                                                                                      Coverage]:
+def to_ids(
+    texts: Iterable[list[str]], index: dict[str, int], lookup=lookup_exact_lower
+) -> tuple[list[np.ndarray], Coverage]:
     """Token lists → arrays of vocabulary rows (tokens without a vector dropped), and the coverage."""
     cache: dict[str, int] = {}
     cov = Coverage()

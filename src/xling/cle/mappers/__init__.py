@@ -75,7 +75,21 @@ def make_mapper(name: str, *, seed: int | None = None, verbose: bool = False, **
 
 
 __all__ = [
-    "CCA", "CCAXlingEval", "GromovWasserstein", "ICP", "LatentVariableMatching", "METHODS", "MUSE", "Mapper",
-    "Procrustes", "ProcrustesBootstrap", "RCSLS", "VecMapSelfLearning", "VecMapSupervised", "check_method",
-    "identical_pairs", "make_mapper", "seed_of",
+    "CCA",
+    "CCAXlingEval",
+    "GromovWasserstein",
+    "ICP",
+    "LatentVariableMatching",
+    "METHODS",
+    "MUSE",
+    "Mapper",
+    "Procrustes",
+    "ProcrustesBootstrap",
+    "RCSLS",
+    "VecMapSelfLearning",
+    "VecMapSupervised",
+    "check_method",
+    "identical_pairs",
+    "make_mapper",
+    "seed_of",
 ]

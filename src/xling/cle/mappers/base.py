@@ -24,7 +24,6 @@ from threadpoolctl import threadpool_limits
 from xling.cle.normalize import check_steps, normalize, normalize_inplace
 from xling.errors import XlingError
 
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -53,7 +52,7 @@ def check_space(X: Any, name: str) -> np.ndarray:
         raise XlingError(f"{name}: expected numbers, found dtype {X.dtype}")
     X = np.asarray(X, dtype=np.float32)
     for start in range(0, len(X), BLOCK_ROWS):  # a block at a time: no full-size boolean temporary
-        finite = np.isfinite(X[start:start + BLOCK_ROWS]).all(axis=1)
+        finite = np.isfinite(X[start : start + BLOCK_ROWS]).all(axis=1)
         if not finite.all():
             raise XlingError(f"{name}: row {start + int(np.flatnonzero(~finite)[0])} has NaN or inf values")
     return X
@@ -65,7 +64,7 @@ def apply_map(X: np.ndarray, W: np.ndarray, *, inplace: bool = False) -> np.ndar
     if inplace and W.shape[0] == W.shape[1] and X.dtype == np.float32 and X.flags.writeable and X.flags.c_contiguous:
         if not np.array_equal(W, np.eye(len(W), dtype=W.dtype)):
             for start in range(0, len(X), BLOCK_ROWS):
-                X[start:start + BLOCK_ROWS] = X[start:start + BLOCK_ROWS] @ W
+                X[start : start + BLOCK_ROWS] = X[start : start + BLOCK_ROWS] @ W
         return X
     return X @ W
 
@@ -96,7 +95,8 @@ def check_same_dim(X: np.ndarray, Z: np.ndarray, method: str) -> None:
     """Orthogonal maps need spaces of one dimension."""
     if X.shape[1] != Z.shape[1]:
         raise XlingError(
-            f"{method}: source and target must have the same dimension, found {X.shape[1]} and {Z.shape[1]}")
+            f"{method}: source and target must have the same dimension, found {X.shape[1]} and {Z.shape[1]}"
+        )
 
 
 class Mapper(ABC):
@@ -135,8 +135,9 @@ class Mapper(ABC):
         Xn, Zn = self._inputs(X, Z)
         return self._map(Xn, Zn, inplace=(Xn is not X, Zn is not Z))  # write into our own copies only
 
-    def fit_transform(self, X: Any, Z: Any, pairs: Any = None, *, overwrite: bool = False,
-                      **fit_params: Any) -> tuple[np.ndarray, np.ndarray]:
+    def fit_transform(
+        self, X: Any, Z: Any, pairs: Any = None, *, overwrite: bool = False, **fit_params: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``fit`` then ``transform`` on the same spaces; ``fit_params`` go to ``fit``.
 
         ``overwrite=True``: float32 ``X`` and ``Z`` are normalised and mapped in place (their old values are lost),
@@ -156,5 +157,5 @@ class Mapper(ABC):
         return self._map(X, Z, inplace=(True, True))
 
     @abstractmethod
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "Mapper":
+    def fit(self, X: Any, Z: Any, pairs: Any = None) -> Mapper:
         """Learn ``W_src_`` and ``W_tgt_`` from the two spaces (and seed ``pairs`` where the method uses them)."""

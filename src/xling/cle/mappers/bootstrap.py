@@ -41,8 +41,9 @@ Variant = Literal["paper", "iterative"]
 SeedDuplicates = Literal["drop", "release"]
 
 
-def mutual_neighbours(Xm: np.ndarray, Zm: np.ndarray, need: int, exclude: set[tuple[int, int]] = frozenset(),
-                      block: int = 4096) -> np.ndarray:
+def mutual_neighbours(
+    Xm: np.ndarray, Zm: np.ndarray, need: int, exclude: set[tuple[int, int]] = frozenset(), block: int = 4096
+) -> np.ndarray:
     """The ``need`` best-ranked mutual nearest-neighbour pairs ``(i, j)`` (fewer if there are not as many).
 
     ``Xm`` and ``Zm`` are unit-length rows of one shared space. A pair is mutual when ``j`` is the nearest
@@ -86,9 +87,16 @@ class ProcrustesBootstrap(Mapper):
     pairs_ : the final dictionary (rows).  sizes_ : dictionary size at each fit.
     """
 
-    def __init__(self, variant: Variant = "paper", limit: int = 10000, growth: float = 1.5, min_growth: float = 0.01,
-                 vocab_cutoff: int | None = None, seed_duplicates: SeedDuplicates = "drop",
-                 normalize: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        variant: Variant = "paper",
+        limit: int = 10000,
+        growth: float = 1.5,
+        min_growth: float = 0.01,
+        vocab_cutoff: int | None = None,
+        seed_duplicates: SeedDuplicates = "drop",
+        normalize: Sequence[str] = (),
+    ) -> None:
         self.variant = variant
         self.limit = limit
         self.growth = growth
@@ -97,7 +105,7 @@ class ProcrustesBootstrap(Mapper):
         self.seed_duplicates = seed_duplicates
         self.normalize = normalize
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None, *, n_seed_lines: int | None = None) -> "ProcrustesBootstrap":
+    def fit(self, X: Any, Z: Any, pairs: Any = None, *, n_seed_lines: int | None = None) -> ProcrustesBootstrap:
         """PROC on the seed pairs, then bootstrap (one step or iteratively) and refit.
 
         ``n_seed_lines``: lines of the seed dictionary file, out-of-vocabulary ones included; used by
@@ -108,8 +116,10 @@ class ProcrustesBootstrap(Mapper):
         if self.seed_duplicates not in ("drop", "release"):
             raise XlingError(f"proc-b seed_duplicates: expected 'drop' or 'release', found {self.seed_duplicates!r}")
         if self.limit < 1 or self.growth <= 1 or self.min_growth < 0:
-            raise XlingError(f"proc-b: need limit >= 1, growth > 1, min_growth >= 0; found "
-                             f"{self.limit}, {self.growth}, {self.min_growth}")
+            raise XlingError(
+                f"proc-b: need limit >= 1, growth > 1, min_growth >= 0; found "
+                f"{self.limit}, {self.growth}, {self.min_growth}"
+            )
         Xn, Zn = self._inputs(X, Z)
         check_same_dim(Xn, Zn, "proc-b")
         pairs = check_pairs(pairs, len(Xn), len(Zn))

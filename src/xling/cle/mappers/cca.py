@@ -65,7 +65,7 @@ class CCAXlingEval(Mapper):
         self.reg = reg
         self.normalize = normalize
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "CCAXlingEval":
+    def fit(self, X: Any, Z: Any, pairs: Any = None) -> CCAXlingEval:
         """Learn the two projections from the training pairs."""
         Xn, Zn = self._inputs(X, Z)
         pairs = check_pairs(pairs, len(Xn), len(Zn))
@@ -97,7 +97,7 @@ class CCA(Mapper):
         self.reg = reg
         self.normalize = normalize
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "CCA":
+    def fit(self, X: Any, Z: Any, pairs: Any = None) -> CCA:
         """Learn means and projections from the training pairs."""
         Xn, Zn = self._inputs(X, Z)
         pairs = check_pairs(pairs, len(Xn), len(Zn))

@@ -57,11 +57,11 @@ def top_candidates(Q: np.ndarray, C: np.ndarray, k: int) -> tuple[np.ndarray, np
     best = np.empty(len(Q), dtype=np.float32)
     step = max(1, SIM_BLOCK_BYTES // (4 * len(C)))
     for start in range(0, len(Q), step):
-        S = Q[start:start + step] @ C.T
+        S = Q[start : start + step] @ C.T
         top = np.argpartition(S, S.shape[1] - k, axis=1)[:, -k:]
-        idx[start:start + step] = top
-        sim[start:start + step] = np.take_along_axis(S, top, axis=1)
-        best[start:start + step] = sim[start:start + step].max(axis=1)
+        idx[start : start + step] = top
+        sim[start : start + step] = np.take_along_axis(S, top, axis=1)
+        best[start : start + step] = sim[start : start + step].max(axis=1)
     return idx, sim, best
 
 
@@ -71,12 +71,16 @@ def match_lapmod(idx: np.ndarray, sim: np.ndarray, n_columns: int) -> np.ndarray
     try:
         from lap import lapmod
     except ImportError:
-        raise XlingError("dlv solver 'lapmod' needs the lap package (pip install lap, or xling[cle]); "
-                         "solver='optimal' needs only SciPy") from None
+        raise XlingError(
+            "dlv solver 'lapmod' needs the lap package (pip install lap, or xling[cle]); "
+            "solver='optimal' needs only SciPy"
+        ) from None
     n, k = idx.shape
     if n != n_columns:
-        raise XlingError(f"dlv solver 'lapmod' matches square problems (as the release); found {n} words on one side "
-                         f"and {n_columns} on the other: lower vocabulary_cutoff or use solver='optimal'")
+        raise XlingError(
+            f"dlv solver 'lapmod' matches square problems (as the release); found {n} words on one side "
+            f"and {n_columns} on the other: lower vocabulary_cutoff or use solver='optimal'"
+        )
     order = np.argsort(idx, axis=1)
     cols = np.take_along_axis(idx, order, axis=1)
     cost = np.maximum(1 - np.take_along_axis(sim, order, axis=1), 0)  # the release's float32 costs (>= 0 for lap)
@@ -123,9 +127,17 @@ class LatentVariableMatching(Mapper):
     Induction, EMNLP; ``sebastianruder/latent-variable-vecmap`` (``lat_var.py``, ``map_embeddings.py``).
     """
 
-    def __init__(self, n_similar: int = 3, vocabulary_cutoff: int = 40000, direction: Direction = "forward",
-                 solver: Solver = "lapmod", threshold: float = 1e-6, max_iter: int | None = None,
-                 normalize: Sequence[str] = ("unit", "center"), verbose: bool = False) -> None:
+    def __init__(
+        self,
+        n_similar: int = 3,
+        vocabulary_cutoff: int = 40000,
+        direction: Direction = "forward",
+        solver: Solver = "lapmod",
+        threshold: float = 1e-6,
+        max_iter: int | None = None,
+        normalize: Sequence[str] = ("unit", "center"),
+        verbose: bool = False,
+    ) -> None:
         self.n_similar = n_similar
         self.vocabulary_cutoff = vocabulary_cutoff
         self.direction = direction
@@ -146,7 +158,7 @@ class LatentVariableMatching(Mapper):
         if self.max_iter is not None and self.max_iter < 1:
             raise XlingError(f"dlv: max_iter must be at least 1 (or None), found {self.max_iter}")
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "LatentVariableMatching":
+    def fit(self, X: Any, Z: Any, pairs: Any = None) -> LatentVariableMatching:
         """Self-learning with latent matchings from the seed ``pairs``; the map of the last dictionary."""
         self._check_params()
         Xn, Zn = self._inputs(X, Z)
@@ -177,8 +189,9 @@ class LatentVariableMatching(Mapper):
                 objective = float(top.mean(dtype=np.float64))
                 improved = objective - best >= self.threshold
                 best = max(best, objective)
-                self.history_.append({"iteration": it, "objective": objective, "pairs": len(pairs),
-                                      "seconds": time.perf_counter() - t0})
+                self.history_.append(
+                    {"iteration": it, "objective": objective, "pairs": len(pairs), "seconds": time.perf_counter() - t0}
+                )
                 log.update(it, objective=objective, best=best, matched=len(pairs))
                 if not improved:
                     break

@@ -7,9 +7,9 @@ The steps of ``scripts/main_gw_bli.py`` with its defaults, one function each:
    words centred on *their* mean (``load_oov_data``): ``transform`` does the same.
 1. ``distance_matrices``: cosine distances within each language, each matrix divided by its mean.
 2. ``gromov_wasserstein``: entropic GW with the square loss ``(a - b)^2 / 2`` and uniform marginals (POT's
-   ``ot.gromov`` pieces): from ``T = p q^T``, repeat ``T = sinkhorn(p, q, grad GW(T), epsilon)``, each Sinkhorn warm-started from the
-   previous scalings as otalign's solver does, until ``||T - T_prev|| <= tol`` (checked every 10th iteration) or
-   after iterations ``0..max_iter``.
+   ``ot.gromov`` pieces): from ``T = p q^T``, repeat ``T = sinkhorn(p, q, grad GW(T), epsilon)``, each Sinkhorn
+   warm-started from the previous scalings as otalign's solver does, until ``||T - T_prev|| <= tol`` (checked
+   every 10th iteration) or after iterations ``0..max_iter``.
 3. ``coupling_pairs``: the coupling's mutual argmax pairs (row argmax and column argmax agree).
 4. Orthogonal Procrustes on those pairs; the reference maps the *target* space onto the source space
    (``xt @ P.T``), so ``W_src_`` is the identity and ``W_tgt_ = P^T``.
@@ -54,9 +54,18 @@ def distance_matrices(Xs: np.ndarray, Xt: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 @single_threaded
-def gromov_wasserstein(C1: np.ndarray, C2: np.ndarray, *, epsilon: float, max_iter: int, tol: float,
-                       sinkhorn_max_iter: int, sinkhorn_tol: float, sinkhorn_method: SinkhornMethod = "sinkhorn",
-                       log: IterationLog | None = None) -> tuple[np.ndarray, list[dict[str, float]], str]:
+def gromov_wasserstein(
+    C1: np.ndarray,
+    C2: np.ndarray,
+    *,
+    epsilon: float,
+    max_iter: int,
+    tol: float,
+    sinkhorn_max_iter: int,
+    sinkhorn_tol: float,
+    sinkhorn_method: SinkhornMethod = "sinkhorn",
+    log: IterationLog | None = None,
+) -> tuple[np.ndarray, list[dict[str, float]], str]:
     """STEP 2: the entropic GW coupling between uniform distributions, one record per iteration, and how it ended:
     ``"converged"``, ``"max_iter"`` or ``"numerical failure"``.
 
@@ -81,14 +90,26 @@ def gromov_wasserstein(C1: np.ndarray, C2: np.ndarray, *, epsilon: float, max_it
         loss = float(np.sum(grad * T) / 2)
         with warnings.catch_warnings(), np.errstate(all="ignore"):  # an underflow is detected and reported below
             warnings.simplefilter("ignore")
-            T_new, info = ot.sinkhorn(p, q, grad, epsilon, method=sinkhorn_method, numItermax=sinkhorn_max_iter,
-                                      stopThr=np.sqrt(sinkhorn_tol), warmstart=scalings, log=True, warn=False)
+            T_new, info = ot.sinkhorn(
+                p,
+                q,
+                grad,
+                epsilon,
+                method=sinkhorn_method,
+                numItermax=sinkhorn_max_iter,
+                stopThr=np.sqrt(sinkhorn_tol),
+                warmstart=scalings,
+                log=True,
+                warn=False,
+            )
         if not (np.isfinite(T_new).all() and abs(T_new.sum() - 1) < 1e-3):
             status = "numerical failure"
             if log is not None:
-                log.note(f"iteration {it}: Sinkhorn failed numerically (the coupling lost its mass); epsilon "
-                         f"{epsilon:g} is too small for these distances: try a larger one or "
-                         "sinkhorn_method=sinkhorn_log")
+                log.note(
+                    f"iteration {it}: Sinkhorn failed numerically (the coupling lost its mass); epsilon "
+                    f"{epsilon:g} is too small for these distances: try a larger one or "
+                    "sinkhorn_method=sinkhorn_log"
+                )
             break
         scalings = _warmstart(info, sinkhorn_method)
         change = float(np.linalg.norm(T_new - T))
@@ -151,9 +172,17 @@ class GromovWasserstein(Mapper):
     Peyré, Cuturi, Solomon (2016), Gromov-Wasserstein averaging of kernel and distance matrices, ICML.
     """
 
-    def __init__(self, n_words: int = 2000, epsilon: float = 5e-4, max_iter: int = 1000, tol: float = 1e-8,
-                 sinkhorn_max_iter: int = 1000, sinkhorn_tol: float = 1e-9,
-                 sinkhorn_method: SinkhornMethod = "sinkhorn", verbose: bool = False) -> None:
+    def __init__(
+        self,
+        n_words: int = 2000,
+        epsilon: float = 5e-4,
+        max_iter: int = 1000,
+        tol: float = 1e-8,
+        sinkhorn_max_iter: int = 1000,
+        sinkhorn_tol: float = 1e-9,
+        sinkhorn_method: SinkhornMethod = "sinkhorn",
+        verbose: bool = False,
+    ) -> None:
         self.n_words = n_words
         self.epsilon = epsilon
         self.max_iter = max_iter
@@ -177,10 +206,12 @@ class GromovWasserstein(Mapper):
 
     def _inputs(self, X: Any, Z: Any) -> tuple[np.ndarray, np.ndarray]:
         """Validate both spaces and normalise them as the reference does (``split_normalize``)."""
-        return (split_normalize(check_space(X, "source vectors"), self.n_words),
-                split_normalize(check_space(Z, "target vectors"), self.n_words))
+        return (
+            split_normalize(check_space(X, "source vectors"), self.n_words),
+            split_normalize(check_space(Z, "target vectors"), self.n_words),
+        )
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "GromovWasserstein":
+    def fit(self, X: Any, Z: Any, pairs: Any = None) -> GromovWasserstein:
         """Solve GW on the most frequent words and fit the orthogonal map on the coupling's mutual pairs."""
         self._check_params()
         Xn, Zn = self._inputs(X, Z)
@@ -189,9 +220,16 @@ class GromovWasserstein(Mapper):
         with IterationLog("gwa", self.verbose) as log:
             C1, C2 = distance_matrices(Xn[:n], Zn[:n])
             T, self.history_, self.status_ = gromov_wasserstein(
-                C1, C2, epsilon=self.epsilon, max_iter=self.max_iter, tol=self.tol,
-                sinkhorn_max_iter=self.sinkhorn_max_iter, sinkhorn_tol=self.sinkhorn_tol,
-                sinkhorn_method=self.sinkhorn_method, log=log)
+                C1,
+                C2,
+                epsilon=self.epsilon,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                sinkhorn_max_iter=self.sinkhorn_max_iter,
+                sinkhorn_tol=self.sinkhorn_tol,
+                sinkhorn_method=self.sinkhorn_method,
+                log=log,
+            )
             self.pairs_ = coupling_pairs(T)
             log.note(f"{self.status_}; {len(self.pairs_)} mutual argmax pairs among {n} words")
         P = procrustes_map(Xn[self.pairs_[:, 0]], Zn[self.pairs_[:, 1]])

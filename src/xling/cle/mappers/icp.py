@@ -59,9 +59,9 @@ def nearest_rows(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     out = np.empty(len(A), dtype=np.int64)
     step = max(1, BLOCK_BYTES // (4 * len(B)))
     for i in range(0, len(A), step):
-        scores = A[i:i + step] @ B.T  # argmin |a - b|^2 = argmax <a, b> - |b|^2 / 2
+        scores = A[i : i + step] @ B.T  # argmin |a - b|^2 = argmax <a, b> - |b|^2 / 2
         scores -= half_norms
-        out[i:i + step] = scores.argmax(axis=1)
+        out[i : i + step] = scores.argmax(axis=1)
     return out
 
 
@@ -120,9 +120,20 @@ class EpochResult:
     loss: np.ndarray  # mean matching loss of the epoch's batches (both directions)
 
 
-def icp_epoch(x: np.ndarray, y: np.ndarray, TX: np.ndarray, TY: np.ndarray, rngs: list[np.random.Generator], *,
-              lr: float, batch_size: int, cycle_weight: float, weight_decay: float, reciprocal: bool = False,
-              matches: tuple[np.ndarray, np.ndarray] | None = None) -> EpochResult:
+def icp_epoch(
+    x: np.ndarray,
+    y: np.ndarray,
+    TX: np.ndarray,
+    TY: np.ndarray,
+    rngs: list[np.random.Generator],
+    *,
+    lr: float,
+    batch_size: int,
+    cycle_weight: float,
+    weight_decay: float,
+    reciprocal: bool = False,
+    matches: tuple[np.ndarray, np.ndarray] | None = None,
+) -> EpochResult:
     """STEP 3: match every word to its nearest mapped word, then one epoch of Adam on ``TX``/``TY`` (in place).
 
     Runs several restarts at once: ``x``, ``y`` are stacks (restart x word x dim), ``TX``, ``TY`` stacks of maps,
@@ -155,7 +166,7 @@ def icp_epoch(x: np.ndarray, y: np.ndarray, TX: np.ndarray, TY: np.ndarray, rngs
     opt_x, opt_y = Adam(lr, weight_decay=weight_decay), Adam(lr, weight_decay=weight_decay)
     loss = np.zeros(R)
     for b in range(n_batches):
-        ix, iy = order_x[:, b * batch_size:(b + 1) * batch_size], order_y[:, b * batch_size:(b + 1) * batch_size]
+        ix, iy = order_x[:, b * batch_size : (b + 1) * batch_size], order_y[:, b * batch_size : (b + 1) * batch_size]
         xb, yb = x[rows, ix], y[rows, iy]
         g_tx, loss_x = _match_grad(xb, y_of_x[rows, ix], TX)
         g_ty, loss_y = _match_grad(yb, x_of_y[rows, iy], TY)
@@ -164,8 +175,13 @@ def icp_epoch(x: np.ndarray, y: np.ndarray, TX: np.ndarray, TY: np.ndarray, rngs
         loss += loss_x + loss_y
         TX -= opt_x.step(g_tx + cycle_weight * (cx_tx + cy_tx))
         TY -= opt_y.step(g_ty + cycle_weight * (cx_ty + cy_ty))
-    return EpochResult(match_x, match_y, np.minimum(rec_x, rec_y),
-                       np.minimum(mutual_x.sum(axis=1), mutual_y.sum(axis=1)), loss / max(n_batches, 1))
+    return EpochResult(
+        match_x,
+        match_y,
+        np.minimum(rec_x, rec_y),
+        np.minimum(mutual_x.sum(axis=1), mutual_y.sum(axis=1)),
+        loss / max(n_batches, 1),
+    )
 
 
 class ICP(Mapper):
@@ -194,10 +210,22 @@ class ICP(Mapper):
     Hoshen, Wolf (2018), Non-Adversarial Unsupervised Word Translation, EMNLP.
     """
 
-    def __init__(self, n_words: int = 5000, n_refine_words: int = 7500, n_components: int = 25,
-                 n_restarts: int = 100, init_epochs: int = 100, train_epochs: int = 50, refine_epochs: int = 50,
-                 lr: float = 1e-2, batch_size: int = 128, cycle_weight: float = 1e-2, weight_decay: float = 1e-5,
-                 seed: int = 0, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        n_words: int = 5000,
+        n_refine_words: int = 7500,
+        n_components: int = 25,
+        n_restarts: int = 100,
+        init_epochs: int = 100,
+        train_epochs: int = 50,
+        refine_epochs: int = 50,
+        lr: float = 1e-2,
+        batch_size: int = 128,
+        cycle_weight: float = 1e-2,
+        weight_decay: float = 1e-5,
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> None:
         self.n_words = n_words
         self.n_refine_words = n_refine_words
         self.n_components = n_components
@@ -226,15 +254,16 @@ class ICP(Mapper):
         if min(self.n_words, n) < self.batch_size:
             raise XlingError(f"ICP needs at least batch_size={self.batch_size} words per language, found {n}")
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "ICP":
+    def fit(self, X: Any, Z: Any, pairs: Any = None) -> ICP:
         """Restarts in PCA space, then full-dimension training and mutual-pair fine-tuning."""
         Xn, Zn = self._inputs(X, Z)
         check_same_dim(Xn, Zn, "icp")
         self._check_params(min(len(Xn), len(Zn)), Xn.shape[1])
         n = min(self.n_words, len(Xn), len(Zn))
         n_ft = min(self.n_refine_words, len(Xn), len(Zn))
-        opt = dict(lr=self.lr, batch_size=self.batch_size, cycle_weight=self.cycle_weight,
-                   weight_decay=self.weight_decay)
+        opt = dict(
+            lr=self.lr, batch_size=self.batch_size, cycle_weight=self.cycle_weight, weight_decay=self.weight_decay
+        )
         rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(self.n_restarts + 1)]
         self.history_: list[dict[str, float]] = []
         with IterationLog("icp", self.verbose) as log:
@@ -245,31 +274,61 @@ class ICP(Mapper):
             rec, mutual, matches = np.empty(self.n_restarts), np.empty(self.n_restarts, dtype=np.int64), {}
             for first in range(0, self.n_restarts, group):
                 ids = range(first, min(first + group, self.n_restarts))
-                signs = [(rngs[r].choice(SIGNS, size=self.n_components), rngs[r].choice(SIGNS, size=self.n_components))
-                         for r in ids]
-                result = self._restarts(np.stack([px * sx for sx, _ in signs]), np.stack([py * sy for _, sy in signs]),
-                                        [rngs[r] for r in ids], opt)
-                rec[ids.start:ids.stop], mutual[ids.start:ids.stop] = result.rec, result.n_mutual
-                best = int(np.argmin(rec[:ids.stop]))
+                signs = [
+                    (rngs[r].choice(SIGNS, size=self.n_components), rngs[r].choice(SIGNS, size=self.n_components))
+                    for r in ids
+                ]
+                result = self._restarts(
+                    np.stack([px * sx for sx, _ in signs]),
+                    np.stack([py * sy for _, sy in signs]),
+                    [rngs[r] for r in ids],
+                    opt,
+                )
+                rec[ids.start : ids.stop], mutual[ids.start : ids.stop] = result.rec, result.n_mutual
+                best = int(np.argmin(rec[: ids.stop]))
                 if best in ids:
                     keep = slice(best - first, best - first + 1)
                     matches = (result.match_x[keep], result.match_y[keep])
-                log.note(f"restarts {ids.stop}/{self.n_restarts}: best reconstruction {rec[best]:.4f} "
-                         f"(restart {best + 1}, {mutual[best]} mutual pairs)")
+                log.note(
+                    f"restarts {ids.stop}/{self.n_restarts}: best reconstruction {rec[best]:.4f} "
+                    f"(restart {best + 1}, {mutual[best]} mutual pairs)"
+                )
             self.restarts_ = [(float(a), int(b)) for a, b in zip(rec, mutual)]
             self.best_restart_ = int(np.argmin(rec))
             # STEP 4: full dimension from the best restart's matches; STEP 5: fine-tuning on mutual pairs
             TX, TY = np.eye(Xn.shape[1], dtype=np.float32)[None], np.eye(Xn.shape[1], dtype=np.float32)[None]
-            for stage, words, epochs, reciprocal in (("train", n, self.train_epochs, False),
-                                                     ("refine", n_ft, self.refine_epochs, True)):
+            for stage, words, epochs, reciprocal in (
+                ("train", n, self.train_epochs, False),
+                ("refine", n_ft, self.refine_epochs, True),
+            ):
                 for epoch in range(epochs):
-                    result = icp_epoch(Xn[None, :words], Zn[None, :words], TX, TY, rngs[-1:], reciprocal=reciprocal,
-                                       matches=matches, **opt)
+                    result = icp_epoch(
+                        Xn[None, :words],
+                        Zn[None, :words],
+                        TX,
+                        TY,
+                        rngs[-1:],
+                        reciprocal=reciprocal,
+                        matches=matches,
+                        **opt,
+                    )
                     matches = None
-                    self.history_.append({"stage": stage, "epoch": epoch, "rec": float(result.rec[0]),
-                                          "mutual": int(result.n_mutual[0]), "loss": float(result.loss[0])})
-                    log.update(len(self.history_), stage=stage, reconstruction=float(result.rec[0]),
-                               mutual_pairs=int(result.n_mutual[0]), loss=float(result.loss[0]))
+                    self.history_.append(
+                        {
+                            "stage": stage,
+                            "epoch": epoch,
+                            "rec": float(result.rec[0]),
+                            "mutual": int(result.n_mutual[0]),
+                            "loss": float(result.loss[0]),
+                        }
+                    )
+                    log.update(
+                        len(self.history_),
+                        stage=stage,
+                        reconstruction=float(result.rec[0]),
+                        mutual_pairs=int(result.n_mutual[0]),
+                        loss=float(result.loss[0]),
+                    )
         self.TX_, self.TY_ = TX[0], TY[0]
         self.W_src_ = np.ascontiguousarray(TX[0].T)
         self.W_tgt_ = np.eye(Zn.shape[1], dtype=np.float32)
@@ -277,8 +336,9 @@ class ICP(Mapper):
         self.n_iter_ = len(self.history_)
         return self
 
-    def _restarts(self, x: np.ndarray, y: np.ndarray, rngs: list[np.random.Generator],
-                  opt: dict[str, float]) -> EpochResult:
+    def _restarts(
+        self, x: np.ndarray, y: np.ndarray, rngs: list[np.random.Generator], opt: dict[str, float]
+    ) -> EpochResult:
         """STEP 2: a group of restarts, ICP from ``TX = TY = I`` for ``init_epochs``; their last epoch's results."""
         TX = np.repeat(np.eye(x.shape[2], dtype=np.float32)[None], len(x), axis=0)
         TY = TX.copy()

@@ -30,7 +30,7 @@ class IterationLog:
         self._task: Any = None
         self._start = time.perf_counter()
 
-    def __enter__(self) -> "IterationLog":
+    def __enter__(self) -> IterationLog:
         self._start = time.perf_counter()
         if self.verbose:
             from rich.console import Console
@@ -39,8 +39,13 @@ class IterationLog:
             if console.is_terminal:
                 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-                self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                          console=console, transient=True)
+                self._progress = Progress(
+                    SpinnerColumn(),
+                    TextColumn("{task.description}"),
+                    TimeElapsedColumn(),
+                    console=console,
+                    transient=True,
+                )
                 self._progress.start()
                 self._task = self._progress.add_task(self.name, total=None)
         return self
@@ -57,8 +62,9 @@ class IterationLog:
 
     def update(self, iteration: int, **values: Any) -> None:
         """Report one finished iteration and its numbers (objective, criterion, step size, ...)."""
-        self.note(f"iteration {iteration}" + "".join(f", {k.replace('_', ' ')} {_format(v)}" for k, v in
-                                                     values.items()))
+        self.note(
+            f"iteration {iteration}" + "".join(f", {k.replace('_', ' ')} {_format(v)}" for k, v in values.items())
+        )
 
     def note(self, text: str) -> None:
         """Report one event of the fit (an initialisation, a restart, a stop) in the same place as iterations."""

@@ -40,8 +40,9 @@ from xling.cle.retrieval import nearest
 from xling.errors import XlingError
 
 
-def discriminator(dim: int, hidden: int = 2048, layers: int = 2, dropout: float = 0.0,
-                  input_dropout: float = 0.1) -> Any:
+def discriminator(
+    dim: int, hidden: int = 2048, layers: int = 2, dropout: float = 0.0, input_dropout: float = 0.1
+) -> Any:
     """MUSE's discriminator: input dropout, ``layers`` x (Linear, LeakyReLU(0.2), Dropout), Linear to 1, sigmoid."""
     from torch import nn
 
@@ -114,13 +115,34 @@ class MUSE(Mapper):
     Conneau, Lample, Ranzato, Denoyer, Jégou (2018), Word Translation Without Parallel Data, ICLR.
     """
 
-    def __init__(self, n_epochs: int = 5, epoch_size: int = 1_000_000, batch_size: int = 32, dis_steps: int = 5,
-                 dis_hidden: int = 2048, dis_layers: int = 2, dis_dropout: float = 0.0, dis_input_dropout: float = 0.1,
-                 dis_smooth: float = 0.1, dis_most_frequent: int = 75000, map_lr: float = 0.1, dis_lr: float = 0.1,
-                 lr_decay: float = 0.98, min_lr: float = 1e-6, lr_shrink: float = 0.5, map_beta: float = 0.001,
-                 n_refinement: int = 5, dico_max_rank: int = 15000, criterion_words: int = 10000, csls_k: int = 10,
-                 normalize: Sequence[str] = (), device: str = "auto", seed: int = 0, log_every: int = 500,
-                 verbose: bool = False) -> None:
+    def __init__(
+        self,
+        n_epochs: int = 5,
+        epoch_size: int = 1_000_000,
+        batch_size: int = 32,
+        dis_steps: int = 5,
+        dis_hidden: int = 2048,
+        dis_layers: int = 2,
+        dis_dropout: float = 0.0,
+        dis_input_dropout: float = 0.1,
+        dis_smooth: float = 0.1,
+        dis_most_frequent: int = 75000,
+        map_lr: float = 0.1,
+        dis_lr: float = 0.1,
+        lr_decay: float = 0.98,
+        min_lr: float = 1e-6,
+        lr_shrink: float = 0.5,
+        map_beta: float = 0.001,
+        n_refinement: int = 5,
+        dico_max_rank: int = 15000,
+        criterion_words: int = 10000,
+        csls_k: int = 10,
+        normalize: Sequence[str] = (),
+        device: str = "auto",
+        seed: int = 0,
+        log_every: int = 500,
+        verbose: bool = False,
+    ) -> None:
         self.n_epochs = n_epochs
         self.epoch_size = epoch_size
         self.batch_size = batch_size
@@ -148,8 +170,17 @@ class MUSE(Mapper):
         self.verbose = verbose
 
     def _check_params(self) -> None:
-        for name in ("epoch_size", "batch_size", "dis_steps", "dis_hidden", "dis_layers", "dico_max_rank",
-                     "criterion_words", "csls_k", "log_every"):
+        for name in (
+            "epoch_size",
+            "batch_size",
+            "dis_steps",
+            "dis_hidden",
+            "dis_layers",
+            "dico_max_rank",
+            "criterion_words",
+            "csls_k",
+            "log_every",
+        ):
             if getattr(self, name) < 1:
                 raise XlingError(f"{name} must be at least 1, found {getattr(self, name)}")
         for name in ("n_epochs", "n_refinement", "dis_most_frequent", "map_beta", "min_lr"):
@@ -171,10 +202,11 @@ class MUSE(Mapper):
 
         if self.device == "cuda" and not torch.cuda.is_available():
             raise XlingError("device='cuda' but torch sees no GPU")
-        return torch.device("cuda" if self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
-                            else "cpu")
+        return torch.device(
+            "cuda" if self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available()) else "cpu"
+        )
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "MUSE":
+    def fit(self, X: Any, Z: Any, pairs: Any = None) -> MUSE:
         """Adversarial training with model selection, then Procrustes refinement rounds."""
         import torch
 
@@ -193,8 +225,10 @@ class MUSE(Mapper):
                 best.update(criterion=criterion, W=W_rows.copy(), at=at)
             return criterion
 
-        with IterationLog("muse", self.verbose) as log, torch.random.fork_rng(
-                devices=[dev] if dev.type == "cuda" else []):
+        with (
+            IterationLog("muse", self.verbose) as log,
+            torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []),
+        ):
             torch.manual_seed(self.seed)
             # STEP 1 (with STEP 2 after each epoch): adversarial training
             if self.n_epochs > 0:
@@ -208,10 +242,13 @@ class MUSE(Mapper):
                     break
                 W_rows = procrustes_map(Xn[dico[:, 0]], Zn[dico[:, 1]])
                 criterion = select(W_rows, f"refinement {r + 1}")
-                self.history_.append({"stage": "refinement", "round": r + 1, "dictionary": len(dico),
-                                      "criterion": criterion})
-                log.note(f"refinement {r + 1}/{self.n_refinement}: dictionary {len(dico)} pairs, mean cosine "
-                         f"{criterion:.4f} (best {best['criterion']:.4f}, {best['at']})")
+                self.history_.append(
+                    {"stage": "refinement", "round": r + 1, "dictionary": len(dico), "criterion": criterion}
+                )
+                log.note(
+                    f"refinement {r + 1}/{self.n_refinement}: dictionary {len(dico)} pairs, mean cosine "
+                    f"{criterion:.4f} (best {best['criterion']:.4f}, {best['at']})"
+                )
         self.W_src_ = best["W"]
         self.W_tgt_ = np.eye(Zn.shape[1], dtype=np.float32)
         self.criterion_, self.selected_ = float(best["criterion"]), best["at"]
@@ -264,13 +301,14 @@ class MUSE(Mapper):
                     W -= map_lr * grad
                     orthogonalize(W, self.map_beta)
                 if (step + 1) % self.log_every == 0 or step + 1 == n_steps:
-                    log.note(f"epoch {epoch + 1}/{self.n_epochs}, step {step + 1}/{n_steps}, "
-                             f"discriminator loss {np.mean(losses):.4f}")
+                    log.note(
+                        f"epoch {epoch + 1}/{self.n_epochs}, step {step + 1}/{n_steps}, "
+                        f"discriminator loss {np.mean(losses):.4f}"
+                    )
                     losses = []
             # STEP 2: model selection, then the learning-rate schedule (MUSE's update_lr)
             criterion = select(W.t().cpu().numpy().copy(), f"epoch {epoch + 1}")
-            self.history_.append({"stage": "adversarial", "epoch": epoch + 1, "criterion": criterion,
-                                  "map_lr": map_lr})
+            self.history_.append({"stage": "adversarial", "epoch": epoch + 1, "criterion": criterion, "map_lr": map_lr})
             log.note(f"epoch {epoch + 1}/{self.n_epochs}: mean cosine {criterion:.4f}, map lr {map_lr:.4g}")
             map_lr = max(self.min_lr, map_lr * self.lr_decay)
             if criterion < best_so_far:

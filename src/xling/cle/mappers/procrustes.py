@@ -48,7 +48,7 @@ class Procrustes(Mapper):
     def __init__(self, normalize: Sequence[str] = ()) -> None:
         self.normalize = normalize
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "Procrustes":
+    def fit(self, X: Any, Z: Any, pairs: Any = None) -> Procrustes:
         """Learn ``W_src_`` from the training pairs."""
         Xn, Zn = self._inputs(X, Z)
         check_same_dim(Xn, Zn, "proc")

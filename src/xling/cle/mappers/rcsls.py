@@ -44,8 +44,9 @@ def _top_k_sum(S: np.ndarray, negatives: np.ndarray, k: int) -> tuple[float, np.
     return f, negatives[idx].sum(axis=1, dtype=np.float32)
 
 
-def rcsls_loss(R: np.ndarray, X: np.ndarray, Y: np.ndarray, neg_src: np.ndarray, neg_tgt: np.ndarray,
-               k: int) -> tuple[float, np.ndarray]:
+def rcsls_loss(
+    R: np.ndarray, X: np.ndarray, Y: np.ndarray, neg_src: np.ndarray, neg_tgt: np.ndarray, k: int
+) -> tuple[float, np.ndarray]:
     """STEP 2: the RCSLS loss of map ``R`` (``x -> R x``) on pairs ``(X, Y)`` and its gradient (float64, ``R``'s
     shape). ``neg_src``/``neg_tgt``: the negatives of each side (unit rows)."""
     n, d = X.shape
@@ -54,7 +55,7 @@ def rcsls_loss(R: np.ndarray, X: np.ndarray, Y: np.ndarray, neg_src: np.ndarray,
     grad = 2.0 * (Y.T.astype(np.float64) @ X)
     block = max(1, SCORE_BLOCK_BYTES // (4 * max(len(neg_src), len(neg_tgt))))
     for start in range(0, n, block):
-        Xb, Yb = X[start:start + block], Y[start:start + block]
+        Xb, Yb = X[start : start + block], Y[start : start + block]
         # Rx against the target negatives
         f0, near_tgt = _top_k_sum((Xb @ R32.T) @ neg_tgt.T, neg_tgt, k)
         # y against the mapped source negatives: y . (R z) = (R^T y) . z
@@ -95,9 +96,20 @@ class RCSLS(Mapper):
     Retrieval Criterion, EMNLP; fastText ``alignment/align.py``.
     """
 
-    def __init__(self, lr: float = 25.0, n_iter: int = 10, knn: int = 10, maxneg: int = 200000,
-                 spectral: bool = False, reg: float = 0.0, batch_size: int | None = None, rollback: bool = False,
-                 normalize: Sequence[str] = ("unit",), seed: int = 0, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        lr: float = 25.0,
+        n_iter: int = 10,
+        knn: int = 10,
+        maxneg: int = 200000,
+        spectral: bool = False,
+        reg: float = 0.0,
+        batch_size: int | None = None,
+        rollback: bool = False,
+        normalize: Sequence[str] = ("unit",),
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> None:
         self.lr = lr
         self.n_iter = n_iter
         self.knn = knn
@@ -118,7 +130,7 @@ class RCSLS(Mapper):
         if self.batch_size is not None and self.batch_size < 1:
             raise XlingError(f"rcsls: batch_size must be at least 1 (or None), found {self.batch_size}")
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "RCSLS":
+    def fit(self, X: Any, Z: Any, pairs: Any = None) -> RCSLS:
         """Procrustes start, then ``n_iter + 1`` gradient steps on the RCSLS loss."""
         self._check_params()
         Xn, Zn = self._inputs(X, Z)
@@ -151,8 +163,15 @@ class RCSLS(Mapper):
                 else:
                     lr /= 2
                     R = R_kept if self.rollback else step  # align.py keeps the (unprojected) new map
-                self.history_.append({"iteration": it, "objective": f, "lr": lr, "accepted": accepted,
-                                      "seconds": time.perf_counter() - t0})
+                self.history_.append(
+                    {
+                        "iteration": it,
+                        "objective": f,
+                        "lr": lr,
+                        "accepted": accepted,
+                        "seconds": time.perf_counter() - t0,
+                    }
+                )
                 log.update(it, objective=f, lr=lr, step="accepted" if accepted else "loss rose: lr halved")
         self.W_src_ = R.T.astype(np.float32)
         self.W_tgt_ = np.eye(Zn.shape[1], dtype=np.float32)

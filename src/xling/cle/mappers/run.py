@@ -34,8 +34,9 @@ class Mapped:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def seed_pairs(method: str, src: Embeddings, tgt: Embeddings,
-               train: Dictionary | None) -> tuple[np.ndarray | None, dict[str, Any]]:
+def seed_pairs(
+    method: str, src: Embeddings, tgt: Embeddings, train: Dictionary | None
+) -> tuple[np.ndarray | None, dict[str, Any]]:
     """The seed pairs (rows) method ``method`` starts from, and a note of where they came from."""
     seed = seed_of(method)
     if seed == "dictionary":
@@ -43,11 +44,17 @@ def seed_pairs(method: str, src: Embeddings, tgt: Embeddings,
             raise XlingError(f"method {method!r} needs a training dictionary (--train-dict)")
         found = lookup(train, src.index, tgt.index)
         if len(found.src_rows) == 0:
-            raise XlingError(f"{train.source}: no training line has both words in the vocabularies "
-                             f"({found.n_lines} lines; check case and --max-vocab)")
+            raise XlingError(
+                f"{train.source}: no training line has both words in the vocabularies "
+                f"({found.n_lines} lines; check case and --max-vocab)"
+            )
         return np.c_[found.src_rows, found.tgt_rows], {
-            "seed": "dictionary", "train_dict": train.source, "train_lines": found.n_lines,
-            "train_pairs": int(len(found.src_rows)), "train_coverage": found.line_coverage}
+            "seed": "dictionary",
+            "train_dict": train.source,
+            "train_lines": found.n_lines,
+            "train_pairs": int(len(found.src_rows)),
+            "train_coverage": found.line_coverage,
+        }
     if seed == "identical":
         pairs = identical_pairs(src.words, tgt.words)
         if len(pairs) == 0:
@@ -65,9 +72,18 @@ def fitted_info(mapper: Mapper) -> dict[str, Any]:
     return out
 
 
-def map_embeddings(method: str, src: Embeddings, tgt: Embeddings, train: Dictionary | None = None, *,
-                   params: dict[str, Any] | None = None, seed: int = 0, verbose: bool = False,
-                   protocol: Protocol | None = None, overwrite: bool = False) -> Mapped:
+def map_embeddings(
+    method: str,
+    src: Embeddings,
+    tgt: Embeddings,
+    train: Dictionary | None = None,
+    *,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    verbose: bool = False,
+    protocol: Protocol | None = None,
+    overwrite: bool = False,
+) -> Mapped:
     """Fit method ``method`` on the two spaces and return both mapped spaces.
 
     ``protocol``: its method parameters apply under ``params`` (e.g. PROC-B's release bootstrap for
@@ -82,15 +98,27 @@ def map_embeddings(method: str, src: Embeddings, tgt: Embeddings, train: Diction
         fit_params["n_seed_lines"] = info["train_lines"]
     start = time.perf_counter()
     Xm, Zm = mapper.fit_transform(src.vectors, tgt.vectors, pairs, overwrite=overwrite, **fit_params)
-    info = {"method": method, "params": mapper.get_params(), **info, **fitted_info(mapper),
-            "fit_seconds": round(time.perf_counter() - start, 3)}
+    info = {
+        "method": method,
+        "params": mapper.get_params(),
+        **info,
+        **fitted_info(mapper),
+        "fit_seconds": round(time.perf_counter() - start, 3),
+    }
     if protocol is not None:
         info["protocol"] = protocol.name
     return Mapped(method, mapper, Embeddings(src.words, Xm), Embeddings(tgt.words, Zm), info)
 
 
-def write_mapped(mapped: Mapped, out_dir: str | Path, *, config: dict[str, Any], seed: int,
-                 vectors: bool = True, extra: dict[str, Any] | None = None) -> Path:
+def write_mapped(
+    mapped: Mapped,
+    out_dir: str | Path,
+    *,
+    config: dict[str, Any],
+    seed: int,
+    vectors: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write ``src.vec``/``tgt.vec`` (mapped), ``W_src.npy``/``W_tgt.npy`` and ``run.json`` atomically."""
     from xling.cle.vectors import write_vec
     from xling.io import atomic_dir

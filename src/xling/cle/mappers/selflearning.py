@@ -56,8 +56,9 @@ def similarity_distribution(M: np.ndarray, steps: Sequence[str]) -> np.ndarray:
     return normalize(sim.astype(np.float32), steps)
 
 
-def unsupervised_init(Xn: np.ndarray, Zn: np.ndarray, vocab: int, csls_k: int, steps: Sequence[str],
-                      direction: Direction = "union") -> np.ndarray:
+def unsupervised_init(
+    Xn: np.ndarray, Zn: np.ndarray, vocab: int, csls_k: int, steps: Sequence[str], direction: Direction = "union"
+) -> np.ndarray:
     """Fully unsupervised seed: CSLS nearest neighbours between similarity distributions of the top ``vocab`` words."""
     n = min(len(Xn), len(Zn), vocab)
     xsim, zsim = similarity_distribution(Xn[:n], steps), similarity_distribution(Zn[:n], steps)
@@ -111,8 +112,16 @@ def similarity_buffer(n_src: int, n_tgt: int) -> np.ndarray | None:
     return np.empty((n_src, n_tgt), dtype=np.float32) if 4 * n_src * n_tgt <= STORE_BYTES else None
 
 
-def induce_dictionary(Xc: np.ndarray, Zc: np.ndarray, *, keep_prob: float, csls_k: int, direction: Direction,
-                      rng: np.random.Generator, S: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+def induce_dictionary(
+    Xc: np.ndarray,
+    Zc: np.ndarray,
+    *,
+    keep_prob: float,
+    csls_k: int,
+    direction: Direction,
+    rng: np.random.Generator,
+    S: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
     """STEP 2: CSLS dictionary induction with stochastic dropout; returns ``(pairs, objective)``.
 
     ``Xc``/``Zc`` are the mapped spaces cut to the vocabulary cutoff (unit rows give cosines). Forward: each
@@ -244,7 +253,7 @@ class VecMapSelfLearning(Mapper):
         check_steps(self.normalize)
         check_multistep(self.whitening, self.src_dewhiten, self.trg_dewhiten, self.dim_reduction, dim)
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "VecMapSelfLearning":
+    def fit(self, X: Any, Z: Any, pairs: Any = None) -> VecMapSelfLearning:
         """Run self-learning from the seed dictionary (or the unsupervised initialisation), then refine."""
         Xn, Zn = self._inputs(X, Z)
         check_same_dim(Xn, Zn, "vecmap")
@@ -274,21 +283,32 @@ class VecMapSelfLearning(Mapper):
                 # STEP 1: orthogonal mapping on the current dictionary
                 W = procrustes_map(Xn[pairs[:, 0]], Zn[pairs[:, 1]])
                 # STEP 2: dictionary induction in the mapped space
-                pairs, objective = induce_dictionary(Xc @ W, Zc, keep_prob=keep_prob, csls_k=self.csls_k,
-                                                     direction=self.direction, rng=rng, S=S)
+                pairs, objective = induce_dictionary(
+                    Xc @ W, Zc, keep_prob=keep_prob, csls_k=self.csls_k, direction=self.direction, rng=rng, S=S
+                )
                 # STEP 3: convergence bookkeeping
                 if objective - best >= self.threshold:
                     last_improvement, best = it, objective
-                self.history_.append({"iteration": it, "objective": objective, "keep_prob": keep_prob,
-                                      "seconds": time.perf_counter() - t0})
-                log.update(it, objective=objective, best=float(best), keep=keep_prob,
-                           dictionary=len(pairs))
+                self.history_.append(
+                    {
+                        "iteration": it,
+                        "objective": objective,
+                        "keep_prob": keep_prob,
+                        "seconds": time.perf_counter() - t0,
+                    }
+                )
+                log.update(it, objective=objective, best=float(best), keep=keep_prob, dictionary=len(pairs))
                 it += 1
         # STEP 4: final multi-step refinement on the last induced dictionary
         self.W_src_, self.W_tgt_ = multistep_maps(
-            Xn[pairs[:, 0]], Zn[pairs[:, 1]], whitening=self.whitening, src_reweight=self.src_reweight,
-            trg_reweight=self.trg_reweight, src_dewhiten=self.src_dewhiten, trg_dewhiten=self.trg_dewhiten,
-            dim_reduction=self.dim_reduction)
+            Xn[pairs[:, 0]],
+            Zn[pairs[:, 1]],
+            whitening=self.whitening,
+            src_reweight=self.src_reweight,
+            trg_reweight=self.trg_reweight,
+            src_dewhiten=self.src_dewhiten,
+            trg_dewhiten=self.trg_dewhiten,
+            dim_reduction=self.dim_reduction,
+        )
         self.pairs_, self.n_iter_, self.objective_ = pairs, it - 1, float(best)
         return self
-

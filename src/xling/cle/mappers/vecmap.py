@@ -85,8 +85,9 @@ def multistep_maps(
     return reduce_dim(W_src, dim_reduction).astype(np.float32), reduce_dim(W_tgt, dim_reduction).astype(np.float32)
 
 
-def check_multistep(whitening: bool, src_dewhiten: str | None, trg_dewhiten: str | None, dim_reduction: int | None,
-                    dim: int) -> None:
+def check_multistep(
+    whitening: bool, src_dewhiten: str | None, trg_dewhiten: str | None, dim_reduction: int | None, dim: int
+) -> None:
     """Validate the multi-step options against each other and the dimension."""
     for name, value in (("src_dewhiten", src_dewhiten), ("trg_dewhiten", trg_dewhiten)):
         if value not in (None, "src", "trg"):
@@ -136,10 +137,12 @@ class VecMapSupervised(Mapper):
 
     def multistep_params(self) -> dict[str, Any]:
         """The options of steps 1–5, as ``multistep_maps`` takes them."""
-        return {k: getattr(self, k) for k in
-                ("whitening", "src_reweight", "trg_reweight", "src_dewhiten", "trg_dewhiten", "dim_reduction")}
+        return {
+            k: getattr(self, k)
+            for k in ("whitening", "src_reweight", "trg_reweight", "src_dewhiten", "trg_dewhiten", "dim_reduction")
+        }
 
-    def fit(self, X: Any, Z: Any, pairs: Any = None) -> "VecMapSupervised":
+    def fit(self, X: Any, Z: Any, pairs: Any = None) -> VecMapSupervised:
         """Compose the five steps on the training pairs."""
         Xn, Zn = self._inputs(X, Z)
         check_same_dim(Xn, Zn, "vecmap")

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from xling.tasks.mini import DEFAULT_N_TEST, DEFAULT_N_TRAIN, DEFAULT_SEED, LANGUAGES, TASKS, load_items
-from xling.tasks.mini import generate
+from xling.tasks.mini import DEFAULT_N_TEST, DEFAULT_N_TRAIN, DEFAULT_SEED, LANGUAGES, TASKS, generate, load_items
 
 _INTRO = f"""# xling-mini: a built-in multilingual task suite
 

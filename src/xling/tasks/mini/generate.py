@@ -142,8 +142,11 @@ def language_facts(rng: random.Random) -> list[Fact]:
         used[gold] += 1
         avoid = set(cldr.official_languages(country, all_statuses=True))
         near = [
-            lang for c, langs in official.items() if continent[region[c]] == continent[region[country]]
-            for lang in langs if lang not in avoid
+            lang
+            for c, langs in official.items()
+            if continent[region[c]] == continent[region[country]]
+            for lang in langs
+            if lang not in avoid
         ]
         far = [lang for langs in official.values() for lang in langs if lang not in avoid]
         distractors = _pick_distractors(rng, gold, near, far, 2)
@@ -242,7 +245,7 @@ def split_facts(name: str, seed: int, n_train: int, n_test: int) -> dict[str, li
             f"only {len(facts)} distinct questions exist"
         )
     rng.shuffle(facts)
-    return {"test": facts[:n_test], "train": facts[n_test:n_test + n_train]}
+    return {"test": facts[:n_test], "train": facts[n_test : n_test + n_train]}
 
 
 def render_items(name: str, language: str, facts: Sequence[Fact]) -> list[MCItem]:
