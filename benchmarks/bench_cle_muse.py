@@ -63,24 +63,7 @@ def main() -> None:
         sys.exit(f"patch the MUSE checkout first (see {__file__}'s docstring)")
     data, out = args.workdir / "data", args.workdir / "out"
     out.mkdir(parents=True, exist_ok=True)
-    ref.simulate(
-        data,
-        dict(
-            n_words=args.n_words,
-            dim=args.dim,
-            noise=args.noise,
-            warp=0.05,
-            seed=7,
-            n_train=500,
-            n_test=2000,
-            n_clusters=args.clusters,
-            lang_clusters=2,
-            cluster_spread=0.7,
-            rank_noise=0.1,
-            overlap=1.0,
-            spectrum=args.spectrum,
-        ),
-    )
+    ref.simulate(data, ref.clustered_pair(args))
     X, Z = ref.vectors(data)
 
     # xling

@@ -18,6 +18,26 @@ from pathlib import Path
 import numpy as np
 
 
+def clustered_pair(args) -> dict:
+    """The simulated pair of the unsupervised benchmarks: clustered, a decaying spectrum, near-isomorphic (the
+    sizes and noise from the command line)."""
+    return dict(
+        n_words=args.n_words,
+        dim=args.dim,
+        noise=args.noise,
+        warp=0.05,
+        seed=7,
+        n_train=500,
+        n_test=2000,
+        n_clusters=args.clusters,
+        lang_clusters=2,
+        cluster_spread=0.7,
+        rank_noise=0.1,
+        overlap=1.0,
+        spectrum=args.spectrum,
+    )
+
+
 def simulate(data: Path, params: dict) -> None:
     """Write the simulated pair (not timed) unless one with the same parameters is already there."""
     from xling.cle.simulate import simulate_pair, write_pair

@@ -17,6 +17,7 @@ from xling.cle.mappers import (
 )
 from xling.cle.mappers.bootstrap import mutual_neighbours
 from xling.cle.mappers.vecmap import (
+    MultiStep,
     dewhiten,
     multistep_maps,
     orthogonal_map,
@@ -158,9 +159,9 @@ def test_multistep_maps_equal_the_steps_applied_one_by_one():
     xw, zw = xw @ U, zw @ V
     xw, zw = xw * reweight(S, 0.5), zw * reweight(S, 0.5)
     xw, zw = xw @ dewhiten(Wx1, U), zw @ dewhiten(Wz1, V)
-    W_src, W_tgt = multistep_maps(X[src], Z[trg], dim_reduction=5)
+    W_src, W_tgt = multistep_maps(X[src], Z[trg], MultiStep(dim_reduction=5))
     assert np.allclose(X @ W_src, xw[:, :5], atol=1e-4) and np.allclose(Z @ W_tgt, zw[:, :5], atol=1e-4)
-    est = VecMapSupervised(dim_reduction=5, normalize=()).fit(X, Z, np.c_[src, trg])
+    est = VecMapSupervised(normalize=(), steps=MultiStep(dim_reduction=5)).fit(X, Z, np.c_[src, trg])
     assert est.W_src_.shape == (8, 5) and np.allclose(est.transform(X, Z)[0], xw[:, :5], atol=1e-4)
 
 
@@ -169,9 +170,13 @@ def test_vecmap_checks_its_options_and_the_dictionary_rank():
     with pytest.raises(XlingError, match="whitening needs linearly independent training pairs"):
         VecMapSupervised().fit(X, X, np.c_[np.arange(5), np.arange(5)])
     with pytest.raises(XlingError, match="needs whitening first"):
-        VecMapSupervised(whitening=False).fit(X, X, np.c_[np.arange(50), np.arange(50)])
+        VecMapSupervised(steps=MultiStep(whitening=False)).fit(X, X, np.c_[np.arange(50), np.arange(50)])
+    assert make_mapper("vecmap-sup", dim_reduction=4).steps == MultiStep(dim_reduction=4)  # flat, as --param gives
+    assert make_mapper(
+        "vecmap-semi", steps={"whitening": False, "src_dewhiten": None, "trg_dewhiten": None}
+    ).steps == MultiStep(whitening=False, src_dewhiten=None, trg_dewhiten=None)  # or nested, as a grid spec may
     with pytest.raises(XlingError, match="dim_reduction must be in 0..10"):
-        VecMapSupervised(dim_reduction=11).fit(X, X, np.c_[np.arange(50), np.arange(50)])
+        VecMapSupervised(steps=MultiStep(dim_reduction=11)).fit(X, X, np.c_[np.arange(50), np.arange(50)])
 
 
 # --- P@1 bands on simulated pairs of known difficulty -----------------------------------------------------------------

@@ -7,6 +7,7 @@ strings, or nothing (fully unsupervised).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ from xling.cle.mappers.muse import MUSE
 from xling.cle.mappers.procrustes import Procrustes
 from xling.cle.mappers.rcsls import RCSLS
 from xling.cle.mappers.selflearning import VecMapSelfLearning, identical_pairs
-from xling.cle.mappers.vecmap import VecMapSupervised
+from xling.cle.mappers.vecmap import MultiStep, VecMapSupervised
 from xling.errors import XlingError
 
 Seed = Literal["dictionary", "identical", "none"]
@@ -64,6 +65,8 @@ def make_mapper(name: str, *, seed: int | None = None, verbose: bool = False, **
     """
     cls, fixed, _ = METHODS[check_method(name)]
     accepted = inspect.signature(cls).parameters
+    if "steps" in accepted:
+        params = _multistep(name, params)
     for key in params:
         if key in fixed or key.startswith("_") or key not in accepted:
             raise XlingError(f"method {name!r}: unknown parameter {key!r}")
@@ -72,6 +75,19 @@ def make_mapper(name: str, *, seed: int | None = None, verbose: bool = False, **
     if "seed" in accepted and seed is not None:
         params = {**params, "seed": seed}
     return cls(**{**params, **fixed})
+
+
+def _multistep(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The multi-step options given one by one (``dim_reduction=100``) or as ``steps: {...}``, as one ``MultiStep``."""
+    fields = {f.name for f in dataclasses.fields(MultiStep)}
+    flat = {k: params[k] for k in params if k in fields}
+    steps = params.get("steps", {})
+    if not flat and not isinstance(steps, dict):
+        return params
+    if not isinstance(steps, dict) or set(steps) - fields:
+        raise XlingError(f"method {name!r}: steps: expected a mapping of {', '.join(sorted(fields))}, found {steps!r}")
+    rest = {k: v for k, v in params.items() if k not in fields and k != "steps"}
+    return {**rest, "steps": MultiStep(**{**steps, **flat})}
 
 
 __all__ = [

@@ -13,6 +13,7 @@ time, so a run that does not need its input vectors afterwards (``xling cle run`
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from functools import wraps
@@ -105,8 +106,12 @@ class Mapper(ABC):
     normalize: Sequence[str] = ()
 
     def get_params(self) -> dict[str, Any]:
-        """The constructor parameters (scikit-learn convention), for run records and the grid's keys."""
-        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+        """The constructor parameters (scikit-learn convention), for run records (parameter objects as dicts)."""
+        return {
+            k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+            for k, v in vars(self).items()
+            if not k.endswith("_") and not k.startswith("_")
+        }
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "W_src_"):

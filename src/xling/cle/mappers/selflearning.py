@@ -32,7 +32,7 @@ import numpy as np
 from xling.cle.mappers.base import Mapper, check_pairs, check_same_dim
 from xling.cle.mappers.iterlog import IterationLog
 from xling.cle.mappers.procrustes import procrustes_map
-from xling.cle.mappers.vecmap import Side, check_multistep, multistep_maps
+from xling.cle.mappers.vecmap import MultiStep, multistep_maps
 from xling.cle.normalize import VECMAP_ORDER, check_steps, normalize
 from xling.cle.retrieval import nearest
 from xling.errors import XlingError
@@ -178,8 +178,8 @@ class VecMapSelfLearning(Mapper):
         50 iterations without improvement.
     max_iter : stop after this many iterations even if not converged (None: run to convergence, as vecmap).
     seed : random seed of the stochastic induction (deterministic for a given seed).
-    normalize, whitening, src_reweight, trg_reweight, src_dewhiten, trg_dewhiten, dim_reduction : the
-        normalisation and the final multi-step refinement (vecmap's recommended settings).
+    normalize, steps : the normalisation and the final multi-step refinement (``MultiStep``; vecmap's recommended
+        settings).
     verbose : report every iteration (objective, keep probability) on stderr (``IterationLog``).
 
     Attributes
@@ -208,12 +208,7 @@ class VecMapSelfLearning(Mapper):
         max_iter: int | None = None,
         seed: int = 0,
         normalize: Sequence[str] = VECMAP_ORDER,
-        whitening: bool = True,
-        src_reweight: float = 0.5,
-        trg_reweight: float = 0.5,
-        src_dewhiten: Side | None = "src",
-        trg_dewhiten: Side | None = "trg",
-        dim_reduction: int | None = None,
+        steps: MultiStep = MultiStep(),
         verbose: bool = False,
     ) -> None:
         self.init = init
@@ -228,12 +223,7 @@ class VecMapSelfLearning(Mapper):
         self.max_iter = max_iter
         self.seed = seed
         self.normalize = normalize
-        self.whitening = whitening
-        self.src_reweight = src_reweight
-        self.trg_reweight = trg_reweight
-        self.src_dewhiten = src_dewhiten
-        self.trg_dewhiten = trg_dewhiten
-        self.dim_reduction = dim_reduction
+        self.steps = steps
         self.verbose = verbose
 
     def _check_params(self, dim: int) -> None:
@@ -251,7 +241,7 @@ class VecMapSelfLearning(Mapper):
         if self.max_iter is not None and self.max_iter < 1:
             raise XlingError(f"max_iter must be at least 1, found {self.max_iter}")
         check_steps(self.normalize)
-        check_multistep(self.whitening, self.src_dewhiten, self.trg_dewhiten, self.dim_reduction, dim)
+        self.steps.check(dim)
 
     def fit(self, X: Any, Z: Any, pairs: Any = None) -> VecMapSelfLearning:
         """Run self-learning from the seed dictionary (or the unsupervised initialisation), then refine."""
@@ -300,15 +290,6 @@ class VecMapSelfLearning(Mapper):
                 log.update(it, objective=objective, best=float(best), keep=keep_prob, dictionary=len(pairs))
                 it += 1
         # STEP 4: final multi-step refinement on the last induced dictionary
-        self.W_src_, self.W_tgt_ = multistep_maps(
-            Xn[pairs[:, 0]],
-            Zn[pairs[:, 1]],
-            whitening=self.whitening,
-            src_reweight=self.src_reweight,
-            trg_reweight=self.trg_reweight,
-            src_dewhiten=self.src_dewhiten,
-            trg_dewhiten=self.trg_dewhiten,
-            dim_reduction=self.dim_reduction,
-        )
+        self.W_src_, self.W_tgt_ = multistep_maps(Xn[pairs[:, 0]], Zn[pairs[:, 1]], self.steps)
         self.pairs_, self.n_iter_, self.objective_ = pairs, it - 1, float(best)
         return self

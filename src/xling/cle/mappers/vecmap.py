@@ -16,6 +16,7 @@ All steps are linear, so ``fit`` composes them into the two matrices ``W_src_`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -59,43 +60,46 @@ def reduce_dim(W: np.ndarray, k: int | None) -> np.ndarray:
     return W if not k else W[:, :k]
 
 
+@dataclass(frozen=True)
+class MultiStep:
+    """The options of steps 1–5, one object shared by ``vecmap-sup`` and the self-learning methods' final
+    refinement (vecmap's recommended supervised settings by default). ``make_mapper`` also takes them one by one
+    (``--param dim_reduction=100``)."""
+
+    whitening: bool = True
+    src_reweight: float = 0.5
+    trg_reweight: float = 0.5
+    src_dewhiten: Side | None = "src"
+    trg_dewhiten: Side | None = "trg"
+    dim_reduction: int | None = None
+
+    def check(self, dim: int) -> None:
+        """Validate the options against each other and the dimension."""
+        for name in ("src_dewhiten", "trg_dewhiten"):
+            value = getattr(self, name)
+            if value not in (None, "src", "trg"):
+                raise XlingError(f"{name}: expected 'src', 'trg' or None, found {value!r}")
+            if value is not None and not self.whitening:
+                raise XlingError(f"{name}={value!r} needs whitening first (whitening=False)")
+        if self.dim_reduction is not None and not 0 <= self.dim_reduction <= dim:
+            raise XlingError(f"dim_reduction must be in 0..{dim}, found {self.dim_reduction}")
+
+
 @single_threaded
-def multistep_maps(
-    Xd: np.ndarray,
-    Zd: np.ndarray,
-    *,
-    whitening: bool = True,
-    src_reweight: float = 0.5,
-    trg_reweight: float = 0.5,
-    src_dewhiten: Side | None = "src",
-    trg_dewhiten: Side | None = "trg",
-    dim_reduction: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+def multistep_maps(Xd: np.ndarray, Zd: np.ndarray, steps: MultiStep = MultiStep()) -> tuple[np.ndarray, np.ndarray]:
     """Compose steps 1–5 on the training pairs into ``(W_src, W_tgt)`` (float32)."""
     d = Xd.shape[1]
-    W1x = whiten(Xd) if whitening else np.eye(d)
-    W1z = whiten(Zd) if whitening else np.eye(d)
+    W1x = whiten(Xd) if steps.whitening else np.eye(d)
+    W1z = whiten(Zd) if steps.whitening else np.eye(d)
     U, S, V = orthogonal_map(Xd @ W1x, Zd @ W1z)
     W1 = {"src": W1x, "trg": W1z}
     W2 = {"src": U, "trg": V}
-    D_src = dewhiten(W1[src_dewhiten], W2[src_dewhiten]) if src_dewhiten else np.eye(d)
-    D_tgt = dewhiten(W1[trg_dewhiten], W2[trg_dewhiten]) if trg_dewhiten else np.eye(d)
-    W_src = W1x @ U @ (reweight(S, src_reweight)[:, None] * D_src)
-    W_tgt = W1z @ V @ (reweight(S, trg_reweight)[:, None] * D_tgt)
-    return reduce_dim(W_src, dim_reduction).astype(np.float32), reduce_dim(W_tgt, dim_reduction).astype(np.float32)
-
-
-def check_multistep(
-    whitening: bool, src_dewhiten: str | None, trg_dewhiten: str | None, dim_reduction: int | None, dim: int
-) -> None:
-    """Validate the multi-step options against each other and the dimension."""
-    for name, value in (("src_dewhiten", src_dewhiten), ("trg_dewhiten", trg_dewhiten)):
-        if value not in (None, "src", "trg"):
-            raise XlingError(f"{name}: expected 'src', 'trg' or None, found {value!r}")
-        if value is not None and not whitening:
-            raise XlingError(f"{name}={value!r} needs whitening first (whitening=False)")
-    if dim_reduction is not None and not 0 <= dim_reduction <= dim:
-        raise XlingError(f"dim_reduction must be in 0..{dim}, found {dim_reduction}")
+    D_src = dewhiten(W1[steps.src_dewhiten], W2[steps.src_dewhiten]) if steps.src_dewhiten else np.eye(d)
+    D_tgt = dewhiten(W1[steps.trg_dewhiten], W2[steps.trg_dewhiten]) if steps.trg_dewhiten else np.eye(d)
+    W_src = W1x @ U @ (reweight(S, steps.src_reweight)[:, None] * D_src)
+    W_tgt = W1z @ V @ (reweight(S, steps.trg_reweight)[:, None] * D_tgt)
+    k = steps.dim_reduction
+    return reduce_dim(W_src, k).astype(np.float32), reduce_dim(W_tgt, k).astype(np.float32)
 
 
 class VecMapSupervised(Mapper):
@@ -104,8 +108,8 @@ class VecMapSupervised(Mapper):
     Parameters
     ----------
     normalize : steps applied to both spaces first (vecmap: unit, center, unit).
-    whitening, src_reweight, trg_reweight, src_dewhiten, trg_dewhiten, dim_reduction : the steps' options,
-        defaults as vecmap's recommended supervised setting.
+    steps : the options of steps 1–5 (``MultiStep``: whitening, src/trg_reweight, src/trg_dewhiten,
+        dim_reduction), defaults as vecmap's recommended supervised setting.
 
     Attributes
     ----------
@@ -117,37 +121,16 @@ class VecMapSupervised(Mapper):
     multi-step framework of linear transformations, AAAI.
     """
 
-    def __init__(
-        self,
-        normalize: Sequence[str] = VECMAP_ORDER,
-        whitening: bool = True,
-        src_reweight: float = 0.5,
-        trg_reweight: float = 0.5,
-        src_dewhiten: Side | None = "src",
-        trg_dewhiten: Side | None = "trg",
-        dim_reduction: int | None = None,
-    ) -> None:
+    def __init__(self, normalize: Sequence[str] = VECMAP_ORDER, steps: MultiStep = MultiStep()) -> None:
         self.normalize = normalize
-        self.whitening = whitening
-        self.src_reweight = src_reweight
-        self.trg_reweight = trg_reweight
-        self.src_dewhiten = src_dewhiten
-        self.trg_dewhiten = trg_dewhiten
-        self.dim_reduction = dim_reduction
-
-    def multistep_params(self) -> dict[str, Any]:
-        """The options of steps 1–5, as ``multistep_maps`` takes them."""
-        return {
-            k: getattr(self, k)
-            for k in ("whitening", "src_reweight", "trg_reweight", "src_dewhiten", "trg_dewhiten", "dim_reduction")
-        }
+        self.steps = steps
 
     def fit(self, X: Any, Z: Any, pairs: Any = None) -> VecMapSupervised:
         """Compose the five steps on the training pairs."""
         Xn, Zn = self._inputs(X, Z)
         check_same_dim(Xn, Zn, "vecmap")
-        check_multistep(self.whitening, self.src_dewhiten, self.trg_dewhiten, self.dim_reduction, Xn.shape[1])
+        self.steps.check(Xn.shape[1])
         pairs = check_pairs(pairs, len(Xn), len(Zn))
-        self.W_src_, self.W_tgt_ = multistep_maps(Xn[pairs[:, 0]], Zn[pairs[:, 1]], **self.multistep_params())
+        self.W_src_, self.W_tgt_ = multistep_maps(Xn[pairs[:, 0]], Zn[pairs[:, 1]], self.steps)
         self.n_pairs_ = len(pairs)
         return self
