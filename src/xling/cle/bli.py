@@ -22,6 +22,7 @@ import numpy as np
 
 from xling.cle import retrieval
 from xling.cle.dictionaries import Dictionary, Lookup, lookup
+from xling.cle.normalize import unit_rows
 from xling.cle.vectors import Embeddings
 from xling.errors import XlingError
 
@@ -66,16 +67,6 @@ def metrics_from_ranks(ranks: np.ndarray, n_oov: int = 0, oov: OOVPolicy = "skip
         "mrr": float(np.mean(1.0 / ranks)),
         "n": int(ranks.size),
     }
-
-
-def unit_rows(x: np.ndarray, *, inplace: bool = False) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), so dot products are cosines."""
-    out = x if inplace else x.copy()
-    for i in range(0, len(out), 16384):  # a block at a time: np.linalg.norm would square a full-size copy
-        block = out[i : i + 16384]
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block))[:, None]
-        np.divide(block, norms, out=block, where=norms > 0)
-    return out
 
 
 def evaluate(

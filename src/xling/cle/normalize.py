@@ -18,12 +18,24 @@ STEPS = ("unit", "center")
 VECMAP_ORDER: tuple[str, ...] = ("unit", "center", "unit")
 
 
+#: Rows per block of the in-place passes (16K x 300 float32 = 19 MB of temporaries).
+BLOCK_ROWS = 16384
+
+
+def unit_rows(X: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+    """Rows scaled to Euclidean length 1 (all-zero rows stay zero), so dot products are cosines; a block of rows at a
+    time (``np.linalg.norm`` would square a full-size copy). ``inplace`` writes into ``X``."""
+    out = X if inplace else X.copy()
+    for i in range(0, len(out), BLOCK_ROWS):
+        block = out[i : i + BLOCK_ROWS]
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))[:, None]
+        np.divide(block, norms, out=block, where=norms > 0)
+    return out
+
+
 def unit_length(X: np.ndarray) -> np.ndarray:
-    """Scale every row to Euclidean length 1 (all-zero rows stay zero)."""
-    X = np.asarray(X, dtype=np.float32)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return X / norms
+    """``unit_rows`` of a float32 copy of ``X``."""
+    return unit_rows(np.array(X, dtype=np.float32, copy=True), inplace=True)
 
 
 def mean_center(X: np.ndarray) -> np.ndarray:
@@ -50,7 +62,7 @@ def normalize(X: np.ndarray, steps: Sequence[str] = VECMAP_ORDER) -> np.ndarray:
     return out
 
 
-def normalize_inplace(X: np.ndarray, steps: Sequence[str] = VECMAP_ORDER, block: int = 16384) -> np.ndarray:
+def normalize_inplace(X: np.ndarray, steps: Sequence[str] = VECMAP_ORDER) -> np.ndarray:
     """``normalize`` written into ``X`` (float32, writeable; else a normalised copy is returned); returns ``X``."""
     steps = check_steps(steps)
     if not steps:
@@ -59,12 +71,9 @@ def normalize_inplace(X: np.ndarray, steps: Sequence[str] = VECMAP_ORDER, block:
         return normalize(X, steps)
     for step in steps:
         if step == "unit":
-            for i in range(0, len(X), block):
-                rows = X[i : i + block]
-                norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
-                np.divide(rows, norms, out=rows, where=norms > 0)
+            unit_rows(X, inplace=True)
         else:
             mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-            for i in range(0, len(X), block):
-                X[i : i + block] -= mean
+            for i in range(0, len(X), BLOCK_ROWS):
+                X[i : i + BLOCK_ROWS] -= mean
     return X

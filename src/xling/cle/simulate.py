@@ -54,6 +54,8 @@ class SimulatedPair:
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
+    """Unit rows of the latent space, written apart from ``xling.cle.normalize.unit_rows`` on purpose: the simulated
+    spaces, and every number measured on them (README, tests), depend on this exact rounding."""
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 

@@ -39,6 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xling.cle.downstream.text import clir_terms, lookup_clir, strip_accents
+from xling.cle.normalize import unit_rows
 from xling.cle.vectors import Embeddings
 from xling.errors import XlingError
 
@@ -92,8 +93,7 @@ def aggregate(counts: sp.csr_matrix, vectors: np.ndarray, weights: np.ndarray | 
     if weights is not None:
         v = v * weights[used, None]
     out = counts[:, used] @ v
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+    return unit_rows(np.asarray(out))
 
 
 def bwe_agg(
@@ -132,10 +132,7 @@ def bwe_agg(
 
 
 def _maybe_unit(vectors: np.ndarray, normalize: bool) -> np.ndarray:
-    if not normalize:
-        return vectors
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    return unit_rows(vectors) if normalize else vectors
 
 
 # --- TbT-QT ----------------------------------------------------------------------------------------------------------

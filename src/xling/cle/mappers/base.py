@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from xling.cle.normalize import check_steps, normalize, normalize_inplace
+from xling.cle.normalize import BLOCK_ROWS, check_steps, normalize, normalize_inplace
 from xling.errors import XlingError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,10 +38,6 @@ def single_threaded(func: F) -> F:
             return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-#: Rows per block of the in-place and validation passes (16K x 300 float32 = 19 MB of temporaries).
-BLOCK_ROWS = 16384
 
 
 def check_space(X: Any, name: str) -> np.ndarray:
