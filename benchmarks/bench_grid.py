@@ -79,27 +79,34 @@ def measure(spec_dict: dict, workers: int) -> dict[str, float]:
     return {"wall": wall, "work": work, "units": units, "overhead_per_unit": (wall - work / workers) / units}
 
 
-def training_workers(root: Path, n_units: int) -> None:
-    """(a) one worker keeping the base model vs (b) one process per unit, on the same training units."""
-    from xling.models.encoder import default_model_path
+def training_workers(root: Path, n_units: int, causal_hidden: int | None = None) -> None:
+    """(a) one worker keeping the base model vs (b) one process per unit, on the same training units: the shipped
+    encoder on xling-mini cells with the quickstart's settings, or (``causal_hidden``) a tiny Llama of that width
+    on the generated copy/next tasks (LoRA r 32, 3 epochs; the GPU variant)."""
+    from xling.config import LoraSpec, TrainSpec
     from xling.quickstart import LORA, QUICK_TRAIN
-    from xling.tasks import mini
     from xling.train import keep_base_models, train_cell
 
-    model_path = default_model_path()
-    cells = [(f"mini:{t}", lang) for t in ("numbers", "region", "currency") for lang in ("en", "de", "fr", "ru")]
-    units = [(*cells[i % len(cells)], 17 + i // len(cells)) for i in range(n_units)]  # more seeds past 12 cells
-    assert all(lang in mini.LANGUAGES for _, lang, _ in units)
-    model = ModelSpec(name="all-MiniLM-L6-v2", path=model_path, kind="encoder")
+    if causal_hidden is None:
+        from xling.models.encoder import default_model_path
+
+        model_path, kind, lora, train = default_model_path(), "encoder", LORA, QUICK_TRAIN
+        cells = [(f"mini:{t}", lang) for t in ("numbers", "region", "currency") for lang in ("en", "de", "fr", "ru")]
+        name = "all-MiniLM-L6-v2 on xling-mini cells, quickstart settings"
+    else:
+        model_path = str(build_tiny_llama(root / "tiny", hidden_size=causal_hidden, n_layers=4, vocab_size=32000))
+        kind, lora, train = "causal", LoraSpec(r=32, alpha=64), TrainSpec(epochs=3, lr=1e-3, batch_size=8)
+        cells = [(t, lang) for t in write_tasks(root / "tasks") for lang in LANGS]
+        name = f"a tiny Llama (hidden {causal_hidden}, 4 layers, 32K vocabulary) on generated tasks"
+    units = [(*cells[i % len(cells)], 17 + i // len(cells)) for i in range(n_units)]  # more seeds past the cells
+    model = ModelSpec(name=Path(model_path).name, path=model_path, kind=kind)
     t0 = time.perf_counter()
     with keep_base_models():
         for i, (task, lang, seed) in enumerate(units):
-            train_cell(model, task, lang, seed, root / f"kept{i}", LORA, QUICK_TRAIN)
+            train_cell(model, task, lang, seed, root / f"kept{i}", lora, train)
     kept_wall = time.perf_counter() - t0
     config = root / "train.yaml"
-    config.write_text(
-        yaml.safe_dump({"lora": LORA.model_dump(mode="json"), "train": QUICK_TRAIN.model_dump(mode="json")})
-    )
+    config.write_text(yaml.safe_dump({"lora": lora.model_dump(mode="json"), "train": train.model_dump(mode="json")}))
     t0 = time.perf_counter()
     for i, (task, lang, seed) in enumerate(units):
         subprocess.run(
@@ -111,7 +118,7 @@ def training_workers(root: Path, n_units: int) -> None:
                 "--model",
                 model_path,
                 "--kind",
-                "encoder",
+                kind,
                 "--task",
                 task,
                 "--lang",
@@ -136,7 +143,7 @@ def training_workers(root: Path, n_units: int) -> None:
         json.loads((root / f"kept{i}" / "train_log.json").read_text())["loop_seconds"] for i in range(len(units))
     ) / len(units)
     print(
-        f"\ntraining units: {len(units)} (all-MiniLM-L6-v2 on xling-mini cells, quickstart settings); training "
+        f"\ntraining units: {len(units)} ({name}); training "
         f"loop {loop:.2f} s per unit; same adapter bytes both ways: {same}"
     )
     print(f"{'worker':34s} {'wall s':>8s} {'s/unit':>7s} {'overhead s/unit':>15s} {'% of loop':>9s}")
@@ -171,12 +178,18 @@ def executors(root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=12, help="training units for the worker comparison")
+    parser.add_argument(
+        "--causal-hidden",
+        type=int,
+        default=None,
+        help="workers on a tiny Llama of this width (the GPU variant) instead of the shipped encoder",
+    )
     parser.add_argument("--skip-workers", action="store_true")
     parser.add_argument("--skip-executors", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_workers:
-            training_workers(Path(tmp) / "workers", args.units)
+            training_workers(Path(tmp) / "workers", args.units, args.causal_hidden)
         if not args.skip_executors:
             executors(Path(tmp) / "executors")
 
