@@ -12,6 +12,7 @@ Anchor and contenders run in the same process on the same model, adapters and ta
 
     python benchmarks/bench_scoring.py                                       # hidden 512, 32K vocab, CPU, 1,500 items
     python benchmarks/bench_scoring.py --skip-compare                        # the overhead alone
+    python benchmarks/bench_scoring.py --skip-overhead --items 10            # the comparison alone
     python benchmarks/bench_scoring.py --model Qwen/Qwen2.5-0.5B --items 200 --dtype bfloat16   # a GPU
 
 Adapters are LoRA (r = ``--rank``, 8 by default) on every projection with random weights
@@ -256,6 +257,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="overhead runs per side (the best counts)")
     parser.add_argument("--skip-merge", action="store_true")
     parser.add_argument("--skip-compare", action="store_true", help="only the overhead measurement")
+    parser.add_argument("--skip-overhead", action="store_true", help="only the comparison with lm-eval")
     parser.add_argument("--cli", action="store_true", help="also run the lm_eval command once per adapter")
     args = parser.parse_args()
 
@@ -285,21 +287,23 @@ def main() -> None:
             f"cells, {n_choices} choices per model"
         )
 
-        (g_wall, g_cpu), (b_wall, b_cpu), (a_wall, a_cpu), (m_wall, m_cpu), delta, n_items = overhead(
-            args.model, adapters, yamls, args.dtype, args.batch, args.repeats
-        )
-        floor = 1 + lora_flop_share(args.model, args.rank)
-        k1 = len(adapters) + 1
-        print(f"\noverhead on {n_items} items, model loaded (best of {args.repeats}):")
-        print(f"{'':44s} {'wall s':>7s} {'× base':>7s} {'CPU s':>7s} {'× base':>7s}")
-        for name, wall, cpu in (
-            (f"{k1} base passes, same shapes (anchor)", b_wall, b_cpu),
-            (f"{k1} runs of the base alone, batch {args.batch}", a_wall, a_cpu),
-            ("xling, base + adapters, grouped LoRA", g_wall, g_cpu),
-            ("peft mixed batch (adapter_names=)", m_wall, m_cpu),
-        ):
-            print(f"{name:44s} {wall:7.1f} {wall / b_wall:7.2f} {cpu:7.1f} {cpu / b_cpu:7.2f}")
-        print(f"FLOP floor 1 + LoRA/base = {floor:.3f}; goal <= 1.10x; grouped vs peft max |Δ loglik| {delta:.1e}")
+        if not args.skip_overhead:
+            (g_wall, g_cpu), (b_wall, b_cpu), (a_wall, a_cpu), (m_wall, m_cpu), delta, n_items = overhead(
+                args.model, adapters, yamls, args.dtype, args.batch, args.repeats
+            )
+            floor = 1 + lora_flop_share(args.model, args.rank)
+            k1 = len(adapters) + 1
+            print(f"\noverhead on {n_items} items, model loaded (best of {args.repeats}):")
+            print(f"{'':44s} {'wall s':>7s} {'× base':>7s} {'CPU s':>7s} {'× base':>7s}")
+            for name, wall, cpu in (
+                (f"{k1} base passes, same shapes (anchor)", b_wall, b_cpu),
+                (f"{k1} runs of the base alone, batch {args.batch}", a_wall, a_cpu),
+                ("xling, base + adapters, grouped LoRA", g_wall, g_cpu),
+                ("peft mixed batch (adapter_names=)", m_wall, m_cpu),
+            ):
+                print(f"{name:44s} {wall:7.1f} {wall / b_wall:7.2f} {cpu:7.1f} {cpu / b_cpu:7.2f}")
+            print(f"FLOP floor 1 + LoRA/base = {floor:.3f}; goal <= 1.10x; grouped vs peft max |Δ loglik| {delta:.1e}")
+
         if args.skip_compare:
             return
 

@@ -1,4 +1,4 @@
-"""`xling quickstart` end to end on a 1-task × 2-language slice (two seeds): real encoder, real LoRA, report,
+"""`xling quickstart` end to end on a 1-task × 2-language slice (`--seeds 2`): real encoder, real LoRA, report,
 resumable."""
 
 from __future__ import annotations
@@ -15,14 +15,27 @@ pytestmark = pytest.mark.slow
 
 def test_quickstart_slice_runs_end_to_end_and_resumes(tmp_path) -> None:
     out = tmp_path / "qs"
-    cmd = [sys.executable, "-m", "xling", "quickstart", "-o", str(out), "--langs", "en,de", "--tasks", "numbers"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "xling",
+        "quickstart",
+        "-o",
+        str(out),
+        "--langs",
+        "en,de",
+        "--tasks",
+        "numbers",
+        "--seeds",
+        "2",
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "Transfer by regime" in first.stdout and "report:" in first.stdout
 
     table = pd.read_csv(out / "results.csv")
     assert len(table) == 2 * 2 and set(table["regime"]) == {"MT-ML", "MT-CL"}
-    assert (table["n_seeds"] == 2).all()  # two seeds by default: every cell gets a seed SE and its t-test
+    assert (table["n_seeds"] == 2).all()  # two seeds: every cell gets a seed SE and its t-test
     significance = pd.read_csv(out / "analysis" / "tables" / "cell_significance.csv")
     assert (significance["n_seeds"] == 2).all() and (significance["call"] != "untested").any()
     assert (out / "analysis" / "report.html").stat().st_size > 10_000

@@ -101,6 +101,9 @@ class MUSE(Mapper):
     csls_k : CSLS neighbourhood (10).  normalize : steps applied to both spaces first (none, as MUSE's default).
     device : ``"auto"`` (a GPU when torch sees one, else CPU), ``"cpu"`` or ``"cuda"``.
     seed : seeds the discriminator's initialisation, the batches and the dropout (deterministic on CPU).
+    n_runs : independent runs (seeds ``seed``, ``seed + 1``, …), each adversarial training and refinement; the map
+        with the best criterion over all runs is kept (1, as MUSE). Whether adversarial training finds the map
+        depends on the seed; the criterion tells the runs that did apart without a dictionary.
     log_every : report the discriminator loss every this many steps (500, as MUSE).
     verbose : report progress on stderr.
 
@@ -140,6 +143,7 @@ class MUSE(Mapper):
         normalize: Sequence[str] = (),
         device: str = "auto",
         seed: int = 0,
+        n_runs: int = 1,
         log_every: int = 500,
         verbose: bool = False,
     ) -> None:
@@ -166,6 +170,7 @@ class MUSE(Mapper):
         self.normalize = normalize
         self.device = device
         self.seed = seed
+        self.n_runs = n_runs
         self.log_every = log_every
         self.verbose = verbose
 
@@ -179,6 +184,7 @@ class MUSE(Mapper):
             "dico_max_rank",
             "criterion_words",
             "csls_k",
+            "n_runs",
             "log_every",
         ):
             if getattr(self, name) < 1:
@@ -217,43 +223,55 @@ class MUSE(Mapper):
         Zu = unit_length(Zn)
         self.history_: list[dict[str, Any]] = []
         best = {"criterion": float("-inf"), "W": np.eye(Xn.shape[1], dtype=np.float32), "at": "identity"}
-
-        def select(W_rows: np.ndarray, at: str) -> float:
-            """STEP 2: the criterion of a map; keep it when it is the best so far."""
-            criterion = mean_cosine(unit_length(Xn @ W_rows), Zu, self.criterion_words, self.csls_k)
-            if criterion > best["criterion"]:
-                best.update(criterion=criterion, W=W_rows.copy(), at=at)
-            return criterion
-
         with (
             IterationLog("muse", self.verbose) as log,
             torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []),
         ):
-            torch.manual_seed(self.seed)
-            # STEP 1 (with STEP 2 after each epoch): adversarial training
-            if self.n_epochs > 0:
-                self._adversarial(Xn, Zn, dev, select, log)
-            # STEP 3: refinement rounds, from the best map so far, each from the previous round's map
-            W_rows = best["W"]
-            for r in range(self.n_refinement):
-                dico = refinement_dictionary(unit_length(Xn @ W_rows), Zu, self.dico_max_rank, self.csls_k)
-                if len(dico) == 0:
-                    log.note(f"refinement {r + 1}: empty dictionary, stopping")
-                    break
-                W_rows = procrustes_map(Xn[dico[:, 0]], Zn[dico[:, 1]])
-                criterion = select(W_rows, f"refinement {r + 1}")
-                self.history_.append(
-                    {"stage": "refinement", "round": r + 1, "dictionary": len(dico), "criterion": criterion}
-                )
-                log.note(
-                    f"refinement {r + 1}/{self.n_refinement}: dictionary {len(dico)} pairs, mean cosine "
-                    f"{criterion:.4f} (best {best['criterion']:.4f}, {best['at']})"
-                )
+            for run in range(self.n_runs):
+                self._run(Xn, Zn, Zu, dev, run, best, log)
         self.W_src_ = best["W"]
         self.W_tgt_ = np.eye(Zn.shape[1], dtype=np.float32)
         self.criterion_, self.selected_ = float(best["criterion"]), best["at"]
         self.n_iter_ = len(self.history_)
         return self
+
+    def _run(
+        self, Xn: np.ndarray, Zn: np.ndarray, Zu: np.ndarray, dev: Any, run: int, best: dict, log: IterationLog
+    ) -> None:
+        """One run (seed ``seed + run``): STEP 1 and 3 from this run's best map; ``best`` keeps the best of all runs."""
+        import torch
+
+        tag = f"run {run + 1}, " if self.n_runs > 1 else ""
+        mine = {"criterion": float("-inf"), "W": np.eye(Xn.shape[1], dtype=np.float32)}
+
+        def select(W_rows: np.ndarray, at: str) -> float:
+            """STEP 2: the criterion of a map; keep it when it is the best so far (of this run, of all runs)."""
+            criterion = mean_cosine(unit_length(Xn @ W_rows), Zu, self.criterion_words, self.csls_k)
+            if criterion > mine["criterion"]:
+                mine.update(criterion=criterion, W=W_rows.copy())
+            if criterion > best["criterion"]:
+                best.update(criterion=criterion, W=W_rows.copy(), at=tag + at)
+            return criterion
+
+        torch.manual_seed(self.seed + run)
+        # STEP 1 (with STEP 2 after each epoch): adversarial training
+        if self.n_epochs > 0:
+            self._adversarial(Xn, Zn, dev, select, log)
+        # STEP 3: refinement rounds, from this run's best map so far, each from the previous round's map
+        W_rows = mine["W"]
+        for r in range(self.n_refinement):
+            dico = refinement_dictionary(unit_length(Xn @ W_rows), Zu, self.dico_max_rank, self.csls_k)
+            if len(dico) == 0:
+                log.note(f"{tag}refinement {r + 1}: empty dictionary, stopping")
+                break
+            W_rows = procrustes_map(Xn[dico[:, 0]], Zn[dico[:, 1]])
+            criterion = select(W_rows, f"refinement {r + 1}")
+            entry = {"stage": "refinement", "round": r + 1, "dictionary": len(dico), "criterion": criterion}
+            self.history_.append({**entry, "run": run + 1} if self.n_runs > 1 else entry)
+            log.note(
+                f"{tag}refinement {r + 1}/{self.n_refinement}: dictionary {len(dico)} pairs, mean cosine "
+                f"{criterion:.4f} (best {best['criterion']:.4f}, {best['at']})"
+            )
 
     def _adversarial(self, Xn: np.ndarray, Zn: np.ndarray, dev: Any, select: Any, log: IterationLog) -> None:
         """STEP 1: adversarial epochs, each followed by model selection and the learning-rate schedule."""
