@@ -237,6 +237,19 @@ def test_muse_is_seeded_and_deterministic(easy):
     assert [h["stage"] for h in a.history_] == ["adversarial", "adversarial", "refinement"]
 
 
+def test_muse_n_runs_keeps_the_run_with_the_best_criterion(easy):
+    kw = dict(dis_hidden=32, n_epochs=2, epoch_size=3200, n_refinement=1, log_every=10**6)
+    runs = [make_mapper("muse", seed=s, **kw).fit(easy.src_vectors, easy.tgt_vectors, None) for s in (3, 4)]
+    both = make_mapper("muse", seed=3, n_runs=2, **kw).fit(easy.src_vectors, easy.tgt_vectors, None)
+    winner = max(runs, key=lambda est: est.criterion_)
+    assert both.criterion_ == winner.criterion_ and np.array_equal(both.W_src_, winner.W_src_)
+    assert both.selected_ == f"run {runs.index(winner) + 1}, {winner.selected_}"
+    assert [h["run"] for h in both.history_] == [1, 1, 1, 2, 2, 2]
+    assert [h["criterion"] for h in both.history_] == [h["criterion"] for r in runs for h in r.history_]
+    with pytest.raises(XlingError, match="n_runs"):
+        make_mapper("muse", n_runs=0).fit(easy.src_vectors, easy.tgt_vectors, None)
+
+
 # --- progress, bad input, CLI ------------------------------------------------------------------------------------
 
 

@@ -3,8 +3,9 @@
 Scoring the base model and K adapters over the same items is K+1 passes of the base model's compute plus the
 low-rank paths (about 2·r·(d_in + d_out) FLOPs per token per adapted layer, ~3% at r=8 and d=512). peft's
 mixed-batch forward (``adapter_names=``) gathers each adapter's rows and scatters them back in every layer, which
-cost ~60% of scoring time on CPU. Here the batch is laid out adapter-major — segment ``s`` holds the same N rows
-under adapter ``s`` (or the base) — so each adapter's rows are one contiguous slice, and every adapted linear layer
+cost ~60% of scoring time on CPU on a small model (profiled before this module existed). Here the batch is laid
+out adapter-major — segment ``s`` holds the same N rows under adapter ``s`` (or the base) — so each adapter's rows
+are one contiguous slice, and every adapted linear layer
 computes ``base(x)`` once for the whole batch plus one batched matmul pair over the segments:
 
     out.view(S, N·T, d_out)[adapted] += bmm(bmm(x.view(S, N·T, d_in)[adapted], Aᵀ), Bᵀ) · scaling

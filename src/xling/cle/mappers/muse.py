@@ -228,7 +228,11 @@ class MUSE(Mapper):
             torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []),
         ):
             for run in range(self.n_runs):
+                start = len(self.history_)
                 self._run(Xn, Zn, Zu, dev, run, best, log)
+                if self.n_runs > 1:
+                    for entry in self.history_[start:]:
+                        entry["run"] = run + 1
         self.W_src_ = best["W"]
         self.W_tgt_ = np.eye(Zn.shape[1], dtype=np.float32)
         self.criterion_, self.selected_ = float(best["criterion"]), best["at"]
@@ -266,8 +270,9 @@ class MUSE(Mapper):
                 break
             W_rows = procrustes_map(Xn[dico[:, 0]], Zn[dico[:, 1]])
             criterion = select(W_rows, f"refinement {r + 1}")
-            entry = {"stage": "refinement", "round": r + 1, "dictionary": len(dico), "criterion": criterion}
-            self.history_.append({**entry, "run": run + 1} if self.n_runs > 1 else entry)
+            self.history_.append(
+                {"stage": "refinement", "round": r + 1, "dictionary": len(dico), "criterion": criterion}
+            )
             log.note(
                 f"{tag}refinement {r + 1}/{self.n_refinement}: dictionary {len(dico)} pairs, mean cosine "
                 f"{criterion:.4f} (best {best['criterion']:.4f}, {best['at']})"
