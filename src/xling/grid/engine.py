@@ -14,6 +14,7 @@ the store's event log at any time, from any machine.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -165,11 +166,12 @@ def run_units(
     """Run every unit of ``units`` that is not published yet; return the final status per stage.
 
     ``output`` is the grid's output folder (Slurm logs go below it). Progress is a bar per stage on a terminal and
-    one plain line per finished unit otherwise (a Slurm job's log, ``2>log``).
+    one plain line per finished unit otherwise (a Slurm job's log, ``2>log``), as each unit is published: a watcher
+    reads the store's event log while jobs run, so a job of several units reports each one when it finishes.
     """
     sched = _Scheduler(units, workload, store, max_retries)
     todo = [u for u in units if u.key not in sched.done]
-    with _Progress(units, stages, sched.done, console, progress) as bar:
+    with _Progress(units, stages, sched.done, console, progress) as bar, _Watcher(store, bar, enabled=bool(todo)):
         if todo:
             with make_executor(executor, output) as ex:
                 in_flight = 0
@@ -185,12 +187,46 @@ def run_units(
                     job, outcomes = ex.wait()
                     in_flight -= 1
                     for o in outcomes:
-                        unit = sched.units.get(o.key)
-                        if unit is None:
+                        if o.key not in sched.units:
                             continue
-                        ok = sched.finished(o)
-                        bar.report(unit, ok, o.error, retry=not ok and o.key not in sched.given_up)
+                        if sched.finished(o):
+                            bar.done(o.key)
+                        else:
+                            bar.failed(o.key, o.error, retry=o.key not in sched.given_up)
     return grid_status(units, stages, store)
+
+
+class _Watcher:
+    """Reports every unit the moment a worker publishes it, from the store's event log, while jobs run (a job of
+    several units, say eight adapters trained in turn, returns its outcomes only at its end)."""
+
+    def __init__(self, store: Store, bar: _Progress, *, enabled: bool, interval: float = 1.0) -> None:
+        self.store, self.bar, self.enabled, self.interval = store, bar, enabled, interval
+        path = store.events_path
+        self.offset = path.stat().st_size if path.exists() else 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="xling-progress", daemon=True)
+
+    def __enter__(self) -> _Watcher:
+        if self.enabled:
+            self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> None:
+        events, self.offset = self.store.events_since(self.offset)
+        for event in events:
+            if event.get("event") == "done":
+                self.bar.done(event["key"])
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.stop.set()
+            self.thread.join()
+            self.poll()
 
 
 class _Progress:
@@ -204,7 +240,10 @@ class _Progress:
         self.live = enabled and self.console.is_terminal
         self.totals = {s: sum(u.stage == s for u in units) for s in stages}
         self.counts = {s: sum(u.stage == s and u.key in done for u in units) for s in stages}
-        self.failed = {s: 0 for s in stages}
+        self.failed_n = {s: 0 for s in stages}
+        self.units = {u.key: u for u in units}
+        self.reported = set(done)
+        self.lock = threading.Lock()
         self.bar = None
 
     def __enter__(self) -> _Progress:
@@ -235,21 +274,33 @@ class _Progress:
             }
         return self
 
-    def report(self, unit: Unit, ok: bool, error: str, retry: bool) -> None:
+    def done(self, key: str) -> None:
+        """A unit was published (from the watcher or the job's outcome; reported once)."""
+        with self.lock:
+            unit = self.units.get(key)
+            if unit is None or key in self.reported:
+                return
+            self.reported.add(key)
+            self.counts[unit.stage] += 1
+            self._show(unit, "done")
+
+    def failed(self, key: str, error: str, retry: bool) -> None:
+        """A unit's attempt failed; it is retried, or reported as failed for good."""
+        with self.lock:
+            unit = self.units[key]
+            if not retry:
+                self.failed_n[unit.stage] += 1
+            self._show(unit, "failed, will retry" if retry else "FAILED", error)
+
+    def _show(self, unit: Unit, what: str, error: str = "") -> None:
         s = unit.stage
-        if ok:
-            self.counts[s] += 1
-        elif not retry:
-            self.failed[s] += 1
         if self.bar is not None:
-            self.bar.update(self.tasks[s], completed=self.counts[s], failed=self.failed[s])
-            if not ok:
-                self.bar.console.print(
-                    f"[yellow]{'retrying' if retry else 'failed'}[/yellow] {unit.describe()}: {error}"
-                )
+            self.bar.update(self.tasks[s], completed=self.counts[s], failed=self.failed_n[s])
+            if error:
+                colour = "yellow" if what.startswith("failed,") else "red"
+                self.bar.console.print(f"[{colour}]{what.lower()}[/{colour}] {unit.describe()}: {error}")
         elif self.enabled:
-            what = "done" if ok else ("failed, will retry" if retry else "FAILED")
-            tail = "" if ok else f": {error}"
+            tail = f": {error}" if error else ""
             self.console.print(
                 f"{s} {self.counts[s]}/{self.totals[s]} {what}: {unit.describe()}{tail}",
                 markup=False,

@@ -138,6 +138,23 @@ class Store:
                 continue
         return out
 
+    def events_since(self, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """Events appended after byte ``offset`` of the log, and the offset after the last complete line (a line
+        still being written is left for the next call)."""
+        if not self.events_path.exists():
+            return [], offset
+        with open(self.events_path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1
+        out = []
+        for line in data[:end].splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out, offset + end
+
     def failures(self, key: str) -> list[str]:
         """Error messages of the unit's failed attempts, oldest first."""
         return [e.get("error", "") for e in self.events() if e["key"] == key and e["event"] == "fail"]
