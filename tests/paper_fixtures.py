@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xling.tasks.paper import ALIGNED
+from xling.tasks.paper import BENCHMARKS
 
 STR = pa.string()
 SCHEMAS = {
@@ -140,7 +140,7 @@ def make_rows(name: str, lang: str, split: str, n: int) -> list[dict]:
 
 def write_hub_copy(folder: Path, name: str, languages: list[str], sizes: dict[str, int]) -> Path:
     """``folder/<owner>/<name>/`` of the aligned release of ``name``: parquet per language and split, README."""
-    repo = Path(folder) / ALIGNED[name]
+    repo = Path(folder) / BENCHMARKS[name].aligned
     configs = []
     for lang in languages:
         (repo / lang).mkdir(parents=True, exist_ok=True)
@@ -157,6 +157,6 @@ def write_hub_copy(folder: Path, name: str, languages: list[str], sizes: dict[st
 
 def write_all(folder: Path, languages: list[str], sizes: dict[str, int]) -> Path:
     """Local copies of all four aligned releases under ``folder``."""
-    for name in ALIGNED:
+    for name in BENCHMARKS:
         write_hub_copy(folder, name, languages, sizes)
     return Path(folder)

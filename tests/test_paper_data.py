@@ -45,8 +45,8 @@ def test_real_schemas_load_aligned_from_local_copies(prepared):
 
     for name in paper.BENCHMARKS:
         by_lang = load_aligned(name, LANGS, "test")  # the cache: every language has the same ids
-        rows = datasets.load_dataset(str(prepared / paper.ALIGNED[name]), "de", split="test")
-        assert [it.id for it in by_lang["de"]] == [str(v) for v in rows[paper.ID_COLUMNS[name]]]
+        rows = datasets.load_dataset(str(prepared / paper.BENCHMARKS[name].aligned), "de", split="test")
+        assert [it.id for it in by_lang["de"]] == [str(v) for v in rows[paper.BENCHMARKS[name].id_column]]
         assert len(by_lang["hi"]) == 8
     tqa = load_aligned("truthfulqa", ["de"], "test")["de"]
     assert all(it.id.isdigit() for it in tqa)  # truth_id is an int64 column
@@ -69,7 +69,7 @@ def test_lmeval_formats_equal_lmeval_tasks(hub):
         ("hellaswag", hs, "choices"),
         ("truthfulqa", tqa, "mc1_choices"),
     ):
-        rows = datasets.load_dataset(str(hub / paper.ALIGNED[name]), "hi", split="test")
+        rows = datasets.load_dataset(str(hub / paper.BENCHMARKS[name].aligned), "hi", split="test")
         docs = module.process_docs(rows)
         items = paper.fetch_items(name, "hi", "test", str(hub))
         for doc, item in zip(docs, items):
@@ -82,7 +82,7 @@ def test_lmeval_formats_equal_lmeval_tasks(hub):
     template = yaml.safe_load(
         (Path(lm_eval.__file__).parent / "tasks/global_mmlu/default/de/_de_template_yaml").read_text()
     )
-    rows = datasets.load_dataset(str(hub / paper.ALIGNED["global_mmlu"]), "de", split="test")
+    rows = datasets.load_dataset(str(hub / paper.BENCHMARKS["global_mmlu"].aligned), "de", split="test")
     for row, item in zip(rows, paper.fetch_items("global_mmlu", "de", "test", str(hub))):
         req = eval_requests(item)
         assert req.context == jinja2.Template(template["doc_to_text"], keep_trailing_newline=True).render(**row)
@@ -161,7 +161,7 @@ def test_validation_split_is_the_releases(hub):
 
     from xling.train import split_train_val
 
-    rows = datasets.load_dataset(str(hub / paper.ALIGNED["arc_challenge"]), "de", split="train")
+    rows = datasets.load_dataset(str(hub / paper.BENCHMARKS["arc_challenge"].aligned), "de", split="train")
     kept = rows.filter(lambda r: r["answer"] is not None and str(r["answer"]).strip().upper() in ("A", "B", "C", "D"))
     ref = kept.train_test_split(test_size=0.1, seed=42)
     items = [it for it in paper.fetch_items("arc_challenge", "de", "train", str(hub)) if paper_trainable(it)]
@@ -241,19 +241,19 @@ def test_paper_preset_is_the_releases_protocol():
 
 def test_headline_metric_per_task(tmp_path):
     from xling.analysis.results import aggregate_seeds, validate_long
-    from xling.tasks.registry import norm_metric
+    from xling.tasks.registry import resolve_task
 
-    assert {n: norm_metric(n) for n in paper.BENCHMARKS} == {
+    assert {n: resolve_task(n).norm_metric for n in paper.BENCHMARKS} == {
         "arc_challenge": "acc_norm",
         "global_mmlu": "acc",
         "hellaswag": "acc_norm",
         "truthfulqa": "acc",
     }
-    assert norm_metric("mini:numbers") == "acc_norm"
+    assert resolve_task("mini:numbers").norm_metric == "acc_norm"
     (tmp_path / "t.yaml").write_text(
         "task: t\ndataset_path: json\ndoc_to_text: q\ndoc_to_choice: c\nmetric_list:\n  - metric: acc\n"
     )
-    assert norm_metric(str(tmp_path / "t.yaml")) == "acc"
+    assert resolve_task(str(tmp_path / "t.yaml")).norm_metric == "acc"
     rows = [
         {
             "model_name": "m",
@@ -343,11 +343,11 @@ def test_run_record_says_the_formats_are_inferred(tmp_path):
             for c in (0, 1)
         ]
     )
-    write_outputs(frame[COLUMNS], tmp_path / "out", {"score": {"benchmark_format": "lm-eval"}})
+    write_outputs(frame[COLUMNS], tmp_path / "out", {"score": {"benchmark_format": "lm-eval"}}, tasks=["truthfulqa"])
     record = json.loads((tmp_path / "out" / "run.json").read_text())["paper_benchmark_formats"]
     assert record["inferred"] and record["lm_eval_tasks"] == {"truthfulqa": "truthfulqa_{lang}_mc1"}
     assert record["score_norm_metric"] == {"truthfulqa": "acc"}
-    write_outputs(frame[COLUMNS], tmp_path / "plain", None, "plain")
+    write_outputs(frame[COLUMNS], tmp_path / "plain", None, "plain", tasks=["truthfulqa"])
     assert not json.loads((tmp_path / "plain" / "run.json").read_text())["paper_benchmark_formats"]["inferred"]
 
 

@@ -166,13 +166,13 @@ def test_paper_evaluation_equals_lm_eval_with_chat_template(assets, tmp_path):
     from lm_eval.tasks import TaskManager
 
     from xling.score import score_items, summarize
-    from xling.tasks.registry import norm_metric
+    from xling.tasks.registry import resolve_task
 
     model_dir, hub, _ = assets
     tasks_dir = Path(lm_eval.__file__).parent / "tasks"
     for name, (base, extra) in LMEVAL_TASKS.items():
         (tmp_path / f"{name}.yaml").write_text(
-            f"include: {tasks_dir / base}\ntask: fx_{name}\ndataset_path: {hub / paper.ALIGNED[name]}\n"
+            f"include: {tasks_dir / base}\ntask: fx_{name}\ndataset_path: {hub / paper.BENCHMARKS[name].aligned}\n"
             f"dataset_name: de\n{extra}"
         )
     out = simple_evaluate(
@@ -203,7 +203,7 @@ def test_paper_evaluation_equals_lm_eval_with_chat_template(assets, tmp_path):
     scores = summarize(df).set_index("task")
     for name in LMEVAL_TASKS:
         results = out["results"][f"fx_{name}"]
-        metric = norm_metric(name)
+        metric = resolve_task(name).norm_metric
         assert ("acc_norm,none" in results) == (metric == "acc_norm")  # score_norm = acc_norm where reported
         assert scores.loc[name, metric] == pytest.approx(results[f"{metric},none"])
 

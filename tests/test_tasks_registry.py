@@ -4,6 +4,7 @@ hub formats on local rows, the cache, id manifests), prompt formats, fingerprint
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,10 +14,10 @@ from xling.tasks import paper
 from xling.tasks.items import MCItem
 from xling.tasks.prompts import eval_requests, train_example
 from xling.tasks.registry import (
+    items_fingerprint,
     load_aligned,
     load_items,
-    task_fingerprint,
-    task_languages,
+    resolve_task,
 )
 
 ROWS = [
@@ -56,7 +57,7 @@ def test_xling_task_yaml_reads_every_format_the_same(tmp_path, fmt):
         ("a3", 0, ("4", "5")),
     ]
     assert items[0].context == "Q: What is red?\nA:" and items[0].task == "colours" and items[0].language == "de"
-    assert task_languages(str(tmp_path / "task.yaml")) == ["en", "de"]
+    assert resolve_task(str(tmp_path / "task.yaml")).languages() == ["en", "de"]
 
 
 def test_lmeval_yaml_subset(tmp_path):
@@ -105,10 +106,10 @@ def fake_hub(monkeypatch, tmp_path):
     from paper_fixtures import make_rows
 
     calls = []
-    aligned = {v: k for k, v in paper.ALIGNED.items()}
+    aligned = {b.aligned: k for k, b in paper.BENCHMARKS.items()}
     upstream = {
-        **{v: k for k, v in paper.UPSTREAM.items()},
-        **{v: k for (k, _), v in paper.UPSTREAM_FOR_LANGUAGE.items()},
+        **{b.upstream: k for k, b in paper.BENCHMARKS.items()},
+        **{v: k for k, b in paper.BENCHMARKS.items() for v in b.upstream_for_language.values()},
     }
 
     def rows(repo, language, split, revision=None):
@@ -214,10 +215,10 @@ def test_bad_input(tmp_path, fake_hub):
 
 def test_fingerprint_tracks_content(tmp_path):
     path = write_task(tmp_path, "jsonl")
-    before = task_fingerprint(path, "en", "test")
-    assert before == task_fingerprint(path, "en", "test")
+    before = items_fingerprint(load_items(path, "en", "test"))
+    assert before == items_fingerprint(load_items(path, "en", "test"))
     (tmp_path / "en.jsonl").write_text("".join(json.dumps({**r, "answer": "B"}) + "\n" for r in ROWS))
-    assert task_fingerprint(path, "en", "test") != before
+    assert items_fingerprint(load_items(path, "en", "test")) != before
 
 
 def test_data_prepare_cli(fake_hub, tmp_path, monkeypatch, capsys):
@@ -236,3 +237,35 @@ def test_data_prepare_cli(fake_hub, tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2 and "language" in capsys.readouterr().err
+
+
+def test_a_task_name_is_resolved_once_into_its_source(tmp_path):
+    from xling.tasks.paper import PaperBenchmark
+    from xling.tasks.registry import LmevalTask, MiniTask, TaskFile
+
+    (tmp_path / "lm.yaml").write_text(
+        "task: mine\ndataset_path: json\ndoc_to_text: q\ndoc_to_choice: c\ndoc_to_target: 0\n"
+        "metric_list: [{metric: acc}]\nmetadata: {language: fi}\n"
+    )
+    sources = {
+        "mini:numbers": (MiniTask, "acc_norm"),
+        "hellaswag": (PaperBenchmark, "acc_norm"),
+        "global_mmlu": (PaperBenchmark, "acc"),
+        write_task(tmp_path, "jsonl"): (TaskFile, "acc_norm"),
+        str(tmp_path / "lm.yaml"): (LmevalTask, "acc"),
+    }
+    for name, (kind, metric) in sources.items():
+        source = resolve_task(name)
+        assert type(source) is kind and source.name == name and source.norm_metric == metric
+    assert resolve_task(str(tmp_path / "lm.yaml")).languages() == ["fi"]
+    assert resolve_task("hellaswag").languages() == list(paper.LANGUAGES)
+    with pytest.raises(XlingError, match="unknown task 'nope'"):
+        resolve_task("nope")
+
+
+def test_generic_code_does_not_know_the_paper_benchmarks():
+    """Scoring, training and the grid ask a task's source; only the task registry resolves names to paper records."""
+    src = Path(paper.__file__).parents[1]
+    generic = [src / "score.py", src / "train.py", *sorted((src / "grid").glob("*.py"))]
+    for path in generic:
+        assert "tasks.paper" not in path.read_text(), path

@@ -152,15 +152,21 @@ def summarize(loglik_df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def write_outputs(loglik_df: pd.DataFrame, out_dir: str | Path, config=None, benchmark_format: str = "lm-eval") -> Path:
-    """``OUT/loglikelihoods.parquet``, ``OUT/scores.csv`` and ``OUT/run.json``, written atomically. When paper
-    benchmarks were scored, ``run.json`` says which evaluation format they used and that it is inferred."""
+def write_outputs(
+    loglik_df: pd.DataFrame,
+    out_dir: str | Path,
+    config=None,
+    benchmark_format: str = "lm-eval",
+    tasks: Sequence[str] = (),
+) -> Path:
+    """``OUT/loglikelihoods.parquet``, ``OUT/scores.csv`` and ``OUT/run.json``, written atomically. ``run.json``
+    carries what the sources of ``tasks`` (the task names scored) record about their formats (paper benchmarks:
+    which evaluation format they used and that it is inferred)."""
     from xling.io import atomic_dir
     from xling.provenance import write_run_record
-    from xling.tasks.paper import BENCHMARKS, format_record
+    from xling.tasks.registry import format_records
 
-    scored = sorted(set(loglik_df["task"]) & set(BENCHMARKS))
-    extra = {"paper_benchmark_formats": format_record(scored, benchmark_format)} if scored else {}
+    extra = format_records(tasks, benchmark_format)
     with atomic_dir(out_dir) as tmp:
         loglik_df.to_parquet(tmp / "loglikelihoods.parquet", index=False)
         summarize(loglik_df).to_csv(tmp / "scores.csv", index=False)

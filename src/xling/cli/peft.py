@@ -98,7 +98,7 @@ def evaluate(
     from rich.table import Table
 
     from xling.score import score_items, summarize, write_outputs
-    from xling.tasks.registry import load_aligned, task_languages
+    from xling.tasks.registry import load_aligned, resolve_task
 
     cfg = _config(config)
     spec = model_spec(model, kind, cfg)
@@ -111,7 +111,7 @@ def evaluate(
         adapters[name] = folder
     items = []
     for t in task:
-        langs = list(lang) or task_languages(t)
+        langs = list(lang) or resolve_task(t).languages()
         for lang_items in load_aligned(t, langs, score.split).values():
             items += lang_items
     _check_fresh(out)
@@ -125,6 +125,7 @@ def evaluate(
         out,
         {"model": spec, "adapters": adapters, "tasks": task, "languages": lang, "score": score},
         score.benchmark_format,
+        tasks=task,
     )
     shutil.rmtree(partial, ignore_errors=True)
     if as_json:

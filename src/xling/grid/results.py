@@ -3,7 +3,7 @@
 DuckDB reads the published ``scores.parquet`` of every finished score unit of the plan as one view and joins each
 adapter's scores with its model's base scores; units not (yet) finished are simply absent, so partial grids export
 what they have. ``score`` is acc; ``score_norm`` is the task's headline metric as the release picks it (acc_norm
-where the task reports it, else acc: ``xling.tasks.registry.norm_metric``), named per row in
+where the task reports it, else acc: the task source's ``norm_metric``), named per row in
 ``score_norm_metric``.
 """
 
@@ -25,7 +25,7 @@ def long_table(plan: Plan, store: Store) -> pd.DataFrame:
     metric (``score_norm``, named in ``score_norm_metric``)."""
     import duckdb
 
-    from xling.tasks.registry import norm_metric
+    from xling.tasks.registry import resolve_task
 
     base_key = {u.model.name: u.key for u in plan.base_scores}
     meta = pd.DataFrame(
@@ -46,7 +46,9 @@ def long_table(plan: Plan, store: Store) -> pd.DataFrame:
     files = [str(store.result_dir(k) / "scores.parquet") for k in keys]
     if meta.empty or not files:
         return pd.DataFrame(columns=COLUMNS)
-    metrics = pd.DataFrame([{"task": label, "metric": norm_metric(task)} for task, label in plan.task_labels.items()])
+    metrics = pd.DataFrame(
+        [{"task": label, "metric": resolve_task(task).norm_metric} for task, label in plan.task_labels.items()]
+    )
     con = duckdb.connect()
     con.register("meta", meta)
     con.register("metrics", metrics)

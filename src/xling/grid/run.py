@@ -102,12 +102,12 @@ def plan_summary(spec: GridSpec) -> dict:
     the data, so until then which units are done is unknown (``None``), with ``unprepared`` saying what is missing.
     """
     from xling.grid.units import unit_counts
-    from xling.tasks.registry import is_prepared, load_items
+    from xling.tasks.registry import load_items, resolve_task
 
     counts = unit_counts(spec)
     cells = {(c.task, c.language, spec.score.split) for c in spec.target_cells()}
     cells |= {(c.task, c.language, "train") for c in spec.source_cells()}
-    unprepared = sorted(c for c in cells if not is_prepared(*c))
+    unprepared = sorted(c for c in cells if not resolve_task(c[0]).is_prepared(c[1], c[2]))
     summary = {
         "name": spec.name,
         "models": len(spec.models),

@@ -152,14 +152,15 @@ def unit_counts(spec: GridSpec) -> dict[str, int]:
 
 def make_plan(spec: GridSpec) -> Plan:
     """Expand a grid spec into its train and score units (nothing runs; the data are read for their fingerprints)."""
-    from xling.tasks.registry import load_items, task_fingerprint
+    from xling.tasks.registry import items_fingerprint, load_items
 
     sources, targets = check_cells(spec)
     plan = Plan(spec=spec)
+    target_prints = []
     for cell in targets:  # loading validates task and language names early, with one-line errors
         items = load_items(cell.task, cell.language, spec.score.split)
         plan.task_labels[cell.task] = items[0].task
-    target_prints = [task_fingerprint(c.task, c.language, spec.score.split) for c in targets]
+        target_prints.append(items_fingerprint(items))
     score_params = spec.score.model_dump(exclude={"batch_size", "adapters_per_batch"})
     train_params = {"lora": spec.lora.model_dump(), "train": spec.train.model_dump()}
 
@@ -170,7 +171,7 @@ def make_plan(spec: GridSpec) -> Plan:
             ScoreUnit(unit_key({"unit": "score", "adapter": "base", **base}), model, None, tuple(targets))
         )
         for cell in sources:
-            data = task_fingerprint(cell.task, cell.language, "train")
+            data = items_fingerprint(load_items(cell.task, cell.language, "train"))
             for seed in spec.seeds:
                 tkey = unit_key(
                     {

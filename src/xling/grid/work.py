@@ -47,8 +47,7 @@ def _train(spec: GridSpec, store: Store, unit: TrainUnit) -> None:
 def _score(spec: GridSpec, store: Store, units: list[ScoreUnit]) -> None:
     """Score the base and several adapters of one model in one pass, then publish each unit's rows."""
     from xling.score import score_items, summarize
-    from xling.tasks.paper import BENCHMARKS, format_record
-    from xling.tasks.registry import load_items
+    from xling.tasks.registry import format_records, load_items
 
     t0 = time.time()
     model = units[0].model
@@ -57,8 +56,7 @@ def _score(spec: GridSpec, store: Store, units: list[ScoreUnit]) -> None:
     loglik = score_items(model, adapters, items, spec.score)
     scores = summarize(loglik)
     share = (time.time() - t0) / len(units)  # each unit's share of the one scoring pass
-    paper = sorted({c.task for c in units[0].targets} & set(BENCHMARKS))
-    extra = {"paper_benchmark_formats": format_record(paper, spec.score.benchmark_format)} if paper else {}
+    extra = format_records([c.task for c in units[0].targets], spec.score.benchmark_format)
     for u in units:
         meta = {"unit": "score", "model": model.name, "adapter": u.label, "seconds": round(share, 3)}
         with store.writing(u.key, meta) as tmp:

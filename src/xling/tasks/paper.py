@@ -32,7 +32,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,25 +41,10 @@ from xling.errors import XlingError
 from xling.io import atomic_file
 from xling.tasks.items import MCItem
 from xling.tasks.local import parse_gold
+from xling.tasks.source import TaskSource
 
 LANGUAGES = ("ar", "bn", "de", "en", "es", "fr", "hi", "id", "it", "pt", "zh")
-ALIGNED = {
-    "arc_challenge": "Dr4kl3s/arc_challenge_core_grid_seed42",
-    "global_mmlu": "Dr4kl3s/global_mmlu_lite_core_grid_seed42",
-    "hellaswag": "Dr4kl3s/hellaswag_coregrid_seed42",
-    "truthfulqa": "Dr4kl3s/truthfulqa_coregrid_seed42",
-}
-UPSTREAM = {
-    "arc_challenge": "alexandrainst/m_arc",
-    "global_mmlu": "CohereLabs/Global-MMLU-Lite",
-    "hellaswag": "alexandrainst/m_hellaswag",
-    "truthfulqa": "alexandrainst/m_truthfulqa",
-}
-# Language-specific upstream sources and the revisions split_benchmarks.py pins (SOURCES).
-UPSTREAM_FOR_LANGUAGE = {
-    ("hellaswag", "zh"): "richmondsin/m_hellaswag",
-    ("truthfulqa", "en"): "Dr4kl3s/truthfulqa_en_aligned",
-}
+# The revisions of the upstream sources that split_benchmarks.py pins (SOURCES).
 UPSTREAM_REVISIONS = {
     "alexandrainst/m_arc": "69b0991ee606079105c4f9e271bcc1fef0014e03",
     "CohereLabs/Global-MMLU-Lite": "36c2fd756f19ccf13a9a96c8e53ccecc02192b8b",
@@ -67,20 +53,6 @@ UPSTREAM_REVISIONS = {
     "alexandrainst/m_truthfulqa": "f0445d470f1925882b990f5f247fdcf288972f60",
     "Dr4kl3s/truthfulqa_en_aligned": "7332da38d96e69b5d6f2502cd45db3fe011b2f19",
 }
-BENCHMARKS = tuple(ALIGNED)
-# The id column of each aligned release (split_benchmarks.py ID_COLUMNS).
-ID_COLUMNS = {"arc_challenge": "id", "global_mmlu": "sample_id", "hellaswag": "id", "truthfulqa": "truth_id"}
-# The lm-eval task the release evaluates each benchmark with (dataset_processors/*.py build_tasks).
-LMEVAL_TASKS = {
-    "arc_challenge": "arc_{lang}",
-    "global_mmlu": "global_mmlu_{lang}",
-    "hellaswag": "hellaswag_{lang}",
-    "truthfulqa": "truthfulqa_{lang}_mc1",
-}
-# The release's score_norm: acc_norm where the lm-eval task reports it, else acc (parse_lm_eval_output.py).
-NORM_METRIC = {"arc_challenge": "acc_norm", "global_mmlu": "acc", "hellaswag": "acc_norm", "truthfulqa": "acc"}
-# Training sequence lengths of the release's processors (dataset_processors/*.py ``max_length``).
-TRAIN_MAX_LENGTH = {"arc_challenge": 256, "global_mmlu": 512, "hellaswag": 512, "truthfulqa": 128}
 _ID_FIELDS = ("id", "sample_id", "truth_id", "item_id", "ind", "source_id")
 
 # The six-shot QA primer of TruthfulQA (Lin et al., 2022) as lm-eval's okapi TruthfulQA tasks prepend it
@@ -112,7 +84,7 @@ def cached_path(name: str, language: str, split: str) -> Path:
 
 
 def check_name(name: str, language: str) -> None:
-    if name not in ALIGNED:
+    if name not in BENCHMARKS:
         raise XlingError(f"unknown benchmark {name!r} (expected one of {', '.join(BENCHMARKS)})")
     if language not in LANGUAGES:
         raise XlingError(f"benchmark {name!r}: unknown language {language!r} (expected one of {', '.join(LANGUAGES)})")
@@ -131,8 +103,8 @@ def format_record(names: Iterable[str], variant: str) -> dict[str, Any]:
         "benchmark_format": variant,
         "inferred": variant == "lm-eval",
         "note": note,
-        "lm_eval_tasks": {name: LMEVAL_TASKS[name] for name in names},
-        "score_norm_metric": {name: NORM_METRIC[name] for name in names},
+        "lm_eval_tasks": {name: BENCHMARKS[name].lmeval_task for name in names},
+        "score_norm_metric": {name: BENCHMARKS[name].norm_metric for name in names},
     }
 
 
@@ -257,30 +229,109 @@ def _truthfulqa(row: dict[str, Any], item_id: str, language: str, where: str) ->
     )
 
 
-_NORMALISE: dict[str, Callable[[dict[str, Any], str, str, str], MCItem]] = {
-    "arc_challenge": _arc,
-    "global_mmlu": _global_mmlu,
-    "hellaswag": _hellaswag,
-    "truthfulqa": _truthfulqa,
+@dataclass(frozen=True)
+class Benchmark:
+    """Everything xling knows of one paper benchmark, in one record (each field names its source in the release)."""
+
+    name: str
+    aligned: str  # the aligned release on the hub: one config per language, train 300 / test 400 (GMMLU 215/400)
+    upstream: str  # the original multilingual dataset split_benchmarks.py filters (SOURCES)
+    id_column: str  # split_benchmarks.py ID_COLUMNS
+    lmeval_task: str  # the lm-eval task the release evaluates with (dataset_processors/*.py build_tasks)
+    norm_metric: str  # score_norm: acc_norm where the lm-eval task reports it, else acc (parse_lm_eval_output.py)
+    train_max_length: int  # the training sequence length of the release's processor (dataset_processors/*.py)
+    normalise: Callable[[dict[str, Any], str, str, str], MCItem]  # a raw row → the evaluation item
+    upstream_for_language: dict[str, str] = field(default_factory=dict)  # language-specific upstream sources
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark(
+            name="arc_challenge",
+            aligned="Dr4kl3s/arc_challenge_core_grid_seed42",
+            upstream="alexandrainst/m_arc",
+            id_column="id",
+            lmeval_task="arc_{lang}",
+            norm_metric="acc_norm",
+            train_max_length=256,
+            normalise=_arc,
+        ),
+        Benchmark(
+            name="global_mmlu",
+            aligned="Dr4kl3s/global_mmlu_lite_core_grid_seed42",
+            upstream="CohereLabs/Global-MMLU-Lite",
+            id_column="sample_id",
+            lmeval_task="global_mmlu_{lang}",
+            norm_metric="acc",
+            train_max_length=512,
+            normalise=_global_mmlu,
+        ),
+        Benchmark(
+            name="hellaswag",
+            aligned="Dr4kl3s/hellaswag_coregrid_seed42",
+            upstream="alexandrainst/m_hellaswag",
+            id_column="id",
+            lmeval_task="hellaswag_{lang}",
+            norm_metric="acc_norm",
+            train_max_length=512,
+            normalise=_hellaswag,
+            upstream_for_language={"zh": "richmondsin/m_hellaswag"},
+        ),
+        Benchmark(
+            name="truthfulqa",
+            aligned="Dr4kl3s/truthfulqa_coregrid_seed42",
+            upstream="alexandrainst/m_truthfulqa",
+            id_column="truth_id",
+            lmeval_task="truthfulqa_{lang}_mc1",
+            norm_metric="acc",
+            train_max_length=128,
+            normalise=_truthfulqa,
+            upstream_for_language={"en": "Dr4kl3s/truthfulqa_en_aligned"},
+        ),
+    )
 }
+
+
+class PaperBenchmark(TaskSource):
+    """A paper benchmark as a task source: the prepared cache if there is one, else the aligned release."""
+
+    @property
+    def norm_metric(self) -> str:  # type: ignore[override]
+        return BENCHMARKS[self.name].norm_metric
+
+    def languages(self) -> list[str]:
+        return list(LANGUAGES)
+
+    def _load(self, language: str, split: str) -> list[MCItem]:
+        return load_paper_items(self.name, language, split)
+
+    def is_prepared(self, language: str, split: str) -> bool:
+        return cached_path(self.name, language, split).is_file()
+
+    @classmethod
+    def run_record(cls, names: Sequence[str], benchmark_format: str) -> dict[str, Any]:
+        return {"paper_benchmark_formats": format_record(names, benchmark_format)}
 
 
 def row_id(row: dict[str, Any], name: str | None = None) -> str:
     """The item id of a raw row: the release's id column for ``name``, else the first id-like column."""
-    if name is not None and row.get(ID_COLUMNS[name]) not in (None, ""):
-        return str(row[ID_COLUMNS[name]])
+    column = BENCHMARKS[name].id_column if name is not None else None
+    if column is not None and row.get(column) not in (None, ""):
+        return str(row[column])
     for key in _ID_FIELDS:
         if row.get(key) not in (None, ""):
             return str(row[key])
-    expected = ID_COLUMNS[name] if name else ", ".join(_ID_FIELDS)
+    expected = column or ", ".join(_ID_FIELDS)
     raise XlingError(f"row has no id field (expected {expected}; has {', '.join(row)})")
 
 
 def normalise_row(name: str, row: dict[str, Any], language: str) -> MCItem:
     """One raw row of a paper benchmark → ``MCItem`` (lm-eval's evaluation format; see the module docstring)."""
+    bench = BENCHMARKS[name]
     item_id = row_id(row, name)
     where = f"{name} {language} item {item_id!r}"
-    item = _NORMALISE[name](row, item_id, language, where)
+    item = bench.normalise(row, item_id, language, where)
     return MCItem(
         item.id,
         item.task,
@@ -290,8 +341,8 @@ def normalise_row(name: str, row: dict[str, Any], language: str) -> MCItem:
         item.gold,
         {
             **item.fields,
-            "train_max_length": TRAIN_MAX_LENGTH[name],
-            "lm_eval_task": LMEVAL_TASKS[name].format(lang=language),
+            "train_max_length": bench.train_max_length,
+            "lm_eval_task": bench.lmeval_task.format(lang=language),
         },
     )
 
@@ -373,7 +424,8 @@ def _mc_target(value: Any, where: str) -> tuple[list[str], list[int]]:
 
 def upstream_rows(name: str, language: str) -> list[dict[str, Any]]:
     """Every row of the upstream source of ``name`` in ``language`` (all splits, in order), in the aligned columns."""
-    repo = UPSTREAM_FOR_LANGUAGE.get((name, language), UPSTREAM[name])
+    bench = BENCHMARKS[name]
+    repo = bench.upstream_for_language.get(language, bench.upstream)
     english_tqa = (name, language) == ("truthfulqa", "en")
     rows = _hub_rows(repo, None if english_tqa else language, None, UPSTREAM_REVISIONS.get(repo))
     if name == "truthfulqa":
@@ -407,15 +459,16 @@ def fetch_rows(
     copies of the aligned release (any other ``source``), in the release's row order."""
     check_name(name, language)
     if source == "aligned":
-        return _hub_rows(ALIGNED[name], language, split)
+        return _hub_rows(BENCHMARKS[name].aligned, language, split)
     if source == "upstream":
         if manifest is None:  # the aligned release's English ids define the items
-            manifest = {split: [row_id(row, name) for row in _hub_rows(ALIGNED[name], "en", split)]}
+            manifest = {split: [row_id(row, name) for row in _hub_rows(BENCHMARKS[name].aligned, "en", split)]}
         if split not in manifest:
             raise XlingError(f"{name}: the id manifest has no split {split!r} (has {', '.join(manifest)})")
         rows = select_by_manifest(upstream_rows(name, language), manifest[split], f"{name} upstream {language}", name)
-        return sorted(rows, key=lambda row: row[ID_COLUMNS[name]])  # the release's order (split_benchmarks.py sort)
-    return _hub_rows(local_repo(source, ALIGNED[name]), language, split)
+        column = BENCHMARKS[name].id_column
+        return sorted(rows, key=lambda row: row[column])  # the release's order (split_benchmarks.py sort)
+    return _hub_rows(local_repo(source, BENCHMARKS[name].aligned), language, split)
 
 
 def fetch_items(

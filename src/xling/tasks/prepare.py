@@ -48,24 +48,23 @@ def read_data_spec(path: str | Path, source: str | None = None) -> DataSpec:
 def prepare_data(spec: DataSpec) -> list[str]:
     """Fetch and cache what ``spec`` names; returns one line per dataset prepared."""
     from xling.tasks import paper
-    from xling.tasks.registry import load_items, task_languages
+    from xling.tasks.registry import MiniTask, resolve_task
 
     done = []
     for task in spec.tasks:
-        if task in paper.BENCHMARKS:
+        source = resolve_task(task)
+        if isinstance(source, paper.PaperBenchmark):
             langs = [lang for lang in spec.languages if lang in paper.LANGUAGES]
             if not langs:
                 raise XlingError(f"task {task!r}: none of the languages {spec.languages} is one of the paper's")
             for path in paper.prepare([task], langs, spec.splits, spec.source, spec.manifest):
                 done.append(str(path))
-        elif task.endswith((".yaml", ".yml")):
+        elif not isinstance(source, MiniTask):
             for split in spec.splits:  # lm-eval YAMLs on the hub land in the datasets cache; local ones just check
                 try:
-                    load_items(task, task_languages(task)[0], split)
+                    source.items(source.languages()[0], split)
                 except XlingError as err:
                     if "no split" not in str(err):
                         raise
             done.append(task)
-        elif not task.startswith("mini:"):
-            raise XlingError(f"unknown task {task!r}")
     return done
