@@ -119,6 +119,28 @@ def test_an_option_name_has_one_type_and_one_default():
     assert not differ, differ
 
 
+#: Each registry (``xling.registry``) and the options that offer its names as choices.
+REGISTRY_OPTIONS = {"MODEL_KINDS": ["--kind"]}
+
+
+def test_every_registry_is_the_cli_choices():
+    """Registries are the only lists of names: every option offering a family's names offers exactly them."""
+    from xling import registry
+
+    found = {name for name, value in vars(registry).items() if isinstance(value, registry.Registry)}
+    assert found == set(REGISTRY_OPTIONS), "a registry without its CLI options here (or one that is gone)"
+    for reg_name, opts in REGISTRY_OPTIONS.items():
+        names = sorted(getattr(registry, reg_name).names())
+        uses = [
+            (name, opt)
+            for name, cmd in commands().items()
+            for opt, param in options(cmd).items()
+            if opt in opts and sorted(typing.get_args(bare(cmd, param))) == names
+        ]
+        offered = [(name, opt) for name, cmd in commands().items() for opt in options(cmd) if opt in opts]
+        assert uses and uses == offered, (reg_name, offered, uses)
+
+
 def test_method_choices_are_the_registered_methods():
     from xling.cle.mappers import METHODS
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from xling.errors import XlingError
+from xling.registry import MODEL_KINDS
 
 S = TypeVar("S", bound="Spec")
 
@@ -109,7 +110,7 @@ class ModelSpec(Spec):
 
     name: str
     path: str | None = None
-    kind: Literal["causal", "encoder"] = "causal"
+    kind: MODEL_KINDS.choices() = "causal"  # type: ignore[valid-type]
     revision: str | None = None
     family: str | None = None
     size: str | None = None

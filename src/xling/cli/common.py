@@ -17,8 +17,9 @@ from typing import Annotated, Any, Literal
 import typer
 
 from xling.contracts import RELEASE_COLUMNS
+from xling.registry import MODEL_KINDS
 
-Kind = Literal["causal", "encoder"]
+Kind = MODEL_KINDS.choices()
 Executor = Literal["local", "ray", "slurm"]
 
 #: A headline column of the release schema (a ``*_mean`` column).
