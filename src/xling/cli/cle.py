@@ -141,6 +141,9 @@ def simulate_command(
     n_test: Annotated[int, typer.Option(help="Test dictionary size (random other words).")] = 2000,
     clusters: Annotated[int, typer.Option(help="Shared concept clusters.")] = 100,
     lang_clusters: Annotated[int, typer.Option(help="Clusters only one language has.")] = 20,
+    cluster_spread: Annotated[
+        float, typer.Option(min=0.0, help="Spread of concepts around their cluster centre (smaller: tighter clusters).")
+    ] = 1.0,
     rank_noise: Annotated[float, typer.Option(help="Disagreement of the two frequency rankings (log scale).")] = 1.0,
     synonyms: Annotated[float, typer.Option(help="Share of translated words with a second gold translation.")] = 0.05,
     identical: Annotated[float, typer.Option(help="Share of translated words spelled the same in both.")] = 0.0,
@@ -180,6 +183,7 @@ def simulate_command(
         n_test=n_test,
         n_clusters=clusters,
         lang_clusters=lang_clusters,
+        cluster_spread=cluster_spread,
         rank_noise=rank_noise,
         synonyms=synonyms,
         identical=identical,
