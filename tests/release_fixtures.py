@@ -64,7 +64,7 @@ def write_vectors(root: Path) -> dict[str, tuple[list[str], np.ndarray]]:
     return out
 
 
-def ted_files() -> dict[str, str]:
+def ted_files() -> dict[str, str | bytes]:
     """Members of the TED CLDC archive: ``ted-cldc/<pair>/<split>/<topic>/{positive,negative}/<n>.ted``."""
     docs = {
         "de-en": ("train", "de", ["die_de katze_de schläft_de", "der_de regen_de fällt_de"]),
@@ -79,6 +79,7 @@ def ted_files() -> dict[str, str]:
             files[f"{base}/positive/1.ted"] = f"<talkid>1</talkid>\n{pos}\n"
             files[f"{base}/negative/2.ted"] = f"{neg}\n"
             files[f"{base}/negative/10.ted"] = f"{neg} {neg}\n"
+            files[f"{base}/negative/._10.ted"] = b"\x00\x05\x16\x07 macOS metadata"  # as tar on a Mac adds
     return files
 
 

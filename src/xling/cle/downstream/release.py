@@ -144,6 +144,15 @@ _PAIR = re.compile(r"^[a-z]{2}-[a-z]{2}$")
 _TED_MEMBER = re.compile(r"(?:^|/)(?P<pair>[a-z]{2}-[a-z]{2})/(?P<rest>[^/]+/[^/]+/(?:positive|negative)/[^/]+)$")
 
 
+_MAC_FILES = shutil.ignore_patterns("._*", ".DS_Store", "__MACOSX")
+
+
+def _is_mac_file(name: str) -> bool:
+    """macOS metadata archived beside the files (``._1.ted``, ``__MACOSX/``), not part of the corpus."""
+    parts = name.split("/")
+    return "__MACOSX" in parts or parts[-1].startswith("._") or parts[-1] == ".DS_Store"
+
+
 def find_ted(source: Path) -> Path | None:
     """The ``ted-cldc`` folder or tar archive under ``source``."""
     for folder in (source / "ted-cldc", source):
@@ -195,13 +204,13 @@ def _copy_ted(source: Path, out: Path, pairs: list[str]) -> set[str]:
         if source.is_dir():
             for pair in pairs:
                 if (source / pair).is_dir():
-                    shutil.copytree(source / pair, stage(pair), dirs_exist_ok=True)
+                    shutil.copytree(source / pair, stage(pair), dirs_exist_ok=True, ignore=_MAC_FILES)
         else:
             try:
                 with tarfile.open(source, "r|*") as tar:
                     for member in tar:
                         match = _TED_MEMBER.search(member.name)
-                        if not (member.isfile() and match and match["pair"] in pairs):
+                        if not (member.isfile() and match and match["pair"] in pairs) or _is_mac_file(member.name):
                             continue
                         parts = match["rest"].split("/")
                         if any(part in ("", ".", "..") for part in parts):
