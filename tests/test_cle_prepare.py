@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 from cli_runner import run_xling as xling
-from release_fixtures import CLEF_DOCS, XNLI_ROWS, write_downloads, write_tar
+from release_fixtures import CLEF_DOCS, XNLI_ROWS, ted_files, write_downloads, write_tar
 
 from xling.cle import prepare as prepare_module
 from xling.cle.downstream.data import load_cldc, load_clir, load_xnli
@@ -215,6 +215,26 @@ def test_missing_datasets_are_reported_or_errors_when_named(monkeypatch, capsys,
     assert code == 2 and "--from FOLDER is required" in err
     code, _, err = xling(monkeypatch, capsys, "data", "prepare", "data.yaml", "--from", empty)
     assert code == 2 and "--from: only with 'xling data prepare cle'" in err
+
+
+def test_ted_cldc_from_a_zip_or_a_folder_equals_the_tar(downloads, tmp_path):
+    source, _ = downloads
+    prepare_cle(source, tmp_path / "tar", languages=["de"], only=["cldc"])
+    zipped = tmp_path / "zipped"
+    zipped.mkdir()
+    with zipfile.ZipFile(zipped / "ted-cldc.zip", "w") as zf:
+        for name, text in ted_files().items():
+            zf.writestr(name, text)
+    prepare_cle(zipped, tmp_path / "zip", languages=["de"], only=["cldc"])
+    folder = tmp_path / "folder"
+    with zipfile.ZipFile(zipped / "ted-cldc.zip") as zf:
+        zf.extractall(folder)
+    prepare_cle(folder, tmp_path / "dir", languages=["de"], only=["cldc"])
+    files = [
+        sorted(p.relative_to(root).as_posix() for p in (root / "downstream" / "ted-cldc").rglob("*.ted"))
+        for root in (tmp_path / "tar", tmp_path / "zip", tmp_path / "dir")
+    ]
+    assert files[0] == files[1] == files[2] and len(files[0]) == 2 * 2 * 3  # 2 pairs, 2 topics, 3 documents
 
 
 def test_a_cut_vectors_file_or_a_bad_ted_file_writes_nothing(downloads, tmp_path):

@@ -13,7 +13,7 @@ Sources in ``SOURCE`` (``--from``), as downloaded, extracted or not: ``wiki.<lan
 ``wiki.<lang>.zip``) in ``SOURCE`` or ``SOURCE/vectors``; xling-eval's ``bli_datasets`` folder (a clone
 ``SOURCE/xling-eval``, GitHub's ``xling-eval-master.zip`` or its extracted folder) or ``xling data fetch``'s
 ``SOURCE/xling-eval-bli`` (xling-eval states no licence, so the package does not ship the dictionaries); the
-``ted-cldc`` folder or its tar archive; ``XNLI-1.0``, ``multinli_1.0`` and ``XNLI-MT-1.0`` (folders or zips); the
+``ted-cldc`` folder or its archive; ``XNLI-1.0``, ``multinli_1.0`` and ``XNLI-MT-1.0`` (folders or zips); the
 unzipped CLEF test suite (``DocumentData``, ``Topics``, ``RelAssess``). A dataset whose files are not there is
 reported and skipped, or is an error when asked for by name (``only``).
 """
@@ -49,7 +49,7 @@ OUTPUTS = {
 _LOOKED_FOR = {
     "vectors": "wiki.<lang>.vec or wiki.<lang>.zip in SOURCE or SOURCE/vectors",
     "bli": "xling-eval's bli_datasets (SOURCE/xling-eval, xling-eval-master.zip) or SOURCE/xling-eval-bli",
-    "cldc": "SOURCE/ted-cldc or a TED CLDC tar archive (ted-cldc*.tgz)",
+    "cldc": "SOURCE/ted-cldc or an archive with ted in its name (.tgz, .tar.gz, .tar, .zip)",
     "xnli": "SOURCE/XNLI-1.0 or SOURCE/XNLI-1.0.zip",
     "clir": "the unzipped CLEF test suite (DocumentData, Topics, RelAssess) in SOURCE or one folder down",
 }

@@ -1,9 +1,9 @@
 """The downstream corpora as their authors release them, laid out as the loaders read them (``xling data prepare``).
 
-- **TED CLDC** (Hermann & Blunsom 2014): the ``ted-cldc`` folder, extracted or still in its tar archive. The pair
-  folders of the wanted languages (``<lang>-en`` and ``en-<lang>``: the corpus pairs every language with English)
-  are copied unchanged to ``ted-cldc/``, each checked as the loader reads it (UTF-8, every topic with ``positive/``
-  and ``negative/``, no empty document).
+- **TED CLDC** (Hermann & Blunsom 2014): the ``ted-cldc`` folder, extracted or still in its archive (tar or zip).
+  The pair folders of the wanted languages (``<lang>-en`` and ``en-<lang>``: the corpus pairs every language with
+  English) are copied unchanged to ``ted-cldc/``, each checked as the loader reads it (UTF-8, every topic with
+  ``positive/`` and ``negative/``, no empty document).
 - **XNLI**: ``XNLI-1.0`` (dev and test sets of 15 languages), ``multinli_1.0`` (the English training set) and,
   optionally, ``XNLI-MT-1.0`` (machine-translated training sets), extracted or still zipped. They are read with the
   loader's own readers (rows without a gold label skipped, ``contradictory`` read as contradiction, XNLI rows
@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 from xling.cle.downstream.data import NLIPairs, read_nli, read_qrels, read_ted_documents, read_trec_topics
 from xling.errors import XlingError
@@ -159,7 +160,7 @@ def find_ted(source: Path) -> Path | None:
         if folder.is_dir() and any(_PAIR.match(p.name) and (p / "train").is_dir() for p in folder.iterdir()):
             return folder
     archives = sorted(
-        p for p in source.iterdir() if "ted" in p.name.lower() and p.name.endswith((".tgz", ".tar.gz", ".tar"))
+        p for p in source.iterdir() if "ted" in p.name.lower() and p.name.endswith((".tgz", ".tar.gz", ".tar", ".zip"))
     )
     return archives[0] if archives else None
 
@@ -206,25 +207,38 @@ def _copy_ted(source: Path, out: Path, pairs: list[str]) -> set[str]:
                 if (source / pair).is_dir():
                     shutil.copytree(source / pair, stage(pair), dirs_exist_ok=True, ignore=_MAC_FILES)
         else:
-            try:
-                with tarfile.open(source, "r|*") as tar:
-                    for member in tar:
-                        match = _TED_MEMBER.search(member.name)
-                        if not (member.isfile() and match and match["pair"] in pairs) or _is_mac_file(member.name):
-                            continue
-                        parts = match["rest"].split("/")
-                        if any(part in ("", ".", "..") for part in parts):
-                            raise XlingError(f"{source}: unsafe member name {member.name!r}")
-                        dest = stage(match["pair"]).joinpath(*parts)
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        with tar.extractfile(member) as src, open(dest, "wb") as fh:
-                            shutil.copyfileobj(src, fh)
-            except (tarfile.TarError, EOFError, OSError) as err:
-                raise XlingError(f"{source}: cannot read the archive ({err})") from None
+            for name, data in _archive_files(source):
+                match = _TED_MEMBER.search(name)
+                if not (match and match["pair"] in pairs) or _is_mac_file(name):
+                    continue
+                parts = match["rest"].split("/")
+                if any(part in ("", ".", "..") for part in parts):
+                    raise XlingError(f"{source}: unsafe member name {name!r}")
+                dest = stage(match["pair"]).joinpath(*parts)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with data() as src, open(dest, "wb") as fh:
+                    shutil.copyfileobj(src, fh)
         for pair, folder in staged.items():
             _check_ted_pair(folder, pair, source)
             found.add(pair)
     return found
+
+
+def _archive_files(path: Path) -> Iterator[tuple[str, Callable[[], BinaryIO]]]:
+    """(name, opener) of every file in a tar (any compression, streamed) or zip archive."""
+    try:
+        if path.name.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    if not info.is_dir():
+                        yield info.filename, lambda info=info: zf.open(info)
+            return
+        with tarfile.open(path, "r|*") as tar:
+            for member in tar:
+                if member.isfile():
+                    yield member.name, lambda member=member: tar.extractfile(member)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
+        raise XlingError(f"{path}: cannot read the archive ({err})") from None
 
 
 def _check_ted_pair(folder: Path, pair: str, source: Path) -> None:
