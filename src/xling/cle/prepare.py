@@ -80,14 +80,17 @@ def prepare_cle(
     if max_vocab is not None and max_vocab < 1:
         raise XlingError(f"max_vocab must be at least 1 (or None for every row), found {max_vocab}")
     results = []
-    with release.scratch_dir(out) as scratch:
-        for dataset in [d for d in DATASETS if not only or d in only]:
-            result = _prepare_one(dataset, source, out, langs, max_vocab, encodings, Path(scratch), report)
-            if result is None:
-                if only:
-                    raise XlingError(f"{dataset}: not found in {source} (looked for {_LOOKED_FOR[dataset]})")
-                result = Prepared(dataset, notes=[f"not found (looked for {_LOOKED_FOR[dataset]})"])
-            results.append(result)
+    try:
+        with release.scratch_dir(out) as scratch:
+            for dataset in [d for d in DATASETS if not only or d in only]:
+                result = _prepare_one(dataset, source, out, langs, max_vocab, encodings, Path(scratch), report)
+                if result is None:
+                    if only:
+                        raise XlingError(f"{dataset}: not found in {source} (looked for {_LOOKED_FOR[dataset]})")
+                    result = Prepared(dataset, notes=[f"not found (looked for {_LOOKED_FOR[dataset]})"])
+                results.append(result)
+    except OSError as err:  # unreadable source, unwritable output, full disk: one line naming the file
+        raise XlingError(f"{err.filename or out}: {err.strerror or err}") from None
     return results
 
 
