@@ -11,6 +11,12 @@ SHARED = REPO.parent / "shared"
 BLI_DATA = SHARED / "data" / "xling-eval-bli"
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_folder(monkeypatch, tmp_path_factory):
+    """Every test gets an empty cache folder of its own: no test reads or writes the user's ~/.cache/xling."""
+    monkeypatch.setenv("XLING_CACHE", str(tmp_path_factory.mktemp("xling-cache")))
+
+
 @pytest.fixture(scope="module")
 def torch_one_thread():
     """Torch on one thread for a module: small models on a shared 2-core runner are much faster so."""

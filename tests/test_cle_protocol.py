@@ -13,6 +13,7 @@ import pytest
 from cli_runner import run_xling as xling
 from threadpoolctl import threadpool_limits
 
+from xling.cache import cache_dir
 from xling.cle.dictionaries import read_dictionary
 from xling.cle.protocol import PROTOCOLS, get_protocol, resolve
 from xling.cle.vectors import read_vectors
@@ -355,7 +356,7 @@ def test_grid_protocol_field_resolves_every_unit(tmp_path, mixed):
     W, _ = ref_proc(ref_dictionary(mixed / "train.tsv"), vs, vt, src, tgt)
     ref = ref_eval(ref_dictionary(mixed / "test.tsv"), vs, vt, src @ W.astype(np.float32), tgt)
     assert table.loc[0, "mrr"] == pytest.approx(ref["mrr"], abs=1e-9) and table.loc[0, "n"] == ref["n"]
-    assert not (mixed / ".xling-cache").exists()
+    assert not (cache_dir() / "vectors").exists()  # cache: false
     assert CLEGridSpec(**fields, retrieval="nn").conventions().overrides == {}
     with pytest.warns(XlingNote, match="retrieval=csls"):
         assert CLEGridSpec(**fields, retrieval="csls").conventions().overrides == {"retrieval": "csls"}

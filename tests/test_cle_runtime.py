@@ -82,7 +82,9 @@ def test_every_iterative_method_is_covered():
 def test_unwritable_cache_folder_is_a_note_and_no_cache_turns_it_off(monkeypatch, capsys, pair, tmp_path):
     folder = tmp_path / "vectors"
     write_pair(pair, folder)
-    (folder / ".xling-cache").write_text("not a folder")  # as a read-only folder would, mkdir fails
+    blocked = tmp_path / "cache-is-a-file"
+    blocked.write_text("not a folder")  # as a read-only folder would, mkdir fails
+    monkeypatch.setenv("XLING_CACHE", str(blocked))
     args = [
         "cle",
         "run",
@@ -103,9 +105,9 @@ def test_unwritable_cache_folder_is_a_note_and_no_cache_turns_it_off(monkeypatch
     assert code == 0 and '"p1"' in out
     assert len(notes) == 2 and "cannot write the vectors cache" in str(notes[0].message)
     assert _format_note(notes[0].message, XlingNote, "x.py", 1) == f"note: {notes[0].message}\n"  # one CLI line
-    (folder / ".xling-cache").unlink()
+    monkeypatch.setenv("XLING_CACHE", str(tmp_path / "fresh"))
     code, out, err = xling(monkeypatch, capsys, *args, "--no-cache")
-    assert code == 0 and not (folder / ".xling-cache").exists()
+    assert code == 0 and not (tmp_path / "fresh").exists() and not (folder / ".xling-cache").exists()
 
 
 @pytest.mark.parametrize("method", ["proc", "cca", "vecmap-sup"])

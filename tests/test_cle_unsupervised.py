@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +19,9 @@ from xling.cle.mappers import gwa, icp, make_mapper, muse
 from xling.cle.mappers.procrustes import Procrustes
 from xling.cle.normalize import unit_length
 from xling.cle.simulate import simulate_pair, write_pair
+from xling.cle.vectors import read_vectors
 from xling.cli import main
+from xling.cli.cle import _parse_params
 from xling.errors import XlingError
 
 #: Settings sized for CI on the easy pair (the defaults are sized for 200K x 300 fastText spaces): MUSE with a
@@ -338,6 +342,30 @@ def test_cle_run_from_the_cli(monkeypatch, capsys, easy_files, tmp_path, method,
     assert record["mapping"]["seed"] == "none" and record["mapping"]["params"]
     if method == "gwa":  # the CI settings are enough for the full score
         assert result["p1"] >= 0.8 and record["mapping"]["status"] in ("converged", "max_iter")
+
+
+def _readme_commands(prefix: str) -> list[list[str]]:
+    """The README's shell commands starting with ``prefix`` (continuation lines joined, comments dropped)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [shlex.split(line.split("#")[0]) for line in joined.splitlines() if line.startswith(prefix)]
+
+
+def test_readme_easy_pair_commands_are_the_tests_pair_and_settings(monkeypatch, capsys, tmp_path, easy):
+    (simulate,) = _readme_commands("xling cle simulate -o easy ")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", simulate)
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert (exit_.value.code or 0) == 0, capsys.readouterr().err
+    src, tgt = read_vectors(tmp_path / "easy" / "src.vec"), read_vectors(tmp_path / "easy" / "tgt.vec")
+    assert src.words == easy.src_words and tgt.words == easy.tgt_words
+    assert np.allclose(src.vectors, easy.src_vectors, atol=1e-5)
+    assert np.allclose(tgt.vectors, easy.tgt_vectors, atol=1e-5)
+    runs = {cmd[cmd.index("-m") + 1]: cmd for cmd in _readme_commands("xling cle run -m ")}
+    for method, settings in FAST.items():
+        given = [runs[method][i + 1] for i, arg in enumerate(runs[method]) if arg == "--param"]
+        assert _parse_params(given) == {k: v for k, v in settings.items() if k != "log_every"}
 
 
 def test_simulated_spectrum_decays_and_is_off_by_default():

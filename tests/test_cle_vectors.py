@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import pytest
 
+from xling.cache import cache_dir
 from xling.cle.vectors import read_vectors, write_bin, write_vec
-from xling.errors import XlingError
+from xling.errors import XlingError, XlingNote
 
 WORDS = ["the", "The", "cat", "sat", "Über", "naïve"]
 
@@ -58,8 +60,9 @@ def test_cache_reloads_and_follows_changes(tmp_path, vectors):
     path = tmp_path / "a.vec"
     write_vec(path, WORDS, vectors, precision=9)
     first = read_vectors(path, cache=True, max_vocab=4)
-    cached = list((tmp_path / ".xling-cache").iterdir())
-    assert len(cached) == 2
+    cached = sorted(p.name for p in (cache_dir() / "vectors").iterdir())
+    assert len(cached) == 3 and all(name.startswith("a.vec.") for name in cached)  # .npy, .vocab.txt, .json
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.vec"]  # nothing written beside the input
     again = read_vectors(path, cache=True, max_vocab=4)
     assert again.words == first.words
     np.testing.assert_array_equal(again.vectors, first.vectors)
@@ -68,6 +71,60 @@ def test_cache_reloads_and_follows_changes(tmp_path, vectors):
     changed = read_vectors(path, cache=True, max_vocab=4)
     assert changed.words == ["x", "y"]
     np.testing.assert_array_equal(changed.vectors, vectors[:2] * 2)
+    assert len(list((cache_dir() / "vectors").iterdir())) == 3  # the entry of the old file was dropped
+
+
+def test_cache_goes_to_xling_cache_and_never_mixes_two_files(tmp_path, monkeypatch, vectors):
+    monkeypatch.setenv("XLING_CACHE", str(tmp_path / "cache"))
+    a, b = tmp_path / "a" / "src.vec", tmp_path / "b" / "src.vec"
+    write_vec(a, WORDS, vectors, precision=9)
+    write_vec(b, WORDS, vectors[::-1], precision=9)  # same name, size and time: only the path tells them apart
+    os.utime(a, ns=(5, 5))
+    os.utime(b, ns=(5, 5))
+    assert a.stat().st_size == b.stat().st_size
+    first_a, first_b = read_vectors(a, cache=True), read_vectors(b, cache=True)
+    again_a, again_b = read_vectors(a, cache=True), read_vectors(b, cache=True)
+    np.testing.assert_array_equal(again_a.vectors, vectors)
+    np.testing.assert_array_equal(again_b.vectors, vectors[::-1])
+    np.testing.assert_array_equal(first_b.vectors, again_b.vectors)
+    assert len(list((tmp_path / "cache" / "vectors").glob("src.vec.*.npy"))) == 2
+    assert not (tmp_path / "a" / ".xling-cache").exists() and first_a.words == WORDS
+
+
+def test_cache_folder_defaults_to_the_user_cache(monkeypatch, tmp_path):
+    monkeypatch.delenv("XLING_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "xling"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "xling"
+
+
+@pytest.mark.parametrize("limit", [{}, {"max_vocab": 4}, {"max_rows": 4}])
+def test_a_file_cut_short_at_a_line_end_is_an_error_or_a_note(tmp_path, vectors, limit):
+    path = tmp_path / "cut.vec"
+    write_vec(path, WORDS, vectors)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:4]), encoding="utf-8")  # the header promises 6 rows; 3 arrived
+    with pytest.raises(XlingError, match="header promises 6 rows but the file ends after 3") as err:
+        read_vectors(path, **limit)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    for cache in (True, True):  # the first read and the cached copy both say so
+        with pytest.warns(XlingNote, match="promises 6 rows but the file ends after 3"):
+            emb = read_vectors(path, skip_bad=True, cache=cache, **limit)
+        assert emb.words == WORDS[:3] and emb.short == (6, 3)
+
+
+@pytest.mark.parametrize("limit", [{"max_vocab": 3}, {"max_rows": 3}, {"max_vocab": 2}])
+def test_limits_reached_before_the_cut_read_the_file_as_usual(tmp_path, vectors, limit):
+    path = tmp_path / "cut.vec"
+    write_vec(path, WORDS, vectors)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:4]), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        emb = read_vectors(path, **limit)
+    assert emb.words == WORDS[: next(iter(limit.values()))] and emb.short is None
 
 
 @pytest.mark.parametrize(

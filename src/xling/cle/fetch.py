@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from typing import BinaryIO
 
 from xling.errors import XlingError
 from xling.io import atomic_file, file_sha256
@@ -157,20 +158,32 @@ def _stream_vectors(
 ) -> tuple[str, int]:
     """Copy the header and the first ``max_vocab`` rows of a word2vec text file; return (sha256, rows)."""
     _check_url(url)
+    with _open(url) as response:
+        return copy_vectors(response, url, dest, max_vocab, report)
+
+
+def copy_vectors(
+    stream: BinaryIO, origin: str, dest: Path, max_vocab: int | None, report: Callable[[int], None] | None = None
+) -> tuple[str, int]:
+    """Write the header and the first ``max_vocab`` rows (all: ``None``) of the word2vec text in ``stream`` to
+    ``dest`` atomically, the header's count rewritten; return (sha256 of what was written, rows). A stream that
+    ends before the rows it promises is refused, naming ``origin``."""
     digest = hashlib.sha256()
     rows = 0
-    with _open(url) as response, atomic_file(dest, "wb") as fh:
-        parts = response.readline().split()
+    with atomic_file(dest, "wb") as fh:
+        parts = stream.readline().split()
         if len(parts) != 2 or not (parts[0].isdigit() and parts[1].isdigit()):
-            raise XlingError(f"{url}: expected a 'count dim' header on line 1, found {b' '.join(parts)[:60]!r}")
+            raise XlingError(f"{origin}: expected a 'count dim' header on line 1, found {b' '.join(parts)[:60]!r}")
         count = int(parts[0]) if max_vocab is None else min(int(parts[0]), max_vocab)
         header = f"{count} {int(parts[1])}\n".encode()
         digest.update(header)
         fh.write(header)
         while rows < count:
-            line = response.readline()
-            if not line:
-                raise XlingError(f"{url}: the download ended after {rows} of {count} rows; nothing written")
+            line = stream.readline()
+            if line and not line.endswith(b"\n") and rows == count - 1:
+                line += b"\n"  # the last row, without a final newline
+            if not line.endswith(b"\n"):  # nothing, or a row cut in the middle
+                raise XlingError(f"{origin}: the file ended after {rows} of {count} rows; nothing written")
             digest.update(line)
             fh.write(line)
             rows += 1

@@ -18,7 +18,7 @@ writes the tables the analysis layer reads:
 Methods without a dictionary (``vecmap-identical``, ``vecmap-unsup``) run once per pair; their size is ``none``.
 ``protocol: glavas2019`` (or ``vecmap``, ``muse``; ``xling.cle.protocol``) fixes how vectors and dictionaries are
 read and how BLI counts; ``max_vocab``, ``case``, ``retrieval``, ``convention`` and ``oov`` written in the spec
-override it (recorded). ``cache: false`` turns off the ``.xling-cache`` copies beside the vectors files.
+override it (recorded). ``cache: false`` turns off the ``.npy`` copies of the vectors in the cache folder.
 Paths in the spec are templates relative to the spec file's folder: ``vectors`` with ``{lang}`` (one file per
 language), or ``src_vectors``/``tgt_vectors`` with ``{pair}``, ``{src}``, ``{tgt}`` (one pair of files per pair,
 as ``xling cle simulate`` writes them); dictionaries with ``{pair}``, ``{src}``, ``{tgt}`` and ``{size}``.

@@ -5,11 +5,14 @@ in Python lists), stops after ``max_vocab`` distinct words or after ``max_rows``
 count: rows dropped as duplicates or skipped as bad count too), optionally lowercases, and always de-duplicates
 (the first occurrence wins: a vocabulary maps each word to one row). A row with the wrong number of values, a NaN/inf
 value or undecodable bytes raises ``XlingError`` naming the file and line, unless ``skip_bad=True``, which skips such
-rows and counts them (``Embeddings.skipped``).
+rows and counts them (``Embeddings.skipped``). A text file that ends before the rows its header promises (an
+interrupted download cut at a line end) is an error too, or a ``note:`` with ``skip_bad=True``; stopping early at
+``max_vocab``/``max_rows`` is not.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import warnings
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xling.cache import cache_dir
 from xling.errors import XlingError, XlingNote
 from xling.io import atomic_file
 
@@ -30,6 +34,7 @@ class Embeddings:
     vectors: np.ndarray
     skipped: int = 0  # bad rows skipped with skip_bad=True
     duplicates: int = 0  # rows dropped because their word (after lowercasing) came earlier
+    short: tuple[int, int] | None = None  # (rows the header promised, rows the file has): cut short, skip_bad=True
     _index: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -62,9 +67,9 @@ def read_vectors(
 
     ``max_vocab``: stop once this many distinct words are kept; ``max_rows``: stop after this many rows of the file
     (the header not counted), whatever became of them (at most one of the two). ``cache=True`` keeps a ``.npy`` +
-    vocabulary copy in ``.xling-cache/`` beside the file, keyed by the file's size, time and these options, and
-    reloads from it while the file is unchanged; where that folder cannot be written, the cache is skipped with a
-    warning (``CacheWarning``).
+    vocabulary copy in ``vectors/`` of the cache folder (``xling.cache.cache_dir()``), keyed by the file's absolute
+    path, identity (device, inode), size, time and these options, and reloads from it while the file is unchanged;
+    where that folder cannot be written, the cache is skipped with a ``note:`` (``XlingNote``).
     """
     path = Path(path)
     for name, value in (("max_vocab", max_vocab), ("max_rows", max_rows)):
@@ -75,9 +80,9 @@ def read_vectors(
     if not path.is_file():
         raise XlingError(f"{path}: no such vectors file")
     binary = path.name.endswith(".bin") if binary is None else binary
-    options = dict(max_vocab=max_vocab, lowercase=lowercase, skip_bad=skip_bad, binary=binary, encoding=encoding)
-    if max_rows is not None:  # a new key only when used: existing caches stay valid
-        options["max_rows"] = max_rows
+    options = dict(
+        max_vocab=max_vocab, max_rows=max_rows, lowercase=lowercase, skip_bad=skip_bad, binary=binary, encoding=encoding
+    )
     if cache:
         cached = _load_cache(path, options)
         if cached is not None:
@@ -100,6 +105,7 @@ class _Rows:
         self.words: list[str] = []
         self.seen: set[str] = set()
         self.skipped = self.duplicates = 0
+        self.short: tuple[int, int] | None = None
 
     @property
     def full(self) -> bool:
@@ -131,11 +137,21 @@ class _Rows:
         self.words.append(word)
         return None
 
+    def cut_short(self, promised: int, found: int) -> None:
+        """The file ended after ``found`` rows although its header promised ``promised``."""
+        if not self.skip_bad:
+            raise XlingError(
+                f"{_short_message(self.path, promised, found)}; fetch it again, or pass skip_bad / --skip-bad "
+                f"to use the rows it has)"
+            )
+        self.short = (promised, found)
+        _warn_short(self.path, self.short)
+
     def result(self) -> Embeddings:
         n = len(self.words)
         if n < self.vectors.shape[0]:
             self.vectors.resize((n, self.dim), refcheck=False)  # shrink in place, no copy
-        return Embeddings(self.words, self.vectors, self.skipped, self.duplicates)
+        return Embeddings(self.words, self.vectors, self.skipped, self.duplicates, self.short)
 
 
 def _header(first: bytes) -> tuple[int, int] | None:
@@ -196,7 +212,21 @@ def _read_text(
             _add_batch(rows, batch)
             batch = []
     _add_batch(rows, batch)
+    limits_reached = rows.full or (max_rows is not None and n_rows >= max_rows)  # a shorter file gives the same
+    if header is not None and n_rows < header[0] and not limits_reached:
+        rows.cut_short(header[0], n_rows)
     return rows.result()
+
+
+def _short_message(path: Path, promised: int, found: int) -> str:
+    return (
+        f"{path}: the header promises {promised} rows but the file ends after {found} "
+        f"(cut short, e.g. an interrupted download"
+    )
+
+
+def _warn_short(path: Path, short: tuple[int, int]) -> None:
+    warnings.warn(f"{_short_message(path, *short)}); using its {short[1]} rows (--skip-bad)", XlingNote, stacklevel=2)
 
 
 _BATCH = 2048
@@ -288,40 +318,68 @@ def _check_pairs(words: list[str], vectors: np.ndarray) -> None:
         raise XlingError(f"write: word {bad!r} is empty or contains whitespace; word2vec files cannot hold it")
 
 
-# --- cache -----------------------------------------------------------------------------------------------------------
+# --- cache ---------------------------------------------------------------------------------------------------------
 
 
-def _cache_paths(path: Path, options: dict) -> tuple[Path, Path]:
-    stat = path.stat()
-    key = json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **options}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    folder = path.parent / ".xling-cache"
-    return folder / f"{path.name}.{digest}.npy", folder / f"{path.name}.{digest}.vocab.txt"
+def _cache_key(path: Path, options: dict) -> tuple[Path, str, dict]:
+    """(cache folder, entry stem, the source's identity): the stem names the file and hashes its absolute path
+    (so two files never share an entry), its identity and the read options."""
+    source = path.resolve()
+    stat = source.stat()
+    identity = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino, "device": stat.st_dev}
+    where = hashlib.sha256(str(source).encode()).hexdigest()[:12]
+    key = json.dumps({"path": str(source), **identity, **options}, sort_keys=True)
+    return cache_dir() / "vectors", f"{path.name}.{where}.{hashlib.sha256(key.encode()).hexdigest()[:16]}", identity
 
 
 def _load_cache(path: Path, options: dict) -> Embeddings | None:
-    npy, vocab = _cache_paths(path, options)
-    if not (npy.is_file() and vocab.is_file()):
+    folder, stem, _ = _cache_key(path, options)
+    npy, vocab, meta = (folder / f"{stem}{ext}" for ext in (".npy", ".vocab.txt", ".json"))
+    if not (npy.is_file() and vocab.is_file() and meta.is_file()):
         return None
     vectors = np.load(npy, allow_pickle=False)
     words = vocab.read_text(encoding="utf-8").split("\n")[:-1]
+    info = json.loads(meta.read_text(encoding="utf-8"))
     if len(words) != vectors.shape[0]:
         return None  # a torn cache: reread the source
-    return Embeddings(words, vectors)
+    short = tuple(info["short"]) if info.get("short") else None
+    if short:  # the note of the first read, again: a cached copy of a file cut short stays loud
+        _warn_short(path, short)
+    return Embeddings(words, vectors, info.get("skipped", 0), info.get("duplicates", 0), short)
 
 
 def _save_cache(path: Path, options: dict, emb: Embeddings) -> None:
-    npy, vocab = _cache_paths(path, options)
+    folder, stem, identity = _cache_key(path, options)
+    npy, vocab, meta = (folder / f"{stem}{ext}" for ext in (".npy", ".vocab.txt", ".json"))
     try:
-        npy.parent.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        _drop_stale(folder, stem, identity)
         with atomic_file(vocab, "w") as fh:
             fh.write("".join(w + "\n" for w in emb.words))
         with atomic_file(npy, "wb") as fh:
             np.save(fh, emb.vectors, allow_pickle=False)
+        with atomic_file(meta, "w") as fh:  # written last: an entry without it is incomplete
+            info = {"source": str(path.resolve()), "identity": identity, "options": options}
+            info |= {"skipped": emb.skipped, "duplicates": emb.duplicates, "short": emb.short}
+            json.dump(info, fh)
     except OSError as err:  # a read-only folder (or a full disk): the cache is only an optimisation
         warnings.warn(
-            f"{npy.parent}: cannot write the vectors cache ({err.strerror or err}); {path.name} is read "
-            f"from text each time (--no-cache turns the cache off)",
+            f"{folder}: cannot write the vectors cache ({err.strerror or err}); {path.name} is read "
+            f"from text each time (--no-cache turns the cache off; XLING_CACHE moves the cache)",
             XlingNote,
             stacklevel=3,
         )
+
+
+def _drop_stale(folder: Path, stem: str, identity: dict) -> None:
+    """Remove entries of the same source file made before it changed (they can never be read again)."""
+    prefix = stem.rsplit(".", 1)[0] + "."
+    for meta in folder.glob(f"{glob.escape(prefix)}*.json"):
+        try:
+            stale = json.loads(meta.read_text(encoding="utf-8")).get("identity") != identity
+        except (OSError, ValueError):
+            stale = True
+        if stale:
+            base = meta.name.removesuffix(".json")
+            for ext in (".npy", ".vocab.txt", ".json"):
+                (folder / f"{base}{ext}").unlink(missing_ok=True)

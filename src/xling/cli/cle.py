@@ -27,6 +27,7 @@ _PROTOCOL_HELP = (
     "Named BLI protocol: glavas2019 (xling-eval: first 200K rows, lowercased, repeated lines counted, "
     "NN, per line), vecmap or muse (per source word, CSLS). Options given explicitly override it."
 )
+_CACHE_HELP = "Keep a .npy copy of each vectors file in the cache folder ($XLING_CACHE, default ~/.cache/xling)."
 _MAX_VOCAB_HELP = "Vectors read per side (0: all) [default: 200000; counted as the protocol counts: rows or words]."
 
 
@@ -54,9 +55,7 @@ def bli_command(
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")
     ] = False,
-    cache: Annotated[
-        bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")
-    ] = True,
+    cache: Annotated[bool, typer.Option(help=_CACHE_HELP)] = True,
     backend: Annotated[Literal["auto", "numpy", "faiss", "torch"], typer.Option(help="Retrieval backend.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, ...")] = False,
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Also write the result and run record here.")] = None,
@@ -142,6 +141,9 @@ def simulate_command(
     n_test: Annotated[int, typer.Option(help="Test dictionary size (random other words).")] = 2000,
     clusters: Annotated[int, typer.Option(help="Shared concept clusters.")] = 100,
     lang_clusters: Annotated[int, typer.Option(help="Clusters only one language has.")] = 20,
+    cluster_spread: Annotated[
+        float, typer.Option(min=0.0, help="Spread of concepts around their cluster centre (smaller: tighter clusters).")
+    ] = 1.0,
     rank_noise: Annotated[float, typer.Option(help="Disagreement of the two frequency rankings (log scale).")] = 1.0,
     synonyms: Annotated[float, typer.Option(help="Share of translated words with a second gold translation.")] = 0.05,
     identical: Annotated[float, typer.Option(help="Share of translated words spelled the same in both.")] = 0.0,
@@ -181,6 +183,7 @@ def simulate_command(
         n_test=n_test,
         n_clusters=clusters,
         lang_clusters=lang_clusters,
+        cluster_spread=cluster_spread,
         rank_noise=rank_noise,
         synonyms=synonyms,
         identical=identical,
@@ -281,7 +284,7 @@ def downstream_command(
     case: Annotated[
         Case | None, typer.Option(help="keep: vectors as written (default); lower: lowercase the vocabularies.")
     ] = None,
-    cache: Annotated[bool, typer.Option(help="Keep a .npy copy of each vectors file for fast rereads.")] = True,
+    cache: Annotated[bool, typer.Option(help=_CACHE_HELP)] = True,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON line: task, model, metric, score, n, coverage, ...")
     ] = False,
@@ -578,9 +581,7 @@ def map_command(
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")
     ] = False,
-    cache: Annotated[
-        bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")
-    ] = True,
+    cache: Annotated[bool, typer.Option(help=_CACHE_HELP)] = True,
 ) -> None:
     """Map two embedding spaces into one shared space; write both mapped spaces and the mapping matrices."""
     from rich.console import Console
@@ -635,9 +636,7 @@ def run_command(
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")
     ] = False,
-    cache: Annotated[
-        bool, typer.Option(help="Keep a .npy copy of each vectors file in .xling-cache/ beside it.")
-    ] = True,
+    cache: Annotated[bool, typer.Option(help=_CACHE_HELP)] = True,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, method, ...")
     ] = False,

@@ -18,12 +18,12 @@ Sources (``datasets.load_dataset``; ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` a
   (its ``mc1_targets``/``mc2_targets`` split into the aligned columns), and TruthfulQA rows get ``truth_id`` = their
   position over the source's splits in order.
 
-``xling data prepare`` caches the raw rows (``$XLING_CACHE``, default ``~/.cache/xling``), after which
-``load_paper_items`` runs offline. Each row becomes one ``MCItem`` whose context, choices and gold are the
-evaluation format of the lm-eval task the release runs (``arc_{lang}``, ``hellaswag_{lang}``,
-``truthfulqa_{lang}_mc1`` from lm-eval's okapi family, ``global_mmlu_{lang}``); the paper's own task YAMLs are
-not released, so these formats are inferred from the task names. ``fields['plain']`` holds the plain alternative
-(``Question: …\\nAnswer:`` + option text, no clean-up, TruthfulQA gold = the true label) and
+``xling data prepare`` caches the raw rows (``xling.cache.cache_dir()``: ``$XLING_CACHE``, default
+``~/.cache/xling``), after which ``load_paper_items`` runs offline. Each row becomes one ``MCItem`` whose context,
+choices and gold are the evaluation format of the lm-eval task the release runs (``arc_{lang}``,
+``hellaswag_{lang}``, ``truthfulqa_{lang}_mc1`` from lm-eval's okapi family, ``global_mmlu_{lang}``); the paper's
+own task YAMLs are not released, so these formats are inferred from the task names. ``fields['plain']`` holds the
+plain alternative (``Question: …\\nAnswer:`` + option text, no clean-up, TruthfulQA gold = the true label) and
 ``fields['paper_train']`` the release's training example for the row (``None`` where its processor drops the row).
 """
 
@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xling.cache import cache_dir
 from xling.errors import XlingError
 from xling.io import atomic_file
 from xling.tasks.items import MCItem
@@ -71,11 +72,6 @@ TRUTHFULQA_QA_PROMPT = (
     "Q: Where were the 1992 Olympics held?\n"
     "A: The 1992 Olympics were held in Barcelona, Spain."
 )
-
-
-def cache_dir() -> Path:
-    """Where prepared datasets live: ``$XLING_CACHE`` or ``~/.cache/xling``."""
-    return Path(os.environ.get("XLING_CACHE") or Path.home() / ".cache" / "xling")
 
 
 def cached_path(name: str, language: str, split: str) -> Path:

@@ -15,7 +15,8 @@ without the expected fields, an empty document or sentence, an unknown label.
   (``xnli.{dev,test}.tsv``: ``language, gold_label, sentence1, sentence2``, rows of other languages skipped).
 - **CLIR**: ``DIR/queries.<lang>.tsv`` (``qid<TAB>text``) or TREC/CLEF topics ``DIR/topics.<lang>.txt`` (``<top>``
   blocks; query = title + description, as the reference CLIR code builds it), ``DIR/docs.<lang>.jsonl``
-  (``{"docno", "text"}``) and ``DIR/qrels.txt`` (TREC qrels: ``qid iteration docno relevance``).
+  (``{"docno", "text"}``) and ``DIR/qrels.<lang>.txt`` of the document language, else ``DIR/qrels.txt`` (TREC qrels:
+  ``qid iteration docno relevance``). ``xling data prepare cle`` writes this layout from CLEF 2003 as released.
 """
 
 from __future__ import annotations
@@ -272,7 +273,8 @@ def _nli_columns(cols: dict[str, int]) -> tuple[str, str, str] | None:
     return None
 
 
-def _read_nli(path: Path, language: str | None = None) -> NLIPairs:
+def read_nli(path: Path, language: str | None = None) -> NLIPairs:
+    """A released NLI file (``.jsonl`` or a TSV) with at least one labelled pair (of ``language``, if given)."""
     pairs = (read_nli_jsonl if path.suffix == ".jsonl" else read_nli_tsv)(path, language=language)
     if not pairs:
         where = f" for language {language!r}" if language else ""
@@ -319,7 +321,7 @@ def load_xnli(data_dir: str | Path, src_lang: str, tgt_lang: str) -> NLIData:
                 )
             parts[split] = None
             continue
-        parts[split] = _read_nli(hit[0], hit[1])
+        parts[split] = read_nli(hit[0], hit[1])
         files[split] = str(hit[0])
     return NLIData(parts["train"], parts["test"], parts["dev"], files)
 
@@ -445,10 +447,14 @@ def load_clir(data_dir: str | Path, src_lang: str, tgt_lang: str) -> CLIRData:
         queries, qfile = read_trec_topics(topics), topics
     else:
         raise XlingError(f"{tsv}: missing queries (or TREC topics {topics.name})")
-    docs_path, qrels_path = root / f"docs.{tgt_lang}.jsonl", root / "qrels.txt"
-    for path, what in ((docs_path, "documents"), (qrels_path, "relevance judgements")):
-        if not path.is_file():
-            raise XlingError(f"{path}: missing {what}")
+    docs_path = root / f"docs.{tgt_lang}.jsonl"
+    if not docs_path.is_file():
+        raise XlingError(f"{docs_path}: missing documents")
+    qrels_path = root / f"qrels.{tgt_lang}.txt"  # CLEF judges each document collection separately
+    if not qrels_path.is_file():
+        if not (root / "qrels.txt").is_file():
+            raise XlingError(f"{qrels_path}: missing relevance judgements (or qrels.txt for every language)")
+        qrels_path = root / "qrels.txt"
     docnos, docs = read_docs_jsonl(docs_path)
     qrels = read_qrels(qrels_path)
     return CLIRData(
