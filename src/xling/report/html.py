@@ -42,11 +42,11 @@ def empty_html(name: str, why: str = "") -> str:
     return f'<p class="empty small"><code>{html.escape(name)}</code>: no rows{reason}.</p>'
 
 
-def table_html(df: pd.DataFrame, name: str, max_rows: int = MAX_ROWS, why: str = "") -> str:
+def table_html(df: pd.DataFrame, name: str, max_rows: int = MAX_ROWS) -> str:
     """A sortable HTML table (first ``max_rows`` rows; the CSV has all) in a container that scrolls when it is
     wider than the page; a table without rows is one line (``empty_html``)."""
     if df.empty:
-        return empty_html(name, why)
+        return empty_html(name)
     shown = df.head(max_rows)
     numeric = [pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in shown.dtypes]
     text = ' class="text"'

@@ -61,7 +61,7 @@ SECTIONS = [
     (
         "roles",
         "Donors and recipients",
-        ("Two-stage means (per model, then over models). Named roles need intervals that can vary."),
+        "Two-stage means (per model, then over models). Named roles need intervals that can vary.",
         [
             "language_donor_recipient",
             "task_donor_recipient",
@@ -195,7 +195,7 @@ def summary_markdown(a: Analysis) -> str:
 
 
 # A table that is empty because another step found nothing to work with: the note that says why starts there.
-EMPTY_BECAUSE = {"significance_by_regime": "cell_significance", "consistency_sources": "consistency_by_model"}
+EMPTY_BECAUSE = {"significance_by_regime": "cell_significance"}
 
 
 def empty_reason(name: str, notes: list[str]) -> str:
