@@ -14,6 +14,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from xling.analysis import asymmetry, consistency, linguistic, matrices, profiles, roles, uplift, variance
+from xling.analysis.findings import Findings, find
 from xling.analysis.meta import AnalysisSpec, annotate
 from xling.analysis.results import RELEASE_COLUMNS, aggregate_seeds, se_column, validate_long, validate_release
 from xling.errors import XlingError
@@ -21,12 +22,13 @@ from xling.errors import XlingError
 
 @dataclass
 class Analysis:
-    """Every table of one analysis, plus what was skipped and how complete the grid was."""
+    """Every table of one analysis, what it found, what was skipped and how complete the grid was."""
 
     spec: AnalysisSpec
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     coverage: dict = field(default_factory=dict)
+    findings: Findings = field(default_factory=Findings)
     timings: dict[str, float] = field(default_factory=dict)
     options: dict = field(default_factory=dict)
 
@@ -183,6 +185,7 @@ def analyze(
         t["language_asymmetry"] = step("language_asymmetry", asymmetry.language_asymmetry, cells, spec)
     t["cell_asymmetry"] = step("cell_asymmetry", asymmetry.cell_asymmetry, cells)
     t["interval_methods"] = interval_methods(t)
+    res.findings = find(cells, t, res.coverage, spec.metric)
     return res
 
 

@@ -17,9 +17,14 @@ of them (subset ``all``) and again on the release's two subsets: cells whose sou
    target language) and their two-way interactions, higher orders pooled with the residual. On a
    complete grid the design is balanced, so the terms are orthogonal and the shares do not depend on
    the order; on an incomplete grid (or within a regime, where e.g. target task = source task) terms
-   enter in the listed order and an aliased term gets 0. Sums of squares rather than crossed random
-   effects because they are exact, fast (one 600-column Gram matrix) and never fail to converge, and
-   they show the interactions the nested model cannot separate.
+   enter in the listed order and an aliased term gets no degrees of freedom. Sums of squares rather than
+   crossed random effects because they are exact, fast (one 600-column Gram matrix) and never fail to
+   converge, and they show the interactions the nested model cannot separate.
+
+A component or term these cells cannot estimate (one model, so no model variance; a term aliased with the ones
+before it; a variance at the boundary) gets no share: ``estimable`` is False and ``reason`` says why. With one
+model the MixedLM still converges, but its model variance is only the optimiser's starting value (the REML
+likelihood does not depend on it), so it is never reported as a share.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ FACTORS = {
 }
 SCOPES = ("overall", "MT-CL", "CT-ML", "CT-CL")
 MIN_ROWS = 50
+# A variance component below this fraction of the fit's total is at the boundary (the REML estimate is 0).
+BOUNDARY = 1e-4
 
 
 def subsets(cells: pd.DataFrame, spec: AnalysisSpec, notes: list[str] | None = None) -> list[tuple[str, pd.DataFrame]]:
@@ -113,12 +120,39 @@ def fit_mixedlm(df: pd.DataFrame, optimizer: MixedLMOptimizer = "lbfgs") -> dict
     }
 
 
-def mixedlm_decomposition(cells: pd.DataFrame, spec: AnalysisSpec, notes: list[str] | None = None) -> pd.DataFrame:
-    """``subset,scope,n,component,variance,share,reml_llf,converged`` from the paper's nested MixedLM, per subset,
-    overall and per regime.
+def mixedlm_identifiability(df: pd.DataFrame) -> dict[str, str]:
+    """Why a component of the nested model cannot be estimated from these cells (component -> reason).
 
-    A fit that fails (e.g. a singular design on a tiny grid) is left out and named in ``notes``; one that does not
-    converge is kept (as the release keeps it) and named in ``notes``.
+    The model intercept needs two models (with one, its random intercept is the fixed intercept: the REML
+    likelihood is flat in it, and the optimiser returns its starting value); a source (target) component nested in
+    the model needs two source (target) cells in some model, and two cells of some source (target), else it is the
+    model intercept or the residual again; the residual is then confounded too.
+    """
+    reasons: dict[str, str] = {}
+    if df["model_name"].nunique() < 2:
+        reasons["model"] = "one model (its random intercept is the fixed intercept)"
+    for comp, role, cols in (
+        ("source (in model)", "source", ["fine_tuned_dataset", "fine_tuned_language"]),
+        ("target (in model)", "target", ["eval_dataset", "eval_language"]),
+    ):
+        per_level = df.groupby(["model_name", *cols], observed=True).size()
+        if (per_level.groupby(level=0).size() < 2).all():
+            reasons[comp] = f"one {role} cell per model (the same as the model intercept)"
+        elif (per_level < 2).all():
+            reasons[comp] = f"one cell per {role} cell (the same as the residual)"
+            reasons.setdefault("residual", f"confounded with {comp}")
+    return reasons
+
+
+def mixedlm_decomposition(cells: pd.DataFrame, spec: AnalysisSpec, notes: list[str] | None = None) -> pd.DataFrame:
+    """``subset,scope,n,component,variance,share,estimable,reason,reml_llf,converged`` from the paper's nested
+    MixedLM, per subset, overall and per regime.
+
+    A component that cannot be estimated (``mixedlm_identifiability``: its variance is NaN) or that the fit put at
+    the boundary (variance below ``BOUNDARY`` of the total) has no share (NaN), ``estimable`` False and the
+    reason; the shares of the others are of their total. A fit that fails (e.g. a singular design on a tiny grid)
+    is left out and named in ``notes``; one that does not converge is kept (as the release keeps it) and named in
+    ``notes``.
     """
     rows = []
     for subset, scope, df in _scopes(cells, spec):
@@ -131,7 +165,12 @@ def mixedlm_decomposition(cells: pd.DataFrame, spec: AnalysisSpec, notes: list[s
         llf, converged = comps.pop("llf"), bool(comps.pop("converged"))
         if not converged and notes is not None:
             notes.append(f"variance_mixedlm: {subset}/{scope} fit did not converge ({spec.mixedlm_optimizer})")
-        total = sum(max(v, 0.0) for v in comps.values())
+        reasons = mixedlm_identifiability(df)
+        comps = {k: np.nan if k in reasons else max(v, 0.0) for k, v in comps.items()}
+        total = float(np.nansum(list(comps.values())))
+        for name, var in comps.items():
+            if name not in reasons and total > 0 and var <= BOUNDARY * total:
+                reasons[name] = "at the boundary (estimated as 0, which the data cannot tell from a small variance)"
         for name, var in comps.items():
             rows.append(
                 {
@@ -140,12 +179,14 @@ def mixedlm_decomposition(cells: pd.DataFrame, spec: AnalysisSpec, notes: list[s
                     "n": len(df),
                     "component": name,
                     "variance": var,
-                    "share": 100.0 * max(var, 0.0) / total if total > 0 else np.nan,
+                    "share": 100.0 * var / total if total > 0 and name not in reasons else np.nan,
+                    "estimable": name not in reasons,
+                    "reason": reasons.get(name, ""),
                     "reml_llf": llf,
                     "converged": converged,
                 }
             )
-    cols = ["subset", "scope", "n", "component", "variance", "share", "reml_llf", "converged"]
+    cols = ["subset", "scope", "n", "component", "variance", "share", "estimable", "reason", "reml_llf", "converged"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -160,28 +201,48 @@ def _onehot(codes: np.ndarray, n_levels: int) -> sparse.csr_matrix:
     return sparse.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), n_levels))
 
 
+def _crossed_reason(factors: tuple[str, ...], levels: dict[str, int], dof: int) -> str:
+    """Why a crossed term has no degrees of freedom left ("" when it has some)."""
+    if dof > 0:
+        return ""
+    single = [f for f in factors if levels[f] < 2]
+    if single:
+        return f"one {single[0].replace('_', ' ')} in this fit"
+    return "aliased (the terms before it already determine it in this fit)"
+
+
 def crossed_decomposition(
     cells: pd.DataFrame, spec: AnalysisSpec | None = None, notes: list[str] | None = None
 ) -> pd.DataFrame:
-    """``subset,scope,n,term,df,ss,share`` from sequential sums of squares of the crossed factorial model."""
+    """``subset,scope,n,term,df,ss,share,estimable,reason`` from sequential sums of squares of the crossed
+    factorial model.
+
+    A term with no degrees of freedom left (a factor with one level in the fit, e.g. one model; or aliased with the
+    terms before it, e.g. the target task within MT-CL) cannot be estimated: no share (NaN), ``estimable`` False
+    and the reason.
+    """
     rows = []
     for subset, scope, df in _scopes(cells, spec or AnalysisSpec(), notes):
         y = df["delta"].to_numpy(dtype=float)
         y = y - y.mean()
         total = float(y @ y)
         codes = {f: pd.factorize(df[col])[0] for f, col in FACTORS.items()}
-        names, blocks = [], []
+        levels = {f: int(c.max()) + 1 for f, c in codes.items()}
+        names, blocks, term_factors = [], [], []
         for name, factors in _terms():
             joint = codes[factors[0]].astype(np.int64)
             for f in factors[1:]:
                 joint = joint * (codes[f].max() + 1) + codes[f]
             joint = pd.factorize(joint)[0]
             names.append(name)
+            term_factors.append(factors)
             blocks.append(_onehot(joint, joint.max() + 1))
         x = sparse.hstack([sparse.csr_matrix(np.ones((len(y), 1)))] + blocks, format="csr")
-        used = 1
-        for name, (ss, dof) in zip(names, _sequential_ss(x, y, [b.shape[1] for b in blocks])):
+        used, explained = 1, 0.0
+        for name, factors, (ss, dof) in zip(names, term_factors, _sequential_ss(x, y, [b.shape[1] for b in blocks])):
             used += dof
+            explained += ss
+            reason = _crossed_reason(factors, levels, dof)
             rows.append(
                 {
                     "subset": subset,
@@ -190,23 +251,27 @@ def crossed_decomposition(
                     "term": name,
                     "df": dof,
                     "ss": ss,
-                    "share": 100.0 * ss / total if total > 0 else np.nan,
+                    "share": 100.0 * ss / total if total > 0 and not reason else np.nan,
+                    "estimable": not reason,
+                    "reason": reason,
                 }
             )
-        explained = sum(r["ss"] for r in rows if r["subset"] == subset and r["scope"] == scope)
-        resid = max(total - explained, 0.0)
+        resid, resid_df = max(total - explained, 0.0), int(len(y) - used)
+        reason = "" if resid_df > 0 else "no residual degrees of freedom left"
         rows.append(
             {
                 "subset": subset,
                 "scope": scope,
                 "n": len(y),
                 "term": "higher-order + residual",
-                "df": int(len(y) - used),
+                "df": resid_df,
                 "ss": resid,
-                "share": 100.0 * resid / total if total > 0 else np.nan,
+                "share": 100.0 * resid / total if total > 0 and not reason else np.nan,
+                "estimable": not reason,
+                "reason": reason,
             }
         )
-    return pd.DataFrame(rows, columns=["subset", "scope", "n", "term", "df", "ss", "share"])
+    return pd.DataFrame(rows, columns=["subset", "scope", "n", "term", "df", "ss", "share", "estimable", "reason"])
 
 
 def _sequential_ss(x: sparse.csr_matrix, y: np.ndarray, widths: list[int]) -> list[tuple[float, int]]:

@@ -35,11 +35,12 @@ def analyze_cmd(
     """The donor-recipient transfer analysis: tables, figures, report.html, summary.md."""
     from rich.console import Console
 
+    from xling.analysis.findings import UNITS
     from xling.analysis.meta import AnalysisSpec, load_analysis_spec
     from xling.analysis.results import read_table
     from xling.config import parse_spec
     from xling.report import run_analysis
-    from xling.report.terminal import print_headline
+    from xling.report.terminal import print_findings
 
     updates = {k: v for k, v in {"metric": metric, "n_boot": n_boot, "seed": seed}.items() if v is not None}
     spec = parse_spec(AnalysisSpec, {**load_analysis_spec(config).model_dump(), **updates}, "analyze options")
@@ -59,14 +60,16 @@ def analyze_cmd(
         emit_json(
             {
                 "out": str(out),
+                "findings": analysis.findings.to_dict(),
                 "headline": records(analysis.headline),
+                "units": UNITS,
                 "notes": analysis.notes,
                 "coverage": analysis.coverage,
                 "tables": sorted(analysis.tables),
             }
         )
         return
-    print_headline(analysis.headline, console)
+    print_findings(analysis.findings, console)
     for note in analysis.notes:
         console.print(f"[yellow]note[/yellow]: {note}")
     console.print(f"wrote {out}/report.html, {out}/summary.md, {len(analysis.tables)} tables in {out}/tables")

@@ -113,7 +113,7 @@ def _print_bli(result: dict, dictionary, x, z) -> None:
     if result.get("protocol"):
         title = f"BLI, protocol {result['protocol']} ({result['retrieval']}, per {result['convention']})"
     table = Table(title=title)
-    for col in ("P@1", "P@5", "P@10", "MRR", "coverage", "n"):
+    for col in ("P@1 %", "P@5 %", "P@10 %", "MRR %", "coverage %", "n"):
         table.add_column(col, justify="right")
     table.add_row(*(f"{100 * result[k]:.2f}" for k in ("p1", "p5", "p10", "mrr", "coverage")), str(result["n"]))
     console = Console()
@@ -421,7 +421,7 @@ def _print_downstream(result) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result.task} ({result.model}): train on source, test on target")
-    for col in ("metric", "score", "n", "coverage (tgt)", "coverage (src)"):
+    for col in ("metric", "score %", "n", "coverage (tgt) %", "coverage (src) %"):
         table.add_column(col, justify="right")
     for name, value in result.metrics.items():
         table.add_row(
@@ -436,7 +436,7 @@ def _print_downstream(result) -> None:
     units = result.details.get("units", [])
     if len(units) > 1:
         per = Table(title="per topic")
-        for col in ("topic", "accuracy", "macro_f1", "n_test"):
+        for col in ("topic", "accuracy %", "macro_f1 %", "n_test"):
             per.add_column(col, justify="right")
         for u in units:
             per.add_row(u["name"], f"{100 * u['accuracy']:.2f}", f"{100 * u['macro_f1']:.2f}", str(u["n_test"]))

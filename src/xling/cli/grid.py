@@ -122,7 +122,8 @@ def run_cmd(
 def run_transfer(spec, analyze: bool, as_json: bool = False) -> None:
     """Run a transfer grid to the end and print status, results, headline, top roles and notes; exit 1 if some
     units failed."""
-    from xling.report.terminal import print_headline
+    from xling.analysis.findings import UNITS
+    from xling.report.terminal import print_findings
     from xling.study import run_transfer_study
 
     console = _console(as_json)
@@ -135,7 +136,9 @@ def run_transfer(spec, analyze: bool, as_json: bool = False) -> None:
                 "seeds": str(study.seeds),
                 "cells": study.n_cells,
                 "report": str(study.report) if study.report else None,
+                "findings": study.analysis.findings.to_dict() if study.analysis else None,
                 "headline": records(study.analysis.headline) if study.analysis else None,
+                "units": UNITS,
                 "notes": study.analysis.notes if study.analysis else [],
             }
         )
@@ -145,14 +148,12 @@ def run_transfer(spec, analyze: bool, as_json: bool = False) -> None:
     console.print(f"results: {study.results} ({study.n_cells} cells), per seed: {study.seeds}")
     if study.analysis is not None:
         analysis = study.analysis
-        print_headline(analysis.headline, console)
+        print_findings(analysis.findings, console)
         for name, key in (("language_donor_recipient", "lang"), ("task_donor_recipient", "task")):
             roles = analysis.tables.get(name)
             if roles is not None and len(roles):
                 top = {
-                    col: ", ".join(
-                        f"{r[key]} {r[col]:+.2f}" for _, r in roles.sort_values(col, ascending=False).head(3).iterrows()
-                    )
+                    col: ", ".join(f"{r[key]} {r[col]:+.2f} pp" for _, r in roles.nlargest(3, col).iterrows())
                     for col in ("donor", "recipient")
                 }
                 console.print(f"top {key} donors: {top['donor']} | top {key} recipients: {top['recipient']}")
@@ -181,7 +182,7 @@ def run_cle(spec, as_json: bool = False) -> None:
         _exit_on_failures(study.status, console)
         return
     view = Table(title=f"CLE grid: mean over pairs ({spec.conventions().retrieval}, failure = MRR < {spec.fail_mrr})")
-    for col in ("method", "size", "MRR", "P@1", "pairs", "failures", "errors"):
+    for col in ("method", "size", "MRR %", "P@1 %", "pairs", "failures", "errors"):
         view.add_column(col, justify="left" if col in ("method", "size") else "right")
     for row in averages.itertuples():
         view.add_row(

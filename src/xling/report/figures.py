@@ -138,7 +138,8 @@ def pareto(t: dict[str, pd.DataFrame]):
 
 
 def variance_bars(t: dict[str, pd.DataFrame]):
-    """Variance shares (subset ``all``): the crossed decomposition and (if fitted) the paper's nested MixedLM."""
+    """Variance shares (subset ``all``): the crossed decomposition and (if fitted) the paper's nested MixedLM; a
+    component without a share (not estimable) is left out."""
     if t["variance_crossed"].empty:
         return None
     panels = [("variance_crossed", "term", "Crossed sums of squares (%)")]
@@ -148,6 +149,7 @@ def variance_bars(t: dict[str, pd.DataFrame]):
     for ax, (name, col, title) in zip(axes[0], panels):
         df = t[name][t[name]["subset"] == "all"]
         wide = df.pivot(index="scope", columns=col, values="share").reindex(columns=df[col].unique())
+        wide = wide.dropna(axis=1, how="all")  # a component no fit could estimate (e.g. one model) has no bar
         wide = wide.reindex([s for s in ("overall", "MT-CL", "CT-ML", "CT-CL") if s in wide.index])
         bottom = np.zeros(len(wide))
         cmap = plt.get_cmap("tab20")

@@ -36,10 +36,21 @@ def fmt_ci(lo: float, hi: float, digits: int = 2) -> str:
     return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
+def empty_html(name: str, why: str = "") -> str:
+    """One line in place of a table without rows (``why``: the reason, if known)."""
+    reason = f" ({html.escape(why)})" if why else ""
+    return f'<p class="empty small"><code>{html.escape(name)}</code>: no rows{reason}.</p>'
+
+
 def table_html(df: pd.DataFrame, name: str, max_rows: int = MAX_ROWS) -> str:
-    """A sortable HTML table (first ``max_rows`` rows; the CSV has all)."""
+    """A sortable HTML table (first ``max_rows`` rows; the CSV has all) in a container that scrolls when it is
+    wider than the page; a table without rows is one line (``empty_html``)."""
+    if df.empty:
+        return empty_html(name)
     shown = df.head(max_rows)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    numeric = [pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in shown.dtypes]
+    text = ' class="text"'
+    head = "".join(f"<th{'' if num else text}>{html.escape(str(c))}</th>" for c, num in zip(shown.columns, numeric))
     rows = []
     for rec in shown.itertuples(index=False):
         tds = []
@@ -98,12 +109,21 @@ def heatmap_html(pairs: pd.DataFrame, labels: list[str], title: str) -> str:
         rows.append(f"<tr><th>{html.escape(s)}</th>{''.join(tds)}</tr>")
     return (
         f'<h3>{html.escape(title)}</h3><p class="small">rows: source, columns: target; blue = gain, red = harm; '
-        f'hover a cell for n, mean and 95% CI</p><table class="heat"><thead><tr><th></th>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'hover a cell for n, mean and 95% CI</p><div class="hscroll"><table class="heat"><thead><tr><th></th>'
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
-def render(title: str, subtitle: str, coverage_html: str, notes: list[str], sections: list[dict]) -> str:
-    """Fill the page template (``template.html``)."""
+def render(
+    title: str, subtitle: str, coverage_html: str, notes: list[str], sections: list[dict], findings_html: str = ""
+) -> str:
+    """Fill the page template (``template.html``); ``findings_html`` comes first, right under the title."""
     template = Template((resources.files("xling.report") / "template.html").read_text(encoding="utf-8"))
-    return template.render(title=title, subtitle=subtitle, coverage_html=coverage_html, notes=notes, sections=sections)
+    return template.render(
+        title=title,
+        subtitle=subtitle,
+        findings_html=findings_html,
+        coverage_html=coverage_html,
+        notes=notes,
+        sections=sections,
+    )

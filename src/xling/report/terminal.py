@@ -1,32 +1,52 @@
-"""The headline table in the terminal (rich)."""
+"""The findings in the terminal (rich): the regime table with the regimes spelled out, the named roles and what the
+run cannot support, the same sentences as ``summary.md`` and the top of ``report.html``."""
 
 from __future__ import annotations
 
-import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from xling.report.html import fmt_ci
+from xling.analysis.findings import Findings
+from xling.report.findings import (
+    NO_ROLES,
+    REGIME_COLUMNS,
+    REGIMES_CAPTION,
+    UNITS_LINE,
+    regime_rows,
+    role_text,
+    scope_text,
+)
 
 
-def headline_rich(headline: pd.DataFrame, title: str = "Transfer by regime (delta in pp, 95% CI)") -> Table:
-    """A rich Table of ``regime_summary``."""
-    table = Table(title=title)
-    for col in ("regime", "n", "mean", "95% CI", "median", "positive %", "harm %"):
-        table.add_column(col, justify="left" if col == "regime" else "right")
-    for r in headline.itertuples(index=False):
-        table.add_row(
-            r.regime,
-            str(int(r.n)),
-            f"{r.mean:+.2f}",
-            fmt_ci(r.ci_low, r.ci_high),
-            f"{r.median:+.2f}",
-            f"{r.positive_rate:.1f}",
-            f"{r.harm_rate:.1f}",
-        )
+def regimes_rich(findings: Findings, title: str = "Transfer by regime (delta in pp, 95% CI)") -> Table:
+    """A rich Table of the regimes (``regime_summary``), each spelled out; how the intervals were made is in the
+    caption (a narrow terminal has no room for it as a column)."""
+    methods = "; ".join(dict.fromkeys(r["ci_method"] for r in findings.regimes))
+    table = Table(title=title, caption=f"{REGIMES_CAPTION} Intervals: {methods}.")
+    keep = [i for i, col in enumerate(REGIME_COLUMNS) if col != "interval from"]
+    for i in keep:
+        col = REGIME_COLUMNS[i]
+        table.add_column(col, justify="left" if col in ("regime", "what it is") else "right")
+    for row in regime_rows(findings):
+        table.add_row(*(escape(row[i]) for i in keep))
     return table
 
 
-def print_headline(headline: pd.DataFrame, console: Console | None = None) -> None:
-    """Print the headline table."""
-    (console or Console()).print(headline_rich(headline))
+def print_findings(findings: Findings, console: Console | None = None) -> None:
+    """Print what the analysis found: scope, regimes, named roles, what this run cannot support, units."""
+    console = console or Console()
+    console.print(f"[bold]Findings[/bold]: {escape(scope_text(findings))}")
+    console.print(regimes_rich(findings))
+    console.print("[bold]Named roles[/bold] (CI of the deviation from the average excludes 0)")
+    if findings.roles_basis:
+        console.print(escape(findings.roles_basis), style="dim")
+    for r in findings.roles:
+        console.print("  " + role_text(r, f"[bold]{escape(str(r['name']))}[/bold]"))
+    if not findings.roles:
+        console.print("  " + NO_ROLES)
+    if findings.limits:
+        console.print("[bold]What this run cannot support[/bold]")
+        for lim in findings.limits:
+            console.print(f"  [yellow]{escape(lim['what'])}[/yellow]: {escape(lim['why'])}")
+    console.print(UNITS_LINE, style="dim")

@@ -11,10 +11,10 @@ import pandas as pd
 
 from xling.analysis.meta import AnalysisSpec
 from xling.analysis.pipeline import Analysis
-from xling.analysis.stats import NO_CI, bootstrap_over
 from xling.io import file_sha256
 from xling.report import html as H
 from xling.report.figures import write_figures
+from xling.report.findings import findings_html, findings_markdown, regimes_legend
 
 # Tables also written as LaTeX (the ones a paper would show).
 MAIN_TABLES = (
@@ -39,7 +39,7 @@ SECTIONS = [
     (
         "headline",
         "Headline: transfer by regime",
-        "MT-ML is the trained cell; transfer = every other cell. positive = delta > threshold, "
+        f"{regimes_legend()}. Transfer = every regime but MT-ML. positive = delta > threshold, "
         "harm = delta <= -harm threshold.",
         ["regime_summary", "global_uplift"],
         ["regime_summary"],
@@ -61,10 +61,7 @@ SECTIONS = [
     (
         "roles",
         "Donors and recipients",
-        (
-            "Two-stage means (per model, then over models). Named roles need a deviation CI that excludes 0 "
-            "and intervals that can vary."
-        ),
+        "Two-stage means (per model, then over models). Named roles need intervals that can vary.",
         [
             "language_donor_recipient",
             "task_donor_recipient",
@@ -170,70 +167,10 @@ def _coverage_html(a: Analysis, metric: str) -> str:
     )[0]
 
 
-def _count(n: int, noun: str) -> str:
-    """``1 model``, ``3 models``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def roles_interval_text(t: dict[str, pd.DataFrame]) -> str:
-    """What the donor/recipient intervals resampled, in words (the report and summary say it next to the roles)."""
-    methods = set()
-    for name in ("language_donor_recipient", "task_donor_recipient"):
-        if name in t:
-            methods |= set(t[name]["donor_ci_method"]) | set(t[name]["recipient_ci_method"])
-    parts = []
-    if any("one model" in m for m in methods):
-        parts.append(
-            "One model: the two-stage bootstrap has no models to resample, so each interval resamples the cells "
-            "of its language (task) within that model. It shows how consistent those cells are, not how "
-            "another model would behave."
-        )
-    elif bootstrap_over("models") in methods:
-        parts.append("Intervals resample models.")
-    if NO_CI in methods:
-        parts.append("An interval marked 'none (cannot vary)' rests on one model or one cell and names no role.")
-    return " ".join(parts)
-
-
-def _methods_line(df: pd.DataFrame, column: str = "ci_method") -> str:
-    """``Intervals: a; b.`` from a table's method column."""
-    return "Intervals: " + "; ".join(sorted(set(df[column]))) + "." if column in df and len(df) else ""
-
-
 def summary_markdown(a: Analysis) -> str:
-    """The short written summary: headline table, named roles, coverage, skipped analyses."""
-    c, t = a.coverage, a.tables
-    lines = [
-        "# Transfer analysis summary",
-        "",
-        (
-            f"Metric `{a.spec.metric}` (pp). {_count(c['models'], 'model')}, {_count(c['tasks'], 'task')}, "
-            f"{_count(c['languages'], 'language')}; {c['cells']} of {c['expected']} cells ({c['coverage']:.1f}%)."
-        ),
-        "",
-        "## Transfer by regime",
-        "",
-        "| regime | n | mean | 95% CI | median | positive % | harm % |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in t["regime_summary"].itertuples(index=False):
-        lines.append(
-            f"| {r.regime} | {r.n} | {r.mean:+.2f} | {H.fmt_ci(r.ci_low, r.ci_high)} | {r.median:+.2f} | "
-            f"{r.positive_rate:.1f} | {r.harm_rate:.1f} |"
-        )
-    lines += ["", _methods_line(t["regime_summary"])]
-    named = t.get("named_roles", pd.DataFrame())
-    lines += ["", "## Named roles (CI of the deviation from the average excludes 0)", ""]
-    roles_text = roles_interval_text(t)
-    if roles_text:
-        lines += [roles_text, ""]
-    if named.empty:
-        lines.append("None: no language or task stands out beyond its uncertainty.")
-    for r in named.itertuples(index=False):
-        lines.append(
-            f"- {r.kind} **{r.name}**: {r.role}, score {r.score:+.2f} pp {H.fmt_ci(r.ci_low, r.ci_high)} "
-            f"({r.ci_method})"
-        )
+    """The short written summary: the findings first, then asymmetry, interval methods and skipped analyses."""
+    t = a.tables
+    lines = ["# Transfer analysis summary", "", *findings_markdown(a.findings)]
     asym = t.get("language_asymmetry", pd.DataFrame())
     if len(asym):
         top = asym[asym["supported"]].head(5)
@@ -257,6 +194,20 @@ def summary_markdown(a: Analysis) -> str:
     return "\n".join(lines)
 
 
+# A table that is empty because another step found nothing to work with: the note that says why starts there.
+EMPTY_BECAUSE = {"significance_by_regime": "cell_significance"}
+
+
+def empty_reason(name: str, notes: list[str]) -> str:
+    """The note that explains why table ``name`` has no rows ("" if none does)."""
+    prefix = EMPTY_BECAUSE.get(name, name)
+    for note in notes:
+        head, _, rest = note.partition(": ")
+        if prefix in [h.strip() for h in head.split(",")]:
+            return f"{head}: {rest}" if head != name else rest
+    return ""
+
+
 def write_report(a: Analysis, cells: pd.DataFrame, out: Path) -> None:
     """Everything ``xling analyze`` writes except ``run.json``."""
     t = a.tables
@@ -276,9 +227,13 @@ def write_report(a: Analysis, cells: pd.DataFrame, out: Path) -> None:
     for sid, title, text, table_names, figure_names in SECTIONS:
         blocks = list(heatmaps.get(sid, []))
         blocks += [H.figure_html(figures[f], f.replace("_", " ")) for f in figure_names if f in figures]
-        blocks += [f"<h3>{name}</h3>" + H.table_html(t[name], name) for name in table_names if name in t]
+        for name in (n for n in table_names if n in t):
+            if t[name].empty:
+                blocks.append(H.empty_html(name, empty_reason(name, a.notes)))
+            else:
+                blocks.append(f"<h3>{name}</h3>" + H.table_html(t[name], name))
         if sid == "roles":
-            text = f"{text} {roles_interval_text(t)}".strip()
+            text = f"{text} {a.findings.roles_basis}".strip()
         if blocks:
             sections.append({"id": sid, "title": title, "text": text, "blocks": blocks})
     page = H.render(
@@ -288,6 +243,7 @@ def write_report(a: Analysis, cells: pd.DataFrame, out: Path) -> None:
         _coverage_html(a, a.spec.metric),
         a.notes,
         sections,
+        findings_html(a.findings),
     )
     (out / "report.html").write_text(page, encoding="utf-8")
     (out / "summary.md").write_text(summary_markdown(a), encoding="utf-8")
@@ -332,6 +288,7 @@ def run_analysis(
             **analysis.options,
             "tables": sorted(analysis.tables),
             "interval_methods": analysis.tables["interval_methods"].to_dict(orient="records"),
+            "findings": analysis.findings.to_dict(),
         }
         if input_path is not None:
             extra["input"] = {"path": str(input_path), "sha256": file_sha256(Path(input_path))}
