@@ -3,6 +3,8 @@ frequency bands make BLI and downstream disagree; the models are seeded; MAP and
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -10,7 +12,7 @@ from threadpoolctl import threadpool_limits
 from xling.cle.bli import bli
 from xling.cle.dictionaries import Dictionary
 from xling.cle.downstream.clir import Ranking, average_precision, query_likelihood
-from xling.cle.downstream.evaluate import evaluate_downstream, model_params, run_task
+from xling.cle.downstream.evaluate import clir_stopwords, evaluate_downstream, model_params, run_task
 from xling.cle.downstream.simulate import simulate_downstream, write_downstream
 from xling.cle.mappers.run import map_embeddings
 from xling.cle.simulate import simulate_pair
@@ -160,3 +162,33 @@ def test_model_parameters_are_checked_and_coerced(sim):
     narrow = Embeddings(tgt.words, tgt.vectors[:, :16])
     with pytest.raises(XlingError, match="source vectors have 32 dimensions, target vectors 16"):
         run_task("cldc", None, src, narrow)
+
+
+def test_clir_stopwords_are_the_references_lists_offline_or_an_error(tmp_path, monkeypatch):
+    """The reference removes NLTK's stopwords; xling ships those lists, so no NLTK download decides the scores.
+    A language without a list is an error naming what is missing, never a silent run without stopwords."""
+    monkeypatch.setitem(sys.modules, "nltk", None)  # as on a default install: NLTK's corpus is not there
+    words, source = clir_stopwords(tmp_path, "de")
+    assert source == "nltk" and len(words) == 232 and {"und", "dass", "nicht"} <= words
+    words, source = clir_stopwords(tmp_path, "en", "nltk")
+    assert len(words) == 179 and {"the", "should've"} <= words
+    assert all(len(clir_stopwords(tmp_path, lang)[0]) > 40 for lang in ("fi", "fr", "it", "ru", "es", "nl", "sv"))
+    (tmp_path / "stopwords.de.txt").write_text("Foo\nbar\n")
+    assert clir_stopwords(tmp_path, "de") == (frozenset({"foo", "bar"}), str(tmp_path / "stopwords.de.txt"))
+    assert clir_stopwords(tmp_path, "hr", "none") == (frozenset(), "none")
+    with pytest.raises(XlingError, match=r"no stopword list for language 'hr'.*stopwords.hr.txt.*--stopwords none"):
+        clir_stopwords(tmp_path, "hr")
+    with pytest.raises(XlingError, match="no such stopwords file"):
+        clir_stopwords(tmp_path, "en", "file")
+
+
+def test_xnli_without_a_dev_set_says_which_epoch_it_keeps(sim):
+    import dataclasses
+
+    from xling.cle.downstream.evaluate import load_task_data
+    from xling.errors import XlingNote
+
+    data = load_task_data("xnli", sim["dir"] / "xnli", "src", "tgt")
+    assert data.dev is not None
+    with pytest.warns(XlingNote, match="no source-language dev set.*last epoch is kept"):
+        run_task("xnli", dataclasses.replace(data, dev=None), *sim["proc"], params={"hidden": 4, "epochs": 1})

@@ -273,8 +273,8 @@ def downstream_command(
     stopwords: Annotated[
         Stopwords,
         typer.Option(
-            help="clir: DIR/stopwords.<lang>.txt (file), NLTK's lists (nltk), "
-            "none, or auto (file, else nltk if installed, else none)."
+            help="clir: DIR/stopwords.<lang>.txt (file), NLTK's lists as the reference uses them (nltk, shipped "
+            "with xling), none, or auto (file, else nltk; a language with neither is an error)."
         ),
     ] = Stopwords.auto,
     max_vocab: Annotated[int | None, typer.Option(help="Vectors read per side (0: all) [default: 200000].")] = None,

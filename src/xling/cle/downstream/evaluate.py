@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from xling.cle.downstream.data import CLDCData, CLIRData, NLIData, load_cldc, lo
 from xling.cle.downstream.models import CNNClassifier, ESIMClassifier, MeanClassifier, Progress
 from xling.cle.downstream.text import Coverage, to_ids, tokenize_words
 from xling.cle.vectors import Embeddings
-from xling.errors import XlingError
+from xling.errors import XlingError, XlingNote
 
 TASKS: tuple[str, ...] = ("cldc", "xnli", "clir")
 MODELS: dict[str, tuple[str, ...]] = {"cldc": ("cnn", "mean"), "xnli": ("esim",), "clir": ("bwe-agg", "tbt-qt")}
@@ -161,57 +162,45 @@ def evaluate_downstream(
     return run_task(task, data, src, tgt, **options)
 
 
-_NLTK_NAMES = {
-    "ar": "arabic",
-    "da": "danish",
-    "de": "german",
-    "en": "english",
-    "es": "spanish",
-    "fi": "finnish",
-    "fr": "french",
-    "hu": "hungarian",
-    "it": "italian",
-    "nl": "dutch",
-    "no": "norwegian",
-    "pt": "portuguese",
-    "ro": "romanian",
-    "ru": "russian",
-    "sv": "swedish",
-    "tr": "turkish",
-}
+#: NLTK's stopword lists (the CLIR reference's), shipped with xling for the languages NLTK took from Snowball; see
+#: ``stopwords/LICENSE-stopwords`` for their source and licence.
+STOPWORDS_DIR = Path(__file__).with_name("stopwords")
+
+
+def shipped_stopword_languages() -> list[str]:
+    """Languages (ISO 639-1) whose NLTK stopword list xling ships."""
+    return sorted(p.stem for p in STOPWORDS_DIR.glob("*.txt"))
 
 
 def clir_stopwords(data_dir: str | Path, lang: str, source: str = "auto") -> tuple[frozenset[str], str]:
     """Stopwords of ``lang`` for CLIR preprocessing, and where they came from.
 
-    ``file``: ``DIR/stopwords.<lang>.txt`` (one word a line); ``nltk``: NLTK's list (the reference's; needs
-    ``nltk.download("stopwords")``); ``none``; ``auto``: the file if present, else NLTK's list if installed, else none.
+    ``file``: ``DIR/stopwords.<lang>.txt`` (one word a line); ``nltk``: NLTK's list, the reference's (shipped with
+    xling: no download); ``none``: none; ``auto``: the file if present, else NLTK's list. A language with neither is
+    an ``XlingError`` naming what is missing: running without stopwords changes the scores, so it is never a silent
+    fallback (``none`` asks for it).
     """
     if source not in ("auto", "file", "nltk", "none"):
         raise XlingError(f"unknown stopwords source {source!r}; expected auto, file, nltk or none")
+    if source == "none":
+        return frozenset(), "none"
     path = Path(data_dir) / f"stopwords.{lang}.txt"
     if source == "file" or (source == "auto" and path.is_file()):
         if not path.is_file():
             raise XlingError(f"{path}: no such stopwords file")
-        return frozenset(w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()), str(
-            path
+        return _read_stopwords(path), str(path)
+    shipped = STOPWORDS_DIR / f"{lang}.txt"
+    if not shipped.is_file():
+        where = f"put one at {path} or " if source == "auto" else ""
+        raise XlingError(
+            f"no stopword list for language {lang!r}: xling ships NLTK's lists (the CLIR reference's) for "
+            f"{', '.join(shipped_stopword_languages())}; {where}pass --stopwords none (stopwords: none in a grid)"
         )
-    if source in ("nltk", "auto"):
-        words = _nltk_stopwords(lang)
-        if words is not None:
-            return words, "nltk"
-        if source == "nltk":
-            raise XlingError(f"NLTK stopwords for {lang!r} are not installed (python -m nltk.downloader stopwords)")
-    return frozenset(), "none"
+    return _read_stopwords(shipped), "nltk"
 
 
-def _nltk_stopwords(lang: str) -> frozenset[str] | None:
-    try:
-        from nltk.corpus import stopwords
-
-        return frozenset(stopwords.words(_NLTK_NAMES.get(lang, lang)))
-    except (ImportError, LookupError, OSError):
-        return None
+def _read_stopwords(path: Path) -> frozenset[str]:
+    return frozenset(w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip())
 
 
 def check_task(task: str, model: str | None = None, metric: str | None = None) -> tuple[str, str]:
@@ -403,6 +392,13 @@ def _run_xnli(data: NLIData, src: Embeddings, tgt: Embeddings, params: dict, see
     if data.dev is not None:
         dev_p, dev_h, _ = ids(data.dev, src)
         dev = (dev_p, dev_h, data.dev.labels)
+    else:  # which epoch is kept changes the score: say so
+        warnings.warn(
+            "xnli: no source-language dev set (DIR/<src>/dev.tsv, MultiNLI or XNLI dev): the model after the last "
+            "epoch is kept, not the best epoch on dev",
+            XlingNote,
+            stacklevel=2,
+        )
     clf = ESIMClassifier(**params, seed=seed, progress=progress)
     clf.fit(train_p, train_h, data.train.labels, src.vectors, dev=dev)
     pred = clf.predict(test_p, test_h, tgt.vectors)
