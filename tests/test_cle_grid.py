@@ -185,7 +185,29 @@ def test_grid_with_downstream_tasks_writes_both_tables_and_the_report(tmp_path, 
     assert len(downstream) == 3 * 2 * 2 and set(downstream["task"]) == {"cldc", "clir"}
     assert {"method", "pair", "size", "task", "metric", "score", "n"} <= set(downstream.columns)
     by = downstream.set_index(["method", "size", "task"])["score"]
-    assert by[("proc", 500, "cldc")] > by[("proc", 50, "cldc")]  # a better map transfers better
+    assert by[("proc", 500, "clir")] > by[("proc", 50, "clir")]  # a better map transfers better
+    assert by[("cca", 500, "clir")] > by[("cca", 50, "clir")]
+    assert (downstream["status"] == "done").all() and (downstream["n_seeds"] == 1).all()
+    # the grid's downstream scores are those of `xling cle downstream` on the same map (`xling cle map`'s files)
+    data = tmp_path / "src-tgt"
+    code, _, err = run_xling(
+        monkeypatch,
+        capsys,
+        *("cle", "map", "-m", "proc", "--src", data / "src.vec", "--tgt", data / "tgt.vec"),
+        *("--train-dict", data / "train.500.tsv", "-o", tmp_path / "mapped"),
+    )
+    assert code == 0, err
+    for task, extra in (("cldc", ["--task-model", "mean"]), ("clir", [])):
+        code, out, err = run_xling(
+            monkeypatch,
+            capsys,
+            *("cle", "downstream", "--task", task, "--data", data / "downstream" / task, "--src-lang", "src"),
+            *("--tgt-lang", "tgt", "--src", tmp_path / "mapped/src.vec", "--tgt", tmp_path / "mapped/tgt.vec"),
+            *extra,
+            "--json",
+        )
+        assert code == 0, err
+        assert json.loads(out)["score"] == by[("proc", 500, task)], task
     corr = pd.read_csv(tables / "cle_bli_downstream_correlation.csv")
     assert set(corr["pair"]) == {"src-tgt", "pooled"} and (corr["n_methods"] == 3).all()
     assert corr["resampling"].str.contains("bootstrap over methods").all()
