@@ -5,6 +5,7 @@ xling-eval's loader, evaluation and PROC-B (``code/util.py``, ``code/eval.py``, 
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -356,6 +357,15 @@ def test_grid_protocol_field_resolves_every_unit(tmp_path, mixed):
     ref = ref_eval(ref_dictionary(mixed / "test.tsv"), vs, vt, src @ W.astype(np.float32), tgt)
     assert table.loc[0, "mrr"] == pytest.approx(ref["mrr"], abs=1e-9) and table.loc[0, "n"] == ref["n"]
     assert not (mixed / ".xling-cache").exists()
+    # the report states what the units ran (their records), not xling's defaults (csls, case kept)
+    from xling.cle.grid import recorded_conventions
+    from xling.study import run_cle_study
+
+    ran = recorded_conventions(spec)
+    assert ran["retrieval"] == ["nn"] and ran["case"] == ["lower"] and ran["protocol"] == ["glavas2019"]
+    report = run_cle_study(spec, progress=False).report.read_text()
+    facts = dict(re.findall(r'<td class="text">([^<]+)</td><td class="text">([^<]*)</td>', report))
+    assert facts["retrieval"] == "nn" and facts["case"] == "lower" and facts["protocol"] == "glavas2019", facts
     assert CLEGridSpec(**fields, retrieval="nn").conventions().overrides == {}
     with pytest.warns(XlingNote, match="retrieval=csls"):
         assert CLEGridSpec(**fields, retrieval="csls").conventions().overrides == {"retrieval": "csls"}

@@ -118,7 +118,15 @@ class CLEGridSpec(Spec):
     output: str = "xling-out/cle-grid"
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     max_retries: int = Field(1, ge=0)
-    downstream: dict[Literal["cldc", "xnli", "clir"], str | DownstreamEntry] = Field(default_factory=dict)
+    downstream: dict[Literal["cldc", "xnli", "clir"], DownstreamEntry] = Field(default_factory=dict)
+
+    @field_validator("downstream", mode="before")
+    @classmethod
+    def _folder_alone(cls, value: Any) -> Any:
+        """``task: DIR`` is short for ``task: {data: DIR}``."""
+        if isinstance(value, dict):
+            return {k: {"data": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
 
     @field_validator("sizes", mode="before")
     @classmethod
@@ -191,7 +199,7 @@ class CLEGridSpec(Spec):
 
     def tasks(self) -> dict[str, DownstreamEntry]:
         """Every downstream task as a ``DownstreamEntry``."""
-        return {t: e if isinstance(e, DownstreamEntry) else DownstreamEntry(data=e) for t, e in self.downstream.items()}
+        return dict(self.downstream)
 
     def conventions(self) -> Protocol:
         """The BLI conventions of every unit (``xling.cle.protocol.Protocol``): the spec's protocol, or xling's
