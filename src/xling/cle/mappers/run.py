@@ -65,7 +65,19 @@ def seed_pairs(
 
 def fitted_info(mapper: Mapper) -> dict[str, Any]:
     """What the estimator learned besides its maps: iterations, objective, how it ended, dictionary sizes."""
-    keys = ("n_pairs_", "n_iter_", "objective_", "converged_", "status_", "criterion_", "selected_", "sizes_")
+    keys = (
+        "n_pairs_",
+        "n_iter_",
+        "objective_",
+        "converged_",
+        "status_",
+        "criterion_",
+        "selected_",
+        "sizes_",
+        "device_",
+        "step_seconds_",
+        "expected_seconds_",
+    )
     out = {k.rstrip("_"): getattr(mapper, k) for k in keys if hasattr(mapper, k)}
     if hasattr(mapper, "pairs_"):
         out["final_pairs"] = int(len(mapper.pairs_))
