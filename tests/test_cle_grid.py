@@ -319,3 +319,39 @@ def test_downstream_pairs_seeds_and_a_missing_task_folder(two_way, tmp_path, mon
         assert (down["status"] == "done").all()
     finally:
         shutil.rmtree(two_way / "clir-tgt-src")
+
+
+@pytest.mark.parametrize(
+    "preset, bli_units, downstream_units, n_missing",
+    [
+        # 28 pairs x (5 methods x 4 sizes + 4 without a dictionary); 8 vectors files + 28 x 5 dictionaries
+        ("glavas2019-bli.yaml", 672, None, 8 + 28 * 5),
+        # 11 pairs x (5 x 2 + 4); (5 CLDC + 4 XNLI + 9 CLIR pairs) x 14; 7 languages, 11 x 3 dictionaries, 3 folders
+        ("glavas2019-downstream.yaml", 154, 18 * 14, 7 + 11 * 3 + 3),
+    ],
+)
+def test_presets_plan_offline_with_counts_and_missing_inputs(
+    preset, bli_units, downstream_units, n_missing, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    from conftest import REPO
+
+    shutil.copytree(REPO / "configs", tmp_path / "configs")  # ../xling-data from there: absent
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "configs" / preset
+    code, out, err = run_xling(monkeypatch, capsys, "grid", "plan", spec, "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["stages"]["bli"] == {"units": bli_units, "done": 0}
+    assert plan["stages"].get("downstream", {}).get("units") == downstream_units
+    assert len(plan["missing_inputs"]) == n_missing
+    assert not (tmp_path / "xling-out").exists()  # planning writes nothing
+    vectors = tmp_path / "xling-data" / "vectors" / "wiki.en.vec"
+    vectors.parent.mkdir(parents=True)
+    vectors.write_text("1 2\nthe 0.1 0.2\n")
+    code, out, err = run_xling(monkeypatch, capsys, "grid", "plan", spec)
+    assert code == 0 and f"{n_missing - 1} input file(s) or folder(s) missing" in out
+    assert str(vectors) not in out and "wiki.de.vec" in out
+    if downstream_units:
+        assert "downstream xnli: 4 pair(s) (en-de, en-fr, en-ru, en-tr), seeds [0, 1, 2]" in out

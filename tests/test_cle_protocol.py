@@ -371,19 +371,31 @@ def test_grid_protocol_field_resolves_every_unit(tmp_path, mixed):
         assert CLEGridSpec(**fields, retrieval="csls").conventions().overrides == {"retrieval": "csls"}
 
 
-def test_readme_paper_grid_uses_the_protocol():
-    import re
-
-    import yaml
-
-    from xling.cle.grid import CLEGridSpec
+def test_paper_presets_use_the_protocol_and_the_papers_methods():
+    from xling.cle.grid import load_grid_spec
     from xling.cle.mappers import METHODS
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "pairs: paper" in b)
-    spec = CLEGridSpec(**yaml.safe_load(block))
-    assert spec.protocol == "glavas2019" and spec.conventions().overrides == {}
-    assert {e.method for e in spec.entries()} <= set(METHODS) and len(spec.pair_list()) == 28
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("glavas2019-bli.yaml", "glavas2019-downstream.yaml"):
+        spec = load_grid_spec(configs / name)
+        assert spec.protocol == "glavas2019" and spec.conventions().overrides == {}
+        assert [e.method for e in spec.entries()] == [
+            "proc",
+            "proc-b",
+            "dlv",
+            "rcsls",
+            "cca-xlingeval",
+            "vecmap-unsup",
+            "muse",
+            "icp",
+            "gwa",
+        ]
+        assert {e.method for e in spec.entries()} <= set(METHODS)
+    bli = load_grid_spec(configs / "glavas2019-bli.yaml")
+    assert len(bli.pair_list()) == 28 and bli.sizes == ["500", "1k", "3k", "5k"]
+    readme = (configs.parent / "README.md").read_text()
+    cle = readme[readme.index("## Cross-lingual word embeddings") :]
+    assert cle.index("configs/glavas2019-bli.yaml") < cle.index("### ")  # the CLE section starts from the presets
 
 
 def test_real_dictionaries_read_as_xling_eval_reads_them(bli_data):

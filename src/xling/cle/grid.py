@@ -807,11 +807,12 @@ def missing_inputs(spec: CLEGridSpec) -> list[str]:
 def plan_summary(spec: CLEGridSpec) -> dict:
     """What ``xling grid plan`` shows for a CLE grid, offline: units per stage and how many are done, the
     downstream tasks with their pairs, and which input files are missing."""
-    todo, store = units(spec), store_for(spec)
+    todo = units(spec)
+    store = store_for(spec) if (Path(spec.output) / "store").is_dir() else None  # planning creates no folder
     by_stage = {
         name: {
             "units": sum(u.stage == name for u in todo),
-            "done": sum(store.done(u.key) for u in todo if u.stage == name),
+            "done": sum(store is not None and store.done(u.key) for u in todo if u.stage == name),
         }
         for name in stages(spec)
     }
