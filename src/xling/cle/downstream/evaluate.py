@@ -59,7 +59,8 @@ CHOICES: dict[str, dict[str, str]] = {
     "esim": {
         "architecture": "ESIM (Chen et al. 2017), embeddings frozen, hidden 300, dropout 0.5 -- the paper's NLI "
         "code is not public; ESIM's published settings",
-        "training": "Adam lr 4e-4, batch 32, gradient norm clip 10, 5 epochs; the best epoch on source-language "
+        "training": "Adam lr 4e-4, batch 32, gradient norm clip 10 (ESIM's published settings); 5 epochs "
+        "(xling's choice: ESIM trains to early stopping); the best epoch on source-language "
         "validation pairs is kept when DIR/<src>/dev.tsv (or MultiNLI/XNLI dev) exists",
         "tokens": "regex words, looked up as written then lowercased, at most 100 tokens per sentence",
     },
