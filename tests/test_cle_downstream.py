@@ -3,14 +3,16 @@ frequency bands make BLI and downstream disagree; the models are seeded; MAP and
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
 from xling.cle.bli import bli
 from xling.cle.dictionaries import Dictionary
-from xling.cle.downstream.clir import Ranking, average_precision, query_likelihood
-from xling.cle.downstream.evaluate import evaluate_downstream, model_params, run_task
+from xling.cle.downstream.clir import Ranking, average_precision, query_likelihood, reference_average_precision
+from xling.cle.downstream.evaluate import clir_stopwords, evaluate_downstream, model_params, run_task
 from xling.cle.downstream.simulate import simulate_downstream, write_downstream
 from xling.cle.mappers.run import map_embeddings
 from xling.cle.simulate import simulate_pair
@@ -49,7 +51,8 @@ FAST_CNN = {"lr": 1e-3, "epochs": 15}  # the reference's 1e-4 x 10 epochs underf
 def test_cldc_transfers_only_through_a_shared_space(sim, model, params):
     proc = _run(sim, "cldc", "proc", model=model, params=params)
     unmapped = _run(sim, "cldc", "unmapped", model=model, params=params)
-    assert proc.metric == "accuracy" and proc.n == 150 and proc.coverage == 1.0
+    assert proc.metric == "micro_f1" and proc.score == proc.metrics["accuracy"]  # one multi-class task: equal
+    assert proc.n == 150 and proc.coverage == 1.0
     assert proc.score > 0.9 and proc.metrics["macro_f1"] > 0.9  # 4 topics: chance is 0.25
     assert unmapped.score < 0.45
 
@@ -69,6 +72,14 @@ def test_ted_cldc_layout_runs_one_binary_task_per_topic(sim, tmp_path):
     assert result.coverage == 1.0 and result.score > 0.8 and result.metrics["accuracy"] > 0.9
     unmapped = evaluate_downstream("cldc", tmp_path, "src", "tgt", *sim["unmapped"], model="mean")
     assert unmapped.metrics["f1_positive"] < 0.5
+    # the headline is the paper's micro-averaged F1: positive-class decisions pooled over the topics
+    assert unmapped.metric == "micro_f1" and unmapped.score == unmapped.metrics["micro_f1"]
+    for r in (result, unmapped):
+        decisions = [(g == "positive", p == "positive") for _, _, g, p in r.artifacts["predictions"]]
+        tp = sum(g and p for g, p in decisions)
+        fp, fn = sum(p and not g for g, p in decisions), sum(g and not p for g, p in decisions)
+        assert r.metrics["micro_f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert unmapped.metrics["micro_f1"] != pytest.approx(unmapped.metrics["f1_positive"])  # pooled, not averaged
 
 
 def test_clir_transfers_only_through_a_shared_space(sim):
@@ -136,6 +147,21 @@ def test_average_precision_is_trec_eval_ap_and_the_reference_formula():
     assert ap["q"] == pytest.approx((1 + 2 / 3) / 3)
     with pytest.raises(XlingError, match="no query has both"):
         average_precision(ranking, {"z": {"d1": 1}})
+    # the reference's AP divides by the relevant documents retrieved and skips a query with none retrieved
+    two = Ranking(["q", "r"], ranking.docnos, np.vstack([ranking.scores, ranking.scores]))
+    qrels = {"q": {"d2": 1, "d5": 1, "missing": 1}, "r": {"missing": 1}}
+    assert reference_average_precision(two, qrels) == {"q": pytest.approx((1 + 2 / 3) / 2)}
+    assert average_precision(two, qrels) == {"q": pytest.approx((1 + 2 / 3) / 3), "r": 0.0}
+    # a document without a score (-inf: not retrieved) is not retrieved for the reference either
+    two.scores[0, 4] = -np.inf
+    assert reference_average_precision(two, qrels) == {"q": 1.0}
+
+
+def test_clir_reports_both_map_definitions(sim):
+    result = _run(sim, "clir", "proc")
+    assert result.metric == "map" and set(result.metrics) == {"map", "map_reference"}
+    ref = _run(sim, "clir", "proc", metric="map_reference")
+    assert ref.score == ref.metrics["map_reference"] >= ref.metrics["map"]  # it ignores unretrieved documents
 
 
 def test_query_likelihood_is_the_dirichlet_formula():
@@ -160,3 +186,33 @@ def test_model_parameters_are_checked_and_coerced(sim):
     narrow = Embeddings(tgt.words, tgt.vectors[:, :16])
     with pytest.raises(XlingError, match="source vectors have 32 dimensions, target vectors 16"):
         run_task("cldc", None, src, narrow)
+
+
+def test_clir_stopwords_are_the_references_lists_offline_or_an_error(tmp_path, monkeypatch):
+    """The reference removes NLTK's stopwords; xling ships those lists, so no NLTK download decides the scores.
+    A language without a list is an error naming what is missing, never a silent run without stopwords."""
+    monkeypatch.setitem(sys.modules, "nltk", None)  # as on a default install: NLTK's corpus is not there
+    words, source = clir_stopwords(tmp_path, "de")
+    assert source == "nltk" and len(words) == 232 and {"und", "dass", "nicht"} <= words
+    words, source = clir_stopwords(tmp_path, "en", "nltk")
+    assert len(words) == 179 and {"the", "should've"} <= words
+    assert all(len(clir_stopwords(tmp_path, lang)[0]) > 40 for lang in ("fi", "fr", "it", "ru", "es", "nl", "sv"))
+    (tmp_path / "stopwords.de.txt").write_text("Foo\nbar\n")
+    assert clir_stopwords(tmp_path, "de") == (frozenset({"foo", "bar"}), str(tmp_path / "stopwords.de.txt"))
+    assert clir_stopwords(tmp_path, "hr", "none") == (frozenset(), "none")
+    with pytest.raises(XlingError, match=r"no stopword list for language 'hr'.*stopwords.hr.txt.*--stopwords none"):
+        clir_stopwords(tmp_path, "hr")
+    with pytest.raises(XlingError, match="no such stopwords file"):
+        clir_stopwords(tmp_path, "en", "file")
+
+
+def test_xnli_without_a_dev_set_says_which_epoch_it_keeps(sim):
+    import dataclasses
+
+    from xling.cle.downstream.evaluate import load_task_data
+    from xling.errors import XlingNote
+
+    data = load_task_data("xnli", sim["dir"] / "xnli", "src", "tgt")
+    assert data.dev is not None
+    with pytest.warns(XlingNote, match="no source-language dev set.*last epoch is kept"):
+        run_task("xnli", dataclasses.replace(data, dev=None), *sim["proc"], params={"hidden": 4, "epochs": 1})

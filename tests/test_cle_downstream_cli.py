@@ -83,7 +83,10 @@ def test_simulate_downstream_adds_a_folder_and_leaves_the_pair_unchanged(monkeyp
         "qrels.txt",
         "queries.src.tsv",
         "queries.tgt.tsv",
+        "stopwords.src.txt",
+        "stopwords.tgt.txt",
     ]
+    assert (d / "clir" / "stopwords.src.txt").read_text() == ""
     assert (d / "xnli" / "src" / "dev.tsv").read_text().startswith("label\tpremise\thypothesis\n")
     assert len((d / "cldc" / "tgt" / "test.tsv").read_text().splitlines()) == 100
     params = json.loads((d / "params.json").read_text())
@@ -126,7 +129,7 @@ def test_clir_json_line_and_outputs(monkeypatch, capsys, sim, tmp_path):
     fields = (tmp_path / "out" / "run.trec").read_text().splitlines()[0].split()
     assert len(fields) == 6 and fields[1] == "Q0" and fields[3] == "1" and fields[5] == "xling-bwe-agg"
     stopwords = json.loads((tmp_path / "out" / "result.json").read_text())["details"]["stopwords"]
-    assert stopwords["src"] in ("none", "nltk")  # no stopwords.src.txt: NLTK's list where installed, else none
+    assert stopwords["src"].endswith("stopwords.src.txt")  # the simulator writes its (empty) lists
 
 
 def test_cldc_prints_a_line_per_epoch_and_writes_predictions(monkeypatch, capsys, sim, tmp_path):
@@ -146,7 +149,7 @@ def test_cldc_prints_a_line_per_epoch_and_writes_predictions(monkeypatch, capsys
     )
     assert code == 0, err
     assert [line.split(",")[0] for line in err.splitlines()] == ["cnn: epoch 1/2", "cnn: epoch 2/2"]
-    assert "accuracy *" in out
+    assert "micro_f1 *" in out and "accuracy " in out  # the paper's metric is the headline, the others stay
     lines = (tmp_path / "out" / "predictions.tsv").read_text().splitlines()
     assert lines[0] == "unit\titem\tgold\tpredicted" and len(lines) == 101
     assert lines[1].split("\t")[1].endswith("tgt/test.tsv:1")
@@ -179,7 +182,15 @@ def _copy(sim, tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing split", "unknown label", "empty document", "other dimension", "model of another task", "bad parameter"],
+    [
+        "missing split",
+        "unknown label",
+        "empty document",
+        "other dimension",
+        "model of another task",
+        "bad parameter",
+        "no stopword list",
+    ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(monkeypatch, capsys, sim, tmp_path, case):
     data, extra, task = _copy(sim, tmp_path), [], "cldc"
@@ -203,6 +214,10 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(monkeypatch, capsys, s
         tgt, message = data / "narrow.vec", "narrow.vec: vectors have 12 dimensions, but"
     elif case == "model of another task":
         extra, message = ["--task-model", "esim"], "unknown model 'esim' for cldc"
+    elif case == "no stopword list":  # xling ships none for 'src': an error, not a run without stopwords
+        task = "clir"
+        (data / "downstream/clir/stopwords.src.txt").unlink()
+        message = "no stopword list for language 'src'"
     else:
         extra, message = ["--param", "dropout=high"], "parameter 'dropout' of model cnn: expected float"
     code, out, err = xling(

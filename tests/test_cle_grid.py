@@ -140,6 +140,32 @@ def test_failed_units_are_recorded_and_retried(grid_dir, tmp_path, monkeypatch, 
         ),
         ("methods: [vecmap-unsup]\ntest_dict: t\n", "give either vectors"),
         ("methods: [proc\n", "invalid YAML"),
+        # an axis that changes no input (issue 21): every "size" would map the same pairs
+        (
+            "methods: [proc]\npairs: [en-de]\nsizes: [500, 1k]\nvectors: v.{lang}\ntrain_dict: d.{pair}\n"
+            "test_dict: t.{pair}\n",
+            "sizes: 500 and 1k read the same training dictionary (d.en-de) for en-de: put {size} in train_dict",
+        ),
+        ("methods: [vecmap-unsup]\npairs: [en-de]\nvectors: v\ntest_dict: t\n", "vectors: the template has no {lang}"),
+        (
+            "methods: [vecmap-unsup]\npairs: [en-de, en-fi]\nsrc_vectors: a.vec\ntgt_vectors: b.vec\ntest_dict: t\n",
+            "pairs: en-de and en-fi read the same vectors and dictionaries",
+        ),
+        (
+            "methods: [vecmap-unsup, {method: vecmap-unsup, label: again}]\npairs: [en-de]\nvectors: v.{lang}\n"
+            "test_dict: t\n",
+            "'vecmap-unsup' and 'again' are the same method with the same params",
+        ),
+        (
+            "methods: [vecmap-unsup]\npairs: [en-de]\nvectors: v.{lang}\ntest_dict: t\n"
+            "downstream: {clir: {data: c, pairs: [en-fi]}}\n",
+            "downstream.clir.pairs: 'en-fi' is not a pair of the grid",
+        ),
+        (
+            "methods: [vecmap-unsup]\npairs: [en-de]\nvectors: v.{lang}\ntest_dict: t\n"
+            "downstream: {cldc: {data: c, seeds: [1, 1]}}\n",
+            "a seed is listed twice",
+        ),
     ],
 )
 def test_malformed_spec_is_one_line_error_exit_2(tmp_path, monkeypatch, capsys, text, message):
@@ -185,7 +211,29 @@ def test_grid_with_downstream_tasks_writes_both_tables_and_the_report(tmp_path, 
     assert len(downstream) == 3 * 2 * 2 and set(downstream["task"]) == {"cldc", "clir"}
     assert {"method", "pair", "size", "task", "metric", "score", "n"} <= set(downstream.columns)
     by = downstream.set_index(["method", "size", "task"])["score"]
-    assert by[("proc", 500, "cldc")] > by[("proc", 50, "cldc")]  # a better map transfers better
+    assert by[("proc", 500, "clir")] > by[("proc", 50, "clir")]  # a better map transfers better
+    assert by[("cca", 500, "clir")] > by[("cca", 50, "clir")]
+    assert (downstream["status"] == "done").all() and (downstream["n_seeds"] == 1).all()
+    # the grid's downstream scores are those of `xling cle downstream` on the same map (`xling cle map`'s files)
+    data = tmp_path / "src-tgt"
+    code, _, err = run_xling(
+        monkeypatch,
+        capsys,
+        *("cle", "map", "-m", "proc", "--src", data / "src.vec", "--tgt", data / "tgt.vec"),
+        *("--train-dict", data / "train.500.tsv", "-o", tmp_path / "mapped"),
+    )
+    assert code == 0, err
+    for task, extra in (("cldc", ["--task-model", "mean"]), ("clir", [])):
+        code, out, err = run_xling(
+            monkeypatch,
+            capsys,
+            *("cle", "downstream", "--task", task, "--data", data / "downstream" / task, "--src-lang", "src"),
+            *("--tgt-lang", "tgt", "--src", tmp_path / "mapped/src.vec", "--tgt", tmp_path / "mapped/tgt.vec"),
+            *extra,
+            "--json",
+        )
+        assert code == 0, err
+        assert json.loads(out)["score"] == by[("proc", 500, task)], task
     corr = pd.read_csv(tables / "cle_bli_downstream_correlation.csv")
     assert set(corr["pair"]) == {"src-tgt", "pooled"} and (corr["n_methods"] == 3).all()
     assert corr["resampling"].str.contains("bootstrap over methods").all()
@@ -194,3 +242,116 @@ def test_grid_with_downstream_tasks_writes_both_tables_and_the_report(tmp_path, 
     report = (tmp_path / "out" / "report.html").read_text()
     assert "BLI vs downstream" in report and "cle_bli_downstream_correlation" in report
     assert (tmp_path / "out" / "figures" / "cle_bli_vs_downstream.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def two_way(tmp_path_factory):
+    """One simulated pair read both ways (src-tgt and tgt-src: vectors per language, a dictionary per direction)
+    with its downstream data; CLIR data in a folder per pair, present for src-tgt only."""
+    import shutil
+
+    from xling.cle.downstream.simulate import simulate_downstream, write_downstream
+
+    root = tmp_path_factory.mktemp("two-way")
+    pair = simulate_pair(800, 16, 0.3, 0.0, seed=2, n_train=300, n_test=150)
+    write_pair(pair, root / "sim")
+    write_downstream(simulate_downstream(pair, seed=2, n_docs=120, n_nli=60, n_queries=8, n_background=60), root)
+    for name in ("src", "tgt"):
+        shutil.copy(root / "sim" / f"{name}.vec", root / f"{name}.vec")
+    for split in ("train", "test"):
+        lines = (root / "sim" / f"{split}.tsv").read_text().splitlines()
+        (root / f"{split}.src-tgt.tsv").write_text("\n".join(lines) + "\n")
+        (root / f"{split}.tgt-src.tsv").write_text("\n".join("\t".join(ln.split("\t")[::-1]) for ln in lines) + "\n")
+    shutil.copytree(root / "clir", root / "clir-src-tgt")
+    return root
+
+
+TWO_WAY = """\
+methods: [proc]
+pairs: [src-tgt, tgt-src]
+sizes: [all]
+vectors: "{lang}.vec"
+train_dict: "train.{pair}.tsv"
+test_dict: "test.{pair}.tsv"
+downstream:
+  cldc: {data: cldc, model: cnn, params: {epochs: 2, lr: 1.0e-3}, seeds: [0, 1], pairs: [src-tgt]}
+  clir: {data: "clir-{pair}"}
+"""
+
+
+def test_downstream_pairs_seeds_and_a_missing_task_folder(two_way, tmp_path, monkeypatch, capsys):
+    """Per-task pairs and seeds; a missing task folder fails only that task's units, loudly (exit 1, the error
+    named), keeps every BLI result, and a rerun after the folder appears runs only those units."""
+    import shutil
+
+    (two_way / "spec.yaml").write_text(TWO_WAY)
+    out = tmp_path / "out"
+    code, _, err = run_xling(monkeypatch, capsys, "cle", "grid", two_way / "spec.yaml", "-o", out, "--max-retries", 0)
+    assert code == 1 and "clir" in err and "clir-tgt-src" in err
+    results = pd.read_csv(out / "tables" / "cle_results.csv")
+    assert list(results["status"]) == ["done", "done"] and (results["p1"] > 0.5).all()
+    down = pd.read_csv(out / "tables" / "cle_downstream.csv").set_index(["pair", "task"])
+    assert sorted(down.index) == [("src-tgt", "cldc"), ("src-tgt", "clir"), ("tgt-src", "clir")]
+    assert (
+        down.loc[("tgt-src", "clir"), "status"] == "error" and "clir-tgt-src" in down.loc[("tgt-src", "clir"), "error"]
+    )
+    cldc = down.loc[("src-tgt", "cldc")]
+    seeds = pd.read_csv(out / "tables" / "cle_downstream_seeds.csv")
+    per_seed = seeds[seeds["task"] == "cldc"]["score"]
+    assert cldc["n_seeds"] == 2 and list(seeds[seeds["task"] == "cldc"]["seed"]) == [0, 1]
+    assert cldc["score"] == pytest.approx(per_seed.mean()) and cldc["score_sd"] == pytest.approx(per_seed.std())
+    assert down.loc[("src-tgt", "clir"), "n_seeds"] == 1  # retrieval draws nothing: one run
+    # the folder appears: a rerun runs the failed units only (BLI units are not started again)
+    store = Store(out / "store")
+    bli_keys = {k for k in store.done_keys() if "bli" not in json.dumps(store.record(k).get("unit", {}))}
+    starts = sum(e["event"] == "start" and e["key"] in bli_keys for e in store.events())
+    shutil.copytree(two_way / "clir", two_way / "clir-tgt-src")
+    for name in ("docs", "stopwords"):  # documents in the target language (src for tgt-src)
+        shutil.copy(
+            two_way / "clir" / f"{name}.tgt.{'jsonl' if name == 'docs' else 'txt'}",
+            two_way / "clir-tgt-src" / f"{name}.src.{'jsonl' if name == 'docs' else 'txt'}",
+        )
+    try:
+        code, _, err = run_xling(monkeypatch, capsys, "cle", "grid", two_way / "spec.yaml", "-o", out)
+        assert code == 0, err
+        assert sum(e["event"] == "start" and e["key"] in bli_keys for e in store.events()) == starts
+        down = pd.read_csv(out / "tables" / "cle_downstream.csv")
+        assert (down["status"] == "done").all()
+    finally:
+        shutil.rmtree(two_way / "clir-tgt-src")
+
+
+@pytest.mark.parametrize(
+    "preset, bli_units, downstream_units, n_missing",
+    [
+        # 28 pairs x (5 methods x 4 sizes + 4 without a dictionary); 8 vectors files + 28 x 5 dictionaries
+        ("glavas2019-bli.yaml", 672, None, 8 + 28 * 5),
+        # 11 pairs x (5 x 2 + 4); (5 CLDC + 4 XNLI + 9 CLIR pairs) x 14; 7 languages, 11 x 3 dictionaries, 3 folders
+        ("glavas2019-downstream.yaml", 154, 18 * 14, 7 + 11 * 3 + 3),
+    ],
+)
+def test_presets_plan_offline_with_counts_and_missing_inputs(
+    preset, bli_units, downstream_units, n_missing, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    from conftest import REPO
+
+    shutil.copytree(REPO / "configs", tmp_path / "configs")  # ../xling-data from there: absent
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "configs" / preset
+    code, out, err = run_xling(monkeypatch, capsys, "grid", "plan", spec, "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["stages"]["bli"] == {"units": bli_units, "done": 0}
+    assert plan["stages"].get("downstream", {}).get("units") == downstream_units
+    assert len(plan["missing_inputs"]) == n_missing
+    assert not (tmp_path / "xling-out").exists()  # planning writes nothing
+    vectors = tmp_path / "xling-data" / "vectors" / "wiki.en.vec"
+    vectors.parent.mkdir(parents=True)
+    vectors.write_text("1 2\nthe 0.1 0.2\n")
+    code, out, err = run_xling(monkeypatch, capsys, "grid", "plan", spec)
+    assert code == 0 and f"{n_missing - 1} input file(s) or folder(s) missing" in out
+    assert str(vectors) not in out and "wiki.de.vec" in out
+    if downstream_units:
+        assert "downstream xnli: 4 pair(s) (en-de, en-fr, en-ru, en-tr), seeds [0, 1, 2]" in out

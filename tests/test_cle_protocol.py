@@ -5,6 +5,7 @@ xling-eval's loader, evaluation and PROC-B (``code/util.py``, ``code/eval.py``, 
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -357,24 +358,45 @@ def test_grid_protocol_field_resolves_every_unit(tmp_path, mixed):
     ref = ref_eval(ref_dictionary(mixed / "test.tsv"), vs, vt, src @ W.astype(np.float32), tgt)
     assert table.loc[0, "mrr"] == pytest.approx(ref["mrr"], abs=1e-9) and table.loc[0, "n"] == ref["n"]
     assert not (cache_dir() / "vectors").exists()  # cache: false
+    # the report states what the units ran (their records), not xling's defaults (csls, case kept)
+    from xling.cle.grid import recorded_conventions
+    from xling.study import run_cle_study
+
+    ran = recorded_conventions(spec)
+    assert ran["retrieval"] == ["nn"] and ran["case"] == ["lower"] and ran["protocol"] == ["glavas2019"]
+    report = run_cle_study(spec, progress=False).report.read_text()
+    facts = dict(re.findall(r'<td class="text">([^<]+)</td><td class="text">([^<]*)</td>', report))
+    assert facts["retrieval"] == "nn" and facts["case"] == "lower" and facts["protocol"] == "glavas2019", facts
     assert CLEGridSpec(**fields, retrieval="nn").conventions().overrides == {}
     with pytest.warns(XlingNote, match="retrieval=csls"):
         assert CLEGridSpec(**fields, retrieval="csls").conventions().overrides == {"retrieval": "csls"}
 
 
-def test_readme_paper_grid_uses_the_protocol():
-    import re
-
-    import yaml
-
-    from xling.cle.grid import CLEGridSpec
+def test_paper_presets_use_the_protocol_and_the_papers_methods():
+    from xling.cle.grid import load_grid_spec
     from xling.cle.mappers import METHODS
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "pairs: paper" in b)
-    spec = CLEGridSpec(**yaml.safe_load(block))
-    assert spec.protocol == "glavas2019" and spec.conventions().overrides == {}
-    assert {e.method for e in spec.entries()} <= set(METHODS) and len(spec.pair_list()) == 28
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("glavas2019-bli.yaml", "glavas2019-downstream.yaml"):
+        spec = load_grid_spec(configs / name)
+        assert spec.protocol == "glavas2019" and spec.conventions().overrides == {}
+        assert [e.method for e in spec.entries()] == [
+            "proc",
+            "proc-b",
+            "dlv",
+            "rcsls",
+            "cca-xlingeval",
+            "vecmap-unsup",
+            "muse",
+            "icp",
+            "gwa",
+        ]
+        assert {e.method for e in spec.entries()} <= set(METHODS)
+    bli = load_grid_spec(configs / "glavas2019-bli.yaml")
+    assert len(bli.pair_list()) == 28 and bli.sizes == ["500", "1k", "3k", "5k"]
+    readme = (configs.parent / "README.md").read_text()
+    cle = readme[readme.index("## Cross-lingual word embeddings") :]
+    assert cle.index("configs/glavas2019-bli.yaml") < cle.index("### ")  # the CLE section starts from the presets
 
 
 def test_real_dictionaries_read_as_xling_eval_reads_them(bli_data):

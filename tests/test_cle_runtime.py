@@ -110,15 +110,65 @@ def test_unwritable_cache_folder_is_a_note_and_no_cache_turns_it_off(monkeypatch
     assert code == 0 and not (tmp_path / "fresh").exists() and not (folder / ".xling-cache").exists()
 
 
-@pytest.mark.parametrize("method", ["proc", "cca", "vecmap-sup"])
-def test_overwrite_maps_in_place_and_equals_transform(method, pair):
-    X, Z = pair.src_vectors.copy(), pair.tgt_vectors.copy()
+#: every method at settings small enough for a 600-word pair (one test each must take a second or two)
+SMALL = {
+    "vecmap-semi": {"vocabulary_cutoff": 300, "stochastic_interval": 2},
+    "vecmap-identical": {"vocabulary_cutoff": 300, "stochastic_interval": 2},
+    "vecmap-unsup": {"vocabulary_cutoff": 300, "stochastic_interval": 2, "unsupervised_vocab": 300},
+    "rcsls": {"maxneg": 400, "n_iter": 3},
+    "dlv": {"vocabulary_cutoff": 300, "max_iter": 3},
+    "muse": {
+        "n_epochs": 1,
+        "epoch_size": 2000,
+        "dis_hidden": 32,
+        "dis_most_frequent": 400,
+        "n_refinement": 1,
+        "dico_max_rank": 300,
+        "criterion_words": 200,
+        "log_every": 10**6,
+    },
+    "icp": {
+        "n_words": 300,
+        "n_refine_words": 300,
+        "n_restarts": 2,
+        "n_components": 4,
+        "init_epochs": 3,
+        "train_epochs": 2,
+        "refine_epochs": 2,
+    },
+    "gwa": {"n_words": 200, "epsilon": 5e-3, "max_iter": 10},
+}
+
+
+@pytest.fixture(scope="module")
+def offset_pair(pair):
+    """The pair with what real fastText spaces have: a large mean vector added to each space and row norms that
+    vary (here between 0.5 and 4), so that every normalisation step a method takes changes its vectors."""
+    rng = np.random.default_rng(0)
+    out = []
+    for X in (pair.src_vectors, pair.tgt_vectors):
+        scale = rng.uniform(0.5, 4.0, size=(len(X), 1)).astype(np.float32)
+        out.append(np.ascontiguousarray(X * scale + 3.0 * rng.normal(size=X.shape[1]).astype(np.float32)))
+    return out
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_in_place_path_equals_fit_then_transform_for_every_method(method, pair, offset_pair):
+    """``fit_transform(..., overwrite=True)`` (``xling cle run``/``cle map``) equals ``fit(...).transform(...)``."""
+    X0, Z0 = offset_pair
     seed = rows(pair, pair.train)
-    expected = make_mapper(method).fit_transform(X, Z, seed)
-    assert np.array_equal(X, pair.src_vectors)  # the default never writes into its inputs
-    Xm, Zm = make_mapper(method).fit_transform(X, Z, seed, overwrite=True)
-    assert Xm is X and Zm is Z
-    assert np.allclose(Xm, expected[0], atol=1e-5) and np.allclose(Zm, expected[1], atol=1e-5)
+    params = SMALL.get(method, {})
+    expected = make_mapper(method, seed=0, **params).fit(X0, Z0, seed).transform(X0, Z0)
+    X, Z = X0.copy(), Z0.copy()
+    Xm, Zm = make_mapper(method, seed=0, **params).fit_transform(X, Z, seed, overwrite=True)
+    if Xm.shape == X.shape:
+        assert Xm is X and Zm is Z  # mapped in place, no second copy
+    assert np.allclose(Xm, expected[0], atol=1e-4) and np.allclose(Zm, expected[1], atol=1e-4)
+    assert np.array_equal(X0, offset_pair[0])  # the default path never writes into its inputs
+
+
+def test_every_method_has_an_in_place_test():
+    assert set(SMALL) | {m for m, (_, _, seed) in METHODS.items() if seed == "dictionary"} == set(METHODS)
 
 
 def test_ctrl_c_during_the_fit_leaves_no_output(monkeypatch, capsys, pair, tmp_path):
@@ -178,3 +228,34 @@ def test_cle_run_new_methods_from_the_cli(method, monkeypatch, capsys, pair, tmp
     assert result["method"] == method and result["p1"] > 0.5
     assert f"{method}: iteration " in err  # progress on stderr, JSON alone on stdout
     assert json.loads((tmp_path / "run" / "run.json").read_text())["mapping"]["n_iter"] >= 1
+
+
+def test_cle_run_gwa_gives_the_same_p1_with_a_mean_vector_added(monkeypatch, capsys, tmp_path):
+    """GWA centres each space itself: ``xling cle run -m gwa`` scores the same with or without a shared mean vector
+    added to each space (before the fix the in-place path mapped the uncentred vectors)."""
+    from test_cle_unsupervised import easy_pair
+
+    from xling.cle.vectors import write_vec
+
+    easy = easy_pair()
+    write_pair(easy, tmp_path / "plain")
+    write_pair(easy, tmp_path / "offset")
+    rng = np.random.default_rng(1)
+    for name, words, X in (("src", easy.src_words, easy.src_vectors), ("tgt", easy.tgt_words, easy.tgt_vectors)):
+        write_vec(tmp_path / "offset" / f"{name}.vec", words, X + 2.0 * rng.normal(size=X.shape[1]))
+    p1 = []
+    for folder in ("plain", "offset"):
+        code, out, err = xling(
+            monkeypatch,
+            capsys,
+            "cle",
+            "run",
+            "-m",
+            "gwa",
+            *("--src", tmp_path / folder / "src.vec", "--tgt", tmp_path / folder / "tgt.vec"),
+            *("--test-dict", tmp_path / folder / "test.tsv", "--no-cache", "--json"),
+            *("--param", "n_words=500", "--param", "epsilon=5e-3", "--param", "max_iter=30"),
+        )
+        assert code == 0, err
+        p1.append(json.loads(out)["p1"])
+    assert p1[0] > 0.5 and abs(p1[0] - p1[1]) < 0.01

@@ -254,6 +254,33 @@ def test_muse_n_runs_keeps_the_run_with_the_best_criterion(easy):
         make_mapper("muse", n_runs=0).fit(easy.src_vectors, easy.tgt_vectors, None)
 
 
+def test_muse_reports_its_expected_time_after_the_first_steps(easy, capsys):
+    """After ``eta_steps`` steps MUSE prints the time per step and the adversarial training's expected total (at
+    MUSE's defaults on a CPU, hours), and records both."""
+    kw = dict(dis_hidden=16, n_epochs=2, epoch_size=32 * 60, n_refinement=0, log_every=10**6, eta_steps=50)
+    est = make_mapper("muse", verbose=True, n_runs=2, **kw).fit(easy.src_vectors, easy.tgt_vectors, None)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if " steps in " in ln]
+    assert len(lines) == 1 and lines[0].startswith("muse: 50 steps in ")
+    assert "ms a step on cpu): adversarial training (2 run(s) x 2 epoch(s) x 60 steps) takes about " in lines[0]
+    assert est.device_ == "cpu" and est.step_seconds_ > 0
+    assert est.expected_seconds_ == pytest.approx(est.step_seconds_ * 2 * 2 * 60)
+    quiet = make_mapper("muse", **{**kw, "eta_steps": 0, "n_epochs": 1}).fit(easy.src_vectors, easy.tgt_vectors, None)
+    assert quiet.step_seconds_ is None
+    assert muse.duration(7500) == "2 h 05 min" and muse.duration(840) == "14 min" and muse.duration(45) == "45 s"
+
+
+def test_muse_uses_a_gpu_when_torch_sees_one(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert make_mapper("muse")._device().type == "cuda"  # device="auto", the default
+    assert make_mapper("muse", device="cpu")._device().type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert make_mapper("muse")._device().type == "cpu"
+    with pytest.raises(XlingError, match="torch sees no GPU"):
+        make_mapper("muse", device="cuda")._device()
+
+
 # --- progress, bad input, CLI ------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ A neutral module below both sides: the transfer grid (``xling.grid.results``) an
   and base scores as proportions; ``aggregate_seeds`` turns it into the Donors-and-Recipients release schema
   (``RELEASE_COLUMNS``): one row per model and ordered cell pair, mean/std/se over seeds, deltas in pp.
 - CLE (``CLE_RESULT_COLUMNS``): one row per (method, pair, dictionary size) with its BLI result or its status;
-  downstream (``CLE_DOWNSTREAM_COLUMNS``): one row per unit and downstream task.
+  downstream (``CLE_DOWNSTREAM_COLUMNS``): one row per unit and downstream task (score: the mean over seeds).
 """
 
 from __future__ import annotations
@@ -137,4 +137,19 @@ CLE_RESULT_COLUMNS = [
     "status",
     "error",
 ]
-CLE_DOWNSTREAM_COLUMNS = ["method", "pair", "size", "task", "model", "metric", "score", "n", "coverage", "coverage_src"]
+CLE_DOWNSTREAM_COLUMNS = [
+    "method",
+    "pair",
+    "size",
+    "task",
+    "model",
+    "metric",
+    "score",
+    "score_sd",
+    "n_seeds",
+    "n",
+    "coverage",
+    "coverage_src",
+    "status",
+    "error",
+]

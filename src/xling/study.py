@@ -60,10 +60,14 @@ class CLEStudy:
     notes: list[str] = field(default_factory=list)
 
 
+#: The BLI conventions the report states, as recorded by the units (``xling.cle.grid.recorded_conventions``).
+CONVENTION_FACTS = ("protocol", "retrieval", "counting convention", "OOV", "case", "max vocabulary")
+
+
 def run_cle_study(spec: Any, *, console=None, progress: bool = True) -> CLEStudy:
     """Run a CLE grid's missing units, then write ``OUTPUT/tables`` (with downstream tasks also
     ``cle_bli_downstream_correlation`` and ``cle_method_ranks``) and ``OUTPUT/report.html``."""
-    from xling.cle.grid import results_tables, run_grid, status, write_tables
+    from xling.cle.grid import recorded_conventions, results_tables, run_grid, status, write_tables
     from xling.report.cle import write_cle_report
 
     run_grid(spec, console=console, progress=progress)
@@ -73,24 +77,23 @@ def run_cle_study(spec: Any, *, console=None, progress: bool = True) -> CLEStudy
         from xling.analysis.cle import bli_downstream_correlation, method_ranks
 
         bli = table[table["status"] == "done"]
+        down = tables["cle_downstream"]
+        down = down[down["status"] == "done"]  # failed task cells are listed in cle_downstream, not correlated
         analysis = {
-            "cle_bli_downstream_correlation": bli_downstream_correlation(bli, tables["cle_downstream"], seed=spec.seed),
-            "cle_method_ranks": method_ranks(bli, tables["cle_downstream"]),
+            "cle_bli_downstream_correlation": bli_downstream_correlation(bli, down, seed=spec.seed),
+            "cle_method_ranks": method_ranks(bli, down),
         }
         write_tables(analysis, Path(spec.output) / "tables")
         tables.update(analysis)
     final = status(spec)
     n_failed = sum(len(st.failed) for st in final)
     notes = [f"{n_failed} unit(s) failed; `xling grid status` shows their last error"] if n_failed else []
+    ran = recorded_conventions(spec)  # what the units ran with, from their records (not the spec's defaults)
     facts = [
         ("units", len(table)),
         ("done", int((table["status"] == "done").sum())),
         ("failed units", n_failed),
-        ("retrieval", spec.retrieval),
-        ("counting convention", spec.convention),
-        ("OOV", spec.oov),
-        ("case", spec.case),
-        ("max vocabulary", spec.max_vocab),
+        *((what, ", ".join(map(str, ran[what])) if what in ran else "no unit finished") for what in CONVENTION_FACTS),
         ("method failure", f"MRR < {spec.fail_mrr}"),
     ]
     report = write_cle_report(

@@ -11,9 +11,12 @@ writes the tables the analysis layer reads:
 - ``OUT/tables/cle_averages.csv``: per (method, size): mean and standard deviation of MRR and P@1 over
   pairs, pairs done, failures (MRR below ``fail_mrr``), errors;
 - with a ``downstream:`` section (``{cldc: DIR, xnli: DIR, clir: DIR}``, folder templates with ``{pair}``,
-  ``{src}``, ``{tgt}``, or entries with ``data``, ``model``, ``metric``, ``params``): every mapped pair is also
-  evaluated on those tasks, in the same unit while its mapped spaces are in memory (``xling.cle.downstream``), and
-  ``OUT/tables/cle_downstream.csv`` has one row per unit and task.
+  ``{src}``, ``{tgt}``, or entries with ``data``, ``model``, ``metric``, ``params``, ``pairs`` and ``seeds``): each
+  (unit, task) is a downstream unit of its own (stage ``downstream``), evaluated by the BLI unit's worker on the
+  mapped spaces before BLI normalises them, so it scores what ``xling cle downstream`` scores on the same map; a
+  task whose folder is missing or broken fails only its own units (the BLI result stays) and is retried by a rerun.
+  ``OUT/tables/cle_downstream.csv`` has one row per (unit, task): the mean and standard deviation over the task's
+  seeds; ``cle_downstream_seeds.csv`` one row per seed.
 
 Methods without a dictionary (``vecmap-identical``, ``vecmap-unsup``) run once per pair; their size is ``none``.
 ``protocol: glavas2019`` (or ``vecmap``, ``muse``; ``xling.cle.protocol``) fixes how vectors and dictionaries are
@@ -22,6 +25,8 @@ override it (recorded). ``cache: false`` turns off the ``.npy`` copies of the ve
 Paths in the spec are templates relative to the spec file's folder: ``vectors`` with ``{lang}`` (one file per
 language), or ``src_vectors``/``tgt_vectors`` with ``{pair}``, ``{src}``, ``{tgt}`` (one pair of files per pair,
 as ``xling cle simulate`` writes them); dictionaries with ``{pair}``, ``{src}``, ``{tgt}`` and ``{size}``.
+A grid axis that changes no input (two sizes reading the same dictionaries, two pairs reading the same files, two
+method entries alike) is an error: its "results" would be one result counted several times.
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ class MethodEntry(Spec):
 class DownstreamEntry(Spec):
     """One downstream task of the grid: its data folder (a template with ``{pair}``, ``{src}``, ``{tgt}``) and,
     optionally, the model, headline metric, model parameters, TED topics and CLIR stopwords
-    (``xling cle downstream``'s options)."""
+    (``xling cle downstream``'s options), the pairs it evaluates (default: every pair of the grid) and the model
+    seeds (default: the grid's seed; the tables give the mean and standard deviation over them)."""
 
     data: str
     model: str | None = None
@@ -74,6 +80,18 @@ class DownstreamEntry(Spec):
     params: dict[str, Any] = Field(default_factory=dict)
     topics: list[str] | None = None
     stopwords: Literal["auto", "file", "nltk", "none"] = "auto"
+    pairs: list[str] | None = Field(None, min_length=1)
+    seeds: list[int] | None = Field(None, min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None:
+            if len(set(value)) != len(value):
+                raise ValueError(f"a seed is listed twice: {value}")
+            if min(value) < 0:
+                raise ValueError(f"seeds must be >= 0, found {min(value)}")
+        return value
 
 
 class CLEGridSpec(Spec):
@@ -100,7 +118,15 @@ class CLEGridSpec(Spec):
     output: str = "xling-out/cle-grid"
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     max_retries: int = Field(1, ge=0)
-    downstream: dict[Literal["cldc", "xnli", "clir"], str | DownstreamEntry] = Field(default_factory=dict)
+    downstream: dict[Literal["cldc", "xnli", "clir"], DownstreamEntry] = Field(default_factory=dict)
+
+    @field_validator("downstream", mode="before")
+    @classmethod
+    def _folder_alone(cls, value: Any) -> Any:
+        """``task: DIR`` is short for ``task: {data: DIR}``."""
+        if isinstance(value, dict):
+            return {k: {"data": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
 
     @field_validator("sizes", mode="before")
     @classmethod
@@ -157,6 +183,7 @@ class CLEGridSpec(Spec):
                 _check_template(field, template, keys)
         from xling.cle.downstream.evaluate import check_task, model_params
 
+        pairs = set(self.pair_list())
         for task, entry in self.tasks().items():
             _check_template(f"downstream.{task}.data", entry.data, pair_keys)
             try:
@@ -164,11 +191,15 @@ class CLEGridSpec(Spec):
                 model_params(model, entry.params)
             except XlingError as err:
                 raise ValueError(f"downstream.{task}: {err}") from None
+            unknown = [p for p in entry.pairs or [] if p not in pairs]
+            if unknown:
+                raise ValueError(f"downstream.{task}.pairs: {unknown[0]!r} is not a pair of the grid (pairs:)")
+        check_axes(self)
         return self
 
     def tasks(self) -> dict[str, DownstreamEntry]:
         """Every downstream task as a ``DownstreamEntry``."""
-        return {t: e if isinstance(e, DownstreamEntry) else DownstreamEntry(data=e) for t, e in self.downstream.items()}
+        return dict(self.downstream)
 
     def conventions(self) -> Protocol:
         """The BLI conventions of every unit (``xling.cle.protocol.Protocol``): the spec's protocol, or xling's
@@ -200,6 +231,67 @@ def _check_template(field: str, template: str, keys: set[str]) -> None:
             raise ValueError(f"{field}: unknown placeholder {{{name}}}; expected some of {sorted(keys)}")
 
 
+def _fill(pair: str) -> dict[str, str]:
+    src, tgt = pair.split("-")
+    return {"pair": pair, "src": src, "tgt": tgt}
+
+
+def _unit_files(spec: CLEGridSpec, pair: str, size: str | None) -> tuple[str, str, str | None, str]:
+    """The (unresolved) vectors and dictionary files of one (pair, size); ``size=None``: no training dictionary."""
+    fill = _fill(pair)
+    return (
+        (spec.src_vectors or spec.vectors).format(lang=fill["src"], **fill),
+        (spec.tgt_vectors or spec.vectors).format(lang=fill["tgt"], **fill),
+        spec.train_dict.format(size=size, **fill) if size is not None and spec.train_dict else None,
+        spec.test_dict.format(**fill),
+    )
+
+
+def check_axes(spec: CLEGridSpec) -> None:
+    """Every axis of the grid changes an input; ``ValueError`` naming the axis and the two values otherwise.
+
+    Two sizes that read the same training dictionary, two pairs that read the same files, a ``vectors`` template
+    without ``{lang}`` (both sides one file) or two method entries with the same method and parameters would report
+    one result several times under different names.
+    """
+    from xling.cle.mappers import seed_of
+
+    seen: dict[tuple, str] = {}
+    for entry in spec.entries():
+        ident = (entry.method, json.dumps(entry.params, sort_keys=True, default=str))
+        if ident in seen:
+            raise ValueError(f"methods: {seen[ident]!r} and {entry.name!r} are the same method with the same params")
+        seen[ident] = entry.name
+    if spec.vectors is not None and "lang" not in _placeholders(spec.vectors):
+        raise ValueError("vectors: the template has no {lang}: source and target would read the same file")
+    with_dict = any(seed_of(e.method) == "dictionary" for e in spec.entries())
+    by_files: dict[tuple, str] = {}
+    for pair in spec.pair_list():
+        if with_dict:
+            by_dict: dict[str | None, str] = {}
+            for size in spec.sizes:
+                path = _unit_files(spec, pair, size)[2]
+                if path in by_dict:
+                    raise ValueError(
+                        f"sizes: {by_dict[path]} and {size} read the same training dictionary ({path}) for {pair}: "
+                        "put {size} in train_dict, or list one size"
+                    )
+                by_dict[path] = size
+        files = _unit_files(spec, pair, spec.sizes[0] if with_dict else None)
+        if files in by_files:
+            raise ValueError(
+                f"pairs: {by_files[files]} and {pair} read the same vectors and dictionaries: put {{pair}} (or "
+                "{src}, {tgt}) in the file templates"
+            )
+        by_files[files] = pair
+
+
+def _placeholders(template: str) -> set[str]:
+    import string
+
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
 def load_grid_spec(path: str | Path) -> CLEGridSpec:
     """Read and validate a CLE grid spec (YAML); relative file templates become relative to the spec's folder."""
     from xling.config import load_spec
@@ -222,6 +314,7 @@ def load_grid_spec(path: str | Path) -> CLEGridSpec:
 # --- units ------------------------------------------------------------------------------------------------------------
 
 STAGE = "bli"
+DOWNSTREAM_STAGE = "downstream"
 
 
 @dataclass(frozen=True)
@@ -252,30 +345,80 @@ class CLEUnit:
         return f"{self.label} {self.pair} size={self.size}"
 
 
-def units(spec: CLEGridSpec) -> list[CLEUnit]:
-    """Every (method, pair, size) unit with its resolved files; methods without a dictionary get size ``none``."""
+@dataclass(frozen=True)
+class DownstreamUnit:
+    """One downstream task on one BLI unit's mapped spaces, for each of the task's seeds. The BLI unit's worker
+    evaluates it while the mapped spaces are in memory; run on its own (a retry, a task added later) it maps the
+    pair again (the same map: the mapping is seeded)."""
+
+    key: str
+    bli: CLEUnit
+    task: str
+    data: str
+    seeds: tuple[int, ...]
+    stage = DOWNSTREAM_STAGE
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return (self.bli.key,)
+
+    @property
+    def group(self) -> str:
+        return self.bli.pair
+
+    def describe(self) -> str:
+        return f"{self.bli.describe()} {self.task}"
+
+
+def units(spec: CLEGridSpec) -> list[CLEUnit | DownstreamUnit]:
+    """Every (method, pair, size) BLI unit with its resolved files (methods without a dictionary get size
+    ``none``), then every downstream unit: (BLI unit, task) for the pairs the task evaluates."""
     from xling.cle.mappers import seed_of
 
-    out = []
+    out: list[CLEUnit | DownstreamUnit] = []
     for pair in spec.pair_list():
-        src, tgt = pair.split("-")
+        fill = _fill(pair)
         for entry in spec.entries():
             with_dict = seed_of(entry.method) == "dictionary"
             for size in spec.sizes if with_dict else [NO_SIZE]:
-                fill = dict(pair=pair, src=src, tgt=tgt, size=size)
+                src_vectors, tgt_vectors, train_dict, test_dict = _unit_files(spec, pair, size if with_dict else None)
                 files = dict(
-                    src_vectors=_path((spec.src_vectors or spec.vectors).format(lang=src, **fill)),
-                    tgt_vectors=_path((spec.tgt_vectors or spec.vectors).format(lang=tgt, **fill)),
-                    train_dict=_path(spec.train_dict.format(**fill)) if with_dict else None,
-                    test_dict=_path(spec.test_dict.format(**fill)),
+                    src_vectors=_path(src_vectors),
+                    tgt_vectors=_path(tgt_vectors),
+                    train_dict=_path(train_dict) if train_dict else None,
+                    test_dict=_path(test_dict),
                 )
                 payload = unit_payload(
-                    spec,
-                    {"method": entry.method, "params": entry.params, "pair": pair, "size": size, "fill": fill, **files},
+                    spec, {"method": entry.method, "params": entry.params, "pair": pair, "size": size, **files}
                 )
                 out.append(
-                    CLEUnit(unit_key(payload), entry.name, entry.method, entry.params, pair, src, tgt, size, **files)
+                    CLEUnit(
+                        unit_key(payload),
+                        entry.name,
+                        entry.method,
+                        entry.params,
+                        pair,
+                        fill["src"],
+                        fill["tgt"],
+                        size,
+                        **files,
+                    )
                 )
+    out += [d for u in list(out) for d in downstream_units(spec, u)]
+    return out
+
+
+def downstream_units(spec: CLEGridSpec, unit: CLEUnit) -> list[DownstreamUnit]:
+    """The downstream units of one BLI unit: one per task that evaluates its pair."""
+    out = []
+    for task, entry in spec.tasks().items():
+        if entry.pairs is not None and unit.pair not in entry.pairs:
+            continue
+        data = _path(entry.data.format(**_fill(unit.pair)))
+        seeds = tuple(entry.seeds or [spec.seed])
+        settings = entry.model_dump(exclude={"data", "pairs", "seeds"})
+        payload = {"kind": "cle-downstream", "bli": unit.key, "task": task, "data": data, "seeds": seeds, **settings}
+        out.append(DownstreamUnit(unit_key(payload), unit, task, data, seeds))
     return out
 
 
@@ -284,7 +427,7 @@ def _path(text: str) -> str:
 
 
 def unit_payload(spec: CLEGridSpec, fields: dict[str, Any]) -> dict[str, Any]:
-    """Everything that determines a unit's result (its store key is a hash of this)."""
+    """Everything that determines a BLI unit's result (its store key is a hash of this)."""
     files = {k: fields[k] for k in ("src_vectors", "tgt_vectors", "train_dict", "test_dict")}
     payload = {
         "kind": "cle-bli",
@@ -296,11 +439,6 @@ def unit_payload(spec: CLEGridSpec, fields: dict[str, Any]) -> dict[str, Any]:
         "sizes_bytes": {k: _size(v) for k, v in files.items()},
         **spec.model_dump(include={"max_vocab", "case", "retrieval", "convention", "oov", "seed"}),
     }
-    if spec.downstream:  # the tasks and their data; grids without them keep their earlier keys
-        payload["downstream"] = {
-            task: {**entry.model_dump(), "data": _path(entry.data.format(**fields["fill"]))}
-            for task, entry in spec.tasks().items()
-        }
     if spec.protocol is not None:  # the resolved conventions; specs without a protocol keep their earlier keys
         conv = spec.conventions()
         payload.update(
@@ -318,6 +456,8 @@ def _size(path: str | None) -> int | None:
 # --- running ----------------------------------------------------------------------------------------------------------
 
 _VECTORS: dict[tuple, Any] = {}  # this worker's vectors of the current pair, kept between its units
+_MAPPED: dict[str, Any] = {}  # this worker's last mapped pair (downstream units run on their own)
+_TASK_DATA: dict[tuple, Any] = {}  # this worker's downstream data of the current pair
 
 
 def _vectors(spec: CLEGridSpec, path: str):
@@ -332,63 +472,114 @@ def _vectors(spec: CLEGridSpec, path: str):
     return _VECTORS[key]
 
 
-def run_unit(spec: CLEGridSpec, unit: CLEUnit) -> dict[str, Any]:
-    """Map and evaluate one unit; the pair's vectors stay loaded for the worker's next unit."""
-    from xling.cle.bli import bli
+def map_unit(spec: CLEGridSpec, unit: CLEUnit):
+    """The unit's mapped spaces (``xling.cle.mappers.run.Mapped``), both new arrays: the pair's vectors stay loaded
+    for the worker's next unit."""
     from xling.cle.dictionaries import read_dictionary
     from xling.cle.mappers.run import map_embeddings
 
     conv = spec.conventions()
     x, z = _vectors(spec, unit.src_vectors), _vectors(spec, unit.tgt_vectors)
     train = read_dictionary(unit.train_dict, **conv.dictionary_options()) if unit.train_dict else None
-    test = read_dictionary(unit.test_dict, **conv.dictionary_options())
-    mapped = map_embeddings(
+    return map_embeddings(
         unit.method, x, z, train, params=unit.params, seed=spec.seed, protocol=conv if spec.protocol else None
     )
+
+
+def run_unit(spec: CLEGridSpec, unit: CLEUnit, store: Store | None = None) -> dict[str, Any]:
+    """Map one unit, evaluate its unfinished downstream units on the mapped spaces as they are (each publishing
+    or failing on its own, when a ``store`` is given), then BLI (which normalises the spaces in place)."""
+    from xling.cle.bli import bli
+    from xling.cle.dictionaries import read_dictionary
+
+    conv = spec.conventions()
+    _vectors(spec, unit.src_vectors), _vectors(spec, unit.tgt_vectors)  # read (or found) first, as map_unit does
+    test = read_dictionary(unit.test_dict, **conv.dictionary_options())
+    mapped = map_unit(spec, unit)
+    if store is not None:
+        for down in downstream_units(spec, unit):
+            if not store.done(down.key):
+                _run_downstream_logged(spec, store, down, mapped.src, mapped.tgt)
     result = bli(mapped.src, mapped.tgt, test, inplace=True, **conv.bli_options()).to_dict()
-    result = {**result, "mapping": mapped.info}
-    if spec.downstream:
-        result["downstream"] = [
-            downstream_row(spec, unit, task, entry, mapped.src, mapped.tgt) for task, entry in spec.tasks().items()
-        ]
-    return result
+    return {**result, "mapping": mapped.info, "conventions": conv.record()}
 
 
-_TASK_DATA: dict[tuple, Any] = {}  # this worker's downstream data of the current pair
+def _run_downstream_logged(spec: CLEGridSpec, store: Store, unit: DownstreamUnit, src, tgt) -> None:
+    """A downstream unit inside its BLI unit's work: a failure is logged against the downstream unit only."""
+    import os
+    import traceback
+
+    store.log_event(unit.key, "start", worker=os.environ.get("XLING_WORKER", "main"))
+    start = time.time()
+    try:
+        publish_downstream(spec, store, unit, src, tgt)
+    except Exception as err:  # the task's cells fail; the BLI unit goes on
+        message = f"{type(err).__name__}: {err}".strip().splitlines()[0][:500]
+        store.log_event(unit.key, "fail", error=message, traceback=traceback.format_exc(limit=6))
+        return
+    store.log_event(unit.key, "done", seconds=round(time.time() - start, 3))
 
 
-def downstream_row(spec: CLEGridSpec, unit: CLEUnit, task: str, entry: DownstreamEntry, src, tgt) -> dict[str, Any]:
-    """One downstream task on a unit's mapped spaces (the pair's data loaded once per worker): a result row."""
-    from xling.cle.downstream.evaluate import evaluate_downstream, load_task_data
+def task_data(spec: CLEGridSpec, unit: DownstreamUnit):
+    """The task's data for the unit's pair, loaded once per worker (a missing or broken folder fails here)."""
+    from xling.cle.downstream.evaluate import load_task_data
 
-    folder = entry.data.format(pair=unit.pair, src=unit.src, tgt=unit.tgt)
-    key = (task, folder, unit.src, unit.tgt, tuple(entry.topics or ()))
+    entry = spec.tasks()[unit.task]
+    key = (unit.task, unit.data, unit.bli.src, unit.bli.tgt, tuple(entry.topics or ()))
     if key not in _TASK_DATA:
         if len(_TASK_DATA) >= len(spec.downstream):
             _TASK_DATA.clear()
-        _TASK_DATA[key] = load_task_data(task, folder, unit.src, unit.tgt, topics=entry.topics)
-    result = evaluate_downstream(
-        task,
-        folder,
-        unit.src,
-        unit.tgt,
-        src,
-        tgt,
-        loaded=_TASK_DATA[key],
-        stopwords=entry.stopwords,
-        model=entry.model,
-        metric=entry.metric,
-        params=entry.params,
-        seed=spec.seed,
-    )
-    return {**result.row(), "seconds": round(result.seconds, 3), "params": result.params}
+        _TASK_DATA[key] = load_task_data(unit.task, unit.data, unit.bli.src, unit.bli.tgt, topics=entry.topics)
+    return _TASK_DATA[key]
 
 
-def cle_work(spec: CLEGridSpec, store: Store, batch: list[CLEUnit]) -> None:
-    """The grid engine's work for CLE units: map, evaluate, publish ``result.json`` (one unit per call)."""
+#: Tasks whose models draw random numbers (CLIR's rankings are deterministic: one run whatever the seeds).
+SEEDED_TASKS = ("cldc", "xnli")
+
+
+def publish_downstream(spec: CLEGridSpec, store: Store, unit: DownstreamUnit, src, tgt) -> None:
+    """Evaluate one downstream unit on mapped spaces (every seed) and publish its ``result.json``."""
+    from xling.cle.downstream.evaluate import evaluate_downstream
+
+    entry = spec.tasks()[unit.task]
+    data = task_data(spec, unit)
+    rows, result = [], None
+    for seed in unit.seeds if unit.task in SEEDED_TASKS else unit.seeds[:1]:
+        result = evaluate_downstream(
+            unit.task,
+            unit.data,
+            unit.bli.src,
+            unit.bli.tgt,
+            src,
+            tgt,
+            loaded=data,
+            stopwords=entry.stopwords,
+            model=entry.model,
+            metric=entry.metric,
+            params=entry.params,
+            seed=seed,
+        )
+        rows.append({**result.row(), "seed": seed, "seconds": round(result.seconds, 3)})
+    record = {"rows": rows, "params": result.params, "stopwords": result.details.get("stopwords")}
+    with store.writing(unit.key, {"unit": {"task": unit.task, "bli": unit.bli.key}}) as tmp:
+        (tmp / "result.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+
+
+def cle_work(spec: CLEGridSpec, store: Store, batch: list[CLEUnit | DownstreamUnit]) -> None:
+    """The grid engine's work for CLE units (one unit per call): a BLI unit maps, evaluates its downstream units
+    and publishes its BLI result; a downstream unit left unfinished loads its data (failing fast), maps its pair
+    again and publishes its task result."""
     for unit in batch:
         start = time.perf_counter()
-        result = run_unit(spec, unit)
+        if isinstance(unit, DownstreamUnit):
+            task_data(spec, unit)
+            if unit.bli.key not in _MAPPED:
+                _MAPPED.clear()
+                mapped = map_unit(spec, unit.bli)
+                _MAPPED[unit.bli.key] = (mapped.src, mapped.tgt)
+            publish_downstream(spec, store, unit, *_MAPPED[unit.bli.key])
+            continue
+        result = run_unit(spec, unit, store)
         result["seconds"] = round(time.perf_counter() - start, 3)
         with store.writing(
             unit.key, {"unit": {k: getattr(unit, k) for k in ("label", "method", "pair", "size")}}
@@ -399,16 +590,26 @@ def cle_work(spec: CLEGridSpec, store: Store, batch: list[CLEUnit]) -> None:
 def workload(spec: CLEGridSpec) -> Workload:
     """CLE units run one pair per job (its vectors read once), each unit failing on its own."""
     per_pair = len(spec.entries()) * len(spec.sizes)
-    return Workload(cle_work, spec, chunk=lambda u: per_pair, cpus=spec.executor.cpus_per_unit, isolated=lambda u: True)
+    return Workload(
+        cle_work,
+        spec,
+        chunk=lambda u: per_pair * (1 if u.stage == STAGE else max(1, len(spec.downstream))),
+        cpus=spec.executor.cpus_per_unit,
+        isolated=lambda u: True,
+    )
 
 
 def store_for(spec: CLEGridSpec) -> Store:
     return Store(Path(spec.output) / "store")
 
 
+def stages(spec: CLEGridSpec) -> list[str]:
+    return [STAGE, DOWNSTREAM_STAGE] if spec.downstream else [STAGE]
+
+
 def status(spec: CLEGridSpec) -> list[StageStatus]:
-    """Done / failed / pending units and the last error of each failed one."""
-    return grid_status(units(spec), [STAGE], store_for(spec))
+    """Done / failed / pending units and the last error of each failed one, per stage."""
+    return grid_status(units(spec), stages(spec), store_for(spec))
 
 
 def run_grid(spec: CLEGridSpec, *, console=None, progress: bool = True) -> pd.DataFrame:
@@ -421,7 +622,7 @@ def run_grid(spec: CLEGridSpec, *, console=None, progress: bool = True) -> pd.Da
     store = store_for(spec)
     run_units(
         todo,
-        [STAGE],
+        stages(spec),
         workload(spec),
         store,
         spec.executor,
@@ -437,7 +638,7 @@ def run_grid(spec: CLEGridSpec, *, console=None, progress: bool = True) -> pd.Da
         out,
         config=spec,
         seed=spec.seed,
-        units=len(todo),
+        units=len(table),
         done=int((table["status"] == "done").sum()),
         errors=int((table["status"] == "error").sum()),
     )
@@ -447,10 +648,14 @@ def run_grid(spec: CLEGridSpec, *, console=None, progress: bool = True) -> pd.Da
 # --- tables -----------------------------------------------------------------------------------------------------------
 
 
-def results_table(spec: CLEGridSpec, store: Store, todo: list[CLEUnit]) -> pd.DataFrame:
-    """One row per unit of the spec: its BLI result, or ``status=error`` with the last error, or ``missing``."""
+def _bli_units(todo: list) -> list[CLEUnit]:
+    return [u for u in todo if isinstance(u, CLEUnit)]
+
+
+def results_table(spec: CLEGridSpec, store: Store, todo: list) -> pd.DataFrame:
+    """One row per BLI unit of the spec: its result, or ``status=error`` with the last error, or ``missing``."""
     rows = []
-    for unit in todo:
+    for unit in _bli_units(todo):
         key = unit.key
         row: dict[str, Any] = {
             "method": unit.label,
@@ -476,35 +681,50 @@ def results_table(spec: CLEGridSpec, store: Store, todo: list[CLEUnit]) -> pd.Da
     return pd.DataFrame(rows, columns=CLE_RESULT_COLUMNS)
 
 
-def downstream_table(store: Store, todo: list[CLEUnit]) -> pd.DataFrame:
-    """One row per finished unit and downstream task: method, pair, size, task, model, metric, score, n, coverage,
-    coverage_src, then every metric the task computed."""
-    rows = []
+def downstream_tables(store: Store, todo: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``cle_downstream``: one row per downstream unit: method, pair, size, task, model, metric, the score's mean
+    and standard deviation over seeds, n_seeds, n, coverage, coverage_src, status, error, then the mean of every
+    metric the task computed; ``cle_downstream_seeds``: one row per unit and seed."""
+    rows, per_seed = [], []
     for unit in todo:
-        if store.done(unit.key):
-            result = json.loads((store.result_dir(unit.key) / "result.json").read_text())
-            for row in result.get("downstream", []):
-                extra = {k: v for k, v in row.items() if k not in CLE_DOWNSTREAM_COLUMNS and k != "params"}
-                rows.append(
-                    {
-                        "method": unit.label,
-                        "pair": unit.pair,
-                        "size": unit.size,
-                        **{k: row[k] for k in CLE_DOWNSTREAM_COLUMNS[3:]},
-                        **extra,
-                    }
-                )
-    return pd.DataFrame(rows, columns=None if rows else CLE_DOWNSTREAM_COLUMNS)
+        if not isinstance(unit, DownstreamUnit):
+            continue
+        base = {"method": unit.bli.label, "pair": unit.bli.pair, "size": unit.bli.size, "task": unit.task}
+        if not store.done(unit.key):
+            errors = store.failures(unit.key)
+            rows.append({**base, "status": "error" if errors else "missing", "error": errors[-1] if errors else None})
+            continue
+        seeds = pd.DataFrame(json.loads((store.result_dir(unit.key) / "result.json").read_text())["rows"])
+        per_seed += [{**base, **r} for r in seeds.to_dict("records")]
+        numeric = seeds.drop(columns=["seed", "seconds"]).select_dtypes("number")
+        first = seeds.iloc[0]
+        rows.append(
+            {
+                **base,
+                "model": first["model"],
+                "metric": first["metric"],
+                "score": float(seeds["score"].mean()),
+                "score_sd": float(seeds["score"].std(ddof=1)) if len(seeds) > 1 else float("nan"),
+                "n_seeds": len(seeds),
+                **{k: float(numeric[k].mean()) for k in numeric.columns if k != "score"},
+                "status": "done",
+                "error": None,
+            }
+        )
+    columns = list(CLE_DOWNSTREAM_COLUMNS)
+    table = pd.DataFrame(rows)
+    table = table.reindex(columns=columns + [c for c in table.columns if c not in columns])
+    return table, pd.DataFrame(per_seed)
 
 
 def results_tables(spec: CLEGridSpec) -> dict[str, pd.DataFrame]:
     """Every results table of the grid from its store: ``cle_results``, the summaries and (with a ``downstream``
-    section) ``cle_downstream``."""
+    section) ``cle_downstream`` and ``cle_downstream_seeds``."""
     todo, store = units(spec), store_for(spec)
     table = results_table(spec, store, todo)
     tables = {"cle_results": table, **summary_tables(table, spec.fail_mrr)}
     if spec.downstream:
-        tables["cle_downstream"] = downstream_table(store, todo)
+        tables["cle_downstream"], tables["cle_downstream_seeds"] = downstream_tables(store, todo)
     return tables
 
 
@@ -547,13 +767,63 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
             frame.to_csv(fh, index=False)
 
 
+def recorded_conventions(spec: CLEGridSpec) -> dict[str, list]:
+    """The BLI conventions the finished units ran with, read from their records (retrieval, convention, OOV,
+    case, vectors read): each a sorted list of the values found (more than one only in a mixed store)."""
+    store = store_for(spec)
+    found: dict[str, set] = {}
+    for unit in _bli_units(units(spec)):
+        if store.done(unit.key):
+            result = json.loads((store.result_dir(unit.key) / "result.json").read_text())
+            conv = result.get("conventions", {})
+            values = {
+                "retrieval": result.get("retrieval"),
+                "counting convention": result.get("convention"),
+                "OOV": result.get("oov"),
+                "case": conv.get("case"),
+                "max vocabulary": conv.get("max_vocab"),
+                "protocol": conv.get("name"),
+            }
+            for k, v in values.items():
+                if v is not None:
+                    found.setdefault(k, set()).add(v)
+    return {k: sorted(v, key=str) for k, v in found.items()}
+
+
+def missing_inputs(spec: CLEGridSpec) -> list[str]:
+    """Every input file or folder of the grid that is not there (vectors, dictionaries, downstream folders)."""
+    todo = units(spec)
+    paths: dict[str, None] = {}
+    for unit in todo:
+        if isinstance(unit, CLEUnit):
+            for path in (unit.src_vectors, unit.tgt_vectors, unit.train_dict, unit.test_dict):
+                if path and not Path(path).is_file():
+                    paths[path] = None
+        elif not Path(unit.data).is_dir():
+            paths[unit.data] = None
+    return list(paths)
+
+
 def plan_summary(spec: CLEGridSpec) -> dict:
-    """What ``xling grid plan`` shows for a CLE grid: units and how many are done."""
-    todo, store = units(spec), store_for(spec)
+    """What ``xling grid plan`` shows for a CLE grid, offline: units per stage and how many are done, the
+    downstream tasks with their pairs, and which input files are missing."""
+    todo = units(spec)
+    store = store_for(spec) if (Path(spec.output) / "store").is_dir() else None  # planning creates no folder
+    by_stage = {
+        name: {
+            "units": sum(u.stage == name for u in todo),
+            "done": sum(store is not None and store.done(u.key) for u in todo if u.stage == name),
+        }
+        for name in stages(spec)
+    }
     return {
         "methods": len(spec.entries()),
         "pairs": len(spec.pair_list()),
         "sizes": len(spec.sizes),
-        "downstream": sorted(spec.downstream),
-        "stages": {STAGE: {"units": len(todo), "done": sum(store.done(u.key) for u in todo)}},
+        "downstream": {
+            task: {"pairs": entry.pairs or spec.pair_list(), "seeds": entry.seeds or [spec.seed]}
+            for task, entry in spec.tasks().items()
+        },
+        "stages": by_stage,
+        "missing_inputs": missing_inputs(spec),
     }

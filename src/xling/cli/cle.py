@@ -216,10 +216,12 @@ class DownstreamModel(str, Enum):
 
 
 class DownstreamMetric(str, Enum):
+    micro_f1 = "micro_f1"
     accuracy = "accuracy"
     macro_f1 = "macro_f1"
     f1_positive = "f1_positive"
     map = "map"
+    map_reference = "map_reference"
 
 
 class Stopwords(str, Enum):
@@ -261,7 +263,9 @@ def downstream_command(
         DownstreamMetric | None,
         typer.Option(
             "--task-metric",
-            help="Headline score: accuracy (default; cldc, xnli), macro_f1, f1_positive (TED CLDC) or map (clir).",
+            help="Headline score (every metric is computed): cldc micro_f1 (default, the paper's), accuracy, "
+            "macro_f1, f1_positive (TED); xnli accuracy (default), macro_f1; clir map (default, trec_eval's AP) or "
+            "map_reference (the reference code's: relevant documents retrieved, queries with none skipped).",
         ),
     ] = None,
     param: Annotated[
@@ -276,8 +280,8 @@ def downstream_command(
     stopwords: Annotated[
         Stopwords,
         typer.Option(
-            help="clir: DIR/stopwords.<lang>.txt (file), NLTK's lists (nltk), "
-            "none, or auto (file, else nltk if installed, else none)."
+            help="clir: DIR/stopwords.<lang>.txt (file), NLTK's lists as the reference uses them (nltk, shipped "
+            "with xling), none, or auto (file, else nltk; a language with neither is an error)."
         ),
     ] = Stopwords.auto,
     max_vocab: Annotated[int | None, typer.Option(help="Vectors read per side (0: all) [default: 200000].")] = None,

@@ -86,7 +86,9 @@ def plan_cmd(spec_path: SpecArg, out: GridOutOption = None, as_json: JsonOption 
         to_run = "unknown" if st["done"] is None else f"{st['units'] - st['done']:,}"
         table.add_row(name, f"{st['units']:,}", done, to_run)
     console.print(table)
-    if summary.get("unprepared"):
+    if _is_cle(spec):
+        _print_cle_plan(summary, console)
+    elif summary.get("unprepared"):
         task, lang, split = summary["unprepared"][0]
         console.print(
             f"unknown until the data are prepared ({len(summary['unprepared'])} of {summary['cells']} "
@@ -98,6 +100,23 @@ def plan_cmd(spec_path: SpecArg, out: GridOutOption = None, as_json: JsonOption 
             f"work: {summary['choice_scorings']:,} choice scorings ({summary['choices_per_evaluation']:,} "
             f"choices per model or adapter); {summary['training_examples_seen']:,} training examples seen"
         )
+
+
+def _print_cle_plan(summary: dict, console: Console) -> None:
+    """A CLE grid's downstream tasks (pairs, seeds) and its missing input files, after the units table."""
+    for task, info in summary["downstream"].items():
+        console.print(
+            f"downstream {task}: {len(info['pairs'])} pair(s) ({', '.join(info['pairs'])}), seeds {info['seeds']}"
+        )
+    missing = summary["missing_inputs"]
+    if not missing:
+        console.print("every input file is there")
+        return
+    console.print(f"{len(missing)} input file(s) or folder(s) missing, e.g.:")
+    for path in missing[:10]:
+        console.print(f"  {path}")
+    if len(missing) > 10:
+        console.print(f"  ... and {len(missing) - 10} more (--json lists them all)")
 
 
 @grid_app.command("run")

@@ -21,11 +21,13 @@ found in the collection; here, as in the reference, tokens with a digit are drop
 filtered with the *query* language's stopwords. Documents are ranked by that log-likelihood (the reference ranks by
 its ``exp``, the same order while it does not underflow); an empty document ranks last.
 
-**MAP** is ``ir_measures``' AP (trec_eval's definition) averaged over the queries with at least one relevant
-judgement. Each ranking is passed down to its last relevant document, which leaves AP unchanged. The reference
-averages precision over the relevant documents *retrieved*; trec_eval divides by all relevant documents, so the two
-differ only when a relevant document is absent from the collection or has no vector (``relevant_unranked`` counts
-them). Ties are broken by collection order (the reference: faiss's order for BWE-Agg, a fixed random
+**MAP** (``map``, the default) is ``ir_measures``' AP (trec_eval's definition) averaged over the queries with at least
+one relevant judgement. Each ranking is passed down to its last relevant document, which leaves AP unchanged.
+``map_reference`` is the reference's own definition (``reference_average_precision``): it averages precision over
+the relevant documents *retrieved* and skips a query with none retrieved. The two differ only when a relevant
+document is absent from the collection or has no vector (``relevant_unranked`` counts them); xling's default counts
+such a document as missed, as trec_eval does, because skipping it rewards a space that leaves documents without
+vectors. Ties are broken by collection order (the reference: faiss's order for BWE-Agg, a fixed random
 permutation when a TbT-QT query matches no document).
 """
 
@@ -259,6 +261,23 @@ def average_precision(ranking: Ranking, qrels: dict[str, dict[str, int]]) -> dic
         # scores = -rank, so trec_eval keeps exactly this order; AP needs nothing below the last relevant document
         run[qid] = {ranking.docnos[d]: float(-k) for k, d in enumerate(order[:cut])}
     return {m.query_id: float(m.value) for m in ir_measures.iter_calc([AP], judged, run)}
+
+
+def reference_average_precision(ranking: Ranking, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+    """AP as the CLIR reference computes it (``rlitschk/UnsupCLIR`` ``evaluate.evaluate_clef``): the mean of the
+    precision at each relevant document *retrieved* (ranked with a finite score), over the queries with a relevant
+    judgement; a query with no relevant document retrieved is skipped (it has no AP), not counted as 0."""
+    out = {}
+    for qi, qid in enumerate(ranking.qids):
+        relevant = {d for d, r in qrels.get(qid, {}).items() if r > 0}
+        if not relevant:
+            continue
+        scores = ranking.scores[qi]
+        order = [d for d in np.argsort(-scores, kind="stable") if np.isfinite(scores[d])]
+        ranks = [k for k, d in enumerate(order, 1) if ranking.docnos[d] in relevant]
+        if ranks:
+            out[qid] = float(np.mean([i / rank for i, rank in enumerate(ranks, 1)]))
+    return out
 
 
 def relevant_unranked(ranking: Ranking, qrels: dict[str, dict[str, int]]) -> int:

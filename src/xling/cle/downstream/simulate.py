@@ -255,7 +255,8 @@ def _clir(
 
 def write_downstream(data: DownstreamSet, folder: str | Path) -> dict[str, Path]:
     """Write ``cldc/<lang>/{train,test}.tsv``, ``xnli/<lang>/{train,dev,test}.tsv``, ``clir/queries.<lang>.tsv``,
-    ``clir/docs.tgt.jsonl``, ``clir/qrels.txt`` and ``params.json`` under ``folder`` (inside an atomic output)."""
+    ``clir/docs.tgt.jsonl``, ``clir/qrels.txt``, empty ``clir/stopwords.<lang>.txt`` and ``params.json`` under
+    ``folder`` (inside an atomic output)."""
     folder = Path(folder)
     for lang, splits in data.cldc.items():
         for split, rows in splits.items():
@@ -268,6 +269,8 @@ def write_downstream(data: DownstreamSet, folder: str | Path) -> dict[str, Path]
         _write(folder / "clir" / f"queries.{lang}.tsv", (f"{q}\t{t}\n" for q, t in queries.items()))
     _write(folder / "clir" / "docs.tgt.jsonl", (json.dumps({"docno": d, "text": t}) + "\n" for d, t in data.docs))
     _write(folder / "clir" / "qrels.txt", (f"{q} 0 {d} {r}\n" for q, d, r in data.qrels))
+    for lang in LANGS:  # simulated languages have no stopwords: said by a file, not left to a fallback
+        _write(folder / "clir" / f"stopwords.{lang}.txt", iter(()))
     _write(folder / "params.json", [json.dumps(data.params, indent=2) + "\n"])
     return {name: folder / name for name in ("cldc", "xnli", "clir")}
 

@@ -113,12 +113,22 @@ class Mapper(ABC):
         if not hasattr(self, "W_src_"):
             raise XlingError(f"{type(self).__name__} is not fitted yet; call fit(X, Z, pairs) first")
 
+    def _normalize(self, X: np.ndarray, *, inplace: bool) -> np.ndarray:
+        """This mapper's normalisation of one validated space, the one step ``fit`` and ``transform`` share:
+        ``X`` itself when there is nothing to do, else a new array or, with ``inplace``, ``X`` overwritten.
+        Methods whose normalisation is not a sequence of ``normalize`` steps override this (and only this)."""
+        steps = check_steps(self.normalize)
+        if not steps:
+            return X
+        return normalize_inplace(X, steps) if inplace else normalize(X, steps)
+
     def _inputs(self, X: Any, Z: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Validate both spaces and apply this mapper's normalisation steps (a copy only when there are steps;
-        none when ``fit_transform(..., overwrite=True)`` has normalised them already). Never write into them."""
+        """Validate both spaces and normalise them (``_normalize``: a copy only where it changes them; nothing when
+        ``fit_transform(..., overwrite=True)`` has normalised them already). Never write into them."""
         X, Z = check_space(X, "source vectors"), check_space(Z, "target vectors")
-        steps = () if getattr(self, "_normalized_inputs", False) else check_steps(self.normalize)
-        return (normalize(X, steps) if steps else X), (normalize(Z, steps) if steps else Z)
+        if getattr(self, "_normalized_inputs", False):
+            return X, Z
+        return self._normalize(X, inplace=False), self._normalize(Z, inplace=False)
 
     def _map(self, Xn: np.ndarray, Zn: np.ndarray, *, inplace: tuple[bool, bool]) -> tuple[np.ndarray, np.ndarray]:
         """The learned maps applied to normalised spaces, each written into its input where ``inplace`` says so and
@@ -147,9 +157,8 @@ class Mapper(ABC):
         """
         if not overwrite:
             return self.fit(X, Z, pairs, **fit_params).transform(X, Z)
-        steps = check_steps(self.normalize)
-        X = normalize_inplace(check_space(X, "source vectors"), steps)
-        Z = normalize_inplace(check_space(Z, "target vectors"), steps)
+        X = self._normalize(check_space(X, "source vectors"), inplace=True)
+        Z = self._normalize(check_space(Z, "target vectors"), inplace=True)
         self._normalized_inputs = True
         try:
             self.fit(X, Z, pairs, **fit_params)

@@ -26,22 +26,24 @@ from typing import Any, Literal
 
 import numpy as np
 
-from xling.cle.mappers.base import Mapper, check_same_dim, check_space, single_threaded
+from xling.cle.mappers.base import Mapper, check_same_dim, single_threaded
 from xling.cle.mappers.iterlog import IterationLog
 from xling.cle.mappers.procrustes import procrustes_map
-from xling.cle.normalize import mean_center, unit_length
+from xling.cle.normalize import unit_rows
 from xling.errors import XlingError
 
 SinkhornMethod = Literal["sinkhorn", "sinkhorn_log"]
 
 
-def split_normalize(X: np.ndarray, n_words: int) -> np.ndarray:
-    """STEP 0: rows ``[:n_words]`` and ``[n_words:]`` each centred on their own mean, then every row unit length."""
-    out = np.empty_like(X, dtype=np.float32)
-    out[:n_words] = mean_center(X[:n_words])
-    if len(X) > n_words:
-        out[n_words:] = mean_center(X[n_words:])
-    return unit_length(out)
+def split_normalize(X: np.ndarray, n_words: int, *, inplace: bool = False) -> np.ndarray:
+    """STEP 0: rows ``[:n_words]`` and ``[n_words:]`` each centred on their own mean, then every row unit length;
+    ``inplace`` writes into ``X`` (float32, writeable; else a normalised copy is returned)."""
+    if not (inplace and X.dtype == np.float32 and X.flags.writeable):
+        X = np.array(X, dtype=np.float32, copy=True)
+    for part in (X[:n_words], X[n_words:]):
+        if len(part):
+            part -= part.mean(axis=0, dtype=np.float64).astype(np.float32)
+    return unit_rows(X, inplace=True)
 
 
 def distance_matrices(Xs: np.ndarray, Xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -204,12 +206,9 @@ class GromovWasserstein(Mapper):
         if self.sinkhorn_method not in ("sinkhorn", "sinkhorn_log"):
             raise XlingError(f"sinkhorn_method: expected 'sinkhorn' or 'sinkhorn_log', found {self.sinkhorn_method!r}")
 
-    def _inputs(self, X: Any, Z: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Validate both spaces and normalise them as the reference does (``split_normalize``)."""
-        return (
-            split_normalize(check_space(X, "source vectors"), self.n_words),
-            split_normalize(check_space(Z, "target vectors"), self.n_words),
-        )
+    def _normalize(self, X: np.ndarray, *, inplace: bool) -> np.ndarray:
+        """As the reference normalises (``split_normalize``), in ``fit``, ``transform`` and in place alike."""
+        return split_normalize(X, self.n_words, inplace=inplace)
 
     def fit(self, X: Any, Z: Any, pairs: Any = None) -> GromovWasserstein:
         """Solve GW on the most frequent words and fit the orthogonal map on the coupling's mutual pairs."""

@@ -27,6 +27,7 @@ weight gradients, which MUSE computes and then discards.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,6 +87,15 @@ def refinement_dictionary(Xm: np.ndarray, Zu: np.ndarray, max_rank: int = 15000,
     return csls_translations(Xm, Zu, max_rank, max_rank, csls_k)
 
 
+def duration(seconds: float) -> str:
+    """``2 h 05 min``, ``14 min``, ``45 s``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds:.0f} s"
+
+
 class MUSE(Mapper):
     """MUSE (``muse``): adversarial training, mean-cosine model selection and Procrustes refinement; unsupervised.
 
@@ -105,6 +115,8 @@ class MUSE(Mapper):
         with the best criterion over all runs is kept (1, as MUSE). Whether adversarial training finds the map
         depends on the seed; the criterion tells the runs that did apart without a dictionary.
     log_every : report the discriminator loss every this many steps (500, as MUSE).
+    eta_steps : after this many steps of the first epoch, report the time per step and the expected time of the
+        whole adversarial training (300; 0: never). At MUSE's defaults on a CPU that is hours: the line says so early.
     verbose : report progress on stderr.
 
     Attributes
@@ -112,6 +124,9 @@ class MUSE(Mapper):
     W_src_ : the selected map (``x @ W_src_``; the transpose of MUSE's ``W``).  W_tgt_ : identity.
     criterion_ : the best mean cosine.  selected_ : where the selected map comes from (``"epoch 3"``,
     ``"refinement 2"``).  history_ : one dict per epoch and refinement round.  n_iter_ : epochs + rounds run.
+    device_ : where it trained (``"cpu"``, ``"cuda"``).  step_seconds_ : seconds per adversarial step, measured over
+    the first ``eta_steps`` steps (None when fewer were run).  expected_seconds_ : the adversarial training's
+    expected time from that measurement.
 
     References
     ----------
@@ -145,6 +160,7 @@ class MUSE(Mapper):
         seed: int = 0,
         n_runs: int = 1,
         log_every: int = 500,
+        eta_steps: int = 300,
         verbose: bool = False,
     ) -> None:
         self.n_epochs = n_epochs
@@ -172,6 +188,7 @@ class MUSE(Mapper):
         self.seed = seed
         self.n_runs = n_runs
         self.log_every = log_every
+        self.eta_steps = eta_steps
         self.verbose = verbose
 
     def _check_params(self) -> None:
@@ -189,7 +206,7 @@ class MUSE(Mapper):
         ):
             if getattr(self, name) < 1:
                 raise XlingError(f"{name} must be at least 1, found {getattr(self, name)}")
-        for name in ("n_epochs", "n_refinement", "dis_most_frequent", "map_beta", "min_lr"):
+        for name in ("n_epochs", "n_refinement", "dis_most_frequent", "map_beta", "min_lr", "eta_steps"):
             if getattr(self, name) < 0:
                 raise XlingError(f"{name} must be at least 0, found {getattr(self, name)}")
         for name in ("dis_dropout", "dis_input_dropout"):
@@ -220,6 +237,9 @@ class MUSE(Mapper):
         Xn, Zn = self._inputs(X, Z)
         check_same_dim(Xn, Zn, "muse")
         dev = self._device()
+        self.device_ = dev.type
+        self.step_seconds_: float | None = None
+        self.expected_seconds_: float | None = None
         Zu = unit_length(Zn)
         self.history_: list[dict[str, Any]] = []
         best = {"criterion": float("-inf"), "W": np.eye(Xn.shape[1], dtype=np.float32), "at": "identity"}
@@ -278,6 +298,18 @@ class MUSE(Mapper):
                 f"{criterion:.4f} (best {best['criterion']:.4f}, {best['at']})"
             )
 
+    def _report_eta(self, elapsed: float, n_steps: int, dev: Any, log: IterationLog) -> None:
+        """The time per adversarial step so far, and what the whole adversarial training will take at that pace."""
+        self.step_seconds_ = elapsed / self.eta_steps
+        total = n_steps * self.n_epochs * self.n_runs
+        self.expected_seconds_ = self.step_seconds_ * total
+        log.note(
+            f"{self.eta_steps} steps in {elapsed:.1f} s ({1000 * self.step_seconds_:.0f} ms a step on {dev.type}): "
+            f"adversarial training ({self.n_runs} run(s) x {self.n_epochs} epoch(s) x {n_steps} steps) takes about "
+            f"{duration(self.expected_seconds_)}, plus the criterion after each epoch and {self.n_refinement} "
+            "refinement round(s) per run; epoch_size or n_epochs shorten it"
+        )
+
     def _adversarial(self, Xn: np.ndarray, Zn: np.ndarray, dev: Any, select: Any, log: IterationLog) -> None:
         """STEP 1: adversarial epochs, each followed by model selection and the learning-rate schedule."""
         import torch
@@ -295,9 +327,12 @@ class MUSE(Mapper):
         fool = 1 - labels[:bs]  # the map wants mapped sources judged as targets
         map_lr, best_so_far, decrease_lr = self.map_lr, float("-inf"), False
         n_steps = len(range(0, self.epoch_size, bs))
+        started = time.perf_counter()
         for epoch in range(self.n_epochs):
             losses = []
             for step in range(n_steps):
+                if epoch == 0 and step == self.eta_steps and self.step_seconds_ is None and self.eta_steps:
+                    self._report_eta(time.perf_counter() - started, n_steps, dev, log)
                 # discriminator steps (the map is fixed)
                 dis.train()
                 for _ in range(self.dis_steps):

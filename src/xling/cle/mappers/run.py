@@ -65,7 +65,19 @@ def seed_pairs(
 
 def fitted_info(mapper: Mapper) -> dict[str, Any]:
     """What the estimator learned besides its maps: iterations, objective, how it ended, dictionary sizes."""
-    keys = ("n_pairs_", "n_iter_", "objective_", "converged_", "status_", "criterion_", "selected_", "sizes_")
+    keys = (
+        "n_pairs_",
+        "n_iter_",
+        "objective_",
+        "converged_",
+        "status_",
+        "criterion_",
+        "selected_",
+        "sizes_",
+        "device_",
+        "step_seconds_",
+        "expected_seconds_",
+    )
     out = {k.rstrip("_"): getattr(mapper, k) for k in keys if hasattr(mapper, k)}
     if hasattr(mapper, "pairs_"):
         out["final_pairs"] = int(len(mapper.pairs_))
@@ -119,16 +131,17 @@ def write_mapped(
     vectors: bool = True,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``src.vec``/``tgt.vec`` (mapped), ``W_src.npy``/``W_tgt.npy`` and ``run.json`` atomically."""
+    """Write ``src.vec``/``tgt.vec`` (mapped, float32 exactly), ``W_src.npy``/``W_tgt.npy`` and ``run.json``
+    atomically."""
     from xling.cle.vectors import write_vec
     from xling.io import atomic_dir
     from xling.provenance import write_run_record
 
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        if vectors:
-            write_vec(tmp / "src.vec", mapped.src.words, mapped.src.vectors)
-            write_vec(tmp / "tgt.vec", mapped.tgt.words, mapped.tgt.vectors)
+        if vectors:  # 9 significant digits: every float32 reads back exactly, so a later command sees this map
+            write_vec(tmp / "src.vec", mapped.src.words, mapped.src.vectors, precision=9)
+            write_vec(tmp / "tgt.vec", mapped.tgt.words, mapped.tgt.vectors, precision=9)
         np.save(tmp / "W_src.npy", mapped.mapper.W_src_, allow_pickle=False)
         np.save(tmp / "W_tgt.npy", mapped.mapper.W_tgt_, allow_pickle=False)
         if extra is not None:
