@@ -50,10 +50,13 @@ def initial_design(
     return pd.DataFrame(rows, columns=PAIR_KEYS).sort_values(PAIR_KEYS, ignore_index=True)
 
 
-def _variance(scale: np.ndarray, regime: np.ndarray, n_models: np.ndarray, n_sources: np.ndarray) -> np.ndarray:
-    """The scale model's residual variance a + b_models / n_models + b_sources / n_sources per cell."""
-    coef = scale[regime]
-    return coef[..., 0] + coef[..., 1] / np.maximum(n_models, 1) + coef[..., 2] / np.maximum(n_sources, 1)
+def _encode_pairs(frame: pd.DataFrame, models: list[str], cells: list[tuple[str, str]]) -> tuple[np.ndarray, ...]:
+    """(model index, source index, known) of each row's (model, source) pair."""
+    m = frame["model_name"].map({name: i for i, name in enumerate(models)})
+    s = pd.Series(list(zip(frame["fine_tuned_dataset"], frame["fine_tuned_language"])), index=frame.index)
+    s = s.map({c: i for i, c in enumerate(cells)})
+    known = (m.notna() & s.notna()).to_numpy()
+    return m.fillna(0).to_numpy(dtype=int), s.fillna(0).to_numpy(dtype=int), known
 
 
 def choose_next(
@@ -67,81 +70,64 @@ def choose_next(
 
     ``predictions`` is ``TransferPredictor.predict()`` (run and unrun rows, intervals on the unrun ones). The
     conclusions are each source cell's donor mean (over models and its transfer targets) and each target cell's
-    recipient mean (over models and the other sources); their uncertainty is the sum of the variances of these means,
-    with an interval's half-width as a cell's error scale, a pair's errors moving together over its targets (donor) and
-    independently across pairs (recipient). Running a pair removes its cells' uncertainty and, with ``scale``
-    (``TransferPredictor.scale_``), shrinks the other unrun pairs of its source and of its model as the scale model
-    says one more run does. Picks are greedy, each given the earlier ones. ``candidates`` (``model_name,
-    fine_tuned_dataset, fine_tuned_language``) restricts the choice. Returns those columns, ``gain`` (the reduction,
-    pp^2) and ``rank`` (1 = first).
+    recipient mean (over models and the other sources); their uncertainty is the sum of the variances of these
+    means, with an interval's half-width as a cell's error scale, a pair's errors moving together over its targets
+    (donor) and independently across pairs (recipient). Running a pair removes its cells' uncertainty and, with
+    ``scale`` (``TransferPredictor.scale_``), narrows the other unrun pairs of its source as the residual model says
+    one more model running the source does. Picks are greedy, each given the earlier ones. ``candidates``
+    (``model_name, fine_tuned_dataset, fine_tuned_language``) restricts the choice. Returns those columns, ``gain``
+    (the reduction in the sum of variances, pp^2 in half-width units) and ``rank`` (1 = first).
     """
     models = sorted(predictions["model_name"].unique())
     cells = sorted(set(zip(predictions["eval_dataset"], predictions["eval_language"])))
     nm, nc = len(models), len(cells)
-    index = {c: i for i, c in enumerate(cells)}
-    m = predictions["model_name"].map({name: i for i, name in enumerate(models)}).to_numpy()
-    s = pd.Series(list(zip(predictions["fine_tuned_dataset"], predictions["fine_tuned_language"]))).map(index)
-    t = pd.Series(list(zip(predictions["eval_dataset"], predictions["eval_language"]))).map(index).to_numpy()
-    s = s.to_numpy()
-    run = np.zeros((nm, nc), dtype=bool)
-    observed = predictions["observed"].astype(bool).to_numpy()
-    run[m[observed], s[observed]] = True
+    m, s, _ = _encode_pairs(predictions, models, cells)
+    t = pd.Series(list(zip(predictions["eval_dataset"], predictions["eval_language"])))
+    t = t.map({c: i for i, c in enumerate(cells)}).to_numpy()
+    new = ~predictions["observed"].astype(bool).to_numpy()
     half = np.zeros((nm, nc, nc))
-    half[m[~observed], s[~observed], t[~observed]] = (
-        predictions["delta_hi"].to_numpy()[~observed] - predictions["delta_lo"].to_numpy()[~observed]
-    ) / 2.0
+    half[m[new], s[new], t[new]] = (predictions["delta_hi"].to_numpy() - predictions["delta_lo"].to_numpy())[new] / 2
     unrun = np.zeros((nm, nc), dtype=bool)
-    unrun[m[~observed], s[~observed]] = True
+    unrun[m[new], s[new]] = True
+    n_models = np.bincount(s[~new & (t == 0)], minlength=nc)  # models that ran each source (one row per pair)
     allowed = unrun.copy()
     if candidates is not None:
+        cm, cs, known = _encode_pairs(candidates, models, cells)
         allowed[:] = False
-        cm = candidates["model_name"].map({name: i for i, name in enumerate(models)})
-        cs = pd.Series(list(zip(candidates["fine_tuned_dataset"], candidates["fine_tuned_language"]))).map(index)
-        ok = cm.notna().to_numpy() & cs.notna().to_numpy()
-        allowed[cm[ok].astype(int), cs[ok].astype(int)] = True
+        allowed[cm[known], cs[known]] = True
         allowed &= unrun
 
-    task = np.array([sorted({c[0] for c in cells}).index(c[0]) for c in cells])
-    lang = np.array([sorted({c[1] for c in cells}).index(c[1]) for c in cells])
-    transfer = regime_codes(task, lang) != MTML  # (s, t)
-    regime = regime_codes(task, lang)
-    n_donor_cells = np.maximum(transfer.sum(axis=1), 1)  # per source
-    w_recipient = 1.0 / (nm * np.maximum(transfer.sum(axis=0), 1)) ** 2  # per target
-    coef = None if scale is None else scale.set_index("regime").loc[list(REGIMES)].to_numpy(dtype=float)
+    tasks, langs = sorted({c[0] for c in cells}), sorted({c[1] for c in cells})
+    regime = regime_codes(np.array([tasks.index(c[0]) for c in cells]), np.array([langs.index(c[1]) for c in cells]))
+    transfer = regime != MTML  # (s, t)
+    per_donor = np.maximum(transfer.sum(axis=1), 1)
+    w_recipient = 1.0 / (nm * np.maximum(transfer.sum(axis=0), 1)) ** 2
+    var = None if scale is None else scale.set_index("regime").loc[list(REGIMES)].to_numpy(dtype=float)
 
     def pair_uncertainty(h: np.ndarray) -> np.ndarray:
-        """Each pair's share of the total: donor term (mean half-width over its transfer targets)^2 / nm^2 plus its
-        cells' recipient terms."""
-        donor = ((h * transfer[None]).sum(axis=2) / n_donor_cells[None]) ** 2 / nm**2
+        """Each pair's share of the total: (mean half-width over its transfer targets / models)^2 for its source's
+        donor mean, plus its cells' shares of the recipient means."""
+        donor = ((h * transfer[None]).sum(axis=2) / per_donor[None] / nm) ** 2
         return donor + (h**2 * transfer[None] * w_recipient[None, None, :]).sum(axis=2)
 
-    def after_one_more(h: np.ndarray, n_models: np.ndarray, n_sources: np.ndarray, axis: str) -> np.ndarray:
-        """Half-widths of every pair if its source (``axis='source'``) or its model had one more run pair."""
-        if coef is None:
+    def one_more_model(h: np.ndarray) -> np.ndarray:
+        """Every pair's half-widths if one more model had run its source: sd ratio of the residual model."""
+        if var is None:
             return h
-        nmod = np.broadcast_to(n_models[None, :, None], h.shape)
-        nsrc = np.broadcast_to(n_sources[:, None, None], h.shape)
-        reg = np.broadcast_to(regime[None], h.shape)
-        now = _variance(coef, reg, nmod, nsrc)
-        later = _variance(coef, reg, nmod + (axis == "source"), nsrc + (axis == "model"))
-        return h * np.sqrt(np.where(now > 0, later / np.where(now > 0, now, 1.0), 1.0))
+        now = var[regime, 0] + var[regime, 1] * (1 + 1 / np.maximum(n_models, 1))[:, None]
+        later = var[regime, 0] + var[regime, 1] * (1 + 1 / (n_models + 1))[:, None]
+        return h * np.sqrt(later / np.where(now > 0, now, 1.0))[None]
 
     picks = []
     for rank in range(1, k + 1):
         if not allowed.any():
             break
-        n_models, n_sources = run.sum(axis=0), run.sum(axis=1)
         own = pair_uncertainty(half)
-        src_gain = np.where(unrun, own - pair_uncertainty(after_one_more(half, n_models, n_sources, "source")), 0.0)
-        mod_gain = np.where(unrun, own - pair_uncertainty(after_one_more(half, n_models, n_sources, "model")), 0.0)
-        gain = own + (src_gain.sum(axis=0)[None] - src_gain) + (mod_gain.sum(axis=1)[:, None] - mod_gain)
-        gain = np.where(allowed, gain, -np.inf)
+        spill = np.where(unrun, own - pair_uncertainty(one_more_model(half)), 0.0)  # to the source's other pairs
+        gain = np.where(allowed, own + spill.sum(axis=0)[None] - spill, -np.inf)
         pm, ps = np.unravel_index(int(np.argmax(gain)), gain.shape)
         picks.append((models[pm], *cells[ps], float(gain[pm, ps]), rank))
-        if coef is not None:  # the other unrun pairs of this source and of this model narrow
-            by_source = after_one_more(half, n_models, n_sources, "source")
-            by_model = after_one_more(half, n_models, n_sources, "model")
-            half[:, ps] = by_source[:, ps]
-            half[pm] = by_model[pm]
-        half[pm, ps], run[pm, ps], unrun[pm, ps], allowed[pm, ps] = 0.0, True, False, False
+        half[:, ps] = one_more_model(half)[:, ps]
+        half[pm, ps], unrun[pm, ps], allowed[pm, ps] = 0.0, False, False
+        n_models[ps] += 1
     return pd.DataFrame(picks, columns=[*PAIR_KEYS, "gain", "rank"])

@@ -45,18 +45,24 @@ def fit_scale(resid: np.ndarray, regime: np.ndarray, pair: np.ndarray, n_models:
     """The residual model's variances by moments: a held-out cell's residual is a pair error, shared by the pair's
     cells, of variance ``pair_var`` (1 + 1 / n) (the pair's own effect, plus the error of its source's effect
     estimated from the n other models that ran it), plus a cell error of variance ``cell_var[regime]``. Returns the
-    (4, 2) table ``[cell_var, pair_var]`` per regime (``pair_var`` is one number, repeated)."""
+    (4, 2) table ``[cell_var, pair_var]`` per regime (``pair_var`` is one number, repeated).
+
+    With k cells in a pair, e_i - mean(e) has expectation s_i^2 (1 - 2/k) + S/k^2 (S the sum of the pair's cell
+    variances) and the pair's sum of squared deviations / (k - 1) estimates S/k; both are inverted for s_i^2 and for
+    the pair error (mean(e)^2 = pair error^2 + S/k^2 on average)."""
     _, inverse, size = np.unique(pair, return_inverse=True, return_counts=True)
+    k = size.astype(float)[inverse]
     pair_mean = np.bincount(inverse, weights=resid) / size
-    within = (resid - pair_mean[inverse]) ** 2 * (size / np.maximum(size - 1, 1))[inverse]
+    sq_dev = (resid - pair_mean[inverse]) ** 2
+    mean_var = np.bincount(inverse, weights=sq_dev) / np.maximum(size - 1, 1)  # S / k of each pair
+    cell = (sq_dev - mean_var[inverse] / k) / np.where(k > 2, 1.0 - 2.0 / k, 1.0)
     counts = np.bincount(regime, minlength=4)
-    cell_var = np.bincount(regime, weights=within, minlength=4) / np.maximum(counts, 1)
-    pair_models = np.bincount(inverse, weights=n_models, minlength=len(size)) / size
-    sampling = np.bincount(inverse, weights=within, minlength=len(size)) / size**2
-    pair_var = max(float(((pair_mean**2 - sampling) / (1.0 + 1.0 / pair_models)).mean()), 0.0)
-    fallback = within.mean() if within.size else 1.0
-    cell_var = np.where(counts > 0, np.maximum(cell_var, 1e-9 * fallback), fallback)
-    return np.column_stack([cell_var, np.full(4, pair_var)])
+    fallback = max(float(mean_var.mean()), 1e-12)
+    cell_var = np.bincount(regime, weights=cell, minlength=4) / np.maximum(counts, 1)
+    cell_var = np.where(counts > 0, np.maximum(cell_var, 1e-3 * fallback), fallback)
+    pair_models = np.bincount(inverse, weights=n_models) / size
+    pair_var = float(((pair_mean**2 - mean_var / size) / (1.0 + 1.0 / np.maximum(pair_models, 1))).mean())
+    return np.column_stack([cell_var, np.full(4, max(pair_var, 0.0))])
 
 
 def scale_of(var: np.ndarray, regime: np.ndarray, n_models: np.ndarray) -> np.ndarray:

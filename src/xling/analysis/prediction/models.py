@@ -60,7 +60,8 @@ class EffectsLowRank:
     - ``f``: model family x source effects, from the pair means of the family's models that ran the source, centred
       over the models that ran it (so ``d`` carries what a source gives every model); what makes a source's transfer
       to an unrun model follow the same family's models.
-    - ``c``: model x source effects, centred over the models that ran the source; an unrun pair's is predicted by
+    - ``c``: model x source effects, centred over the models that ran the source and over the sources the model ran
+      (so a model's main effect stays in ``b``); an unrun pair's is predicted by
       ridge regression on its base-score headroom ``h`` (the model's base score on the source cell minus that of the
       models that ran it).
     - ``L``: the low-rank interaction. The residual averaged over the models that ran each source, rows weighted by
@@ -97,19 +98,27 @@ class EffectsLowRank:
         return out
 
     def _family_source(self, resid: np.ndarray, observed: np.ndarray) -> np.ndarray:
-        """Family x source effects: shrunk means of the run pairs' mean residuals, with the spread of those pair means
-        as their noise, centred over the models that ran each source."""
+        """Family x source effects: shrunk means of the run pairs' mean residuals, weighed against the spread of the
+        pair means within a (family, source) group, centred over the models that ran each source."""
         pair = resid.sum(axis=2) / resid.shape[2]
-        onehot = self._family[:, None] == np.arange(self._family.max() + 1)[None, :]  # models x families
-        sums, counts = onehot.T.astype(float) @ pair, onehot.T.astype(float) @ observed
-        f = shrunk_means(sums, counts, float((pair[observed] ** 2).mean()))
+        onehot = (self._family[:, None] == np.arange(self._family.max() + 1)[None, :]).astype(float)  # model x family
+        sums, counts = onehot.T @ pair, onehot.T @ observed
+        group_mean = (sums / np.maximum(counts, 1))[self._family]
+        dof = float((counts - 1).clip(min=0).sum())
+        spread = ((pair - group_mean)[observed] ** 2).sum() / dof if dof > 0 else float((pair[observed] ** 2).mean())
+        f = shrunk_means(sums, counts, spread)
         mean_src = (f[self._family] * observed).sum(axis=0) / np.maximum(observed.sum(axis=0), 1)
         return f - mean_src[None]
 
     def _model_source(self, resid: np.ndarray, w: np.ndarray, observed: np.ndarray, var: float) -> np.ndarray:
-        c = shrunk_means(resid.sum(axis=2), w.sum(axis=2), var)
-        mean_src = (c * observed).sum(axis=0) / np.maximum(observed.sum(axis=0), 1)
-        return np.where(observed, c - mean_src[None], 0.0)
+        """Shrunk pair means, centred over the run pairs of each source and of each model (alternating projections),
+        so that what every model gets from a source stays in ``d`` and what a model gets from every source in ``b``."""
+        c = np.where(observed, shrunk_means(resid.sum(axis=2), w.sum(axis=2), var), 0.0)
+        for _ in range(5):
+            for axis in (0, 1):
+                mean = c.sum(axis=axis, keepdims=True) / np.maximum(observed.sum(axis=axis, keepdims=True), 1)
+                c = np.where(observed, c - mean, 0.0)
+        return c
 
     def _distances(self, resid: np.ndarray, w: np.ndarray) -> np.ndarray:
         n = w.sum(axis=0)  # (s, t): how many models ran the source
@@ -131,11 +140,11 @@ class EffectsLowRank:
         dof = float(((n_src - 1).clip(min=0)).sum() * resid.shape[2])
         noise_var = float((dev**2).sum() / dof) if dof > 0 else float((resid**2).sum() / w.sum())
         self.noise_sd_, self.rank_ = float(np.sqrt(noise_var)), 0
-        if self.rank == 0 or noise_var == 0:
+        if self.rank == 0:
             return np.zeros_like(avg)
         root = np.sqrt(n_src)[:, None]  # rows weighted so that every entry's noise has variance noise_var
         u, sv, vt = np.linalg.svd(root * avg, full_matrices=False)
-        kept = optimal_shrinkage(sv, np.sqrt(noise_var), avg.shape)
+        kept = optimal_shrinkage(sv, np.sqrt(noise_var), avg.shape) if noise_var > 0 else sv.copy()
         if self.rank is not None:
             kept[self.rank :] = 0.0
         self.rank_ = int((kept > 0).sum())
