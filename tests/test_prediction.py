@@ -383,3 +383,20 @@ def test_predict_cli_evaluate(monkeypatch, capsys, tmp_path):
     summary = pd.read_csv(tmp_path / "ev" / "evaluation.csv")
     assert list(summary["method"]) == ["xling", "additive", "boosted"]
     assert len(pd.read_csv(tmp_path / "ev" / "evaluation_folds.csv")) == 2 * 3
+
+
+def test_predict_reads_the_per_seed_table_and_names_unknown_languages(monkeypatch, capsys, tmp_path):
+    small = spec(models=DEFAULT_MODELS[:6], tasks=TASKS[:3], languages=["en", "de", "xx"], relatedness=0.0)
+    long = simulate_long(small)
+    tensor = encode(simulate_grid(small))
+    train = outer_folds(tensor.observed, 0.5, np.random.default_rng(0))[0]
+    keys = to_rows(tensor, train)[KEYS[:3]].drop_duplicates()
+    long.merge(keys, on=KEYS[:3]).to_csv(tmp_path / "long.csv", index=False)
+    code, out, err = run_xling(monkeypatch, capsys, "predict", tmp_path / "long.csv", "-o", tmp_path / "p", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["run_pairs"] == train.sum() and any("xx" in note for note in summary["notes"])
+    code, out, err = run_xling(
+        monkeypatch, capsys, "predict", tmp_path / "long.csv", "-o", tmp_path / "q", "--json", "--no-linguistic"
+    )
+    assert code == 0 and json.loads(out)["notes"] == [], err

@@ -262,7 +262,7 @@ class Boosted:
     features of ``features.boosted_features`` (regime, model, family, source and target task and language, size,
     base scores, URIEL distances), trained on the run cells."""
 
-    def __init__(self, max_iter: int = 300, learning_rate: float = 0.1, seed: int = 0) -> None:
+    def __init__(self, max_iter: int = 100, learning_rate: float = 0.1, seed: int = 0) -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.seed = seed
