@@ -78,7 +78,7 @@ def check_calibration(regime: np.ndarray, present: np.ndarray, level: float) -> 
     for g in np.flatnonzero((counts < need) & np.isin(np.arange(4), present)):
         raise XlingError(
             f"too few held-out cells to calibrate {level:.0%} intervals in regime {REGIMES[g]}: {counts[g]} "
-            f"(need {need}); run more source cells for two or more models"
+            f"(need {need}); run more source cells for two or more models, or lower the level"
         )
 
 
