@@ -32,6 +32,7 @@ RESULT_COMMANDS = {
     "cle run",
     "cle downstream",
     "cle grid",
+    "predict",
 }
 #: Options whose values are a closed set: each is typed, so --help lists the choices.
 ENUMERATED = {
@@ -156,6 +157,7 @@ def test_method_choices_are_the_registered_methods():
         ["grid", "run", "spec.yaml", "--executor", "kubernetes"],
         ["eval", "--task", "t", "-o", "o", "--kind", "decoder"],
         ["analyze", "r.csv", "-o", "o", "--metric", "score"],
+        ["predict", "r.csv", "-o", "o", "--level", "1.5"],
         [
             "cle",
             "downstream",
@@ -187,6 +189,7 @@ def test_bad_input_files_are_one_error_line_and_exit_2(monkeypatch, capsys, tmp_
     for args in (
         ["grid", "status", tmp_path / "missing.yaml"],
         ["analyze", tmp_path / "missing.csv", "-o", tmp_path / "out"],
+        ["predict", tmp_path / "missing.csv", "-o", tmp_path / "out"],
         ["cle", "bli", "--src", tmp_path / "a.vec", "--tgt", tmp_path / "b.vec", "--test-dict", tmp_path / "t.tsv"],
     ):
         code, _, err = run_xling(monkeypatch, capsys, *args)

@@ -6,6 +6,8 @@ A neutral module below both sides: the transfer grid (``xling.grid.results``) an
 - Transfer, per seed (``LONG_COLUMNS``): one row per model, source cell, seed and target cell, with the fine-tuned
   and base scores as proportions; ``aggregate_seeds`` turns it into the Donors-and-Recipients release schema
   (``RELEASE_COLUMNS``): one row per model and ordered cell pair, mean/std/se over seeds, deltas in pp.
+- Predicted transfer (``PREDICTION_COLUMNS``, ``xling predict``): one row per model, source cell and target cell,
+  the run cells with their measured delta (``observed`` true) and the unrun ones with a prediction and its interval.
 - CLE (``CLE_RESULT_COLUMNS``): one row per (method, pair, dictionary size) with its BLI result or its status;
   downstream (``CLE_DOWNSTREAM_COLUMNS``): one row per unit and downstream task (score: the mean over seeds).
 """
@@ -71,6 +73,9 @@ HEADLINE_METRIC = "delta_score_norm_mean"
 # takes acc_norm where the lm-eval task reports it, else acc). The published release file does not have it.
 NORM_METRIC_COLUMN = "score_norm_metric"
 OPTIONAL_COLUMNS = [NORM_METRIC_COLUMN]
+
+#: ``xling predict``'s table: deltas in pp; ``delta_lo``/``delta_hi`` bound the interval (empty for observed rows).
+PREDICTION_COLUMNS = [*KEYS, "regime", "delta_pred", "delta_lo", "delta_hi", "observed"]
 
 
 def regime_of(df: pd.DataFrame) -> pd.Series:

@@ -11,7 +11,7 @@ import warnings
 
 import typer
 
-from xling.cli import analyze, cle, grid, peft  # noqa: F401  (attach commands)
+from xling.cli import analyze, cle, grid, peft, predict  # noqa: F401  (attach commands)
 from xling.cli.app import app
 from xling.errors import XlingError, XlingNote
 

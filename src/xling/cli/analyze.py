@@ -138,6 +138,13 @@ def simulate_grid_cmd(
         None, help="Comma-separated planted brittle recipient languages (default: the last one)."
     ),
     long: bool = typer.Option(False, "--long", help="Write the per-seed long table instead of the release schema."),
+    interaction_rank: int = typer.Option(
+        0, "--interaction-rank", min=0, help="Plant a source x target interaction of this rank, shared by all models."
+    ),
+    interaction_sd: float = typer.Option(2.0, "--interaction-sd", min=0.0, help="Its standard deviation in pp."),
+    relatedness: float = typer.Option(
+        0.0, help="pp added per sd of language closeness (URIEL syntax) to cross-language transfer."
+    ),
 ) -> None:
     """Write a synthetic results table with planted structure (release schema by default)."""
     from rich.console import Console
@@ -172,6 +179,9 @@ def simulate_grid_cmd(
             "seed": seed,
             "hubs": split(hubs),
             "brittle": split(brittle),
+            "interaction_rank": interaction_rank,
+            "interaction_sd": interaction_sd,
+            "relatedness": relatedness,
         },
         "simulate grid options",
     )
@@ -188,4 +198,6 @@ def simulate_grid_cmd(
         f"wrote {out}: {len(table)} rows ({models} models x {tasks * languages} x {tasks * languages} cells"
         f"{', per seed' if long else ''}); planted hubs: {', '.join(spec.hubs) or 'none'}; "
         f"brittle: {', '.join(spec.brittle) or 'none'}"
+        + (f"; interaction rank {spec.interaction_rank} sd {spec.interaction_sd:g}" if spec.interaction_rank else "")
+        + (f"; relatedness {spec.relatedness:g} pp per sd of closeness" if spec.relatedness else "")
     )
