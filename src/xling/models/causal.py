@@ -247,14 +247,12 @@ def tokenize_examples(items: Sequence[MCItem], tokenizer, spec: TrainSpec, chat:
 
 class Staged(NamedTuple):
     """One training example on the model's device: input ids, labels, attention mask (1-D views of one tensor
-    each), how many labels count in the loss (``labels[1:]`` that are not -100; known on the host), and whether the
-    mask is ones then zeros (right padding, which causal attention makes harmless)."""
+    each) and how many labels count in the loss (``labels[1:]`` that are not -100; known on the host)."""
 
     ids: Any
     labels: Any
     mask: Any
     n_target: int
-    right_padded: bool
 
 
 def stage_examples(examples: Sequence[Example], device) -> list[Staged]:
@@ -268,30 +266,17 @@ def stage_examples(examples: Sequence[Example], device) -> list[Staged]:
     lengths = [len(ids) for ids, _, _ in examples]
     flat = [torch.tensor([t for ex in examples for t in ex[k]], dtype=torch.long) for k in range(3)]
     ids, labels, mask = (to_device(x, device).split(lengths) for x in flat)
-    return [
-        Staged(
-            ids[i],
-            labels[i],
-            mask[i],
-            sum(t != IGNORE for t in y[1:]),
-            m == [1] * sum(m) + [0] * (len(m) - sum(m)),
-        )
-        for i, (_, y, m) in enumerate(examples)
-    ]
+    return [Staged(ids[i], labels[i], mask[i], sum(t != IGNORE for t in y[1:])) for i, (_, y, _) in enumerate(examples)]
 
 
 def make_batch(examples: Sequence[Staged], pad_id: int):
-    """``input_ids``, ``attention_mask`` and ``labels``, right-padded on the device to the longest example; the
-    mask is ``None`` when every example is right-padded (the same losses, and no host synchronisation inside
-    transformers, which checks a given mask for padding)."""
+    """``input_ids``, ``attention_mask`` and ``labels``, right-padded on the device to the longest example."""
     from torch.nn.utils.rnn import pad_sequence
 
-    ids = pad_sequence([e.ids for e in examples], batch_first=True, padding_value=pad_id)
-    labels = pad_sequence([e.labels for e in examples], batch_first=True, padding_value=IGNORE)
-    mask = None
-    if not all(e.right_padded for e in examples):
-        mask = pad_sequence([e.mask for e in examples], batch_first=True, padding_value=0)
-    return ids, mask, labels
+    return tuple(
+        pad_sequence([getattr(e, k) for e in examples], batch_first=True, padding_value=pad)
+        for k, pad in (("ids", pad_id), ("mask", 0), ("labels", IGNORE))
+    )
 
 
 def answer_loss(model, batch):

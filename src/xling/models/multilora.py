@@ -7,15 +7,18 @@ batch is laid out adapter-major — segment ``s`` holds the same N rows under ad
 adapter's rows are one contiguous slice, and every adapted linear layer computes ``base(x)`` once for the whole
 batch plus one segmented low-rank matmul pair for all adapters (the SGMV idea of Punica and S-LoRA, in torch ops):
 
-    xa = bmm(x.view(S, N·T, d_in)[adapted], A)            # the "shrink": one batched matmul, every adapter
-    out.view(S, N·T, d_out)[adapted].baddbmm_(xa, B·s)      # the "expand", added in place (scaling s folded in B)
+    xa = bmm(x.view(S, N·T, d_in)[adapted], A)     # the "shrink": one batched matmul for every adapter
+    out.view(S, N·T, d_out)[adapted] = bmm(xa, B·s)  # the "expand" (scaling s folded into B); base segments: 0
+    out.addmm_(x, Wᵀ)                                 # the base matmul accumulates onto the deltas
 
-Three passes over activations per layer beyond the base matmul (read x; read and write the output), no gather or
-scatter of the hidden state, no Python loop over adapters, no host synchronisation and no shape that depends on data:
+Three passes over activations per layer beyond the base matmul (read x; write the deltas, which the base matmul
+reads back), no gather or scatter of the hidden state, no Python loop over adapters, no host synchronisation and
+no shape that depends on data:
 which segments use which adapters is decided once per batch (``segments``), as two slices when the adapted segments
 and their adapters are runs (what the scorer produces), else as device index tensors. The stacked weights are kept
-in the base layer's dtype (bf16 on a GPU): the matmuls accumulate in float32, and the expand adds to the base output
-inside the matmul, so the delta is rounded once. Adapters are loaded by peft (its key mapping, configs and scaling),
+in the base layer's dtype (bf16 on a GPU): the matmuls accumulate in float32 and the base matmul adds its product to
+the small deltas before rounding, so each output is rounded once, as in the base model (adding a rounded delta to a
+rounded base output would round it twice). Adapters are loaded by peft (its key mapping, configs and scaling),
 then each ``peft.tuners.lora.Linear`` is replaced by a ``GroupedLoRALinear`` holding the stacked weights of every
 adapter (ranks padded with zeros, which add nothing). Non-linear LoRA layers and LoRA variants (DoRA, …) are not
 supported: ``group_adapters`` raises and the caller keeps peft's own forward.
@@ -86,23 +89,32 @@ def _grouped_linear_cls():
             self.layout = layout
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out = self.base_layer(x)
             plan = self.layout.plan
             if plan is None:
-                return out
-            xs = x.reshape(plan.n_seg, -1, x.shape[-1])
-            ys = out.view(plan.n_seg, -1, out.shape[-1])
+                return self.base_layer(x)
+            weight, bias = self.base_layer.weight, self.base_layer.bias
+            d_in, d_out = weight.shape[1], weight.shape[0]
+            xs = x.reshape(plan.n_seg, -1, d_in)
             A, B = self.A_t, self.B_t
             if A.dtype != x.dtype:  # a model run in another dtype than it was grouped in (autocast)
                 A, B = A.to(x.dtype), B.to(x.dtype)
+            # every segment's low-rank delta (plus the bias), then the base matmul accumulates x·Wᵀ onto it
+            out = torch.empty(xs.shape[0], xs.shape[1], d_out, dtype=x.dtype, device=x.device)
             if plan.run is not None:
                 s0, a0, n = plan.run
+                for part in (out[:s0], out[s0 + n :]):  # base segments: the bias alone
+                    part.copy_(bias) if bias is not None else part.zero_()
                 xa = torch.bmm(xs[s0 : s0 + n], A[a0 : a0 + n])
-                ys[s0 : s0 + n].baddbmm_(xa, B[a0 : a0 + n])
+                if bias is None:
+                    torch.bmm(xa, B[a0 : a0 + n], out=out[s0 : s0 + n])
+                else:
+                    torch.baddbmm(bias.expand(n, xs.shape[1], d_out), xa, B[a0 : a0 + n], out=out[s0 : s0 + n])
             else:
+                out.copy_(bias) if bias is not None else out.zero_()
                 xa = torch.bmm(xs.index_select(0, plan.seg_idx), A.index_select(0, plan.ad_idx))
-                ys.index_add_(0, plan.seg_idx, torch.bmm(xa, B.index_select(0, plan.ad_idx)))
-            return out
+                out.index_add_(0, plan.seg_idx, torch.bmm(xa, B.index_select(0, plan.ad_idx)))
+            out.view(-1, d_out).addmm_(x.reshape(-1, d_in), weight.t())
+            return out.view(*x.shape[:-1], d_out)
 
     return GroupedLoRALinear
 
@@ -128,7 +140,8 @@ def group_adapters(peft_model: Any, names: Sequence[str]) -> tuple[Any, Layout]:
         if isinstance(child, LoraLayer)
     ]
     for _, _, child, where in found:  # check every layer before replacing any
-        if not isinstance(child, LoraLinear) or child.lora_variant or child.fan_in_fan_out or child.merged:
+        plain = isinstance(child, LoraLinear) and isinstance(child.get_base_layer(), torch.nn.Linear)
+        if not plain or child.lora_variant or child.fan_in_fan_out or child.merged:
             raise XlingError(f"LoRA layer {where}: only plain unmerged linear LoRA can be grouped")
     if not found:
         raise XlingError("no LoRA linear layers found to group")
