@@ -54,8 +54,8 @@ def split_train_val(items: Sequence[MCItem], val_fraction: float, split_seed: in
 
 
 def lora_state(model) -> dict:
-    """A CPU copy of the trainable (LoRA) weights."""
-    return {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.requires_grad}
+    """A copy of the trainable (LoRA) weights, on their device (small; copying them to the host would wait)."""
+    return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
 
 
 AUTO_TRAIN_BATCH = 8  # where ``batch_size: auto`` starts: the Trainer's default per-device batch
