@@ -10,7 +10,7 @@ of the best epoch is kept. What a batch's loss is belongs to the model kind (``x
 batch's target tokens for a causal LM, a cross-entropy over each item's choices for an encoder); on a GPU with a
 bf16 model the causal kind runs its forward passes under bf16 autocast, as the Trainer's ``bf16=True`` does, with its
 training examples put on the device once per unit; losses are summed on the device and read once per epoch, and AdamW
-is fused on a GPU, so no step waits for the device.
+is fused (the Trainer's default), so no step waits for the device.
 What differs from the Trainer: the order of training batches (a seeded ``torch.randperm`` per epoch, not the
 Trainer's sampler) and padding (to the longest example of a batch instead of to ``max_length``; the same result,
 as padding is on the right and masked).
@@ -202,8 +202,8 @@ def _train_loop(
     total_steps = math.ceil(len(train_ex) / spec.batch_size) * spec.epochs
     warmup = warmup_steps(spec, total_steps)
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = all(p.device.type == "cuda" for p in params) or None  # one kernel per step on a GPU (the Trainer's)
-    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=fused)
+    # fused: one kernel per step on a GPU, as the Trainer's default optimiser (adamw_torch_fused)
+    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
     schedule = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
     order_gen = torch.Generator().manual_seed(seed)
 
