@@ -307,7 +307,7 @@ def autocast(model, device):
 AUTO_MEMORY_SHARE = 0.9
 #: and keeps every activation and logit tensor under 2^31 elements (some kernels index in 32 bits)
 MAX_ELEMENTS = 2**31 - 1
-#: and at most this many sequences (memory-efficient attention launches one block row per sequence and head)
+#: and at most this many sequences (attention kernels index sequences on a CUDA grid dimension of at most 65,535)
 MAX_SEQUENCES = 2**15
 
 
