@@ -392,7 +392,11 @@ def memory(model: str, paths: dict, items: list, sizes: Sizes, shape: Shape) -> 
             )
             if budget is not None:
                 retries = frame.attrs["oom_retries"]
-                measured += f"; auto budget {budget / gib:.1f} GiB of {total / gib:.0f} GiB, {retries} OOM retries"
+                used = 100 * (peak - weights - extra) / budget
+                measured += (
+                    f"; auto budget {budget / gib:.1f} GiB of {total / gib:.0f} GiB ({used:.0f} % used: the rest is "
+                    f"left by the 2^31-element cap or by the items running out), {retries} OOM retries"
+                )
             ok = peak <= predicted and (
                 budget is None or (frame.attrs["oom_retries"] == 0 and peak <= weights + extra + budget)
             )
