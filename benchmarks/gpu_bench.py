@@ -394,8 +394,8 @@ def memory(model: str, paths: dict, items: list, sizes: Sizes, shape: Shape) -> 
                 retries = frame.attrs["oom_retries"]
                 used = 100 * (peak - weights - extra) / budget
                 measured += (
-                    f"; auto budget {budget / gib:.1f} GiB of {total / gib:.0f} GiB ({used:.0f} % used: the rest is "
-                    f"left by the 2^31-element cap or by the items running out), {retries} OOM retries"
+                    f"; auto budget {budget / gib:.1f} GiB of {total / gib:.0f} GiB, {used:.0f} % used (a batch stops "
+                    f"at the budget, the 2^31-element cap or the last row), {retries} OOM retries"
                 )
             ok = peak <= predicted and (
                 budget is None or (frame.attrs["oom_retries"] == 0 and peak <= weights + extra + budget)
