@@ -75,6 +75,42 @@ def test_each_segment_equals_its_single_adapter(tiny_and_adapters, order):
     assert (plain - _peft_logits(model_dir, None, ids)).abs().max().item() <= 1e-5
 
 
+def test_layers_with_a_bias_equal_peft(tmp_path):
+    """Projections with a bias (Qwen2's q/k/v, ``mlp_bias``): the bias is added once per segment, under both plans."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from xling.models.adapters import attach_adapters
+    from xling.models.multilora import group_adapters, segments
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, attention_bias=True, mlp_bias=True,
+    )  # fmt: skip
+    base = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for name, p in base.named_parameters():
+            if name.endswith("bias"):
+                p.normal_()
+    base.save_pretrained(tmp_path / "model")
+    paths = {}
+    for i in range(2):
+        config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+        paths[f"a{i}"] = tmp_path / f"{i}"
+        get_peft_model(AutoModelForCausalLM.from_pretrained(tmp_path / "model"), config).save_pretrained(paths[f"a{i}"])
+    ids = torch.randint(0, 300, (2, 7), generator=torch.Generator().manual_seed(1))
+    model, layout = group_adapters(
+        attach_adapters(AutoModelForCausalLM.from_pretrained(tmp_path / "model"), paths), list(paths)
+    )
+    for order in ([None, 0, 1], [1, None, 0]):
+        with torch.inference_mode(), segments(layout, order):
+            logits = model(input_ids=ids.repeat(len(order), 1)).logits.view(len(order), *ids.shape, -1)
+        for s, index in enumerate(order):
+            adapter = None if index is None else paths[f"a{index}"]
+            assert (logits[s] - _peft_logits(tmp_path / "model", adapter, ids)).abs().max().item() <= 1e-4
+
+
 def _items(n: int, seed: int):
     from xling.tasks.items import MCItem
 

@@ -4,7 +4,7 @@ Scoring the base model and K adapters over the same items is K+1 passes of the b
 low-rank paths (about 2·r·(d_in + d_out) FLOPs per token per adapted layer, ~3% at r=8 and d=512). peft's
 mixed-batch forward (``adapter_names=``) gathers each adapter's rows and scatters them back in every layer. Here the
 batch is laid out adapter-major — segment ``s`` holds the same N rows under adapter ``s`` (or the base) — so each
-adapter's rows are one contiguous slice, and every adapted linear layer computes ``base(x)`` once for the whole
+adapter's rows are one contiguous slice, and every adapted linear layer runs the base matmul once for the whole
 batch plus one segmented low-rank matmul pair for all adapters (the SGMV idea of Punica and S-LoRA, in torch ops):
 
     xa = bmm(x.view(S, N·T, d_in)[adapted], A)     # the "shrink": one batched matmul for every adapter
@@ -12,10 +12,10 @@ batch plus one segmented low-rank matmul pair for all adapters (the SGMV idea of
     out.addmm_(x, Wᵀ)                                 # the base matmul accumulates onto the deltas
 
 Three passes over activations per layer beyond the base matmul (read x; write the deltas, which the base matmul
-reads back), no gather or scatter of the hidden state, no Python loop over adapters, no host synchronisation and
-no shape that depends on data:
-which segments use which adapters is decided once per batch (``segments``), as two slices when the adapted segments
-and their adapters are runs (what the scorer produces), else as device index tensors. The stacked weights are kept
+reads back), no gather or scatter of the hidden state, no Python loop over adapters, no host synchronisation and no
+shape that depends on data: which segments use which adapters is decided once per batch (``segments``), as two
+slices when the adapted segments and their adapters are runs (what the scorer produces), else as device index
+tensors. The stacked weights are kept
 in the base layer's dtype (bf16 on a GPU): the matmuls accumulate in float32 and the base matmul adds its product to
 the small deltas before rounding, so each output is rounded once, as in the base model (adding a rounded delta to a
 rounded base output would round it twice). Adapters are loaded by peft (its key mapping, configs and scaling),
@@ -65,11 +65,10 @@ def make_plan(adapters: Sequence[int | None], device: Any) -> Plan | None:
         return Plan(len(adapters), run=(adapted[0], slots[0], n))
     import torch
 
+    from xling.models.base import to_device
+
     def index(values: list[int]):
-        t = torch.tensor(values, dtype=torch.long)
-        if device is not None and torch.device(device).type == "cuda":
-            return t.pin_memory().to(device, non_blocking=True)  # no host synchronisation
-        return t.to(device) if device is not None else t
+        return to_device(torch.tensor(values, dtype=torch.long), device or "cpu")
 
     return Plan(len(adapters), seg_idx=index(adapted), ad_idx=index(slots))
 
@@ -96,25 +95,30 @@ def _grouped_linear_cls():
             d_in, d_out = weight.shape[1], weight.shape[0]
             xs = x.reshape(plan.n_seg, -1, d_in)
             A, B = self.A_t, self.B_t
-            if A.dtype != x.dtype:  # a model run in another dtype than it was grouped in (autocast)
-                A, B = A.to(x.dtype), B.to(x.dtype)
             # every segment's low-rank delta (plus the bias), then the base matmul accumulates x·Wᵀ onto it
             out = torch.empty(xs.shape[0], xs.shape[1], d_out, dtype=x.dtype, device=x.device)
             if plan.run is not None:
                 s0, a0, n = plan.run
                 for part in (out[:s0], out[s0 + n :]):  # base segments: the bias alone
-                    part.copy_(bias) if bias is not None else part.zero_()
+                    _fill(part, bias)
                 xa = torch.bmm(xs[s0 : s0 + n], A[a0 : a0 + n])
                 if bias is None:
                     torch.bmm(xa, B[a0 : a0 + n], out=out[s0 : s0 + n])
                 else:
                     torch.baddbmm(bias.expand(n, xs.shape[1], d_out), xa, B[a0 : a0 + n], out=out[s0 : s0 + n])
             else:
-                out.copy_(bias) if bias is not None else out.zero_()
+                _fill(out, bias)
                 xa = torch.bmm(xs.index_select(0, plan.seg_idx), A.index_select(0, plan.ad_idx))
                 out.index_add_(0, plan.seg_idx, torch.bmm(xa, B.index_select(0, plan.ad_idx)))
             out.view(-1, d_out).addmm_(x.reshape(-1, d_in), weight.t())
             return out.view(*x.shape[:-1], d_out)
+
+    def _fill(part: torch.Tensor, bias: torch.Tensor | None) -> None:
+        """The base model's share of a segment before its matmul: the bias, or zero."""
+        if bias is None:
+            part.zero_()
+        else:
+            part.copy_(bias)
 
     return GroupedLoRALinear
 
