@@ -62,3 +62,29 @@ def grid_reference(grid_assets, tmp_path_factory):
     final = run_grid(spec)
     assert all(not st.failed and st.pending == 0 for st in final)
     return long_table(make_plan(spec), store_for(spec))
+
+
+@pytest.fixture
+def xling_host_reads(monkeypatch):
+    """Counts, by (method, file, line), the reads of tensor values into Python (``item``, ``bool``, ``float``,
+    ``int``, ``tolist``, ``cpu``, ``numpy``) that xling's own code makes: on a GPU each one waits for the device."""
+    import collections
+    import sys
+
+    import torch
+
+    import xling
+
+    package = str(Path(xling.__file__).parent)
+    counts: collections.Counter = collections.Counter()
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            caller = sys._getframe(1)
+            if caller.f_code.co_filename.startswith(package):
+                counts[(_name, caller.f_code.co_filename, caller.f_lineno)] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return counts

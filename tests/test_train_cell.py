@@ -197,3 +197,24 @@ def test_batch_size_auto_halves_on_out_of_memory_and_starts_again(setup, tmp_pat
             model, task, "en", 3, tmp_path / "fixed", LoraSpec(r=4, alpha=8), spec.model_copy(update={"batch_size": 8})
         )
     assert not (tmp_path / "fixed").exists()
+
+
+@pytest.mark.parametrize("kind", ["causal", "encoder"])
+def test_training_steps_read_nothing_from_the_device(setup, tmp_path, xling_host_reads, kind):
+    """The loop reads tensor values into Python per epoch (losses, kept adapter), never per step: 2 epochs of 8
+    steps make as many reads as 2 epochs of 2 (on a GPU each read waits for the device)."""
+    from xling.models.encoder import default_model_path
+    from xling.train import train_cell
+
+    root, tiny = setup
+    model, task, lang = tiny, str(root / "task.yaml"), "en"
+    if kind == "encoder":
+        model = ModelSpec(name="minilm", path=default_model_path(), kind="encoder")
+        task = "mini:numbers"
+    reads = []
+    for batch in (8, 2):
+        xling_host_reads.clear()
+        spec = TrainSpec(lr=1e-2, epochs=2, max_train_items=20, batch_size=batch, val_fraction=0.2)
+        train_cell(model, task, lang, 1, tmp_path / f"b{batch}", LoraSpec(r=4, alpha=8), spec)
+        reads.append(dict(xling_host_reads))
+    assert reads[0] == reads[1]

@@ -203,8 +203,9 @@ class ScoreSpec(Spec):
     - ``pack_choices``: the choices of an item share one row behind their context (a 4-D mask; only used where
       the attention implementation takes one).
     A CUDA out-of-memory error halves ``batch_size`` (then ``adapters_per_batch``) and retries the batch;
-    ``batch_size: auto`` starts at 64 on a GPU (lm-eval's ``auto`` searches up to its ``max_batch_size`` of 64) and
-    at 16 on a CPU, so the batch used is the largest that fits; the size used is recorded in ``run.json``.
+    ``batch_size: auto`` takes, on a GPU, as many rows per batch as the free memory holds by the formula
+    ``xling.models.causal.forward_bytes`` (the encoder kind: 64), and 16 on a CPU; the size used is recorded in
+    ``run.json``.
     """
 
     batch_size: PositiveInt | Literal["auto"] = 16

@@ -8,7 +8,9 @@ Trainer's); linear warm-up over ``ceil(warmup_ratio × steps)`` steps (``warmup_
 epoch as the Trainer computes it (the mean over batches of each batch's mean loss, weighted by rows); the adapter
 of the best epoch is kept. What a batch's loss is belongs to the model kind (``xling.models``: the mean over the
 batch's target tokens for a causal LM, a cross-entropy over each item's choices for an encoder); on a GPU with a
-bf16 model the causal kind runs its forward passes under bf16 autocast, as the Trainer's ``bf16=True`` does.
+bf16 model the causal kind runs its forward passes under bf16 autocast, as the Trainer's ``bf16=True`` does, with its
+training examples put on the device once per unit; losses are summed on the device and read once per epoch, and AdamW
+is fused (the Trainer's default), so no step waits for the device.
 What differs from the Trainer: the order of training batches (a seeded ``torch.randperm`` per epoch, not the
 Trainer's sampler) and padding (to the longest example of a batch instead of to ``max_length``; the same result,
 as padding is on the right and masked).
@@ -52,8 +54,8 @@ def split_train_val(items: Sequence[MCItem], val_fraction: float, split_seed: in
 
 
 def lora_state(model) -> dict:
-    """A CPU copy of the trainable (LoRA) weights."""
-    return {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.requires_grad}
+    """A copy of the trainable (LoRA) weights, on their device (small; copying them to the host would wait)."""
+    return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
 
 
 AUTO_TRAIN_BATCH = 8  # where ``batch_size: auto`` starts: the Trainer's default per-device batch
@@ -93,7 +95,7 @@ def warmup_steps(spec: TrainSpec, total_steps: int) -> int:
 
 def evaluate(kind, loaded, examples: Sequence, spec: TrainSpec) -> dict[str, float | None]:
     """The Trainer's ``eval_loss`` (each batch's mean loss, averaged over batches weighted by their rows) and, where
-    the kind counts them, the accuracy; in eval mode without gradients."""
+    the kind counts them, the accuracy; in eval mode without gradients, read from the device once at the end."""
     import torch
 
     if not examples:
@@ -105,9 +107,9 @@ def evaluate(kind, loaded, examples: Sequence, spec: TrainSpec) -> dict[str, flo
             loss = kind.batch_loss(loaded, examples[i : i + spec.batch_size], spec)
             total, rows = total + loss.row_total, rows + loss.rows
             correct = None if loss.correct is None or correct is None else correct + loss.correct
-    out = {"val_loss": total / max(rows, 1)}
+    out = {"val_loss": float(total) / max(rows, 1)}
     if correct is not None:
-        out["val_acc"] = correct / max(rows, 1)
+        out["val_acc"] = int(correct) / max(rows, 1)
     return out
 
 
@@ -200,7 +202,8 @@ def _train_loop(
     total_steps = math.ceil(len(train_ex) / spec.batch_size) * spec.epochs
     warmup = warmup_steps(spec, total_steps)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    # fused: one kernel per step on a GPU, as the Trainer's default optimiser (adamw_torch_fused)
+    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
     schedule = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
     order_gen = torch.Generator().manual_seed(seed)
 
@@ -219,11 +222,11 @@ def _train_loop(
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            total, rows = total + loss.row_total, rows + loss.rows
+            total, rows = total + loss.row_total, rows + loss.rows  # summed on the device: no wait per step
             if bar:
                 bar[0].advance(bar[1])
         # evaluate on the validation split; keep the best epoch's adapter
-        record = {"epoch": epoch, "train_loss": total / max(rows, 1), **evaluate(kind, loaded, val_ex, spec)}
+        record = {"epoch": epoch, "train_loss": float(total) / max(rows, 1), **evaluate(kind, loaded, val_ex, spec)}
         history.append(record)
         val_loss = record["val_loss"]
         if not spec.keep_best_epoch or val_loss is None or val_loss < best_val:

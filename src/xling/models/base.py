@@ -50,12 +50,13 @@ class Loaded(Protocol):
 class Loss:
     """The loss of one training batch: ``value`` (the mean to back-propagate), ``row_total`` (the batch's mean
     loss times its rows, as the HF Trainer averages validation losses) and, where the kind knows it, how many
-    rows the model got right."""
+    rows the model got right. ``row_total`` and ``correct`` may be 0-d tensors on the model's device: the training
+    loop sums them there and reads them once per epoch, so no step waits for the device."""
 
     value: Any
-    row_total: float
+    row_total: Any
     rows: int
-    correct: int | None = None
+    correct: Any = None
 
 
 class Scorer(Protocol):
@@ -97,6 +98,16 @@ def auto_batch(batch_size: int | str, device) -> int:
     """A scoring batch size: the given one, or for ``auto`` where the search starts on this device (a CUDA
     out-of-memory error then halves it)."""
     return AUTO_SCORE_BATCH.get(device.type, 16) if batch_size == "auto" else int(batch_size)
+
+
+def to_device(x, device):
+    """A host tensor on ``device``; to a GPU through pinned memory without blocking (a plain ``.to`` from pageable
+    memory waits for the device)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
 
 
 def peak_memory_bytes(device) -> int:

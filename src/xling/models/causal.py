@@ -11,11 +11,12 @@ as the release did; a CUDA out-of-memory error halves the batch and retries it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,17 @@ from xling.config import LoraSpec, ModelSpec, ScoreSpec, TrainSpec
 from xling.errors import XlingError
 from xling.models.adapters import quiet_peft
 from xling.models.base import COLUMNS, Loss, auto_batch, base_fingerprint, peak_memory_bytes
-from xling.models.lmeval import BASE, LMEvalTokens, Row, can_pack, encode_items, forward_rows, plan_rows
+from xling.models.lmeval import (
+    BASE,
+    LOGIT_CHUNK,
+    LMEvalTokens,
+    Row,
+    can_pack,
+    collect,
+    encode_items,
+    forward_rows,
+    plan_rows,
+)
 from xling.models.multilora import group_adapters, segments
 from xling.tasks.items import MCItem
 
@@ -149,15 +160,16 @@ class CausalKind:
             task_type="CAUSAL_LM",
         )
 
-    def examples(self, loaded: LoadedLM, items: Sequence[MCItem], spec: TrainSpec, chat: bool) -> list[Example]:
+    def examples(self, loaded: LoadedLM, items: Sequence[MCItem], spec: TrainSpec, chat: bool) -> list[Staged]:
         ensure_pad_token(loaded.tokenizer)
-        return tokenize_examples(items, loaded.tokenizer, spec, chat)
+        return stage_examples(tokenize_examples(items, loaded.tokenizer, spec, chat), loaded.device)
 
-    def batch_loss(self, loaded: LoadedLM, examples: Sequence[Example], spec: TrainSpec) -> Loss:
+    def batch_loss(self, loaded: LoadedLM, examples: Sequence[Staged], spec: TrainSpec) -> Loss:
         pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+        n = max(sum(e.n_target for e in examples), 1)  # counted on the host: no wait for the device
         with autocast(loaded.model, loaded.device):
-            loss_sum, n = answer_loss(loaded.model, make_batch(examples, pad_id, loaded.device))
-        return Loss(loss_sum / max(n, 1), float(loss_sum.detach()) / max(n, 1) * len(examples), len(examples))
+            loss_sum = answer_loss(loaded.model, make_batch(examples, pad_id))
+        return Loss(loss_sum / n, loss_sum.detach() / n * len(examples), len(examples))
 
     def scorer(
         self, spec: ModelSpec, adapters: Mapping[str, Path | None], score: ScoreSpec, items: Sequence[MCItem]
@@ -233,32 +245,50 @@ def tokenize_examples(items: Sequence[MCItem], tokenizer, spec: TrainSpec, chat:
     return out
 
 
-def make_batch(examples: Sequence[Example], pad_id: int, device):
-    """``input_ids``, ``attention_mask`` and ``labels`` tensors, right-padded to the longest example."""
+class Staged(NamedTuple):
+    """One training example on the model's device: input ids, labels, attention mask (1-D views of one tensor
+    each) and how many labels count in the loss (``labels[1:]`` that are not -100; known on the host)."""
+
+    ids: Any
+    labels: Any
+    mask: Any
+    n_target: int
+
+
+def stage_examples(examples: Sequence[Example], device) -> list[Staged]:
+    """Every example on ``device`` at once (three copies per training unit, none per step)."""
     import torch
 
-    width = max(len(ids) for ids, _, _ in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    for i, (x, y, m) in enumerate(examples):
-        ids[i, : len(x)] = torch.tensor(x)
-        mask[i, : len(m)] = torch.tensor(m)
-        labels[i, : len(y)] = torch.tensor(y)
-    return ids.to(device), mask.to(device), labels.to(device)
+    from xling.models.base import to_device
+
+    if not examples:
+        return []
+    lengths = [len(ids) for ids, _, _ in examples]
+    flat = [torch.tensor([t for ex in examples for t in ex[k]], dtype=torch.long) for k in range(3)]
+    ids, labels, mask = (to_device(x, device).split(lengths) for x in flat)
+    return [Staged(ids[i], labels[i], mask[i], sum(t != IGNORE for t in y[1:])) for i, (_, y, _) in enumerate(examples)]
+
+
+def make_batch(examples: Sequence[Staged], pad_id: int):
+    """``input_ids``, ``attention_mask`` and ``labels``, right-padded on the device to the longest example."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    return tuple(
+        pad_sequence([getattr(e, k) for e in examples], batch_first=True, padding_value=pad)
+        for k, pad in (("ids", pad_id), ("mask", 0), ("labels", IGNORE))
+    )
 
 
 def answer_loss(model, batch):
-    """Sum of token losses over the target positions and their count."""
+    """Sum of token losses over the target positions (a 0-d tensor on the device)."""
     import torch.nn.functional as F
 
     ids, mask, labels = batch
     logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
     target = labels[:, 1:]
-    loss_sum = F.cross_entropy(
+    return F.cross_entropy(
         logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=IGNORE, reduction="sum"
     )
-    return loss_sum, int((target != IGNORE).sum())
 
 
 def autocast(model, device):
@@ -271,6 +301,57 @@ def autocast(model, device):
 
 
 # --- scoring -------------------------------------------------------------------------------------------------------
+
+
+#: ``batch_size: auto`` on a GPU: a batch may take this share of the memory free once the model is loaded
+AUTO_MEMORY_SHARE = 0.9
+#: and keeps every activation and logit tensor under 2^31 elements (some kernels index in 32 bits)
+MAX_ELEMENTS = 2**31 - 1
+#: and at most this many sequences (attention kernels index sequences on a CUDA grid dimension of at most 65,535)
+MAX_SEQUENCES = 2**15
+
+
+def forward_bytes(config, n_seq: int, width: int, n_logits: int, dtype_bytes: int, eager: bool = False) -> int:
+    """Peak memory of one scoring forward beyond the weights and adapters, in bytes (the formula; ``gpu.sh`` prints
+    it against the measured peak). In inference mode one layer's activations are alive at a time, so per token:
+    the MLP's intermediate tensors and a few hidden-wide ones, ``(4·ffn + 8·d)`` values, plus RMSNorm's float32
+    copies, ``8·d`` bytes; the additive 4-D mask twice (made, then aligned by the attention kernel),
+    ``2·width`` values; under eager attention the scores and their softmax in float32, ``8·heads·width`` bytes. Then
+    the ``n_logits`` gathered logits in the model's dtype plus one float32 chunk of the log-softmax and its
+    exponentials. Values are ``dtype_bytes`` each.
+
+        total = weights + adapters + n_seq·width·per_token + n_logits·vocab·dtype_bytes + 8·min(n_logits·vocab, chunk)
+    """
+    cfg = getattr(config, "text_config", None) or config
+    d, vocab = cfg.hidden_size, cfg.vocab_size
+    ffn = getattr(cfg, "intermediate_size", None) or 4 * d
+    per_token = dtype_bytes * (4 * ffn + 8 * d + 2 * width) + 8 * d
+    if eager:
+        per_token += 8 * cfg.num_attention_heads * width
+    return n_seq * width * per_token + n_logits * vocab * dtype_bytes + 8 * min(n_logits * vocab, LOGIT_CHUNK)
+
+
+def fits(config, n_seq: int, width: int, n_logits: int, dtype_bytes: int, eager: bool, budget: int) -> bool:
+    """Whether a batch of ``n_seq`` sequences of ``width`` tokens fits ``budget`` bytes (``forward_bytes``) and the
+    element and sequence limits."""
+    cfg = getattr(config, "text_config", None) or config
+    widest = max(getattr(cfg, "intermediate_size", None) or 0, 4 * cfg.hidden_size)
+    return (
+        forward_bytes(config, n_seq, width, n_logits, dtype_bytes, eager) <= budget
+        and n_seq * width * widest <= MAX_ELEMENTS
+        and n_logits * cfg.vocab_size <= MAX_ELEMENTS
+        and n_seq <= MAX_SEQUENCES
+    )
+
+
+def memory_budget(device) -> int:
+    """Bytes a scoring batch may take on a CUDA ``device``: ``AUTO_MEMORY_SHARE`` of what is free with the model
+    loaded (free on the device plus what torch holds unused)."""
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(device)
+    held = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(AUTO_MEMORY_SHARE * (free + held))
 
 
 class CausalScorer:
@@ -301,7 +382,11 @@ class CausalScorer:
         self.pack = spec.pack_choices and can_pack(self.lm.model)
         self.batch_size = auto_batch(spec.batch_size, self.lm.device)
         self.adapters_per_batch, self.oom_retries = spec.adapters_per_batch, 0
+        self.budget = None  # bytes one batch may take (``batch_size: auto`` on a GPU)
+        self.dtype_bytes, self.rows_used = next(self.lm.model.parameters()).element_size(), 0
         if self.lm.device.type == "cuda":
+            if spec.batch_size == "auto":
+                self.budget = memory_budget(self.lm.device)
             torch.cuda.reset_peak_memory_stats(self.lm.device)
 
     def score(self, items: Sequence[MCItem]) -> pd.DataFrame:
@@ -328,55 +413,72 @@ class CausalScorer:
         )
         frame.attrs["peak_memory_bytes"] = peak_memory_bytes(lm.device)
         frame.attrs["oom_retries"] = self.oom_retries
-        frame.attrs["batch_size"] = self.batch_size
+        frame.attrs["batch_size"] = self.batch_size if self.budget is None else self.rows_used
         return frame
 
     def forward_all(
         self, net, rows: Sequence[Row], names: Sequence[str], n_requests: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Every row under every adapter in batches of ``batch_size`` rows × ``adapters_per_batch`` adapters.
-        On CUDA out-of-memory the batch is halved (rows first, then adapters) and retried; the smaller sizes stay
-        for the rest of the run."""
+        """Every row under every adapter in batches of ``batch_size`` rows × ``adapters_per_batch`` adapters (with
+        ``batch_size: auto`` on a GPU, as many rows as ``forward_bytes`` says fit in the memory budget). Results stay
+        on the device until every batch is queued. On CUDA out-of-memory the batch is halved (rows, or the budget,
+        first, then adapters) and retried; the smaller sizes stay for the rest of the run."""
         import torch
 
         lm = self.lm
         pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-        loglik = np.full((len(names), n_requests), np.nan)
-        greedy = np.zeros((len(names), n_requests), dtype=bool)
+        parts = []
         r0 = 0
         while r0 < len(rows):
-            size = self.batch_size
+            size = self._rows_for(rows, r0, min(self.adapters_per_batch, len(names)))
             try:
                 for a0 in range(0, len(names), self.adapters_per_batch):
                     group = names[a0 : a0 + self.adapters_per_batch]
-                    ll, gr = self._forward(net, rows[r0 : r0 + size], group, n_requests, pad_id)
-                    done = ~np.isnan(ll)
-                    loglik[a0 : a0 + len(group)][done] = ll[done]
-                    greedy[a0 : a0 + len(group)] |= gr
+                    part = self._forward(net, rows[r0 : r0 + size], group, n_requests, pad_id)
+                    parts.append(dataclasses.replace(part, adapter=part.adapter + a0))
             except torch.OutOfMemoryError:
-                if self.batch_size == 1 and self.adapters_per_batch == 1:
+                if size == 1 and self.adapters_per_batch == 1:
                     raise
-                self._shrink()
+                self._shrink(size)
                 continue
+            self.rows_used = max(self.rows_used, size)
             r0 += size
-        return loglik, greedy
+        return collect(parts, len(names), n_requests)
+
+    def _rows_for(self, rows: Sequence[Row], r0: int, n_ad: int) -> int:
+        """Rows of the next batch: ``batch_size``, or within the memory budget the most rows from ``r0`` on that fit,
+        padded to the first (longest) row's width, with ``n_ad`` segments."""
+        if self.budget is None:
+            return self.batch_size
+        config, eager = self.lm.model.config, getattr(self.lm.model.config, "_attn_implementation", None) == "eager"
+        width, needed, count = len(rows[r0].tokens), 0, 0
+        for row in rows[r0:]:
+            more = needed + sum(len(cont) for _, cont, _ in row.requests)
+            if count and not fits(config, (count + 1) * n_ad, width, more * n_ad, self.dtype_bytes, eager, self.budget):
+                break
+            count, needed = count + 1, more
+        return count
 
     def _forward(self, net, rows: Sequence[Row], group: Sequence[str], n_requests: int, pad_id: int):
-        """One batch: ``rows`` under every adapter of ``group`` (one segment each)."""
+        """One batch: ``rows`` under every adapter of ``group`` (one segment each), results left on the device."""
         device = self.lm.device
         if self.layout is not None:
             with segments(self.layout, [self.slot.get(name) for name in group]):
-                return forward_rows(net, rows, len(group), n_requests, device, pad_id)
+                return forward_rows(net, rows, len(group), n_requests, device, pad_id, defer=True)
         names = group if self.peft_mixed else None
-        return forward_rows(net, rows, len(group), n_requests, device, pad_id, adapter_names=names)
+        return forward_rows(net, rows, len(group), n_requests, device, pad_id, adapter_names=names, defer=True)
 
-    def _shrink(self) -> None:
+    def _shrink(self, size: int) -> None:
+        """After running out of memory with ``size`` rows: half the rows (or the budget), else half the adapters."""
         import torch
 
         self.oom_retries += 1
-        if self.batch_size > 1:
-            self.batch_size //= 2
+        if size > 1 and self.budget is not None:
+            self.budget //= 2
+        elif size > 1:
+            self.batch_size = size // 2
         else:
+            self.budget, self.batch_size = None, 1
             self.adapters_per_batch = max(1, self.adapters_per_batch // 2)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

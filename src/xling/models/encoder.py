@@ -172,7 +172,7 @@ class EncoderKind:
 
     def batch_loss(self, loaded: Encoder, examples: Sequence[MCItem], spec: TrainSpec) -> Loss:
         loss, right = choice_loss(loaded, examples, spec)
-        return Loss(loss, loss.item() * len(examples), len(examples), int(right.sum()))
+        return Loss(loss, loss.detach() * len(examples), len(examples), right.sum())
 
     def scorer(
         self, spec: ModelSpec, adapters: Mapping[str, Path | None], score: ScoreSpec, items: Sequence[MCItem]

@@ -11,11 +11,13 @@ last; acc_norm divides by the choice's character length, acc_bytes by its UTF-8 
 What differs is only the cost:
 
 1. the base model is loaded once and every adapter is attached unmerged (peft);
-2. each forward pass mixes adapters (peft ``adapter_names=`` per row, ``__base__`` for the base);
+2. each forward pass mixes adapters (segments of the batch, each under one adapter: grouped low-rank paths,
+   ``xling.models.multilora``; peft ``adapter_names=`` where they cannot be grouped);
 3. all choices of an item share one row: the context once, then each choice's continuation as a segment
    that attends to the context and itself (single-token letters add nothing: one forward per item); rows
    are sorted by length so padding is small;
-4. the LM head and log-softmax run only over the window of continuation positions (``logits_to_keep``).
+4. only the hidden states whose logits are needed go through the LM head and the log-softmax (gathered before
+   the head), and the host never waits for a batch: results stay on the device until the end.
 
 Packing (3) needs a 4-D attention mask, which transformers' ``eager`` and ``sdpa`` attention take; with any other
 implementation (flash attention) every choice gets a row of its own and plain causal attention.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -158,6 +161,21 @@ def plan_rows(encoded: Sequence[Encoded], max_length: int, pack: bool = True) ->
 
 # --- step 3: mixed-adapter forward passes -------------------------------------------------------------------
 
+#: the log-softmax over the vocabulary runs in chunks of at most this many logits (256 MB in float32)
+LOGIT_CHUNK = 2**26
+
+
+@dataclass
+class Scored:
+    """One batch's results, still on the device (``collect`` copies them to the host once, at the end): entry ``i``
+    is request ``request[i]`` under adapter ``adapter[i]`` (host arrays), its summed log-likelihood ``loglik[i]``
+    (float64) and how many of its continuation tokens are not the argmax, ``misses[i]``."""
+
+    adapter: np.ndarray
+    request: np.ndarray
+    loglik: Any
+    misses: Any
+
 
 def forward_rows(
     model,
@@ -167,71 +185,122 @@ def forward_rows(
     device,
     pad_id: int,
     adapter_names: Sequence[str] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Log-likelihood and is-greedy of every request for ``rows`` under each of ``n_ad`` adapters.
+    *,
+    defer: bool = False,
+):
+    """Log-likelihood and is-greedy of every request for ``rows`` under each of ``n_ad`` adapters: two arrays of
+    shape ``(n_ad, n_requests)`` (NaN / False where a request is not in ``rows``), or with ``defer`` the ``Scored``
+    batch still on the device, so that batches queue without the host waiting for each (``collect``).
 
     The batch is adapters × rows, adapter-major (segment ``a`` holds every row under adapter ``a``: the layout a
     grouped multi-LoRA model expects, ``xling.models.multilora.segments``; with peft's mixed batches,
     ``adapter_names`` names the adapter of each segment), right-padded; a token attends to earlier tokens of the
-    context and of its own choice. Only the window of positions whose logits are needed goes through the LM head
-    and log-softmax.
+    context and of its own choice (a 4-D mask built on the device). Only the hidden states whose logits are needed
+    go through the LM head (gathered by a hook on the model's output embeddings, in adapter-major order), and the
+    log-softmax runs over them in chunks. Inputs go to a GPU through pinned memory without blocking: nothing here
+    waits for the device.
     """
     import torch
 
+    from xling.models.base import to_device
+
+    n_rows = len(rows)
     width = max(len(r.tokens) for r in rows)
     lo = min(min(p[0] for _, _, p in r.requests) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    pos = torch.zeros((len(rows), width), dtype=torch.long)
-    seg = torch.full((len(rows), width), -1, dtype=torch.long)
-    b_idx, p_idx, t_idx, seg_of, out_keys = [], [], [], [], []
+    ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
+    pos = torch.zeros((n_rows, width), dtype=torch.long)
+    seg = torch.full((n_rows, width), -1, dtype=torch.long)
+    b0, p0, t0, k0, reqs = [], [], [], [], []  # one adapter's needed (row, position, token, request key)
     for r, row in enumerate(rows):
         n = len(row.tokens)
         ids[r, :n], pos[r, :n], seg[r, :n] = (
             torch.tensor(x, dtype=torch.long) for x in (row.tokens, row.positions, row.segment)
         )
-        for a in range(n_ad):
-            for req, cont, where in row.requests:
-                b_idx += [a * len(rows) + r] * len(cont)
-                p_idx += [w - lo for w in where]
-                t_idx += cont
-                seg_of += [len(out_keys)] * len(cont)
-                out_keys.append((a, req))
-
-    def expand(x):  # one copy of every row per adapter segment
-        return x.repeat(n_ad, *[1] * (x.dim() - 1)).to(device)
+        for req, cont, where in row.requests:
+            b0 += [r] * len(cont)
+            p0 += where
+            t0 += cont
+            k0 += [len(reqs)] * len(cont)
+            reqs.append(req)
+    n_keys = len(reqs)
+    shift = np.arange(n_ad)[:, None]
+    b_idx = (np.asarray(b0)[None] + shift * n_rows).ravel()  # adapter-major: adapter a's rows follow a-1's
+    k_idx = (np.asarray(k0)[None] + shift * n_keys).ravel()
+    p_idx, t_idx = np.tile(p0, n_ad), np.tile(t0, n_ad)
+    b_t, p_t, t_t, k_t = (to_device(torch.from_numpy(x), device) for x in (b_idx, p_idx, t_idx, k_idx))
 
     kwargs = {"adapter_names": [name for name in adapter_names for _ in rows]} if adapter_names else {}
-    if (seg > 0).any():  # segments need the 4D mask; without them plain causal attention is the same thing
-        q = torch.arange(width)
-        allowed = (
-            (q[None, None, :] <= q[None, :, None])
-            & (seg[:, None, :] >= 0)
-            & ((seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))
-        )
-        # an additive float mask (0 = attend): eager attention adds it to the scores, SDPA takes it as is; a
-        # boolean mask would be added as 0/1 by eager attention
-        dtype = model.get_input_embeddings().weight.dtype
-        additive = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-        kwargs["attention_mask"] = expand(additive[:, None])
+    packed = any(max(row.segment) > 0 for row in rows)
     with torch.inference_mode():
-        logits = model(
-            input_ids=expand(ids),
-            position_ids=expand(pos),
-            logits_to_keep=torch.arange(lo, width, device=device),
-            **kwargs,
-        ).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        b_t, p_t, t_t, s_t = (torch.tensor(x, device=device) for x in (b_idx, p_idx, t_idx, seg_of))
-        token_lp = logp[b_t, p_t, t_t]
-        missed = (logp[b_t, p_t].argmax(-1) != t_t).to(torch.float32)
-        ll = torch.zeros(len(out_keys), device=device, dtype=torch.float64).index_add_(0, s_t, token_lp.double())
-        miss = torch.zeros(len(out_keys), device=device).index_add_(0, s_t, missed)
+        ids_d, pos_d = to_device(ids, device), to_device(pos, device)
+        if packed:  # segments need the 4D mask; without them plain causal attention is the same thing
+            seg_d = to_device(seg, device)
+            q = torch.arange(width, device=ids_d.device)
+            allowed = (
+                (q[None, None, :] <= q[None, :, None])
+                & (seg_d[:, None, :] >= 0)
+                & ((seg_d[:, None, :] == 0) | (seg_d[:, None, :] == seg_d[:, :, None]))
+            )
+            # an additive float mask (0 = attend): eager attention adds it to the scores, SDPA takes it as is; a
+            # boolean mask would be added as 0/1 by eager attention
+            dtype = model.get_input_embeddings().weight.dtype
+            additive = torch.zeros(allowed.shape, dtype=dtype, device=ids_d.device)
+            kwargs["attention_mask"] = additive.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None].repeat(
+                n_ad, 1, 1, 1
+            )
+        logits = _needed_logits(model, bool(adapter_names), b_t, p_t - lo, width - lo, ids_d, pos_d, n_ad, kwargs)
+        token_lp = torch.empty(len(t_idx), dtype=torch.float32, device=logits.device)
+        missed = torch.empty(len(t_idx), dtype=torch.float32, device=logits.device)
+        step = max(1, LOGIT_CHUNK // logits.shape[-1])
+        for c in range(0, len(t_idx), step):
+            lf, tc = logits[c : c + step].float(), t_t[c : c + step]
+            token_lp[c : c + step] = lf.gather(1, tc[:, None])[:, 0] - torch.logsumexp(lf, dim=-1)
+            missed[c : c + step] = (lf.argmax(-1) != tc).to(torch.float32)
+        ll = torch.zeros(n_ad * n_keys, device=logits.device, dtype=torch.float64).index_add_(0, k_t, token_lp.double())
+        miss = torch.zeros(n_ad * n_keys, device=logits.device).index_add_(0, k_t, missed)
+    scored = Scored(np.repeat(np.arange(n_ad), n_keys), np.tile(np.asarray(reqs, dtype=np.int64), n_ad), ll, miss)
+    return scored if defer else collect([scored], n_ad, n_requests)
+
+
+def _needed_logits(model, peft_mixed: bool, b_t, p_t, keep: int, ids, pos, n_ad: int, kwargs):
+    """The logits at (batch row ``b_t``, position ``p_t`` within the last ``keep`` positions), one row each.
+
+    A pre-hook on the output embeddings hands the LM head only those hidden states; where the head is never called
+    as a module (custom code) or is a peft LoRA layer under peft's mixed batches (which needs the whole batch), the
+    head runs over the kept window and the rows are picked from its logits."""
+    head = model.get_output_embeddings()
+    fired = []
+
+    def gather(module, args):
+        fired.append(True)
+        return (args[0][b_t, p_t][None], *args[1:])
+
+    hook = None
+    if head is not None and not (peft_mixed and hasattr(head, "lora_A")):
+        hook = head.register_forward_pre_hook(gather)
+    try:
+        logits = model(input_ids=ids.repeat(n_ad, 1), position_ids=pos.repeat(n_ad, 1), logits_to_keep=keep, **kwargs)
+    finally:
+        if hook is not None:
+            hook.remove()
+    return logits.logits[0] if fired else logits.logits[b_t, p_t]
+
+
+def collect(parts: Sequence[Scored], n_ad: int, n_requests: int) -> tuple[np.ndarray, np.ndarray]:
+    """Log-likelihood and is-greedy arrays ``(n_ad, n_requests)`` from ``Scored`` batches; NaN / False where none
+    covers an entry (two cover one only when a batch was retried after running out of memory: they differ by float
+    rounding). One copy from the device."""
+    import torch
+
     loglik = np.full((n_ad, n_requests), np.nan)
     greedy = np.zeros((n_ad, n_requests), dtype=bool)
-    a_idx = np.array([k[0] for k in out_keys])
-    r_idx = np.array([k[1] for k in out_keys])
-    loglik[a_idx, r_idx] = ll.cpu().numpy()
-    greedy[a_idx, r_idx] = miss.cpu().numpy() == 0
+    if parts:
+        ll = torch.cat([p.loglik for p in parts]).cpu().numpy()
+        miss = torch.cat([p.misses for p in parts]).cpu().numpy()
+        a_idx = np.concatenate([p.adapter for p in parts])
+        r_idx = np.concatenate([p.request for p in parts])
+        loglik[a_idx, r_idx] = ll
+        greedy[a_idx, r_idx] = miss == 0
     return loglik, greedy
 
 

@@ -92,12 +92,20 @@ def build_tiny_llama(
     max_positions: int = 512,
     init_range: float = 0.1,
     vocab_size: int | None = None,
+    intermediate_size: int | None = None,
+    n_heads: int = 4,
+    n_kv_heads: int = 2,
+    tie_embeddings: bool = False,
+    dtype: str = "float32",
+    device: str = "cpu",
 ) -> Path:
-    """Write a tiny random Llama (fp32) and its tokenizer to ``folder``; the same seed gives the same files.
+    """Write a tiny random Llama and its tokenizer to ``folder``; the same seed (and device) gives the same files.
 
     ``init_range`` (0.1, larger than Llama's 0.02) gives logits wide enough for LoRA to learn small tasks;
     ``vocab_size`` widens the embeddings and LM head beyond the tokenizer's ~512 tokens (the ids above them are
-    never produced), so a benchmark pays a real model's head and log-softmax.
+    never produced), so a benchmark pays a real model's head and log-softmax; ``intermediate_size`` (default twice
+    the hidden size), the head counts and ``tie_embeddings`` give a real model's shape (the benchmarks' Llama-3.2-1B
+    shape). The weights are initialised on ``device`` (a GPU builds a large one in seconds) and saved in ``dtype``.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -108,19 +116,20 @@ def build_tiny_llama(
     config = LlamaConfig(
         vocab_size=max(len(tokenizer), vocab_size or 0),
         hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
         num_hidden_layers=n_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_kv_heads,
         max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_embeddings,
         initializer_range=init_range,
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).to(torch.float32)
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(getattr(torch, dtype))
     with atomic_dir(folder) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
