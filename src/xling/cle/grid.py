@@ -402,21 +402,23 @@ def workload(spec: CLEGridSpec) -> Workload:
     return Workload(cle_work, spec, chunk=lambda u: per_pair, cpus=spec.executor.cpus_per_unit, isolated=lambda u: True)
 
 
-def store_for(spec: CLEGridSpec) -> Store:
-    return Store(Path(spec.output) / "store")
+def store_for(spec: CLEGridSpec, *, create: bool = True) -> Store:
+    """The store of a spec's output folder (``create=False``: only read it, create nothing)."""
+    return Store(Path(spec.output) / "store", create=create)
 
 
 def status(spec: CLEGridSpec) -> list[StageStatus]:
-    """Done / failed / pending units and the last error of each failed one."""
-    return grid_status(units(spec), [STAGE], store_for(spec))
+    """Done / failed / pending units and the last error of each failed one (creates nothing)."""
+    return grid_status(units(spec), [STAGE], store_for(spec, create=False))
 
 
 def run_grid(spec: CLEGridSpec, *, console=None, progress: bool = True) -> pd.DataFrame:
     """Run the unfinished units into ``OUTPUT/store`` on the spec's executor and write the tables under
     ``OUTPUT/tables``; return the results table."""
+    from xling.io import claim_dir
     from xling.provenance import write_run_record
 
-    out = Path(spec.output)
+    out = claim_dir(spec.output, "store/", "slurm/", "tables/", "figures/", "run.json", "report.html")
     todo = units(spec)
     store = store_for(spec)
     run_units(
@@ -549,7 +551,7 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
 
 def plan_summary(spec: CLEGridSpec) -> dict:
     """What ``xling grid plan`` shows for a CLE grid: units and how many are done."""
-    todo, store = units(spec), store_for(spec)
+    todo, store = units(spec), store_for(spec, create=False)
     return {
         "methods": len(spec.entries()),
         "pairs": len(spec.pair_list()),
