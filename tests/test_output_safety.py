@@ -84,7 +84,7 @@ def test_out_onto_an_inputs_folder_loses_nothing(monkeypatch, capsys, tmp_path, 
     takes_input = str(data) in args  # then even --force never makes the input an output
     for force in ([], ["--force"]) if is_file_output(name) and takes_input else ([],):
         code, _, err = run_xling(monkeypatch, capsys, *name.split(), *args, "-o", out, *force)
-        assert one_error_line(code, err), err
+        assert one_error_line(code, err) and "pick another -o" in err, err  # refused for its -o
         assert tree(tmp_path) == before
 
 
@@ -219,7 +219,9 @@ def test_an_interrupted_write_leaves_nothing_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+@pytest.mark.parametrize(
+    "umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)], ids=["umask022", "umask077"]
+)
 def test_outputs_follow_the_umask(monkeypatch, capsys, tmp_path, sim_csv, umask, file_mode, dir_mode):
     old = os.umask(umask)
     try:
@@ -299,28 +301,41 @@ def _numeric_param(method: str) -> str | None:
     return next(numbers, None)
 
 
-def _bad_inputs() -> list[tuple[str, list]]:
+def _bad_inputs() -> list[tuple[str, list, str]]:
+    """(what is wrong, the command line, what the error line must name)."""
     from xling.cle.mappers import METHODS
 
     numeric = {m: _numeric_param(m) for m in METHODS}
     assert {m for m, p in numeric.items() if not p} == {"proc"}  # every other method has a number to get wrong
-    rows = [(f"--param {p}=lots ({m})", ["MAP", m, "--param", f"{p}=lots"]) for m, p in numeric.items() if p]
-    rows += [(f"--param normalize=lots ({m})", ["MAP", m, "--param", "normalize=lots"]) for m in ("proc", "cca")]
+    rows = [
+        (f"--param {p}=lots ({m})", ["MAP", m, "--param", f"{p}=lots"], f"{p}: expected")
+        for m, p in numeric.items()
+        if p
+    ]
     rows += [
-        ("--seed -1 (simulate grid)", ["simulate", "grid", "-o", "OUT/sim.csv", "--seed", "-1"]),
-        ("--seed -1 (cle simulate)", ["cle", "simulate", "-o", "OUT", "--seed", "-1"]),
-        ("--seed -1 (cle map)", ["MAP", "proc", "--seed", "-1"]),
-        ("--seed -1 (cle run)", ["RUN", "--seed", "-1"]),
-        ("--seed -1 (analyze)", ["analyze", "SIM", "-o", "OUT", "--seed", "-1"]),
-        ("--seed -1 (train)", ["train", "--task", "mini:numbers", "--lang", "en", "-o", "OUT", "--seed", "-1"]),
-        ("--threads 0", ["analyze", "SIM", "-o", "OUT", "--threads", "0"]),
+        (f"--param normalize=lots ({m})", ["MAP", m, "--param", "normalize=lots"], "normalize: unknown")
+        for m in ("proc", "cca")
+    ]
+    downstream = ["cle", "downstream", "--task", "cldc", "--data", "PAIR", "--src-lang", "a", "--tgt-lang", "b"]
+    rows += [
+        ("--seed -1 (simulate grid)", ["simulate", "grid", "-o", "OUT/sim.csv", "--seed", "-1"], "--seed"),
+        ("--seed -1 (cle simulate)", ["cle", "simulate", "-o", "OUT", "--seed", "-1"], "--seed"),
+        ("--seed -1 (cle map)", ["MAP", "proc", "--seed", "-1"], "--seed"),
+        ("--seed -1 (cle run)", ["RUN", "--seed", "-1"], "--seed"),
+        ("--seed -1 (analyze)", ["analyze", "SIM", "-o", "OUT", "--seed", "-1"], "--seed"),
+        (
+            "--seed -1 (train)",
+            ["train", "--task", "mini:numbers", "--lang", "en", "-o", "OUT", "--seed", "-1"],
+            "--seed",
+        ),
         (
             "--seed -1 (cle downstream)",
-            ["cle", "downstream", "--task", "cldc", "--data", "PAIR", "--src-lang", "a", "--tgt-lang", "b"]
-            + ["--src", "PAIR/src.vec", "--tgt", "PAIR/tgt.vec", "--seed", "-1"],
+            [*downstream, "--src", "PAIR/src.vec", "--tgt", "PAIR/tgt.vec", "--seed", "-1"],
+            "--seed",
         ),
-        ("read-only output folder", ["analyze", "SIM", "-o", "READONLY/out", *ANALYZE]),
-        ("-o . (a folder with files)", ["analyze", "SIM", "-o", ".", *ANALYZE]),
+        ("--threads 0", ["analyze", "SIM", "-o", "OUT", "--threads", "0"], "--threads"),
+        ("read-only output folder", ["analyze", "SIM", "-o", "READONLY/out", *ANALYZE], "cannot write there"),
+        ("-o . (a folder with files)", ["analyze", "SIM", "-o", ".", *ANALYZE], "xling did not write (sim.csv)"),
     ]
     return rows
 
@@ -359,7 +374,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(monkeypatch, capsys, t
             args.append(item)
     before, pair_before = tree(tmp_path), tree(pair)
     code, _, err = run_xling(monkeypatch, capsys, *args)
-    assert one_error_line(code, err), (row[0], err)
+    assert one_error_line(code, err) and row[2] in err, (row[0], err)
     assert tree(tmp_path) == before and tree(pair) == pair_before
 
 

@@ -93,15 +93,23 @@ def check_param_types(name: str, cls: type, params: dict[str, Any]) -> None:
     for key, value in params.items():
         hint = hints.get(key)
         if key == "normalize":
-            check_steps(value, f"method {name!r}: parameter 'normalize'")
+            check_steps(value, f"method {name!r}: normalize")
         elif isinstance(value, MultiStep):
             check_param_types(name, MultiStep, dataclasses.asdict(value))
         elif hint is not None and _scalar(hint):
             try:
                 TypeAdapter(hint).validate_python(value)
             except ValidationError:
-                expected = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
-                raise XlingError(f"method {name!r}: parameter {key!r} expects {expected}, found {value!r}") from None
+                raise XlingError(f"method {name!r}: {key}: expected {_describe(hint)}, found {value!r}") from None
+
+
+def _describe(hint: Any) -> str:
+    """A type as a user reads it: ``int``, ``one of 'a', 'b'``, ``int or None``."""
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 def _scalar(hint: Any) -> bool:
