@@ -316,8 +316,12 @@ def _publish(tmp: Path, out: Path, policy: OutputPolicy) -> None:
     if not os.path.lexists(out):
         (tmp / MANIFEST).unlink(missing_ok=True)
         _record(tmp, {f: policy.writer for f in new})
-        os.rename(tmp, out)
-        return
+        try:
+            os.rename(tmp, out)
+            return
+        except OSError:
+            if not out.is_dir():  # not another writer's folder that appeared meanwhile: a real failure
+                raise
     old = read_manifest(out)
     mine = [f for f, w in old.items() if w == policy.writer and not f.endswith("/")]
     stale = [f for f in mine if f not in new and os.path.lexists(out / f)]
