@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+import typer
 
 
 def run_xling(monkeypatch, capsys, *args) -> tuple[int, str, str]:
@@ -16,3 +17,17 @@ def run_xling(monkeypatch, capsys, *args) -> tuple[int, str, str]:
         main()
     out = capsys.readouterr()
     return int(exit_.value.code or 0), out.out, out.err
+
+
+def xling_commands() -> dict[str, object]:
+    """Every command of the app (as ``xling --help`` shows them, shared options included), by its full name."""
+    from xling.cli import app
+
+    def walk(cmd, path=()):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, (*path, name))
+        else:
+            yield " ".join(path), cmd
+
+    return dict(walk(typer.main.get_command(app)))

@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from xling.cle.vectors import read_vectors, write_vec
 from xling.cli import main
+from xling.io import MANIFEST
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -63,7 +64,7 @@ def sim(tmp_path_factory):
 def test_simulate_downstream_adds_a_folder_and_leaves_the_pair_unchanged(monkeypatch, capsys, sim, tmp_path):
     code, _, err = xling(monkeypatch, capsys, "cle", "simulate", "-o", tmp_path / "plain", *SIM_ARGS)
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir() if p.name != MANIFEST) == [
         "mapping.npy",
         "run.json",
         "src.vec",
@@ -122,7 +123,11 @@ def test_clir_json_line_and_outputs(monkeypatch, capsys, sim, tmp_path):
     assert {"task", "model", "metric", "score", "n", "coverage", "coverage_src", "seed"} <= set(row)
     assert row["task"] == "clir" and row["model"] == "bwe-agg" and row["metric"] == "map" and row["n"] == 15
     assert 0 <= row["score"] <= 1 and row["coverage"] == 1.0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["result.json", "run.json", "run.trec"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != MANIFEST) == [
+        "result.json",
+        "run.json",
+        "run.trec",
+    ]
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert record["config"]["model"] == "bwe-agg" and record["seed"] == 0 and record["versions"]["torch"]
     assert "model_dense" in record["choices"]["model"] and record["result"]["score"] == row["score"]

@@ -189,11 +189,13 @@ def test_a_foreign_file_in_the_output_is_never_replaced(monkeypatch, capsys, dow
     mine.parent.mkdir(parents=True)
     mine.write_text("my own file\n")
     code, _, err = _prepare(monkeypatch, capsys, source, out, "--langs", "de", "--only", "xnli")
+    assert code == 2 and err.count("\n") == 1 and "holds files xling did not write" in err  # the -o rule
+    code, _, err = _prepare(monkeypatch, capsys, source, out, "--langs", "de", "--only", "xnli", "--force")
     assert code == 2 and err.count("\n") == 1 and "test.tsv: exists and was not written by xling" in err
-    assert mine.read_text() == "my own file\n"
+    assert mine.read_text() == "my own file\n"  # even --force does not replace a dataset file xling did not write
     (out / "vectors").mkdir()
     (out / "vectors" / "wiki.en.vec").write_text("1 1\na 1\n")
-    code, _, err = _prepare(monkeypatch, capsys, source, out, "--langs", "en", "--only", "vectors")
+    code, _, err = _prepare(monkeypatch, capsys, source, out, "--langs", "en", "--only", "vectors", "--force")
     assert code == 2 and "wiki.en.vec: exists and was not written by xling" in err
 
 

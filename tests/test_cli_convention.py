@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import types
 import typing
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
-import typer
-from cli_runner import run_xling
-
-from xling.cli import app
+from cli_runner import run_xling, xling_commands
 
 #: Commands whose output is results (scores, tables, status): each has --json.
 RESULT_COMMANDS = {
@@ -56,14 +54,7 @@ OWN_DEFAULTS = {"--out", "--seed", "--seeds", "--task", "--lang"}
 
 
 def commands() -> dict[str, object]:
-    def walk(cmd, path=()):
-        if hasattr(cmd, "commands"):
-            for name, sub in cmd.commands.items():
-                yield from walk(sub, (*path, name))
-        else:
-            yield " ".join(path), cmd
-
-    return dict(walk(typer.main.get_command(app)))
+    return xling_commands()
 
 
 def options(cmd) -> dict[str, object]:
@@ -233,3 +224,38 @@ def test_json_is_one_line_of_results(monkeypatch, capsys, tmp_path):
     )
     result = json.loads(out)
     assert code == 0 and {r["regime"] for r in result["headline"]} == {"MT-ML", "MT-CL", "CT-ML", "CT-CL"}
+
+
+def test_shared_options_are_on_every_command_that_needs_them():
+    """-o names a DIR or a FILE; --force wherever -o is written, --threads on every compute command, both declared
+    once (``xling.cli.common``) so that a new command gets them without asking."""
+    from xling.cli.common import NOT_COMPUTE, READ_ONLY
+
+    for name, cmd in commands().items():
+        opts = options(cmd)
+        if "--out" in opts:
+            assert opts["--out"].metavar in ("DIR", "FILE"), f"xling {name}: -o has no DIR/FILE metavar"
+        assert ("--force" in opts) == ("--out" in opts and name not in READ_ONLY), f"xling {name}: --force"
+        assert ("--threads" in opts) == (name not in NOT_COMPUTE), f"xling {name}: --threads"
+        if "--threads" in opts:
+            assert opts["--threads"].default is None and kind_of(cmd, opts["--threads"]) == "int"
+
+
+def test_help_shows_every_option_text_as_written(monkeypatch, capsys):
+    """No help text loses words to the help renderer (a "[default: nn]" read as markup left a dangling " .")."""
+    monkeypatch.setenv("TERMINAL_WIDTH", "2000")
+    for name, cmd in commands().items():
+        code, out, _ = run_xling(monkeypatch, capsys, *name.split(), "--help")
+        assert code == 0
+        shown = " ".join(out.split())
+        assert not re.search(r" \.(\s|$)", shown), f"xling {name} --help: a dangling ' .'"
+        for opt, param in options(cmd).items():
+            if param.help:
+                assert " ".join(param.help.split()) in shown, f"xling {name} {opt}: help text not shown as written"
+
+
+def test_version(monkeypatch, capsys):
+    import xling
+
+    code, out, _ = run_xling(monkeypatch, capsys, "--version")
+    assert code == 0 and out.strip() == f"xling {xling.__version__}"

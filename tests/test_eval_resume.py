@@ -21,7 +21,7 @@ def _eval(monkeypatch, args) -> int:
 
 
 @pytest.mark.parametrize("kind", ["causal", "encoder"])
-def test_interrupted_eval_resumes_without_rescoring(kind, tmp_path, monkeypatch, grid_assets):
+def test_interrupted_eval_resumes_without_rescoring(kind, tmp_path, monkeypatch, capsys, grid_assets):
     from xling.models.causal import CausalScorer
     from xling.models.encoder import EncoderScorer, default_model_path
 
@@ -60,6 +60,8 @@ def test_interrupted_eval_resumes_without_rescoring(kind, tmp_path, monkeypatch,
     monkeypatch.setattr(scorer_cls, "score", interrupted)
     assert _eval(monkeypatch, [*args, "-o", tmp_path / "out"]) == 130
     assert len(scored) == 1 and not (tmp_path / "out").exists()
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("interrupted: 1 of 2 scored cell(s) are kept in ") and err.endswith("to resume"), err
     first = scored[0]
     monkeypatch.setattr(scorer_cls, "score", counting)
     assert _eval(monkeypatch, [*args, "-o", tmp_path / "out"]) == 0

@@ -52,9 +52,15 @@ def library_versions() -> dict[str, str]:
 
 
 def run_record(config: Any = None, seed: int | None = None, **extra: Any) -> dict[str, Any]:
-    """A JSON-able record of a run: command line, config, seed, library versions, time, host."""
+    """A JSON-able record of a run: command line, config, seed, library versions, time, host, and the CPU threads
+    of the numeric libraries when a command set them."""
+    from xling.threads import current_threads
+
     if hasattr(config, "model_dump"):
         config = config.model_dump(mode="json")
+    threads = current_threads()
+    if threads is not None:
+        extra = {"threads": threads, **extra}
     return {
         "argv": sys.argv,
         "config": config,

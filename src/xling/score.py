@@ -10,12 +10,13 @@ computes them; ``write_outputs`` writes them with the run record.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
 
 from xling.config import ModelSpec, ScoreSpec
-from xling.errors import XlingError
+from xling.errors import XlingError, on_interrupt
 from xling.models import get_kind
 from xling.models.base import COLUMNS
 from xling.tasks.items import MCItem
@@ -73,22 +74,28 @@ def score_items(
         it for cell, cell_items in cells.items() if not (saved[cell] and saved[cell].is_file()) for it in cell_items
     ]
     scorer, frames, peak, oom, batch = None, [], 0, 0, spec.batch_size
-    for cell in _progress(list(cells), progress, "scoring cells"):
-        path = saved[cell]
-        if path is not None and path.is_file():
-            frames.append(pd.read_parquet(path))
-            continue
-        scorer = scorer or get_kind(model.kind).scorer(model, adapters, spec, pending)
-        frame = scorer.score(cells[cell])
-        peak = max(peak, frame.attrs["peak_memory_bytes"])
-        oom = max(oom, frame.attrs.get("oom_retries") or 0)
-        batch = frame.attrs.get("batch_size", batch)
-        if path is not None:
-            from xling.io import atomic_file
 
-            with atomic_file(path, "wb") as fh:
-                frame.to_parquet(fh, index=False)
-        frames.append(frame)
+    def kept() -> str:
+        n = sum(p is not None and p.is_file() for p in saved.values())
+        return f"{n} of {len(saved)} scored cell(s) are kept in {checkpoint_dir}; rerun the same command to resume"
+
+    with on_interrupt(kept) if checkpoint_dir is not None else nullcontext():
+        for cell in _progress(list(cells), progress, "scoring cells"):
+            path = saved[cell]
+            if path is not None and path.is_file():
+                frames.append(pd.read_parquet(path))
+                continue
+            scorer = scorer or get_kind(model.kind).scorer(model, adapters, spec, pending)
+            frame = scorer.score(cells[cell])
+            peak = max(peak, frame.attrs["peak_memory_bytes"])
+            oom = max(oom, frame.attrs.get("oom_retries") or 0)
+            batch = frame.attrs.get("batch_size", batch)
+            if path is not None:
+                from xling.io import atomic_file
+
+                with atomic_file(path, "wb") as fh:
+                    frame.to_parquet(fh, index=False)
+            frames.append(frame)
     out = pd.concat(frames, ignore_index=True)
     out.attrs["peak_memory_bytes"] = peak
     out.attrs["oom_retries"] = oom

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from xling.errors import on_interrupt
 from xling.grid.engine import StageStatus
 
 
@@ -38,16 +39,25 @@ def run_transfer_study(spec: Any, *, analyze: bool = True, console=None, progres
     from xling.grid.units import make_plan
     from xling.report import run_analysis
 
-    final = run_grid(spec, console=console, progress=progress)
-    out = Path(spec.output)
-    table, seeds, n = export(make_plan(spec), store_for(spec), out / "results.csv")
-    study = TransferStudy(final, table, seeds, n)
-    if analyze and n:
-        study.analysis = run_analysis(
-            read_table(table), out / "analysis", spec_for_models(spec.models), source=str(table), input_path=table
-        )
-        study.report = out / "analysis" / "report.html"
+    plan = make_plan(spec)
+    with on_interrupt(lambda: _kept([*plan.train, *plan.score], store_for(spec, create=False))):
+        final = run_grid(spec, console=console, progress=progress, plan=plan)
+        out = Path(spec.output)
+        table, seeds, n = export(plan, store_for(spec), out / "results.csv")
+        study = TransferStudy(final, table, seeds, n)
+        if analyze and n:
+            study.analysis = run_analysis(
+                read_table(table), out / "analysis", spec_for_models(spec.models), source=str(table), input_path=table
+            )
+            study.report = out / "analysis" / "report.html"
     return study
+
+
+def _kept(units: list, store: Any) -> str:
+    """What a Ctrl-C keeps of a grid: its finished units, and how to go on."""
+    done = store.done_keys()
+    n = sum(u.key in done for u in units)
+    return f"{n} of {len(units)} finished units are kept in {store.root}; rerun the same command to resume"
 
 
 @dataclass
@@ -67,6 +77,14 @@ CONVENTION_FACTS = ("protocol", "retrieval", "counting convention", "OOV", "case
 def run_cle_study(spec: Any, *, console=None, progress: bool = True) -> CLEStudy:
     """Run a CLE grid's missing units, then write ``OUTPUT/tables`` (with downstream tasks also
     ``cle_bli_downstream_correlation`` and ``cle_method_ranks``) and ``OUTPUT/report.html``."""
+    from xling.cle.grid import store_for, units
+
+    with on_interrupt(lambda: _kept(units(spec), store_for(spec, create=False))):
+        return _cle_study(spec, console, progress)
+
+
+def _cle_study(spec: Any, console, progress: bool) -> CLEStudy:
+    """The steps of ``run_cle_study``: run, tables, analysis, report."""
     from xling.cle.grid import recorded_conventions, results_tables, run_grid, status, write_tables
     from xling.report.cle import write_cle_report
 

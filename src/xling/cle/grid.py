@@ -599,8 +599,9 @@ def workload(spec: CLEGridSpec) -> Workload:
     )
 
 
-def store_for(spec: CLEGridSpec) -> Store:
-    return Store(Path(spec.output) / "store")
+def store_for(spec: CLEGridSpec, *, create: bool = True) -> Store:
+    """The store of a spec's output folder (``create=False``: only read it, create nothing)."""
+    return Store(Path(spec.output) / "store", create=create)
 
 
 def stages(spec: CLEGridSpec) -> list[str]:
@@ -608,16 +609,17 @@ def stages(spec: CLEGridSpec) -> list[str]:
 
 
 def status(spec: CLEGridSpec) -> list[StageStatus]:
-    """Done / failed / pending units and the last error of each failed one, per stage."""
-    return grid_status(units(spec), stages(spec), store_for(spec))
+    """Done / failed / pending units and the last error of each failed one, per stage (creates nothing)."""
+    return grid_status(units(spec), stages(spec), store_for(spec, create=False))
 
 
 def run_grid(spec: CLEGridSpec, *, console=None, progress: bool = True) -> pd.DataFrame:
     """Run the unfinished units into ``OUTPUT/store`` on the spec's executor and write the tables under
     ``OUTPUT/tables``; return the results table."""
+    from xling.io import claim_dir
     from xling.provenance import write_run_record
 
-    out = Path(spec.output)
+    out = claim_dir(spec.output, "store/", "slurm/", "tables/", "figures/", "run.json", "report.html")
     todo = units(spec)
     store = store_for(spec)
     run_units(
@@ -808,11 +810,11 @@ def plan_summary(spec: CLEGridSpec) -> dict:
     """What ``xling grid plan`` shows for a CLE grid, offline: units per stage and how many are done, the
     downstream tasks with their pairs, and which input files are missing."""
     todo = units(spec)
-    store = store_for(spec) if (Path(spec.output) / "store").is_dir() else None  # planning creates no folder
+    store = store_for(spec, create=False)  # planning creates no folder
     by_stage = {
         name: {
             "units": sum(u.stage == name for u in todo),
-            "done": sum(store is not None and store.done(u.key) for u in todo if u.stage == name),
+            "done": sum(store.done(u.key) for u in todo if u.stage == name),
         }
         for name in stages(spec)
     }

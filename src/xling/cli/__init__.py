@@ -1,7 +1,9 @@
 """Command line: one typer app, thin. Parse, call the library, print.
 
 Each module below attaches its commands to ``xling.cli.app``; heavy libraries are imported inside
-commands so ``xling --help`` stays fast. ``XlingError`` becomes one line on stderr and exit code 2.
+commands so ``xling --help`` stays fast. ``guard_commands`` then gives every command the shared options and
+policies (``xling.cli.common``). ``XlingError`` becomes one line on stderr and exit code 2; Ctrl-C one line saying
+what was kept and exit code 130.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import typer
 
 from xling.cli import analyze, cle, grid, peft, predict  # noqa: F401  (attach commands)
 from xling.cli.app import app
+from xling.cli.common import guard_commands
 from xling.errors import XlingError, XlingNote
+
+guard_commands(app)  # after every module has attached its commands
 
 _format_warning = warnings.formatwarning
 
@@ -34,8 +39,9 @@ def main() -> None:
     except XlingError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except (KeyboardInterrupt, typer.Abort):
-        print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)
+    except (KeyboardInterrupt, typer.Abort) as err:
+        kept = getattr(err, "kept", None) or "rerun the same command to resume or start again"
+        print(f"interrupted: {kept}", file=sys.stderr)
         sys.exit(130)
     except typer.exceptions.TyperException as err:  # click's usage errors: a wrong option, value or command
         ctx = getattr(err, "ctx", None)

@@ -13,7 +13,7 @@ from xling.cli.common import HeadlineMetric, JsonOption, emit_json, records
 @app.command("analyze")
 def analyze_cmd(
     results: Path = typer.Argument(..., help="Results table: release schema or per-seed long table (CSV or Parquet)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output folder (replaced atomically)."),
+    out: Path = typer.Option(..., "-o", "--out", metavar="DIR", help="Output folder."),
     config: Path = typer.Option(
         None, "--config", "-c", help="Analysis YAML: thresholds, model/task metadata, language groups."
     ),
@@ -29,7 +29,7 @@ def analyze_cmd(
     n_boot: int | None = typer.Option(
         None, "--n-boot", min=1, help="Bootstrap draws per CI (default: the config's, 1000)."
     ),
-    seed: int | None = typer.Option(None, help="Bootstrap seed (default: the config's, 0)."),
+    seed: int | None = typer.Option(None, min=0, help="Bootstrap seed (default: the config's, 0)."),
     as_json: JsonOption = False,
 ) -> None:
     """The donor-recipient transfer analysis: tables, figures, report.html, summary.md."""
@@ -79,7 +79,7 @@ def analyze_cmd(
 def compare_cmd(
     a: Path = typer.Argument(..., help="First results table (reference)."),
     b: Path = typer.Argument(..., help="Second results table."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output folder (replaced atomically)."),
+    out: Path = typer.Option(..., "-o", "--out", metavar="DIR", help="Output folder."),
     metric: HeadlineMetric | None = typer.Option(None, help="Column to compare (default: delta_score_norm_mean)."),
     n_boot: int | None = typer.Option(
         None, "--n-boot", min=1, help="Bootstrap draws for the mean-difference CI (default: 1000)."
@@ -125,14 +125,16 @@ def compare_cmd(
 
 @simulate_app.command("grid")
 def simulate_grid_cmd(
-    out: Path = typer.Option(Path("xling-out/sim.csv"), "-o", "--out", help="Output CSV (or .parquet)."),
+    out: Path = typer.Option(
+        Path("xling-out/sim.csv"), "-o", "--out", metavar="FILE", help="Output CSV (or .parquet)."
+    ),
     models: int = typer.Option(
         9, "--n-models", help="How many models (from a pool of Llama/Qwen/Gemma names; at most 9)."
     ),
     tasks: int = typer.Option(4, "--n-tasks", help="How many tasks (at most 4)."),
     languages: int = typer.Option(11, "--n-languages", help="How many languages (at most 11)."),
-    seeds: int = typer.Option(3, help="Fine-tuning seeds per cell."),
-    seed: int = typer.Option(0, help="Random seed of the simulation."),
+    seeds: int = typer.Option(3, min=1, help="Fine-tuning seeds per cell."),
+    seed: int = typer.Option(0, min=0, help="Random seed of the simulation."),
     hubs: str = typer.Option("en", help="Comma-separated planted hub donor languages."),
     brittle: str = typer.Option(
         None, help="Comma-separated planted brittle recipient languages (default: the last one)."

@@ -1,5 +1,7 @@
 """The typer app and its command groups; command modules attach to these."""
 
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -13,3 +15,20 @@ data_app = typer.Typer(help="Fetch and prepare datasets and embeddings.", no_arg
 simulate_app = typer.Typer(help="Write synthetic results with planted structure.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(simulate_app, name="simulate")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import xling
+
+        print(f"xling {xling.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print xling's version and exit.")
+    ] = False,
+) -> None:
+    """Measure how learning transfers across languages and tasks."""

@@ -28,7 +28,7 @@ _PROTOCOL_HELP = (
     "NN, per line), vecmap or muse (per source word, CSLS). Options given explicitly override it."
 )
 _CACHE_HELP = "Keep a .npy copy of each vectors file in the cache folder ($XLING_CACHE, default ~/.cache/xling)."
-_MAX_VOCAB_HELP = "Vectors read per side (0: all) [default: 200000; counted as the protocol counts: rows or words]."
+_MAX_VOCAB_HELP = "Vectors read per side, 0 for all (default: 200000; counted as the protocol counts: rows or words)."
 
 
 @cle_app.command("bli")
@@ -37,20 +37,20 @@ def bli_command(
     tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors (mapped), word2vec text or .bin.")],
     test_dict: Annotated[Path, typer.Option("--test-dict", help="Test dictionary: 'source<TAB>target' lines.")],
     protocol: Annotated[ProtocolName | None, typer.Option(help=_PROTOCOL_HELP)] = None,
-    retrieval: Annotated[Retrieval | None, typer.Option(help="nn (cosine), csls or isf [default: nn].")] = None,
+    retrieval: Annotated[Retrieval | None, typer.Option(help="nn (cosine), csls or isf (default: nn).")] = None,
     convention: Annotated[
         Convention | None,
-        typer.Option(help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) [default: line]."),
+        typer.Option(help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) (default: line)."),
     ] = None,
-    oov: Annotated[OOV | None, typer.Option(help="skip OOV items or count them as wrong [default: skip].")] = None,
+    oov: Annotated[OOV | None, typer.Option(help="skip OOV items or count them as wrong (default: skip).")] = None,
     case: Annotated[
         Case | None,
-        typer.Option(help="keep: compare words as written; lower: lowercase vectors and dictionary [default: keep]."),
+        typer.Option(help="keep: compare words as written; lower: lowercase vectors and dictionary (default: keep)."),
     ] = None,
     max_vocab: Annotated[int | None, typer.Option(help=_MAX_VOCAB_HELP)] = None,
-    csls_k: Annotated[int | None, typer.Option(help="CSLS neighbourhood size [default: 10].")] = None,
+    csls_k: Annotated[int | None, typer.Option(help="CSLS neighbourhood size (default: 10).")] = None,
     isf_beta: Annotated[
-        float | None, typer.Option(help="Inverse temperature of the inverted softmax [default: 30].")
+        float | None, typer.Option(help="Inverse temperature of the inverted softmax (default: 30).")
     ] = None,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")
@@ -58,7 +58,9 @@ def bli_command(
     cache: Annotated[bool, typer.Option(help=_CACHE_HELP)] = True,
     backend: Annotated[Literal["auto", "numpy", "faiss", "torch"], typer.Option(help="Retrieval backend.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, ...")] = False,
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="Also write the result and run record here.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", metavar="FILE", help="Also write the result and run record here.")
+    ] = None,
 ) -> None:
     """Bilingual lexicon induction: P@1/5/10, MRR and coverage of two (mapped) spaces on a test dictionary."""
     import json
@@ -131,7 +133,9 @@ def _print_bli(result: dict, dictionary, x, z) -> None:
 
 @cle_app.command("simulate")
 def simulate_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for src.vec, tgt.vec, train.tsv, test.tsv.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for src.vec, tgt.vec, train.tsv, test.tsv.")
+    ],
     n_words: Annotated[int, typer.Option(help="Vocabulary size of each language.")] = 20000,
     dim: Annotated[int, typer.Option(help="Dimension.")] = 300,
     noise: Annotated[float, typer.Option(help="Noise scale (rare words get more).")] = 0.3,
@@ -150,7 +154,7 @@ def simulate_command(
     spectrum: Annotated[
         float, typer.Option(help="Decay of the latent dimensions' scales (0: round point clouds).")
     ] = 0.0,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     downstream: Annotated[
         bool,
         typer.Option(
@@ -272,10 +276,7 @@ def downstream_command(
         list[str] | None,
         typer.Option("--param", help="Model parameter KEY=VALUE (YAML value), repeatable, e.g. --param lr=1e-3."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (initialisation, batch order, dropout).")] = 0,
-    threads: Annotated[
-        int, typer.Option(help="Torch CPU threads (0: torch's default; on a busy machine 1 is often much faster).")
-    ] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (initialisation, batch order, dropout).")] = 0,
     topics: Annotated[str, typer.Option(help="TED CLDC: comma-separated topics (default: all).")] = "",
     stopwords: Annotated[
         Stopwords,
@@ -284,7 +285,7 @@ def downstream_command(
             "with xling), none, or auto (file, else nltk; a language with neither is an error)."
         ),
     ] = Stopwords.auto,
-    max_vocab: Annotated[int | None, typer.Option(help="Vectors read per side (0: all) [default: 200000].")] = None,
+    max_vocab: Annotated[int | None, typer.Option(help="Vectors read per side, 0 for all (default: 200000).")] = None,
     case: Annotated[
         Case | None, typer.Option(help="keep: vectors as written (default); lower: lowercase the vocabularies.")
     ] = None,
@@ -295,7 +296,10 @@ def downstream_command(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Also write result.json, run.json and the predictions (or the TREC run) here."
+            "--out",
+            "-o",
+            metavar="DIR",
+            help="Also write result.json, run.json and the predictions (or the TREC run) here.",
         ),
     ] = None,
 ) -> None:
@@ -320,10 +324,6 @@ def downstream_command(
     x, z = read_vectors(src, **options), read_vectors(tgt, **options)
     if x.dim != z.dim:
         raise XlingError(f"{tgt}: vectors have {z.dim} dimensions, but {src} has {x.dim}; map both into one space")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     with _epoch_progress() as progress:
         result = evaluate_downstream(
             task.value,
@@ -355,7 +355,6 @@ def downstream_command(
             topics=topic_list,
             stopwords=stopwords.value,
             case=case,
-            threads=threads,
             **options,
         )
         _write_downstream(out, result, config, seed)
@@ -451,14 +450,14 @@ def _print_downstream(result) -> None:
 @data_app.command("fetch")
 def fetch_command(
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Data folder (dictionaries in <out>/xling-eval-bli).")
+        Path, typer.Option("--out", "-o", metavar="DIR", help="Data folder (dictionaries in <out>/xling-eval-bli).")
     ] = Path("xling-data"),
     pairs: Annotated[
         str, typer.Option(help="Comma-separated language pairs (e.g. en-de,de-fi), 'all' or 'none'.")
     ] = "all",
     vectors: Annotated[str, typer.Option(help="Comma-separated languages of fastText wiki vectors to fetch.")] = "",
     max_vocab: Annotated[
-        int | None, typer.Option(help="Rows of each vectors file to download (0: the whole file) [default: 200000].")
+        int | None, typer.Option(help="Rows of each vectors file to download, 0 for the whole file (default: 200000).")
     ] = None,
     bli_base_url: Annotated[str | None, typer.Option(help="Mirror of xling-eval's bli_datasets folder.")] = None,
     vectors_base_url: Annotated[str | None, typer.Option(help="Mirror of fastText's vectors-wiki folder.")] = None,
@@ -566,7 +565,10 @@ def map_command(
     src: Annotated[Path, typer.Option("--src", help="Source vectors, word2vec text or .bin (frequency order).")],
     tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors, word2vec text or .bin (frequency order).")],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder: src.vec, tgt.vec, W_src.npy, W_tgt.npy, run.json.")
+        Path,
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Output folder: src.vec, tgt.vec, W_src.npy, W_tgt.npy, run.json."
+        ),
     ],
     train_dict: Annotated[
         Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and semi-supervised methods).")
@@ -575,9 +577,9 @@ def map_command(
     max_vocab: Annotated[int | None, typer.Option(help=_MAX_VOCAB_HELP)] = None,
     case: Annotated[
         Case | None,
-        typer.Option(help="keep: words as written; lower: lowercase vectors and dictionary [default: keep]."),
+        typer.Option(help="keep: words as written; lower: lowercase vectors and dictionary (default: keep)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (stochastic methods).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (stochastic methods).")] = 0,
     param: Annotated[list[str] | None, typer.Option("--param", help=_PARAM_HELP)] = None,
     write_vectors: Annotated[
         bool, typer.Option(help="Write the mapped vectors (--no-write-vectors: only the maps).")
@@ -590,12 +592,12 @@ def map_command(
     """Map two embedding spaces into one shared space; write both mapped spaces and the mapping matrices."""
     from rich.console import Console
 
-    from xling.cle.mappers import check_method
+    from xling.cle.mappers import make_mapper
     from xling.cle.mappers.run import map_embeddings, write_mapped
     from xling.cle.protocol import resolve
 
     params = _parse_params(param)
-    check_method(method)
+    make_mapper(method, **params)  # an unknown method, parameter or ill-typed value fails before any file is read
     conv = resolve(protocol, None, case=case, max_vocab=max_vocab, skip_bad=skip_bad or None)
     train, x, z, options = _load_for_mapping(method, src, tgt, train_dict, conv, cache)
     mapped = map_embeddings(
@@ -624,18 +626,18 @@ def run_command(
         Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and semi-supervised methods).")
     ] = None,
     protocol: Annotated[ProtocolName | None, typer.Option(help=_PROTOCOL_HELP)] = None,
-    retrieval: Annotated[Retrieval | None, typer.Option(help="nn (cosine), csls or isf [default: csls].")] = None,
+    retrieval: Annotated[Retrieval | None, typer.Option(help="nn (cosine), csls or isf (default: csls).")] = None,
     convention: Annotated[
         Convention | None,
-        typer.Option(help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) [default: line]."),
+        typer.Option(help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) (default: line)."),
     ] = None,
-    oov: Annotated[OOV | None, typer.Option(help="skip OOV items or count them as wrong [default: skip].")] = None,
+    oov: Annotated[OOV | None, typer.Option(help="skip OOV items or count them as wrong (default: skip).")] = None,
     max_vocab: Annotated[int | None, typer.Option(help=_MAX_VOCAB_HELP)] = None,
     case: Annotated[
         Case | None,
-        typer.Option(help="keep: words as written; lower: lowercase vectors and dictionaries [default: keep]."),
+        typer.Option(help="keep: words as written; lower: lowercase vectors and dictionaries (default: keep)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (stochastic methods).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (stochastic methods).")] = 0,
     param: Annotated[list[str] | None, typer.Option("--param", help=_PARAM_HELP)] = None,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")
@@ -645,7 +647,8 @@ def run_command(
         bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, method, ...")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Also write the maps, result.json and run.json here.")
+        Path | None,
+        typer.Option("--out", "-o", metavar="DIR", help="Also write the maps, result.json and run.json here."),
     ] = None,
 ) -> None:
     """Map, then evaluate with BLI in one step (the vectors are mapped in place: one copy of each space in memory)."""
@@ -653,12 +656,12 @@ def run_command(
 
     from xling.cle.bli import bli
     from xling.cle.dictionaries import read_dictionary
-    from xling.cle.mappers import check_method
+    from xling.cle.mappers import make_mapper
     from xling.cle.mappers.run import map_embeddings, write_mapped
     from xling.cle.protocol import resolve
 
     params = _parse_params(param)
-    check_method(method)
+    make_mapper(method, **params)  # an unknown method, parameter or ill-typed value fails before any file is read
     conv = resolve(
         protocol,
         {"retrieval": "csls"},

@@ -241,7 +241,7 @@ def status_cmd(spec_path: SpecArg, out: GridOutOption = None, as_json: JsonOptio
         from xling.grid.run import status, store_for
         from xling.grid.units import make_plan
 
-        final = status(make_plan(spec), store_for(spec))
+        final = status(make_plan(spec), store_for(spec, create=False))
     console = _console(as_json)
     if as_json:
         emit_json({"status": _status_records(final)})
@@ -279,9 +279,9 @@ def _print_status(stages, console: Console) -> None:
 @grid_app.command("export")
 def export_cmd(
     spec_path: SpecArg,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Results table (release schema, CSV).")] = Path(
-        "results.csv"
-    ),
+    out: Annotated[
+        Path, typer.Option("-o", "--out", metavar="FILE", help="Results table (release schema, CSV).")
+    ] = Path("results.csv"),
 ) -> None:
     """Write the results table in the Donors-and-Recipients release schema, plus the per-seed long table."""
     from xling.grid.results import export
@@ -291,13 +291,15 @@ def export_cmd(
     spec = load_any_grid(spec_path)
     if _is_cle(spec):
         raise XlingError(f"{spec_path}: a CLE grid writes its tables when it runs (OUTPUT/tables/cle_results.csv)")
-    table, seeds, n = export(make_plan(spec), store_for(spec), out)
+    table, seeds, n = export(make_plan(spec), store_for(spec, create=False), out)
     Console().print(f"wrote {table} ({n} cells) and {seeds}")
 
 
 @app.command("quickstart")
 def quickstart_cmd(
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("xling-out/quickstart"),
+    out: Annotated[Path, typer.Option("-o", "--out", metavar="DIR", help="Output folder.")] = Path(
+        "xling-out/quickstart"
+    ),
     langs: Annotated[str | None, typer.Option(help="Comma-separated languages (default: en,de,fr,ru).")] = None,
     tasks: Annotated[
         str | None, typer.Option(help="Comma-separated xling-mini tasks (default: numbers,region,currency,language).")

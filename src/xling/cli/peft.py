@@ -43,18 +43,13 @@ def model_spec(arg: str | None, kind: str, config: EngineConfig) -> ModelSpec:
     return parse_spec(ModelSpec, {"name": arg, "kind": kind}, "--model")
 
 
-def _check_fresh(out: Path) -> None:
-    if out.exists() and any(out.iterdir()):
-        raise XlingError(f"{out}: output folder exists and is not empty (remove it or pick another -o)")
-
-
 @app.command()
 def train(
     task: str = typer.Option(..., "--task", help="Task YAML path, mini:<name>, or a paper benchmark name."),
     lang: str = typer.Option(..., "--lang", help="Source language."),
-    out: Path = typer.Option(..., "-o", "--out", help="Adapter folder to write."),
+    out: Path = typer.Option(..., "-o", "--out", metavar="DIR", help="Adapter folder to write."),
     model: str | None = typer.Option(None, "--model", help="Model folder, hub id or model YAML."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the LoRA initialisation, data order and dropout."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the LoRA initialisation, data order and dropout."),
     kind: KindOption = "causal",
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -66,7 +61,6 @@ def train(
 
     cfg = _config(config)
     spec = model_spec(model, kind, cfg)
-    _check_fresh(out)
     folder = train_cell(spec, task, lang, seed, out, cfg.lora, cfg.train, progress=not as_json)
     log = json.loads((folder / "train_log.json").read_text())
     if as_json:
@@ -82,7 +76,7 @@ def train(
 @app.command("eval")
 def evaluate(
     task: list[str] = typer.Option(..., "--task", help="Task (repeatable): YAML path, mini:<name> or benchmark."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
+    out: Path = typer.Option(..., "-o", "--out", metavar="DIR", help="Output folder."),
     model: str | None = typer.Option(None, "--model", help="Model folder, hub id or model YAML."),
     adapter: list[str] = typer.Option([], "--adapter", help="Adapter folder, or NAME=FOLDER (repeatable)."),
     lang: list[str] = typer.Option([], "--lang", help="Languages (repeatable; default: all of each task)."),
@@ -114,8 +108,7 @@ def evaluate(
         langs = list(lang) or resolve_task(t).languages()
         for lang_items in load_aligned(t, langs, score.split).values():
             items += lang_items
-    _check_fresh(out)
-    partial = out.parent / f".{out.name}.partial"  # finished cells; an interrupted run resumes from them
+    partial = out.resolve().parent / f".{out.resolve().name}.partial"  # finished cells: a rerun resumes from them
     console = Console(stderr=as_json)
     if partial.is_dir():
         console.print(f"resuming: {len(list(partial.glob('*.parquet')))} finished cell(s) in {partial}")
@@ -168,7 +161,9 @@ def prepare(
     from_: Path | None = typer.Option(
         None, "--from", help="cle: the folder holding the downloaded releases (archives or extracted)."
     ),
-    out: Path | None = typer.Option(None, "-o", "--out", help="cle: the data folder to lay out (default: xling-data)."),
+    out: Path | None = typer.Option(
+        None, "-o", "--out", metavar="DIR", help="cle: the data folder to lay out (default: xling-data)."
+    ),
     langs: str | None = typer.Option(None, help="cle: comma-separated languages (default: the paper's eight)."),
     only: str | None = typer.Option(None, help="cle: comma-separated datasets: vectors, bli, cldc, xnli, clir."),
     max_vocab: int | None = typer.Option(

@@ -14,7 +14,7 @@ from xling.cli.common import HeadlineMetric, JsonOption, emit_json, records
 def predict_cmd(
     results: Path = typer.Argument(..., help="Results table of the run cells: release schema or per-seed long table."),
     out: Path | None = typer.Option(
-        None, "-o", "--out", help="Output folder (replaced atomically); required unless --evaluate."
+        None, "-o", "--out", metavar="DIR", help="Output folder; required unless --evaluate."
     ),
     level: float = typer.Option(0.9, min=0.5, max=0.99, help="Nominal coverage of the prediction intervals."),
     folds: int = typer.Option(5, min=2, help="Cross-validation folds over the run pairs that calibrate the intervals."),

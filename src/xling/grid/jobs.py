@@ -71,12 +71,17 @@ def run_job(job: Job) -> list[Outcome]:
     """Run a job's units that are not published yet (in a worker); return one outcome per unit.
 
     Every unit is skipped if already published and logged (``start``/``done``/``fail``) in the store's event log;
-    an exception fails the units it concerns, never the grid.
+    an exception fails the units it concerns, never the grid. Outside a command's thread limit (a worker process of
+    Ray or Slurm) the job runs under ``xling.threads``' default for the worker's machine.
     """
+    from xling.threads import current_threads, limit_threads
+
     store = Store(job.store_root)
     outcomes = [Outcome(u.key, ok=True, skipped=True) for u in job.units if store.done(u.key)]
     todo = [u for u in job.units if not store.done(u.key)]
-    with job.scope() if job.scope is not None and todo else nullcontext():
+    # a worker process of its own (Ray, Slurm) picks its thread count for its own machine
+    threads = limit_threads() if current_threads() is None and todo else nullcontext()
+    with threads, job.scope() if job.scope is not None and todo else nullcontext():
         outcomes += _run_batches(job, store, todo)
     return outcomes
 

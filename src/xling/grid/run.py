@@ -20,15 +20,16 @@ from xling.grid.jobs import Workload
 from xling.grid.store import Store
 from xling.grid.units import Plan, make_plan, spec_digest
 from xling.grid.work import transfer_work
+from xling.io import claim_dir
 from xling.provenance import write_run_record
 
 STAGES = ("train", "score")
 TMP_MAX_AGE_S = 24 * 3600
 
 
-def store_for(spec: GridSpec) -> Store:
-    """The store of a spec's output folder."""
-    return Store(Path(spec.output) / "store")
+def store_for(spec: GridSpec, *, create: bool = True) -> Store:
+    """The store of a spec's output folder (``create=False``: only read it, create nothing)."""
+    return Store(Path(spec.output) / "store", create=create)
 
 
 def workload(spec: GridSpec) -> Workload:
@@ -64,6 +65,7 @@ def run_grid(
 ) -> list[StageStatus]:
     """Run every unit of ``spec`` that is not finished yet; return the final status per stage."""
     plan = plan or make_plan(spec)
+    claim_dir(spec.output, "store/", "runs/", "slurm/")
     store = store_for(spec)
     _remove_stale_tmp(store)
     runs = Path(spec.output) / "runs"
@@ -91,7 +93,7 @@ def _remove_stale_tmp(store: Store) -> None:
     import shutil
 
     now = time.time()
-    for path in store.tmp.iterdir():
+    for path in store.tmp.iterdir() if store.tmp.is_dir() else ():
         if now - path.stat().st_mtime > TMP_MAX_AGE_S:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -120,7 +122,7 @@ def plan_summary(spec: GridSpec) -> dict:
     }
     if unprepared:
         return summary
-    plan, store = make_plan(spec), store_for(spec)
+    plan, store = make_plan(spec), store_for(spec, create=False)
     for name in STAGES:
         summary["stages"][name]["done"] = sum(store.done(u.key) for u in [*plan.train, *plan.score] if u.stage == name)
     n_choices = sum(

@@ -37,9 +37,12 @@ def unit_key(payload: dict[str, Any]) -> str:
 
 
 class Store:
-    """A folder of finished units: ``units/<key>/`` (outputs + ``DONE.json``), ``events.jsonl``, ``STORE.json``."""
+    """A folder of finished units: ``units/<key>/`` (outputs + ``DONE.json``), ``events.jsonl``, ``STORE.json``.
 
-    def __init__(self, root: str | Path) -> None:
+    ``create=False`` only reads: a store that is not there yet has no finished unit, and nothing is created (until a
+    unit is written or an event logged)."""
+
+    def __init__(self, root: str | Path, *, create: bool = True) -> None:
         self.root = Path(root)
         self.units = self.root / "units"
         self.tmp = self.root / "tmp"
@@ -55,11 +58,16 @@ class Store:
                     f"{self.root}: store written by an incompatible xling version "
                     f"(store format {version}, this xling reads {STORE_VERSION}); use a new output folder"
                 )
-        else:
-            self.units.mkdir(parents=True, exist_ok=True)
-            _write_json_atomic(marker, {"xling_store_version": STORE_VERSION})
+        if create:
+            self.create()
+
+    def create(self) -> None:
+        """Create the store's folders and marker (reading a store never creates it: ``grid plan``/``status``)."""
         self.units.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
+        marker = self.root / _MARKER
+        if not marker.exists():
+            _write_json_atomic(marker, {"xling_store_version": STORE_VERSION})
 
     def result_dir(self, key: str) -> Path:
         """Where a unit's published outputs live."""
@@ -84,6 +92,7 @@ class Store:
         The completion record is written into the folder last, then the folder is renamed into place in one
         step. If another worker published the same key first, this result is discarded (the first one wins).
         """
+        self.create()
         tmp = self.tmp / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
         try:
@@ -116,7 +125,8 @@ class Store:
             },
             default=str,
         )
-        fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.create()
+        fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
             os.write(fd, (line + "\n").encode())
         finally:

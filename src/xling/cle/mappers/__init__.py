@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
+import typing
 from typing import Any, Literal
 
 from xling.cle.mappers.base import Mapper
@@ -70,11 +72,55 @@ def make_mapper(name: str, *, seed: int | None = None, verbose: bool = False, **
     for key in params:
         if key in fixed or key.startswith("_") or key not in accepted:
             raise XlingError(f"method {name!r}: unknown parameter {key!r}")
+    check_param_types(name, cls, params)
     if "verbose" in accepted:
         params = {"verbose": verbose, **params}
     if "seed" in accepted and seed is not None:
         params = {**params, "seed": seed}
     return cls(**{**params, **fixed})
+
+
+def check_param_types(name: str, cls: type, params: dict[str, Any]) -> None:
+    """``XlingError`` for a parameter whose value does not fit its type in ``cls`` (a constructor, or a dataclass
+    such as ``MultiStep``): ``limit=lots`` where an integer is expected, an unknown ``normalize`` step. Checked when
+    the estimator is made, before any vectors are read; scalar types (numbers, booleans, strings, choices, optional
+    ones) and normalisation steps are checked, the relations between values are left to ``fit``."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from xling.cle.normalize import check_steps
+
+    hints = typing.get_type_hints(cls if dataclasses.is_dataclass(cls) else cls.__init__)
+    for key, value in params.items():
+        hint = hints.get(key)
+        if key == "normalize":
+            check_steps(value, f"method {name!r}: normalize")
+        elif isinstance(value, MultiStep):
+            check_param_types(name, MultiStep, dataclasses.asdict(value))
+        elif hint is not None and _scalar(hint):
+            try:
+                TypeAdapter(hint).validate_python(value)
+            except ValidationError:
+                raise XlingError(f"method {name!r}: {key}: expected {_describe(hint)}, found {value!r}") from None
+
+
+def _describe(hint: Any) -> str:
+    """A type as a user reads it: ``int``, ``one of 'a', 'b'``, ``int or None``."""
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def _scalar(hint: Any) -> bool:
+    """Whether ``hint`` is a number, boolean, string or choice type (or an optional one)."""
+    if hint in (int, float, bool, str, type(None)):
+        return True
+    if typing.get_origin(hint) is Literal:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return all(_scalar(h) for h in typing.get_args(hint))
+    return False
 
 
 def _multistep(name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +151,7 @@ __all__ = [
     "VecMapSelfLearning",
     "VecMapSupervised",
     "check_method",
+    "check_param_types",
     "identical_pairs",
     "make_mapper",
     "seed_of",
