@@ -28,9 +28,9 @@ from pathlib import Path
 import yaml
 
 from xling.config import GridSpec, ModelSpec, parse_spec
-from xling.grid.run import run_grid, store_for
-from xling.grid.units import make_plan
 from xling.models.tiny import build_tiny_llama
+from xling.studies import run_grid, store_for
+from xling.studies.transfer.units import make_plan
 
 LANGS = ("en", "de", "fr")
 WORDS = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta"]
@@ -70,7 +70,7 @@ def measure(spec_dict: dict, workers: int) -> dict[str, float]:
     spec = parse_spec(GridSpec, spec_dict)
     plan = make_plan(spec)
     start = time.perf_counter()
-    final = run_grid(spec, plan=plan)
+    final = run_grid(spec, plan.units)
     wall = time.perf_counter() - start
     assert all(not st.failed and st.pending == 0 for st in final)
     events = store_for(spec).events()

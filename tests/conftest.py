@@ -53,9 +53,9 @@ def grid_reference(grid_assets, tmp_path_factory):
     from grid_fixtures import grid_spec
 
     from xling.config import GridSpec, parse_spec
-    from xling.grid.results import long_table
-    from xling.grid.run import run_grid, store_for
-    from xling.grid.units import make_plan
+    from xling.studies import run_grid, store_for
+    from xling.studies.transfer.results import long_table
+    from xling.studies.transfer.units import make_plan
 
     model, tasks = grid_assets
     spec = parse_spec(GridSpec, grid_spec(model, tasks, tmp_path_factory.mktemp("ref") / "out"))

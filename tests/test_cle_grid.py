@@ -9,10 +9,16 @@ import pytest
 from cli_runner import run_xling
 from threadpoolctl import threadpool_limits
 
-from xling.cle.grid import CLEGridSpec, load_grid_spec, run_grid
 from xling.cle.simulate import simulate_pair, write_pair
 from xling.errors import XlingError
 from xling.grid.store import Store
+from xling.studies import load_study, run_study
+from xling.studies.cle.spec import CLEGridSpec
+
+
+def run_grid(spec, **kwargs) -> pd.DataFrame:
+    """Run a CLE study; its results table."""
+    return run_study(spec, **kwargs).tables["cle_results"]
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +70,7 @@ def grid_dir(tmp_path_factory):
 @pytest.mark.slow
 def test_grid_results_tables_and_resume(grid_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
-    table = run_grid(load_grid_spec(grid_dir / "spec.yaml").model_copy(update={"output": str(out)}), progress=False)
+    table = run_grid(load_study(grid_dir / "spec.yaml").model_copy(update={"output": str(out)}), progress=False)
     # 2 pairs x (proc at 2 sizes + vecmap-unsup once, without a dictionary)
     assert len(table) == 6 and set(table["status"]) == {"done"}
     assert sorted(table.loc[table.method == "vecmap-unsup", "size"]) == ["none", "none"]
@@ -74,8 +80,8 @@ def test_grid_results_tables_and_resume(grid_dir, tmp_path, monkeypatch, capsys)
     # the warped pair: unsupervised mapping fails, and the table says so
     warped = by.loc[("vecmap-unsup", "aa-cc", "none")]
     assert warped["mrr"] < 0.2 and warped["failed"]
-    tables = out / "tables"
-    results = pd.read_csv(tables / "cle_results.csv")
+    tables = out / "analysis" / "tables"
+    results = pd.read_csv(out / "cle_results.csv")
     assert len(results) == 6 and {"method", "pair", "size", "p1", "mrr", "failed", "status"} <= set(results)
     averages = pd.read_csv(tables / "cle_averages.csv").set_index(["method", "size"])
     assert averages.loc[("vecmap-unsup", "none"), "failures"] == 1
@@ -84,27 +90,28 @@ def test_grid_results_tables_and_resume(grid_dir, tmp_path, monkeypatch, capsys)
     assert list(matrix.columns) == ["method", "size", "aa-bb", "aa-cc", "mean"] and len(matrix) == 3
     row = matrix[(matrix.method == "proc") & (matrix["size"].astype(str) == "100")].iloc[0]
     assert row["mean"] == pytest.approx((row["aa-bb"] + row["aa-cc"]) / 2)
-    assert json.loads((out / "run.json").read_text())["done"] == 6
+    assert json.loads((out / "analysis" / "run.json").read_text())["facts"]["done"] == 6
+    assert len(list((out / "runs").glob("run-*.json"))) == 1  # one run record per run, as every grid kind
 
     # a rerun starts nothing and gives the same table
     starts = sum(e["event"] == "start" for e in Store(out / "store").events())
     code, _, _ = run_xling(monkeypatch, capsys, "cle", "grid", grid_dir / "spec.yaml", "-o", out)
     assert code == 0
     assert sum(e["event"] == "start" for e in Store(out / "store").events()) == starts
-    report = (out / "report.html").read_text()  # the shared report layer's page
+    report = (out / "analysis" / "report.html").read_text()  # the shared report layer's page
     assert "cle_mrr_matrix" in report and "data:image/png;base64" in report and "http" not in report.split("<body>")[1]
-    pd.testing.assert_frame_equal(pd.read_csv(tables / "cle_results.csv"), results)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "cle_results.csv"), results)
 
 
 def test_failed_units_are_recorded_and_retried(grid_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
-    spec = load_grid_spec(grid_dir / "spec.yaml").model_copy(
+    spec = load_study(grid_dir / "spec.yaml").model_copy(
         update={"methods": ["proc"], "pairs": ["aa-bb", "aa-dd"], "sizes": ["100"], "output": str(out)}
     )
     table = run_grid(spec, progress=False).set_index("pair")
     assert table.loc["aa-bb", "status"] == "done"
     assert table.loc["aa-dd", "status"] == "error" and "no such vectors file" in table.loc["aa-dd", "error"]
-    assert pd.read_csv(out / "tables" / "cle_averages.csv")["errors"].tolist() == [1]
+    assert pd.read_csv(out / "analysis" / "tables" / "cle_averages.csv")["errors"].tolist() == [1]
     (grid_dir / "failing.yaml").write_text(
         (grid_dir / "spec.yaml")
         .read_text()
@@ -171,7 +178,7 @@ def test_failed_units_are_recorded_and_retried(grid_dir, tmp_path, monkeypatch, 
 def test_malformed_spec_is_one_line_error_exit_2(tmp_path, monkeypatch, capsys, text, message):
     (tmp_path / "spec.yaml").write_text(text)
     with pytest.raises(XlingError, match="spec.yaml"):
-        load_grid_spec(tmp_path / "spec.yaml")
+        load_study(tmp_path / "spec.yaml")
     code, _, err = run_xling(monkeypatch, capsys, "cle", "grid", tmp_path / "spec.yaml", "-o", tmp_path / "out")
     assert code == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
@@ -206,8 +213,8 @@ def test_grid_with_downstream_tasks_writes_both_tables_and_the_report(tmp_path, 
     )
     code, _, _ = run_xling(monkeypatch, capsys, "cle", "grid", tmp_path / "spec.yaml", "-o", tmp_path / "out")
     assert code == 0
-    tables = tmp_path / "out" / "tables"
-    downstream = pd.read_csv(tables / "cle_downstream.csv")
+    tables = tmp_path / "out" / "analysis" / "tables"
+    downstream = pd.read_csv(tmp_path / "out" / "cle_downstream.csv")
     assert len(downstream) == 3 * 2 * 2 and set(downstream["task"]) == {"cldc", "clir"}
     assert {"method", "pair", "size", "task", "metric", "score", "n"} <= set(downstream.columns)
     by = downstream.set_index(["method", "size", "task"])["score"]
@@ -239,9 +246,9 @@ def test_grid_with_downstream_tasks_writes_both_tables_and_the_report(tmp_path, 
     assert corr["resampling"].str.contains("bootstrap over methods").all()
     ranks = pd.read_csv(tables / "cle_method_ranks.csv")
     assert len(ranks) == 2 * 6 and set(ranks["downstream_rank"]) <= set(range(1, 7))
-    report = (tmp_path / "out" / "report.html").read_text()
+    report = (tmp_path / "out" / "analysis" / "report.html").read_text()
     assert "BLI vs downstream" in report and "cle_bli_downstream_correlation" in report
-    assert (tmp_path / "out" / "figures" / "cle_bli_vs_downstream.png").is_file()
+    assert (tmp_path / "out" / "analysis" / "figures" / "cle_bli_vs_downstream.png").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -288,15 +295,15 @@ def test_downstream_pairs_seeds_and_a_missing_task_folder(two_way, tmp_path, mon
     out = tmp_path / "out"
     code, _, err = run_xling(monkeypatch, capsys, "cle", "grid", two_way / "spec.yaml", "-o", out, "--max-retries", 0)
     assert code == 1 and "clir" in err and "clir-tgt-src" in err
-    results = pd.read_csv(out / "tables" / "cle_results.csv")
+    results = pd.read_csv(out / "cle_results.csv")
     assert list(results["status"]) == ["done", "done"] and (results["p1"] > 0.5).all()
-    down = pd.read_csv(out / "tables" / "cle_downstream.csv").set_index(["pair", "task"])
+    down = pd.read_csv(out / "cle_downstream.csv").set_index(["pair", "task"])
     assert sorted(down.index) == [("src-tgt", "cldc"), ("src-tgt", "clir"), ("tgt-src", "clir")]
     assert (
         down.loc[("tgt-src", "clir"), "status"] == "error" and "clir-tgt-src" in down.loc[("tgt-src", "clir"), "error"]
     )
     cldc = down.loc[("src-tgt", "cldc")]
-    seeds = pd.read_csv(out / "tables" / "cle_downstream_seeds.csv")
+    seeds = pd.read_csv(out / "cle_downstream_seeds.csv")
     per_seed = seeds[seeds["task"] == "cldc"]["score"]
     assert cldc["n_seeds"] == 2 and list(seeds[seeds["task"] == "cldc"]["seed"]) == [0, 1]
     assert cldc["score"] == pytest.approx(per_seed.mean()) and cldc["score_sd"] == pytest.approx(per_seed.std())
@@ -315,7 +322,7 @@ def test_downstream_pairs_seeds_and_a_missing_task_folder(two_way, tmp_path, mon
         code, _, err = run_xling(monkeypatch, capsys, "cle", "grid", two_way / "spec.yaml", "-o", out)
         assert code == 0, err
         assert sum(e["event"] == "start" and e["key"] in bli_keys for e in store.events()) == starts
-        down = pd.read_csv(out / "tables" / "cle_downstream.csv")
+        down = pd.read_csv(out / "cle_downstream.csv")
         assert (down["status"] == "done").all()
     finally:
         shutil.rmtree(two_way / "clir-tgt-src")

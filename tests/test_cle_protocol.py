@@ -335,7 +335,8 @@ def test_resolve_overrides_and_names():
 
 
 def test_grid_protocol_field_resolves_every_unit(tmp_path, mixed):
-    from xling.cle.grid import CLEGridSpec, run_grid
+    from xling.studies import run_study
+    from xling.studies.cle.spec import CLEGridSpec
 
     fields = dict(
         methods=["proc"],
@@ -351,20 +352,18 @@ def test_grid_protocol_field_resolves_every_unit(tmp_path, mixed):
     spec = CLEGridSpec(**fields, output=str(tmp_path / "out"))
     conv = spec.conventions()
     assert (conv.retrieval, conv.case, conv.repeats, conv.count) == ("nn", "lower", "keep", "rows")
-    table = run_grid(spec, progress=False)
+    study = run_study(spec, progress=False)
+    table = study.tables["cle_results"]
     vs, src = ref_load_embs(mixed / "src.vec")
     vt, tgt = ref_load_embs(mixed / "tgt.vec")
     W, _ = ref_proc(ref_dictionary(mixed / "train.tsv"), vs, vt, src, tgt)
     ref = ref_eval(ref_dictionary(mixed / "test.tsv"), vs, vt, src @ W.astype(np.float32), tgt)
     assert table.loc[0, "mrr"] == pytest.approx(ref["mrr"], abs=1e-9) and table.loc[0, "n"] == ref["n"]
     assert not (cache_dir() / "vectors").exists()  # cache: false
-    # the report states what the units ran (their records), not xling's defaults (csls, case kept)
-    from xling.cle.grid import recorded_conventions
-    from xling.study import run_cle_study
-
-    ran = recorded_conventions(spec)
-    assert ran["retrieval"] == ["nn"] and ran["case"] == ["lower"] and ran["protocol"] == ["glavas2019"]
-    report = run_cle_study(spec, progress=False).report.read_text()
+    # each row, and the report, state what the units ran (their records), not xling's defaults (csls, case kept)
+    ran = table.loc[0, ["retrieval", "case", "protocol"]].tolist()
+    assert ran == ["nn", "lower", "glavas2019"]
+    report = study.report.read_text()
     facts = dict(re.findall(r'<td class="text">([^<]+)</td><td class="text">([^<]*)</td>', report))
     assert facts["retrieval"] == "nn" and facts["case"] == "lower" and facts["protocol"] == "glavas2019", facts
     assert CLEGridSpec(**fields, retrieval="nn").conventions().overrides == {}
@@ -373,12 +372,12 @@ def test_grid_protocol_field_resolves_every_unit(tmp_path, mixed):
 
 
 def test_paper_presets_use_the_protocol_and_the_papers_methods():
-    from xling.cle.grid import load_grid_spec
     from xling.cle.mappers import METHODS
+    from xling.studies import load_study
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     for name in ("glavas2019-bli.yaml", "glavas2019-downstream.yaml"):
-        spec = load_grid_spec(configs / name)
+        spec = load_study(configs / name)
         assert spec.protocol == "glavas2019" and spec.conventions().overrides == {}
         assert [e.method for e in spec.entries()] == [
             "proc",
@@ -392,7 +391,7 @@ def test_paper_presets_use_the_protocol_and_the_papers_methods():
             "gwa",
         ]
         assert {e.method for e in spec.entries()} <= set(METHODS)
-    bli = load_grid_spec(configs / "glavas2019-bli.yaml")
+    bli = load_study(configs / "glavas2019-bli.yaml")
     assert len(bli.pair_list()) == 28 and bli.sizes == ["500", "1k", "3k", "5k"]
     readme = (configs.parent / "README.md").read_text()
     cle = readme[readme.index("## Cross-lingual word embeddings") :]

@@ -14,9 +14,9 @@ import pytest
 from grid_fixtures import grid_spec, write_spec
 
 from xling.config import GridSpec, parse_spec
-from xling.grid.results import long_table
-from xling.grid.run import run_grid, status, store_for
-from xling.grid.units import make_plan
+from xling.studies import run_grid, status, store_for
+from xling.studies.transfer.results import long_table
+from xling.studies.transfer.units import make_plan
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ def test_failing_units_are_retried_and_reported(grid_assets, tmp_path) -> None:
     plan = make_plan(spec)
     bad = [u for u in plan.train if u.model.name == "broken-llama"]
     assert all(len(store_for(spec).failures(u.key)) == 3 for u in bad)  # 1 try + 2 retries
-    for stage in status(plan, store_for(spec)):
+    for stage in status(spec):
         assert all("broken-llama" in unit and error for unit, error in stage.failed.items())
     table = long_table(plan, store_for(spec))
     assert set(table["model_name"]) == {"tiny-llama"} and len(table) == 4 * 4

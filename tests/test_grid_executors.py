@@ -11,9 +11,9 @@ from grid_fixtures import grid_spec
 
 from xling.config import GridSpec, parse_spec
 from xling.errors import XlingError
-from xling.grid.results import long_table
-from xling.grid.run import run_grid, store_for
-from xling.grid.units import make_plan
+from xling.studies import run_grid, store_for
+from xling.studies.transfer.results import long_table
+from xling.studies.transfer.units import make_plan
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +60,8 @@ def test_unreachable_ray_address_is_a_one_line_error(grid_assets, tmp_path) -> N
 def test_cle_grid_runs_on_ray(tmp_path) -> None:
     """The CLE grid goes through the same engine: on Ray it gives the table the local executor gives."""
     ray = pytest.importorskip("ray")
-    from xling.cle.grid import load_grid_spec, run_grid
     from xling.cle.simulate import simulate_pair, write_pair
+    from xling.studies import load_study, run_study
 
     for pair, seed in (("aa-bb", 1), ("aa-cc", 2)):
         write_pair(simulate_pair(400, 12, 0.1, 0.0, seed=seed, n_train=150, n_test=100, n_clusters=8), tmp_path / pair)
@@ -69,14 +69,15 @@ def test_cle_grid_runs_on_ray(tmp_path) -> None:
         "methods: [proc, cca]\npairs: [aa-bb, aa-cc]\nsizes: ['150']\nsrc_vectors: '{pair}/src.vec'\n"
         "tgt_vectors: '{pair}/tgt.vec'\ntrain_dict: '{pair}/train.tsv'\ntest_dict: '{pair}/test.tsv'\n"
     )
-    spec = load_grid_spec(tmp_path / "spec.yaml")
-    local = run_grid(spec.model_copy(update={"output": str(tmp_path / "local")}), progress=False)
+    spec = load_study(tmp_path / "spec.yaml")
+    local = run_study(spec.model_copy(update={"output": str(tmp_path / "local")}), progress=False)
     remote_spec = spec.model_copy(update={"output": str(tmp_path / "ray")}, deep=True)
     remote_spec.executor.kind, remote_spec.executor.num_workers = "ray", 2
     try:
-        remote = run_grid(remote_spec, progress=False)
+        remote = run_study(remote_spec, analyze=False, progress=False).tables["cle_results"]
     finally:
         ray.shutdown()
+    local = local.tables["cle_results"]
     assert set(remote["status"]) == {"done"} and len(remote) == 4
     cols = ["method", "pair", "size", "p1", "p5", "p10", "mrr", "coverage", "n"]
     pd.testing.assert_frame_equal(remote[cols], local[cols])

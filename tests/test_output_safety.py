@@ -55,7 +55,7 @@ def is_file_output(name: str) -> bool:
 
 def test_every_command_that_writes_an_output_is_covered():
     assert {"analyze", "compare", "train", "eval", "quickstart", "grid run", "cle map", "cle grid"} <= set(WRITERS)
-    assert {"simulate grid", "grid export", "cle bli"} <= {n for n in WRITERS if is_file_output(n)}
+    assert {"simulate grid", "cle bli"} <= {n for n in WRITERS if is_file_output(n)}
 
 
 @pytest.mark.parametrize("name", WRITERS)
@@ -244,7 +244,7 @@ def test_outputs_follow_the_umask(monkeypatch, capsys, tmp_path, sim_csv, umask,
 
 
 def test_ctrl_c_in_a_grid_says_what_was_kept_and_a_rerun_resumes(monkeypatch, capsys, tmp_path, pair):
-    import xling.cle.grid as cle_grid
+    import xling.studies.cle.units as cle_grid
 
     (tmp_path / "spec.yaml").write_text(
         f"methods: [proc, cca]\npairs: [aa-bb]\nsizes: [50]\nsrc_vectors: {pair}/src.vec\n"

@@ -282,9 +282,9 @@ def test_headline_metric_per_task(tmp_path):
 def test_grid_long_table_uses_each_tasks_metric(tmp_path):
     """score_norm is acc_norm for ARC and acc for TruthfulQA, read from the units' scores; the row says which."""
     from xling.config import GridSpec, ModelSpec
-    from xling.grid.results import long_table
     from xling.grid.store import Store
-    from xling.grid.units import Plan, ScoreUnit, TrainUnit
+    from xling.studies.transfer.results import long_table
+    from xling.studies.transfer.units import Plan, ScoreUnit, TrainUnit
 
     model = ModelSpec(name="m-1B", size="1B")
     spec = GridSpec(models=[model], tasks=["arc_challenge", "truthfulqa"], languages=["en"], seeds=[1])

@@ -249,20 +249,24 @@ class SlurmSpec(Spec):
 
 
 class ExecutorSpec(Spec):
-    """Where units of work run. Resource numbers are per job; GPUs only count where GPUs exist.
-
-    ``train_units_per_job``: training units of one base model that one worker trains in turn, the base model loaded
-    once (a fresh adapter each unit; the same bytes as a fresh process per unit).
-    """
+    """Where units of work run, for every kind of grid. ``cpus_per_unit`` is each job's CPU request (Ray); GPUs are
+    requested by the grid kind where GPUs exist."""
 
     kind: Literal["local", "ray", "slurm"] = "local"
     address: str | None = None
     cpus_per_unit: float = Field(1.0, gt=0)
+    num_workers: int | None = Field(None, gt=0)
+    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
+
+
+class TransferExecutorSpec(ExecutorSpec):
+    """The transfer grid's executor: GPUs per training and per scoring job, and ``train_units_per_job``: training
+    units of one base model that one worker trains in turn, the base model loaded once (a fresh adapter each unit;
+    the same bytes as a fresh process per unit)."""
+
     gpus_per_train: float = Field(1.0, ge=0)
     gpus_per_score: float = Field(1.0, ge=0)
-    num_workers: int | None = Field(None, gt=0)
     train_units_per_job: int = Field(8, gt=0)
-    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
 
 
 class GridSpec(Spec):
@@ -278,7 +282,7 @@ class GridSpec(Spec):
     lora: LoraSpec = Field(default_factory=LoraSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     score: ScoreSpec = Field(default_factory=ScoreSpec)
-    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    executor: TransferExecutorSpec = Field(default_factory=TransferExecutorSpec)
     output: str = "xling-out/grid"
     max_retries: int = Field(2, ge=0)
     analyze: bool = True

@@ -1,14 +1,15 @@
 """The results-table contracts: what producers write and the analysis reads, for both protocols.
 
-A neutral module below both sides: the transfer grid (``xling.grid.results``) and the CLE grid
-(``xling.cle.grid``) write tables with these columns; the analysis (``xling.analysis``) validates and reads them.
+A neutral module below both sides: the transfer grid (``xling.studies.transfer``) and the CLE grid
+(``xling.studies.cle``) write tables with these columns; the analysis (``xling.analysis``) validates and reads them.
 
 - Transfer, per seed (``LONG_COLUMNS``): one row per model, source cell, seed and target cell, with the fine-tuned
   and base scores as proportions; ``aggregate_seeds`` turns it into the Donors-and-Recipients release schema
   (``RELEASE_COLUMNS``): one row per model and ordered cell pair, mean/std/se over seeds, deltas in pp.
 - Predicted transfer (``PREDICTION_COLUMNS``, ``xling predict``): one row per model, source cell and target cell,
   the run cells with their measured delta (``observed`` true) and the unrun ones with a prediction and its interval.
-- CLE (``CLE_RESULT_COLUMNS``): one row per (method, pair, dictionary size) with its BLI result or its status;
+- CLE (``CLE_RESULT_COLUMNS``): one row per (method, pair, dictionary size) with its BLI result, the conventions it
+  ran with, or its status;
   downstream (``CLE_DOWNSTREAM_COLUMNS``): one row per unit and downstream task (score: the mean over seeds).
 """
 
@@ -139,8 +140,16 @@ CLE_RESULT_COLUMNS = [
     "train_pairs",
     "fit_seconds",
     "failed",
+    "fail_mrr",
     "status",
     "error",
+    # the conventions the unit ran with (from its record)
+    "protocol",
+    "retrieval",
+    "convention",
+    "oov",
+    "case",
+    "max_vocab",
 ]
 CLE_DOWNSTREAM_COLUMNS = [
     "method",

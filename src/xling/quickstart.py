@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from xling.config import ExecutorSpec, GridSpec, LoraSpec, ModelSpec, ScoreSpec, TrainSpec
+from xling.config import GridSpec, LoraSpec, ModelSpec, ScoreSpec, TrainSpec, TransferExecutorSpec
 from xling.errors import XlingError
 
 PAPER_SEEDS = (17, 42, 101)
@@ -66,7 +66,7 @@ def quickstart_spec(
         lora=LORA,
         train=FULL_TRAIN if full else QUICK_TRAIN,
         score=FULL_SCORE if full else QUICK_SCORE,
-        executor=ExecutorSpec(kind="local"),
+        executor=TransferExecutorSpec(kind="local"),
         output=str(out),
         max_retries=1,
     )

@@ -67,3 +67,12 @@ MODEL_KINDS = Registry(
         Entry("encoder", "xling.models.encoder:EncoderKind"),
     ],
 )
+
+#: Kinds of grid a study can be (``xling.studies.base.GridKind``).
+GRID_KINDS = Registry(
+    "grid kind",
+    [
+        Entry("transfer", "xling.studies.transfer:KIND"),
+        Entry("cle", "xling.studies.cle:KIND"),
+    ],
+)

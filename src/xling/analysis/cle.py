@@ -14,6 +14,8 @@ an interval whose draws do not vary is reported as such: neither is evidence.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -180,3 +182,99 @@ def method_ranks(bli: pd.DataFrame, downstream: pd.DataFrame) -> pd.DataFrame:
     means["downstream_rank"] = by["score_mean"].rank(ascending=False, method="min").astype(int)
     means["rank_shift"] = means["bli_rank"] - means["downstream_rank"]
     return means.sort_values(["task", "metric", "downstream_rank", "method", "size"])[columns].reset_index(drop=True)
+
+
+# --- a CLE grid's analysis ------------------------------------------------------------------------------------------
+
+#: The conventions a BLI row records (``CLE_RESULT_COLUMNS``), as the report names them.
+CONVENTION_FACTS = {
+    "protocol": "protocol",
+    "retrieval": "retrieval",
+    "convention": "counting convention",
+    "oov": "OOV",
+    "case": "case",
+    "max_vocab": "max vocabulary",
+}
+
+
+@dataclass
+class CLEAnalysis:
+    """A CLE grid's results analysed: ``tables`` (the results and what is computed from them), ``facts`` (what ran,
+    from the rows: units, conventions, failure threshold) and ``notes``."""
+
+    tables: dict[str, pd.DataFrame]
+    facts: list[tuple[str, object]]
+    notes: list[str] = field(default_factory=list)
+    subtitle: str = ""
+
+
+def is_cle_results(frame: pd.DataFrame) -> bool:
+    """Whether a table is a CLE grid's results (``cle_results.csv``), not a transfer table."""
+    return {"method", "pair", "size", "mrr"} <= set(frame.columns)
+
+
+def analyze_cle(
+    results: pd.DataFrame, downstream: pd.DataFrame | None = None, *, seed: int = 0, n_boot: int = 1000
+) -> CLEAnalysis:
+    """Analyse a CLE grid's results table (``CLE_RESULT_COLUMNS``) and, if given, its downstream table
+    (``CLE_DOWNSTREAM_COLUMNS``): method × pair matrices of MRR and P@1 with the mean over pairs, per-method averages
+    (mean and sd over pairs: the spread of pairs, not an interval), failures and errors; with downstream results the
+    BLI-vs-downstream correlations (case bootstrap over methods) and the methods' ranks. Pure: tables in, tables
+    out."""
+    from xling.contracts import CLE_RESULT_COLUMNS
+
+    missing = [c for c in CLE_RESULT_COLUMNS if c not in results.columns]
+    if missing:
+        raise XlingError(f"CLE results table: missing column(s) {', '.join(missing)}")
+    tables = {"cle_results": results, **summary_tables(results)}
+    done = results[results["status"] == "done"]
+    notes = []
+    if downstream is not None:
+        tables["cle_downstream"] = downstream
+        down = downstream[downstream["status"] == "done"] if "status" in downstream else downstream
+        tables["cle_bli_downstream_correlation"] = bli_downstream_correlation(done, down, n_boot=n_boot, seed=seed)
+        tables["cle_method_ranks"] = method_ranks(done, down)
+    errors = int((results["status"] == "error").sum())
+    if errors:
+        notes.append(f"{errors} unit(s) did not finish (status error): their rows have no scores")
+    facts: list[tuple[str, object]] = [("units", len(results)), ("done", len(done)), ("errors", errors)]
+    for column, what in CONVENTION_FACTS.items():
+        values = sorted({str(v) for v in done[column].dropna()})
+        facts.append((what, ", ".join(values) if values else "no unit finished"))
+    thresholds = sorted(set(results["fail_mrr"].dropna()))
+    facts.append(("method failure", ", ".join(f"MRR < {t:g}" for t in thresholds) or "unknown"))
+    subtitle = (
+        f"{results['method'].nunique()} method(s) × {results['pair'].nunique()} pair(s) × "
+        f"{results['size'].nunique()} dictionary size(s)"
+    )
+    return CLEAnalysis(tables, facts, notes, subtitle)
+
+
+def summary_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Method x pair matrices of MRR and P@1 (with the mean over pairs) and per-method averages and failures."""
+    done = table[table["status"] == "done"]
+    out = {}
+    for metric in ("mrr", "p1"):
+        matrix = done.pivot_table(index=["method", "size"], columns="pair", values=metric, aggfunc="first")
+        matrix["mean"] = matrix.mean(axis=1)
+        out[f"cle_{metric}_matrix"] = matrix.reset_index()
+    groups = table.groupby(["method", "size"], sort=False)
+    averages = groups.apply(
+        lambda g: pd.Series(
+            {
+                "mrr_mean": g.loc[g.status == "done", "mrr"].mean(),
+                "mrr_sd": g.loc[g.status == "done", "mrr"].std(),
+                "p1_mean": g.loc[g.status == "done", "p1"].mean(),
+                "p1_sd": g.loc[g.status == "done", "p1"].std(),
+                "pairs_done": int((g.status == "done").sum()),
+                "failures": int(g.loc[g.status == "done", "failed"].astype(bool).sum()),
+                "errors": int((g.status == "error").sum()),
+                "fail_mrr": g["fail_mrr"].max(),
+            }
+        ),
+        include_groups=False,
+    )
+    counts = ["pairs_done", "failures", "errors"]
+    averages[counts] = averages[counts].astype(int)
+    out["cle_averages"] = averages.reset_index()
+    return out

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from xling.cli.app import app, simulate_app
-from xling.cli.common import HeadlineMetric, JsonOption, emit_json, records
+from xling.cli.common import HeadlineMetric, JsonOption, emit_json
+from xling.jsonable import records
 
 
 @app.command("analyze")
@@ -32,9 +33,11 @@ def analyze_cmd(
     seed: int | None = typer.Option(None, min=0, help="Bootstrap seed (default: the config's, 0)."),
     as_json: JsonOption = False,
 ) -> None:
-    """The donor-recipient transfer analysis: tables, figures, report.html, summary.md."""
+    """Analyse a results table: a transfer grid's (the donor-recipient analysis: tables, figures, report.html,
+    summary.md) or a CLE grid's (cle_results.csv, with cle_downstream.csv beside it when there is one)."""
     from rich.console import Console
 
+    from xling.analysis.cle import is_cle_results
     from xling.analysis.findings import UNITS
     from xling.analysis.meta import AnalysisSpec, load_analysis_spec
     from xling.analysis.results import read_table
@@ -42,12 +45,17 @@ def analyze_cmd(
     from xling.report import run_analysis
     from xling.report.terminal import print_findings
 
+    table = read_table(results)
+    if is_cle_results(table):
+        given = {"--config": config, "--metric": metric, "--mixed/--no-mixed": mixed, "--linguistic": linguistic}
+        _analyze_cle(table, results, out, n_boot, seed, [k for k, v in given.items() if v is not None], as_json)
+        return
     updates = {k: v for k, v in {"metric": metric, "n_boot": n_boot, "seed": seed}.items() if v is not None}
     spec = parse_spec(AnalysisSpec, {**load_analysis_spec(config).model_dump(), **updates}, "analyze options")
     console = Console(stderr=as_json)
     with console.status("analysing") as status:
         analysis = run_analysis(
-            read_table(results),
+            table,
             out,
             spec,
             mixed_models=mixed,
@@ -73,6 +81,36 @@ def analyze_cmd(
     for note in analysis.notes:
         console.print(f"[yellow]note[/yellow]: {note}")
     console.print(f"wrote {out}/report.html, {out}/summary.md, {len(analysis.tables)} tables in {out}/tables")
+
+
+def _analyze_cle(
+    table, path: Path, out: Path, n_boot: int | None, seed: int | None, transfer_only: list[str], as_json: bool
+) -> None:
+    """A CLE grid's results table: its analysis and report (``xling.report.cle.run_cle_analysis``)."""
+    from rich.console import Console
+
+    from xling.analysis.results import read_table
+    from xling.errors import XlingError
+    from xling.report.cle import run_cle_analysis
+    from xling.report.terminal import print_cle_averages
+
+    if transfer_only:
+        raise XlingError(f"{path}: a CLE results table; {', '.join(transfer_only)} apply to transfer tables only")
+    console = Console(stderr=as_json)
+    sibling = path.with_name("cle_downstream.csv")
+    downstream = read_table(sibling) if sibling.is_file() else None
+    inputs = {"cle_results": path, **({"cle_downstream": sibling} if downstream is not None else {})}
+    if downstream is not None:
+        console.print(f"downstream results: {sibling}")
+    analysis = run_cle_analysis(table, out, downstream, seed=seed or 0, n_boot=n_boot or 1000, inputs=inputs)
+    if as_json:
+        averages = analysis.tables["cle_averages"]
+        emit_json({"out": str(out), "kind": "cle", "averages": records(averages), "notes": analysis.notes})
+        return
+    print_cle_averages(analysis.tables["cle_averages"], console)
+    for note in analysis.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
+    console.print(f"wrote {out}/report.html, {len(analysis.tables)} tables in {out}/tables")
 
 
 @app.command("compare")

@@ -8,7 +8,7 @@ import typer
 
 from xling.cli.app import app, data_app
 from xling.cli.common import AddressOption, ExecutorOption, GridOutOption, JsonOption, RetriesOption
-from xling.cli.grid import load_any_grid, run_cle
+from xling.cli.grid import run_and_show
 
 cle_app = typer.Typer(help="Cross-lingual word embeddings: map, evaluate with BLI, simulate.", no_args_is_help=True)
 app.add_typer(cle_app, name="cle")
@@ -734,13 +734,12 @@ def grid_command(
     max_retries: RetriesOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Methods x language pairs x dictionary sizes on the grid engine (same as `xling grid run` on a CLE spec):
-    resumable, retried, tables in OUT/tables. Exit code 1 if some units failed."""
-    from xling.cle.grid import CLEGridSpec
+    """Methods x language pairs x dictionary sizes on the grid engine (`xling grid run` on a CLE spec): resumable,
+    retried, results in OUT/cle_results.csv, report in OUT/analysis. Exit code 1 if some units failed."""
+    from xling.errors import XlingError
+    from xling.studies import kind_of, load_study
 
-    spec = load_any_grid(spec_path, out, executor, address, max_retries)
-    if not isinstance(spec, CLEGridSpec):
-        from xling.errors import XlingError
-
+    spec = load_study(spec_path, out=out, executor=executor, address=address, max_retries=max_retries)
+    if kind_of(spec).name != "cle":
         raise XlingError(f"{spec_path}: not a CLE grid spec (it has no 'methods'); run it with `xling grid run`")
-    run_cle(spec, as_json)
+    run_and_show(spec, as_json=as_json)

@@ -28,6 +28,7 @@ import typer
 from typer.models import OptionInfo
 
 from xling.contracts import RELEASE_COLUMNS
+from xling.jsonable import jsonable
 from xling.registry import MODEL_KINDS
 
 Kind = MODEL_KINDS.choices()
@@ -152,23 +153,6 @@ def input_paths(arguments: dict[str, Any]) -> list[Path]:
 
 
 def emit_json(data: Any) -> None:
-    """Print ``data`` as one JSON line on stdout (NaN as null)."""
-    print(json.dumps(_clean(data), default=str, allow_nan=False))
+    """Print ``data`` as one JSON line on stdout (NaN as null): the one way a command prints its results."""
+    print(json.dumps(jsonable(data), default=str, allow_nan=False))
     sys.stdout.flush()
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _clean(value.item())
-    return value
-
-
-def records(frame) -> list[dict]:
-    """A DataFrame as JSON-able records."""
-    return _clean(frame.to_dict(orient="records"))

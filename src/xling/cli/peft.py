@@ -11,9 +11,10 @@ import typer
 from pydantic import Field
 
 from xling.cli.app import app, data_app
-from xling.cli.common import ConfigOption, JsonOption, KindOption, emit_json, records
+from xling.cli.common import ConfigOption, JsonOption, KindOption, emit_json
 from xling.config import LoraSpec, ModelSpec, ScoreSpec, Spec, TrainSpec, load_spec, parse_spec
 from xling.errors import XlingError
+from xling.jsonable import records
 
 
 class EngineConfig(Spec):

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from xling.cli.app import app
-from xling.cli.common import HeadlineMetric, JsonOption, emit_json, records
+from xling.cli.common import HeadlineMetric, JsonOption, emit_json
+from xling.jsonable import records
 
 
 @app.command("predict")

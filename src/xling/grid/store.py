@@ -4,7 +4,7 @@ Why this design: many workers (processes, Ray actors, Slurm array tasks) write a
 file system, and any of them may be killed at any moment. Each unit writes into its own temporary folder and
 publishes it with a single ``rename`` onto ``units/<key>``; the folder holds the completion record ``DONE.json``,
 so a unit is either absent or complete — never half there. No lock and no database writer is needed; readers see
-the finished units through DuckDB over ``units/*/*.parquet`` (see ``xling.grid.results``). An append-only
+the finished units through DuckDB over ``units/*/*.parquet`` (see ``xling.studies.transfer.results``). An append-only
 ``events.jsonl`` log (single-line ``O_APPEND`` writes) keeps every start, completion and failure, which the
 status command and the tests read.
 """
@@ -169,10 +169,12 @@ class Store:
         """Error messages of the unit's failed attempts, oldest first."""
         return [e.get("error", "") for e in self.events() if e["key"] == key and e["event"] == "fail"]
 
-    def clean_tmp(self) -> None:
-        """Remove temporary folders left by killed workers (only call when no worker is running)."""
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+    def remove_stale_tmp(self, max_age_s: float = 24 * 3600) -> None:
+        """Drop the temporary folders of workers killed long ago (recent ones may belong to running workers)."""
+        now = time.time()
+        for path in self.tmp.iterdir() if self.tmp.is_dir() else ():
+            if now - path.stat().st_mtime > max_age_s:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from xling.analysis.cle import CLEAnalysis, analyze_cle
 from xling.report import html as H
 from xling.report.figures import plt, save_figures
 
@@ -110,14 +111,37 @@ def figure_makers(t: dict[str, pd.DataFrame]) -> dict[str, Callable[[], object]]
     }
 
 
-def write_cle_report(
-    tables: dict[str, pd.DataFrame], out: Path, subtitle: str, facts: list[tuple[str, object]], notes: list[str]
-) -> Path:
-    """Write ``OUT/figures/*`` and ``OUT/report.html`` for a CLE grid's tables; return the report's path.
+def run_cle_analysis(
+    results: pd.DataFrame,
+    out: str | Path,
+    downstream: pd.DataFrame | None = None,
+    *,
+    seed: int = 0,
+    n_boot: int = 1000,
+    inputs: dict[str, Path] | None = None,
+) -> CLEAnalysis:
+    """Analyse a CLE grid's results (``xling.analysis.cle.analyze_cle``) and write ``OUT/tables/*.csv``,
+    ``OUT/figures/*``, ``OUT/report.html`` and ``OUT/run.json``; nothing is left at ``out`` if anything fails."""
+    from xling.io import atomic_dir, file_sha256
+    from xling.provenance import write_run_record
 
-    ``facts`` are (what, value) rows shown at the top (protocol, retrieval, units done/failed).
-    """
-    notes = list(notes)
+    analysis = analyze_cle(results, downstream, seed=seed, n_boot=n_boot)
+    with atomic_dir(out) as tmp:
+        for name, frame in analysis.tables.items():
+            (tmp / "tables").mkdir(exist_ok=True)
+            frame.to_csv(tmp / "tables" / f"{name}.csv", index=False)
+        write_cle_report(analysis, tmp)
+        record = {"notes": analysis.notes, "tables": sorted(analysis.tables), "facts": dict(analysis.facts)}
+        if inputs:
+            record["inputs"] = {k: {"path": str(v), "sha256": file_sha256(v)} for k, v in inputs.items()}
+        write_run_record(tmp, seed=seed, **record)
+    return analysis
+
+
+def write_cle_report(analysis: CLEAnalysis, out: Path) -> Path:
+    """Write ``OUT/figures/*`` and ``OUT/report.html`` for a CLE analysis; return the report's path. Its facts (what
+    ran: units, conventions, the failure threshold) head the page."""
+    tables, notes = analysis.tables, list(analysis.notes)
     makers = {
         k: v for k, v in figure_makers(tables).items() if k != "cle_bli_vs_downstream" or "cle_downstream" in tables
     }
@@ -128,8 +152,9 @@ def write_cle_report(
         blocks += [f"<h3>{name}</h3>" + H.table_html(tables[name], name) for name in table_names if name in tables]
         if blocks:
             sections.append({"id": sid, "title": title, "text": text, "blocks": blocks})
-    facts_html = H.table_html(pd.DataFrame(facts, columns=["what", "value"]).astype(str), "summary", 50)
-    page = H.render("xling CLE grid", subtitle, facts_html.rsplit("<p", 1)[0], notes, sections)
+    facts = pd.DataFrame(analysis.facts, columns=["what", "value"]).astype(str)
+    facts_html = H.table_html(facts, "summary", 50)
+    page = H.render("xling CLE grid", analysis.subtitle, facts_html.rsplit("<p", 1)[0], notes, sections)
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

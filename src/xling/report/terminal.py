@@ -50,3 +50,34 @@ def print_findings(findings: Findings, console: Console | None = None) -> None:
         for lim in findings.limits:
             console.print(f"  [yellow]{escape(lim['what'])}[/yellow]: {escape(lim['why'])}")
     console.print(UNITS_LINE, style="dim")
+
+
+def print_top_roles(tables: dict, console: Console) -> None:
+    """The top three language and task donors and recipients (two-stage means, pp)."""
+    for name, key in (("language_donor_recipient", "lang"), ("task_donor_recipient", "task")):
+        roles = tables.get(name)
+        if roles is not None and len(roles):
+            top = {
+                col: ", ".join(f"{r[key]} {r[col]:+.2f} pp" for _, r in roles.nlargest(3, col).iterrows())
+                for col in ("donor", "recipient")
+            }
+            console.print(f"top {key} donors: {top['donor']} | top {key} recipients: {top['recipient']}")
+
+
+def print_cle_averages(averages, console: Console) -> None:
+    """A CLE grid's mean MRR and P@1 over pairs per method and size (%), pairs done, failures and errors."""
+    thresholds = ", ".join(f"{t:g}" for t in sorted(set(averages["fail_mrr"].dropna())))
+    view = Table(title=f"CLE grid: mean over pairs (failure = MRR < {thresholds})")
+    for col in ("method", "size", "MRR %", "P@1 %", "pairs", "failures", "errors"):
+        view.add_column(col, justify="left" if col in ("method", "size") else "right")
+    for row in averages.itertuples():
+        view.add_row(
+            row.method,
+            row.size,
+            f"{100 * row.mrr_mean:.1f}",
+            f"{100 * row.p1_mean:.1f}",
+            str(row.pairs_done),
+            str(row.failures),
+            str(row.errors),
+        )
+    console.print(view)

@@ -13,8 +13,8 @@ import time
 
 from xling.config import GridSpec
 from xling.grid.store import Store
-from xling.grid.units import ScoreUnit, TrainUnit
 from xling.provenance import run_record
+from xling.studies.transfer.units import ScoreUnit, TrainUnit
 
 ADAPTER_DIR = "adapter"
 

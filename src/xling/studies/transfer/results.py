@@ -15,7 +15,7 @@ import pandas as pd
 
 from xling.contracts import LONG_COLUMNS, NORM_METRIC_COLUMN
 from xling.grid.store import Store
-from xling.grid.units import Plan
+from xling.studies.transfer.units import Plan
 
 COLUMNS = [*LONG_COLUMNS, NORM_METRIC_COLUMN]
 

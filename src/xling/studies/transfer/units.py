@@ -10,7 +10,6 @@ name), so rerunning a spec skips finished units and changing one hyper-parameter
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -52,6 +51,7 @@ class ScoreUnit:
     model: ModelSpec
     adapter: TrainUnit | None
     targets: tuple[Cell, ...]
+    labels: tuple[tuple[str, str], ...] = ()  # (task name, the label its items carry), as the data say
 
     stage = "score"
 
@@ -83,6 +83,18 @@ class Plan:
     train: list[TrainUnit] = field(default_factory=list)
     score: list[ScoreUnit] = field(default_factory=list)
     task_labels: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_units(cls, spec: GridSpec, units: list) -> Plan:
+        """The plan of a list of units (the engine's view of a grid) for the results tables."""
+        score = [u for u in units if isinstance(u, ScoreUnit)]
+        labels = {task: label for u in score for task, label in u.labels}
+        return cls(spec, [u for u in units if isinstance(u, TrainUnit)], score, labels)
+
+    @property
+    def units(self) -> list[TrainUnit | ScoreUnit]:
+        """Every unit, training units first."""
+        return [*self.train, *self.score]
 
     @property
     def base_scores(self) -> list[ScoreUnit]:
@@ -163,12 +175,13 @@ def make_plan(spec: GridSpec) -> Plan:
         target_prints.append(items_fingerprint(items))
     score_params = spec.score.model_dump(exclude={"batch_size", "adapters_per_batch"})
     train_params = {"lora": spec.lora.model_dump(), "train": spec.train.model_dump()}
+    labels = tuple(plan.task_labels.items())
 
     for model in spec.models:
         mprint = model_fingerprint(model)
         base = {"rules": SCORING_RULES_VERSION, "model": mprint, "targets": target_prints, "score": score_params}
         plan.score.append(
-            ScoreUnit(unit_key({"unit": "score", "adapter": "base", **base}), model, None, tuple(targets))
+            ScoreUnit(unit_key({"unit": "score", "adapter": "base", **base}), model, None, tuple(targets), labels)
         )
         for cell in sources:
             data = items_fingerprint(load_items(cell.task, cell.language, "train"))
@@ -187,10 +200,5 @@ def make_plan(spec: GridSpec) -> Plan:
                 tu = TrainUnit(tkey, model, cell, seed)
                 plan.train.append(tu)
                 skey = unit_key({"unit": "score", "adapter": tkey, **base})
-                plan.score.append(ScoreUnit(skey, model, tu, tuple(targets)))
+                plan.score.append(ScoreUnit(skey, model, tu, tuple(targets), labels))
     return plan
-
-
-def spec_digest(spec: GridSpec) -> str:
-    """A digest of the spec (for run records)."""
-    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
