@@ -372,7 +372,7 @@ def test_grid_protocol_field_resolves_every_unit(tmp_path, mixed):
 
 
 def test_paper_presets_use_the_protocol_and_the_papers_methods():
-    from xling.cle.mappers import METHODS
+    from xling.registry import MAPPERS
     from xling.studies import load_study
 
     configs = Path(__file__).resolve().parents[1] / "configs"
@@ -390,7 +390,7 @@ def test_paper_presets_use_the_protocol_and_the_papers_methods():
             "icp",
             "gwa",
         ]
-        assert {e.method for e in spec.entries()} <= set(METHODS)
+        assert {e.method for e in spec.entries()} <= set(MAPPERS.names())
     bli = load_study(configs / "glavas2019-bli.yaml")
     assert len(bli.pair_list()) == 28 and bli.sizes == ["500", "1k", "3k", "5k"]
     readme = (configs.parent / "README.md").read_text()

@@ -12,10 +12,11 @@ import pytest
 from cli_runner import run_xling as xling
 from threadpoolctl import threadpool_limits
 
-from xling.cle.mappers import METHODS, make_mapper
+from xling.cle.mappers import make_mapper, mapper_class, seed_of
 from xling.cle.simulate import simulate_pair, write_pair
 from xling.cli import _format_note
 from xling.errors import XlingNote
+from xling.registry import MAPPERS
 
 #: every iterative method of xling: the name its progress lines start with, and settings small enough for a test
 ITERATIVE = {
@@ -68,7 +69,7 @@ def test_quiet_unless_verbose(pair, capsys):
 
 
 def test_every_iterative_method_is_covered():
-    iterative = {m for m, (cls, _, _) in METHODS.items() if "verbose" in inspect.signature(cls).parameters}
+    iterative = {m for m in MAPPERS.names() if "verbose" in inspect.signature(mapper_class(m)).parameters}
     elsewhere = {
         "vecmap-identical",
         "vecmap-unsup",  # the same class as vecmap-semi
@@ -152,7 +153,7 @@ def offset_pair(pair):
     return out
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", sorted(MAPPERS.names()))
 def test_in_place_path_equals_fit_then_transform_for_every_method(method, pair, offset_pair):
     """``fit_transform(..., overwrite=True)`` (``xling cle run``/``cle map``) equals ``fit(...).transform(...)``."""
     X0, Z0 = offset_pair
@@ -168,7 +169,7 @@ def test_in_place_path_equals_fit_then_transform_for_every_method(method, pair, 
 
 
 def test_every_method_has_an_in_place_test():
-    assert set(SMALL) | {m for m, (_, _, seed) in METHODS.items() if seed == "dictionary"} == set(METHODS)
+    assert set(SMALL) | {m for m in MAPPERS.names() if seed_of(m) == "dictionary"} == set(MAPPERS.names())
 
 
 def test_ctrl_c_during_the_fit_leaves_no_output(monkeypatch, capsys, pair, tmp_path):

@@ -290,10 +290,11 @@ def test_ctrl_c_elsewhere_leaves_the_output_as_it_was(monkeypatch, capsys, tmp_p
 def _numeric_param(method: str) -> str | None:
     import typing
 
-    from xling.cle.mappers import METHODS
+    from xling.cle.mappers import mapper_class
     from xling.cle.mappers.vecmap import MultiStep
+    from xling.registry import MAPPERS
 
-    cls, fixed, _ = METHODS[method]
+    cls, fixed = mapper_class(method), MAPPERS.meta(method).get("fixed", {})
     hints = typing.get_type_hints(cls.__init__)
     if "steps" in hints:
         hints = typing.get_type_hints(MultiStep)
@@ -303,9 +304,9 @@ def _numeric_param(method: str) -> str | None:
 
 def _bad_inputs() -> list[tuple[str, list, str]]:
     """(what is wrong, the command line, what the error line must name)."""
-    from xling.cle.mappers import METHODS
+    from xling.registry import MAPPERS
 
-    numeric = {m: _numeric_param(m) for m in METHODS}
+    numeric = {m: _numeric_param(m) for m in MAPPERS.names()}
     assert {m for m, p in numeric.items() if not p} == {"proc"}  # every other method has a number to get wrong
     rows = [
         (f"--param {p}=lots ({m})", ["MAP", m, "--param", f"{p}=lots"], f"{p}: expected")

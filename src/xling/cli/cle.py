@@ -9,6 +9,7 @@ import typer
 from xling.cli.app import app, data_app
 from xling.cli.common import AddressOption, ExecutorOption, GridOutOption, JsonOption, RetriesOption
 from xling.cli.grid import run_and_show
+from xling.registry import DOWNSTREAM_MODELS, DOWNSTREAM_TASKS, MAPPERS, choices, downstream_metrics
 
 cle_app = typer.Typer(help="Cross-lingual word embeddings: map, evaluate with BLI, simulate.", no_args_is_help=True)
 app.add_typer(cle_app, name="cle")
@@ -205,27 +206,9 @@ def simulate_command(
     )
 
 
-class Task(str, Enum):
-    cldc = "cldc"
-    xnli = "xnli"
-    clir = "clir"
-
-
-class DownstreamModel(str, Enum):
-    cnn = "cnn"
-    mean = "mean"
-    esim = "esim"
-    bwe_agg = "bwe-agg"
-    tbt_qt = "tbt-qt"
-
-
-class DownstreamMetric(str, Enum):
-    micro_f1 = "micro_f1"
-    accuracy = "accuracy"
-    macro_f1 = "macro_f1"
-    f1_positive = "f1_positive"
-    map = "map"
-    map_reference = "map_reference"
+Task = DOWNSTREAM_TASKS.choices()
+DownstreamModel = DOWNSTREAM_MODELS.choices()
+DownstreamMetric = choices(downstream_metrics())
 
 
 class Stopwords(str, Enum):
@@ -312,10 +295,10 @@ def downstream_command(
     from xling.errors import XlingError
 
     params = _parse_params(param)
-    model_name, metric_name = check_task(task.value, model.value if model else None, metric.value if metric else None)
+    model_name, metric_name = check_task(task, model, metric)
     model_params(model_name, params)  # unknown parameters fail before any file is read
     topic_list = [t.strip() for t in topics.split(",") if t.strip()] or None
-    loaded = load_task_data(task.value, data, src_lang, tgt_lang, topics=topic_list)  # bad data fails before vectors
+    loaded = load_task_data(task, data, src_lang, tgt_lang, topics=topic_list)  # bad data fails before vectors
     options = {
         "max_vocab": 200000 if max_vocab is None else max_vocab or None,
         "lowercase": case == "lower",
@@ -326,7 +309,7 @@ def downstream_command(
         raise XlingError(f"{tgt}: vectors have {z.dim} dimensions, but {src} has {x.dim}; map both into one space")
     with _epoch_progress() as progress:
         result = evaluate_downstream(
-            task.value,
+            task,
             data,
             src_lang,
             tgt_lang,
@@ -343,7 +326,7 @@ def downstream_command(
     row = {**result.row(), "seed": seed, "seconds": round(result.seconds, 3)}
     if out is not None:
         config = dict(
-            task=task.value,
+            task=task,
             data=str(data),
             src_lang=src_lang,
             tgt_lang=tgt_lang,
@@ -496,24 +479,7 @@ def fetch_command(
 
 # --- mapping (methods side) ------------------------------------------------------------------------------------------
 
-#: The mapping methods (``xling.cle.mappers.METHODS``; a test keeps the two equal), listed here so that ``--help``
-#: shows them without importing the mappers.
-Method = Literal[
-    "proc",
-    "proc-b",
-    "proc-b-iterative",
-    "cca",
-    "cca-xlingeval",
-    "vecmap-sup",
-    "vecmap-semi",
-    "vecmap-identical",
-    "vecmap-unsup",
-    "rcsls",
-    "dlv",
-    "muse",
-    "icp",
-    "gwa",
-]
+Method = MAPPERS.choices()
 _METHOD_HELP = "Mapping method (see the README's method table)."
 _PARAM_HELP = "Method parameter KEY=VALUE (YAML value), repeatable, e.g. --param vocabulary_cutoff=10000."
 

@@ -45,8 +45,6 @@ from xling.cle.normalize import unit_rows
 from xling.cle.vectors import Embeddings
 from xling.errors import XlingError
 
-CLIR_MODELS: tuple[str, ...] = ("bwe-agg", "tbt-qt")
-
 
 @dataclass
 class Ranking:
@@ -284,3 +282,29 @@ def relevant_unranked(ranking: Ranking, qrels: dict[str, dict[str, int]]) -> int
     """Relevant judgements (of ranked queries) whose document is not in the ranking."""
     ranked, qids = set(ranking.docnos), set(ranking.qids)
     return sum(1 for q, docs in qrels.items() if q in qids for d, r in docs.items() if r > 0 and d not in ranked)
+
+
+#: What the parameters of ``bwe_agg`` default to and why (recorded in every result).
+bwe_agg.CHOICES = {
+    "model": (
+        "rlitschk/UnsupCLIR model_dense: IDF-weighted sum for documents, plain sum for queries, cosine; vectors not "
+        "normalised (2019 code)"
+    ),
+    "map": (
+        "map: ir_measures AP (trec_eval: divides by all relevant documents); map_reference: the reference's (divides by"
+        " relevant documents retrieved, skips queries with none retrieved)"
+    ),
+}
+
+
+#: What the parameters of ``tbt_qt`` default to and why (recorded in every result).
+tbt_qt.CHOICES = {
+    "model": (
+        "rlitschk/UnsupCLIR model_lexical: nearest target word per query term (unit vectors), Dirichlet unigram LM "
+        "mu=1000, tokens with digits dropped (exclude_digits)"
+    ),
+    "map": (
+        "map: ir_measures AP (trec_eval: divides by all relevant documents); map_reference: the reference's (divides by"
+        " relevant documents retrieved, skips queries with none retrieved)"
+    ),
+}

@@ -21,63 +21,12 @@ from typing import Any
 import numpy as np
 
 from xling.cle.downstream import clir as clir_models
-from xling.cle.downstream.data import CLDCData, CLIRData, NLIData, load_cldc, load_clir, load_xnli
+from xling.cle.downstream.data import CLDCData, CLIRData, NLIData, load_cldc
 from xling.cle.downstream.models import CNNClassifier, ESIMClassifier, MeanClassifier, Progress
 from xling.cle.downstream.text import Coverage, to_ids, tokenize_words
 from xling.cle.vectors import Embeddings
 from xling.errors import XlingError, XlingNote
-
-TASKS: tuple[str, ...] = ("cldc", "xnli", "clir")
-MODELS: dict[str, tuple[str, ...]] = {"cldc": ("cnn", "mean"), "xnli": ("esim",), "clir": ("bwe-agg", "tbt-qt")}
-METRICS: dict[str, tuple[str, ...]] = {
-    "cldc": ("micro_f1", "accuracy", "macro_f1", "f1_positive"),
-    "xnli": ("accuracy", "macro_f1"),
-    "clir": ("map", "map_reference"),
-}
-#: The headline metric of each task: the one the paper reports (CLDC: micro-averaged F1, the caption of Glavaš et al.
-#: 2019's CLDC table as we know it, not re-read against its text; XNLI: accuracy; CLIR: MAP). Every other metric is
-#: computed too and is one ``--task-metric`` away.
-DEFAULT_METRIC = {"cldc": "micro_f1", "xnli": "accuracy", "clir": "map"}
-
-#: What each model's parameters default to and why (recorded in every result).
-CHOICES: dict[str, dict[str, str]] = {
-    "cnn": {
-        "architecture": "1 conv layer, widths 3/4/5 with 16/32/16 filters, ReLU, 1-max pooling, dropout 0.5, "
-        "softmax layer (L2 0.001) -- Glavas's released CNN (codogogo/topfish); the paper's own "
-        "CLDC code is not public",
-        "training": "RMSProp lr 1e-4, batch 50, <= 10 epochs, stop when the loss fell < 0.001 over 5 epochs "
-        "(topfish trainer defaults)",
-        "tokens": "regex words; looked up as written then lowercased; tokens without a vector dropped; zero "
-        "padding to the longest training document (topfish: a random <PAD/> vector, ASCII-only cleaning)",
-        "ted_metric": "TED CLDC: one binary classifier per topic; micro_f1 (the paper's metric) pools every "
-        "topic's positive-class decisions (multi-label micro-averaged F1); accuracy, macro_f1 and f1_positive are "
-        "averaged over topics",
-    },
-    "mean": {
-        "model": "L2-regularised (1e-4) multinomial logistic regression on mean word vectors (xling's "
-        "baseline, not in the paper)"
-    },
-    "esim": {
-        "architecture": "ESIM (Chen et al. 2017), embeddings frozen, hidden 300, dropout 0.5 -- the paper's NLI "
-        "code is not public; ESIM's published settings",
-        "training": "Adam lr 4e-4, batch 32, gradient norm clip 10 (ESIM's published settings); 5 epochs "
-        "(xling's choice: ESIM trains to early stopping); the best epoch on source-language "
-        "validation pairs is kept when DIR/<src>/dev.tsv (or MultiNLI/XNLI dev) exists",
-        "tokens": "regex words, looked up as written then lowercased, at most 100 tokens per sentence",
-    },
-    "bwe-agg": {
-        "model": "rlitschk/UnsupCLIR model_dense: IDF-weighted sum for documents, plain sum for queries, "
-        "cosine; vectors not normalised (2019 code)",
-        "map": "map: ir_measures AP (trec_eval: divides by all relevant documents); map_reference: the "
-        "reference's (divides by relevant documents retrieved, skips queries with none retrieved)",
-    },
-    "tbt-qt": {
-        "model": "rlitschk/UnsupCLIR model_lexical: nearest target word per query term (unit vectors), "
-        "Dirichlet unigram LM mu=1000, tokens with digits dropped (exclude_digits)",
-        "map": "map: ir_measures AP (trec_eval: divides by all relevant documents); map_reference: the "
-        "reference's (divides by relevant documents retrieved, skips queries with none retrieved)",
-    },
-}
+from xling.registry import DOWNSTREAM_MODELS, DOWNSTREAM_TASKS, downstream_models
 
 
 @dataclass
@@ -118,27 +67,17 @@ class DownstreamResult:
         return out
 
 
-#: Each model's estimator class or ranking function; their keyword defaults are the model's parameters.
-_MODELS = {
-    "cnn": CNNClassifier,
-    "mean": MeanClassifier,
-    "esim": ESIMClassifier,
-    "bwe-agg": clir_models.bwe_agg,
-    "tbt-qt": clir_models.tbt_qt,
-}
 _RUNTIME = {"seed", "progress", "src_stopwords", "tgt_stopwords"}  # set per run, not model parameters
 
 
 def load_task_data(
     task: str, data_dir: str | Path, src_lang: str, tgt_lang: str, topics: list[str] | None = None
 ) -> CLDCData | NLIData | CLIRData:
-    """The task's data for a language pair (see ``xling.cle.downstream.data``)."""
+    """The task's data for a language pair (its registered loader, ``xling.cle.downstream.data``)."""
     check_task(task)
     if task == "cldc":
         return load_cldc(data_dir, src_lang, tgt_lang, topics=topics)
-    if task == "xnli":
-        return load_xnli(data_dir, src_lang, tgt_lang)
-    return load_clir(data_dir, src_lang, tgt_lang)
+    return DOWNSTREAM_TASKS.load(task)(data_dir, src_lang, tgt_lang)
 
 
 def evaluate_downstream(
@@ -212,21 +151,29 @@ def _read_stopwords(path: Path) -> frozenset[str]:
 
 
 def check_task(task: str, model: str | None = None, metric: str | None = None) -> tuple[str, str]:
-    """Validate names; return (model, metric) with the task's defaults filled in."""
-    if task not in TASKS:
-        raise XlingError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    model = model or MODELS[task][0]
-    if model not in MODELS[task]:
-        raise XlingError(f"unknown model {model!r} for {task}; expected one of {', '.join(MODELS[task])}")
-    metric = metric or DEFAULT_METRIC[task]
-    if metric not in METRICS[task]:
-        raise XlingError(f"unknown metric {metric!r} for {task}; expected one of {', '.join(METRICS[task])}")
+    """Validate names (``xling.registry``: ``DOWNSTREAM_TASKS``, ``DOWNSTREAM_MODELS``); return (model, metric) with
+    the task's defaults filled in: its first registered model, and the metric the paper reports (its first)."""
+    DOWNSTREAM_TASKS.check(task)
+    models, metrics = downstream_models(task), task_metrics(task)
+    model = model or models[0]
+    if model not in models:
+        raise XlingError(f"unknown model {model!r} for {task}; expected one of {', '.join(models)}")
+    metric = metric or metrics[0]
+    if metric not in metrics:
+        raise XlingError(f"unknown metric {metric!r} for {task}; expected one of {', '.join(metrics)}")
     return model, metric
+
+
+def task_metrics(task: str) -> tuple[str, ...]:
+    """The metrics a downstream task reports, the headline (the one the paper reports) first: CLDC micro-averaged F1
+    (the caption of Glavaš et al. 2019's CLDC table as we know it, not re-read against its text), XNLI accuracy,
+    CLIR MAP. Every other metric is computed too and is one ``--task-metric`` away."""
+    return DOWNSTREAM_TASKS.meta(task)["metrics"]
 
 
 def model_params(model: str, params: dict[str, Any] | None) -> dict[str, Any]:
     """Defaults of ``model``'s parameters overridden by ``params``; an unknown key is an ``XlingError``."""
-    signature = inspect.signature(_MODELS[model])
+    signature = inspect.signature(DOWNSTREAM_MODELS.load(model))
     defaults = {
         k: p.default
         for k, p in signature.parameters.items()
@@ -321,7 +268,7 @@ def run_task(
         metrics,
         chosen,
         details,
-        CHOICES[model],
+        DOWNSTREAM_MODELS.load(model).CHOICES,
         time.perf_counter() - start,
         artifacts,
     )
@@ -384,7 +331,7 @@ def _run_cldc(
                 **({"epochs": clf.epochs_run_, "losses": clf.losses_} if model == "cnn" else {}),
             }
         )
-    keys = [k for k in per_task[0] if k in METRICS["cldc"]]
+    keys = [k for k in per_task[0] if k in task_metrics("cldc")]
     metrics = {"micro_f1": _micro_f1(predictions), **{k: float(np.mean([t[k] for t in per_task])) for k in keys}}
     details = {"layout": data.layout, "data": data.source, "units": per_task}
     return (
@@ -448,7 +395,7 @@ def _run_clir(
     src_stopwords: frozenset[str],
     tgt_stopwords: frozenset[str],
 ):
-    ranking = _MODELS[model](
+    ranking = DOWNSTREAM_MODELS.load(model)(
         data.queries,
         data.docnos,
         data.docs,

@@ -99,6 +99,27 @@ class KimCNN(nn.Module):
 class CNNClassifier:
     """Kim-style CNN over frozen embeddings, with the training defaults of Glavaš's ``topfish`` CNN (see module)."""
 
+    #: What the parameters default to and why (recorded in every result).
+    CHOICES = {
+        "architecture": (
+            "1 conv layer, widths 3/4/5 with 16/32/16 filters, ReLU, 1-max pooling, dropout 0.5, softmax layer (L2 "
+            "0.001) -- Glavas's released CNN (codogogo/topfish); the paper's own CLDC code is not public"
+        ),
+        "training": (
+            "RMSProp lr 1e-4, batch 50, <= 10 epochs, stop when the loss fell < 0.001 over 5 epochs (topfish trainer "
+            "defaults)"
+        ),
+        "tokens": (
+            "regex words; looked up as written then lowercased; tokens without a vector dropped; zero padding to the "
+            "longest training document (topfish: a random <PAD/> vector, ASCII-only cleaning)"
+        ),
+        "ted_metric": (
+            "TED CLDC: one binary classifier per topic; micro_f1 (the paper's metric) pools every topic's positive-"
+            "class decisions (multi-label micro-averaged F1); accuracy, macro_f1 and f1_positive are averaged over "
+            "topics"
+        ),
+    }
+
     def __init__(
         self,
         filters: Sequence[tuple[int, int]] = ((3, 16), (4, 32), (5, 16)),
@@ -215,6 +236,14 @@ class MeanClassifier:
     A fast, convex, seed-free baseline: texts without a known word get the zero vector.
     """
 
+    #: What the parameters default to and why (recorded in every result).
+    CHOICES = {
+        "model": (
+            "L2-regularised (1e-4) multinomial logistic regression on mean word vectors (xling's baseline, not in the "
+            "paper)"
+        ),
+    }
+
     def __init__(self, l2: float = 1e-4, max_iter: int = 500, progress: Progress | None = None):
         self.l2 = l2
         self.max_iter = max_iter
@@ -324,6 +353,20 @@ def _pools(v: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 class ESIMClassifier:
     """ESIM over frozen embeddings, ESIM's published training settings (see module)."""
+
+    #: What the parameters default to and why (recorded in every result).
+    CHOICES = {
+        "architecture": (
+            "ESIM (Chen et al. 2017), embeddings frozen, hidden 300, dropout 0.5 -- the paper's NLI code is not public;"
+            " ESIM's published settings"
+        ),
+        "training": (
+            "Adam lr 4e-4, batch 32, gradient norm clip 10 (ESIM's published settings); 5 epochs (xling's choice: ESIM "
+            "trains to early stopping); the best epoch on source-language validation pairs is kept when "
+            "DIR/<src>/dev.tsv (or MultiNLI/XNLI dev) exists"
+        ),
+        "tokens": "regex words, looked up as written then lowercased, at most 100 tokens per sentence",
+    }
 
     def __init__(
         self,

@@ -1,8 +1,8 @@
 """Mapping methods for cross-lingual word embeddings, as scikit-learn style estimators.
 
-``METHODS`` names every method the CLI and the grid accept; ``make_mapper(name, **params)`` builds one.
-Each entry also says where its seed dictionary comes from (``SEEDS``): a training dictionary, identical
-strings, or nothing (fully unsupervised).
+The methods the CLI and the grid accept are the entries of ``xling.registry.MAPPERS``; ``make_mapper(name,
+**params)`` builds one. Each entry also says where its seed dictionary comes from (``seed_of``): a training
+dictionary, identical strings, or nothing (fully unsupervised).
 """
 
 from __future__ import annotations
@@ -25,38 +25,24 @@ from xling.cle.mappers.rcsls import RCSLS
 from xling.cle.mappers.selflearning import VecMapSelfLearning, identical_pairs
 from xling.cle.mappers.vecmap import MultiStep, VecMapSupervised
 from xling.errors import XlingError
+from xling.registry import MAPPERS
 
 Seed = Literal["dictionary", "identical", "none"]
 
-#: method name -> (estimator class, fixed constructor arguments, where the seed dictionary comes from)
-METHODS: dict[str, tuple[type[Mapper], dict[str, Any], Seed]] = {
-    "proc": (Procrustes, {}, "dictionary"),
-    "proc-b": (ProcrustesBootstrap, {"variant": "paper"}, "dictionary"),
-    "proc-b-iterative": (ProcrustesBootstrap, {"variant": "iterative"}, "dictionary"),
-    "cca": (CCA, {}, "dictionary"),
-    "cca-xlingeval": (CCAXlingEval, {}, "dictionary"),
-    "vecmap-sup": (VecMapSupervised, {}, "dictionary"),
-    "vecmap-semi": (VecMapSelfLearning, {"init": "pairs"}, "dictionary"),
-    "vecmap-identical": (VecMapSelfLearning, {"init": "pairs"}, "identical"),
-    "vecmap-unsup": (VecMapSelfLearning, {"init": "unsupervised"}, "none"),
-    "rcsls": (RCSLS, {}, "dictionary"),
-    "dlv": (LatentVariableMatching, {}, "dictionary"),
-    "muse": (MUSE, {}, "none"),
-    "icp": (ICP, {}, "none"),
-    "gwa": (GromovWasserstein, {}, "none"),
-}
-
 
 def check_method(name: str) -> str:
-    """The name if it is a known method, else ``XlingError`` listing the known ones."""
-    if name not in METHODS:
-        raise XlingError(f"unknown mapping method {name!r}; expected one of {', '.join(METHODS)}")
-    return name
+    """The name if it is a registered method (``xling.registry.MAPPERS``), else ``XlingError`` listing them."""
+    return MAPPERS.check(name)
 
 
 def seed_of(name: str) -> Seed:
     """Where method ``name`` takes its seed dictionary from."""
-    return METHODS[check_method(name)][2]
+    return MAPPERS.meta(name)["seed"]
+
+
+def mapper_class(name: str) -> type[Mapper]:
+    """The estimator class of method ``name``."""
+    return MAPPERS.load(name)
 
 
 def make_mapper(name: str, *, seed: int | None = None, verbose: bool = False, **params: Any) -> Mapper:
@@ -65,7 +51,7 @@ def make_mapper(name: str, *, seed: int | None = None, verbose: bool = False, **
     ``seed`` and ``verbose`` go to the methods whose constructor has them (the iterative and stochastic ones) and
     are ignored by the others.
     """
-    cls, fixed, _ = METHODS[check_method(name)]
+    cls, fixed = mapper_class(name), MAPPERS.meta(name).get("fixed", {})
     accepted = inspect.signature(cls).parameters
     if "steps" in accepted:
         params = _multistep(name, params)
@@ -142,7 +128,6 @@ __all__ = [
     "GromovWasserstein",
     "ICP",
     "LatentVariableMatching",
-    "METHODS",
     "MUSE",
     "Mapper",
     "Procrustes",
@@ -154,5 +139,6 @@ __all__ = [
     "check_param_types",
     "identical_pairs",
     "make_mapper",
+    "mapper_class",
     "seed_of",
 ]

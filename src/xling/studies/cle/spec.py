@@ -18,6 +18,7 @@ from pydantic import Field, field_validator, model_validator
 
 from xling.config import ExecutorSpec, Spec
 from xling.errors import XlingError
+from xling.registry import DOWNSTREAM_TASKS
 
 if TYPE_CHECKING:
     from xling.cle.protocol import Protocol
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 PAPER_LANGUAGES = ("de", "en", "fi", "fr", "hr", "it", "ru", "tr")
 PAPER_SIZES = ("500", "1k", "3k", "5k")
 NO_SIZE = "none"
+DownstreamTask = DOWNSTREAM_TASKS.choices()
 
 
 class MethodEntry(Spec):
@@ -90,7 +92,7 @@ class CLEGridSpec(Spec):
     output: str = "xling-out/cle-grid"
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     max_retries: int = Field(1, ge=0)
-    downstream: dict[Literal["cldc", "xnli", "clir"], DownstreamEntry] = Field(default_factory=dict)
+    downstream: dict[DownstreamTask, DownstreamEntry] = Field(default_factory=dict)
 
     @field_validator("downstream", mode="before")
     @classmethod

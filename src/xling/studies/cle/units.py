@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from xling.grid.store import Store, unit_key
+from xling.registry import DOWNSTREAM_TASKS
 from xling.studies.cle.spec import NO_SIZE, CLEGridSpec, fill, unit_files
 
 STAGE = "bli"
@@ -237,10 +238,6 @@ def task_data(spec: CLEGridSpec, unit: DownstreamUnit):
     return _TASK_DATA[key]
 
 
-#: Tasks whose models draw random numbers (CLIR's rankings are deterministic: one run whatever the seeds).
-SEEDED_TASKS = ("cldc", "xnli")
-
-
 def publish_downstream(spec: CLEGridSpec, store: Store, unit: DownstreamUnit, src, tgt) -> None:
     """Evaluate one downstream unit on mapped spaces (every seed) and publish its ``result.json``."""
     from xling.cle.downstream.evaluate import evaluate_downstream
@@ -248,7 +245,8 @@ def publish_downstream(spec: CLEGridSpec, store: Store, unit: DownstreamUnit, sr
     entry = spec.tasks()[unit.task]
     data = task_data(spec, unit)
     rows, result = [], None
-    for seed in unit.seeds if unit.task in SEEDED_TASKS else unit.seeds[:1]:
+    seeded = DOWNSTREAM_TASKS.meta(unit.task)["seeded"]  # a retrieval model draws nothing: one run
+    for seed in unit.seeds if seeded else unit.seeds[:1]:
         result = evaluate_downstream(
             unit.task,
             unit.data,
