@@ -220,6 +220,15 @@ class ScoreSpec(Spec):
     pack_choices: bool = True
 
 
+class EngineConfig(Spec):
+    """``--config`` of ``xling train``/``xling eval``: LoRA, training and scoring options (all optional)."""
+
+    model: ModelSpec | None = None
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    score: ScoreSpec = Field(default_factory=ScoreSpec)
+
+
 # --- the transfer grid -------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ import warnings
 
 import typer
 
-from xling.cli import analyze, cle, grid, peft, predict, quickstart  # noqa: F401  (attach commands)
+from xling.cli import analyze, cle, data, grid, predict, quickstart, simulate, train  # noqa: F401  (attach commands)
 from xling.cli.app import app
 from xling.cli.common import guard_commands
 from xling.errors import XlingError, XlingNote

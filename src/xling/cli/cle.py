@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from xling.cli.app import app, data_app
-from xling.cli.common import AddressOption, ExecutorOption, GridOutOption, JsonOption, RetriesOption
+from xling.cli.app import app
+from xling.cli.common import AddressOption, ExecutorOption, GridOutOption, JsonOption, RetriesOption, emit_json
 from xling.cli.grid import run_and_show
 from xling.registry import DOWNSTREAM_MODELS, DOWNSTREAM_TASKS, MAPPERS, choices, downstream_metrics
 
@@ -29,34 +29,62 @@ _PROTOCOL_HELP = (
     "NN, per line), vecmap or muse (per source word, CSLS). Options given explicitly override it."
 )
 _CACHE_HELP = "Keep a .npy copy of each vectors file in the cache folder ($XLING_CACHE, default ~/.cache/xling)."
-_MAX_VOCAB_HELP = "Vectors read per side, 0 for all (default: 200000; counted as the protocol counts: rows or words)."
+
+# The options the commands share, declared once.
+SrcOption = Annotated[Path, typer.Option("--src", help="Source vectors, word2vec text or .bin (frequency order).")]
+TgtOption = Annotated[Path, typer.Option("--tgt", help="Target vectors, word2vec text or .bin (frequency order).")]
+TestDictOption = Annotated[Path, typer.Option("--test-dict", help="Test dictionary: 'source<TAB>target' lines.")]
+TrainDictOption = Annotated[
+    Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and semi-supervised methods).")
+]
+ProtocolOption = Annotated[ProtocolName | None, typer.Option(help=_PROTOCOL_HELP)]
+RetrievalOption = Annotated[
+    Retrieval | None,
+    typer.Option(help="nn (cosine), csls or isf (default: the protocol's; without one nn for bli, csls for run)."),
+]
+ConventionOption = Annotated[
+    Convention | None,
+    typer.Option(help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) (default: line)."),
+]
+OOVOption = Annotated[OOV | None, typer.Option(help="skip OOV items or count them as wrong (default: skip).")]
+MaxVocabOption = Annotated[
+    int | None,
+    typer.Option(help="Vectors read per side, 0 for all (default: 200000; a protocol counts rows or words)."),
+]
+CaseOption = Annotated[
+    Case | None,
+    typer.Option(help="keep: words as written; lower: lowercase vectors and dictionaries (default: keep)."),
+]
+CacheOption = Annotated[bool, typer.Option(help=_CACHE_HELP)]
+SkipBadOption = Annotated[
+    bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")
+]
+Method = MAPPERS.choices()
+MethodOption = Annotated[Method, typer.Option("--method", "-m", help="Mapping method (see the README's method table).")]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--param", help="Parameter KEY=VALUE (YAML value), repeatable, e.g. --param vocabulary_cutoff=10000."),
+]
+SeedOption = Annotated[int, typer.Option(min=0, help="Random seed (stochastic methods and models).")]
 
 
 @cle_app.command("bli")
 def bli_command(
-    src: Annotated[Path, typer.Option("--src", help="Source vectors (mapped), word2vec text or .bin.")],
-    tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors (mapped), word2vec text or .bin.")],
-    test_dict: Annotated[Path, typer.Option("--test-dict", help="Test dictionary: 'source<TAB>target' lines.")],
-    protocol: Annotated[ProtocolName | None, typer.Option(help=_PROTOCOL_HELP)] = None,
-    retrieval: Annotated[Retrieval | None, typer.Option(help="nn (cosine), csls or isf (default: nn).")] = None,
-    convention: Annotated[
-        Convention | None,
-        typer.Option(help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) (default: line)."),
-    ] = None,
-    oov: Annotated[OOV | None, typer.Option(help="skip OOV items or count them as wrong (default: skip).")] = None,
-    case: Annotated[
-        Case | None,
-        typer.Option(help="keep: compare words as written; lower: lowercase vectors and dictionary (default: keep)."),
-    ] = None,
-    max_vocab: Annotated[int | None, typer.Option(help=_MAX_VOCAB_HELP)] = None,
+    src: SrcOption,
+    tgt: TgtOption,
+    test_dict: TestDictOption,
+    protocol: ProtocolOption = None,
+    retrieval: RetrievalOption = None,
+    convention: ConventionOption = None,
+    oov: OOVOption = None,
+    case: CaseOption = None,
+    max_vocab: MaxVocabOption = None,
     csls_k: Annotated[int | None, typer.Option(help="CSLS neighbourhood size (default: 10).")] = None,
     isf_beta: Annotated[
         float | None, typer.Option(help="Inverse temperature of the inverted softmax (default: 30).")
     ] = None,
-    skip_bad: Annotated[
-        bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")
-    ] = False,
-    cache: Annotated[bool, typer.Option(help=_CACHE_HELP)] = True,
+    skip_bad: SkipBadOption = False,
+    cache: CacheOption = True,
     backend: Annotated[Literal["auto", "numpy", "faiss", "torch"], typer.Option(help="Retrieval backend.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, ...")] = False,
     out: Annotated[
@@ -72,6 +100,7 @@ def bli_command(
     from xling.cle.dictionaries import lookup, read_dictionary
     from xling.cle.protocol import resolve
     from xling.cle.vectors import read_vectors
+    from xling.report.terminal import print_bli
 
     conv = resolve(
         protocol,
@@ -103,33 +132,9 @@ def bli_command(
         with atomic_file(out) as fh:
             json.dump({**result, "run": run_record(config)}, fh, indent=2, default=str)
     if as_json:
-        print(json.dumps(result))
+        emit_json(result)
         return
-    _print_bli(result, dictionary, x, z)
-
-
-def _print_bli(result: dict, dictionary, x, z) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    title = f"BLI ({result['retrieval']}, per {result['convention']}, OOV {result['oov']})"
-    if result.get("protocol"):
-        title = f"BLI, protocol {result['protocol']} ({result['retrieval']}, per {result['convention']})"
-    table = Table(title=title)
-    for col in ("P@1 %", "P@5 %", "P@10 %", "MRR %", "coverage %", "n"):
-        table.add_column(col, justify="right")
-    table.add_row(*(f"{100 * result[k]:.2f}" for k in ("p1", "p5", "p10", "mrr", "coverage")), str(result["n"]))
-    console = Console()
-    console.print(table)
-    repeats = f"{dictionary.repeats} repeated lines " + ("counted" if dictionary.kept_repeats else "dropped")
-    notes = [
-        f"{len(dictionary)} dictionary lines ({repeats})",
-        f"{len(x)} source / {len(z)} target vectors",
-        f"{result['n_oov']} OOV items",
-    ]
-    if x.skipped or z.skipped:
-        notes.append(f"{x.skipped} + {z.skipped} bad vector rows skipped")
-    console.print("; ".join(notes))
+    print_bli(result, dictionary, x, z)
 
 
 @cle_app.command("simulate")
@@ -238,8 +243,8 @@ def downstream_command(
     ],
     src_lang: Annotated[str, typer.Option("--src-lang", help="Training (CLIR: query) language.")],
     tgt_lang: Annotated[str, typer.Option("--tgt-lang", help="Test (CLIR: document) language.")],
-    src: Annotated[Path, typer.Option("--src", help="Source vectors (mapped), word2vec text or .bin.")],
-    tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors (mapped), word2vec text or .bin.")],
+    src: SrcOption,
+    tgt: TgtOption,
     model: Annotated[
         DownstreamModel | None,
         typer.Option(
@@ -255,11 +260,8 @@ def downstream_command(
             "map_reference (the reference code's: relevant documents retrieved, queries with none skipped).",
         ),
     ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", help="Model parameter KEY=VALUE (YAML value), repeatable, e.g. --param lr=1e-3."),
-    ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed (initialisation, batch order, dropout).")] = 0,
+    param: ParamOption = None,
+    seed: SeedOption = 0,
     topics: Annotated[str, typer.Option(help="TED CLDC: comma-separated topics (default: all).")] = "",
     stopwords: Annotated[
         Stopwords,
@@ -268,11 +270,9 @@ def downstream_command(
             "with xling), none, or auto (file, else nltk; a language with neither is an error)."
         ),
     ] = Stopwords.auto,
-    max_vocab: Annotated[int | None, typer.Option(help="Vectors read per side, 0 for all (default: 200000).")] = None,
-    case: Annotated[
-        Case | None, typer.Option(help="keep: vectors as written (default); lower: lowercase the vocabularies.")
-    ] = None,
-    cache: Annotated[bool, typer.Option(help=_CACHE_HELP)] = True,
+    max_vocab: MaxVocabOption = None,
+    case: CaseOption = None,
+    cache: CacheOption = True,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON line: task, model, metric, score, n, coverage, ...")
     ] = False,
@@ -287,12 +287,17 @@ def downstream_command(
     ] = None,
 ) -> None:
     """Zero-shot transfer: train on the source language with frozen source vectors, test on the target language."""
-    import json
-    import math
 
-    from xling.cle.downstream.evaluate import check_task, evaluate_downstream, load_task_data, model_params
+    from xling.cle.downstream.evaluate import (
+        check_task,
+        evaluate_downstream,
+        load_task_data,
+        model_params,
+        write_downstream,
+    )
     from xling.cle.vectors import read_vectors
     from xling.errors import XlingError
+    from xling.report.terminal import print_downstream
 
     params = _parse_params(param)
     model_name, metric_name = check_task(task, model, metric)
@@ -340,11 +345,11 @@ def downstream_command(
             case=case,
             **options,
         )
-        _write_downstream(out, result, config, seed)
+        write_downstream(out, result, config, seed)
     if as_json:  # strict JSON: a metric that is undefined (NaN) is null
-        print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}))
+        emit_json(row)
         return
-    _print_downstream(result)
+    print_downstream(result)
 
 
 def _epoch_progress():
@@ -374,114 +379,7 @@ def _epoch_progress():
     return context()
 
 
-def _write_downstream(out: Path, result, config: dict, seed: int) -> None:
-    """result.json, run.json and predictions.tsv (classification) or run.trec (CLIR), atomically."""
-    import json
-
-    import numpy as np
-
-    from xling.io import atomic_dir
-    from xling.provenance import write_run_record
-
-    with atomic_dir(out) as tmp:
-        (tmp / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-        write_run_record(tmp, config, seed, choices=result.choices, result=result.row())
-        if "predictions" in result.artifacts:
-            with open(tmp / "predictions.tsv", "w", encoding="utf-8") as fh:
-                fh.write("unit\titem\tgold\tpredicted\n")
-                fh.writelines(f"{u}\t{o}\t{g}\t{p}\n" for u, o, g, p in result.artifacts["predictions"])
-        if "ranking" in result.artifacts:  # TREC run format, the 1000 best documents per query
-            ranking = result.artifacts["ranking"]
-            with open(tmp / "run.trec", "w", encoding="utf-8") as fh:
-                for qi, qid in enumerate(ranking.qids):
-                    order = np.argsort(-ranking.scores[qi], kind="stable")[:1000]
-                    fh.writelines(
-                        f"{qid} Q0 {ranking.docnos[d]} {k + 1} {ranking.scores[qi, d]:.6f} xling-{result.model}\n"
-                        for k, d in enumerate(order.tolist())
-                        if np.isfinite(ranking.scores[qi, d])
-                    )
-
-
-def _print_downstream(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{result.task} ({result.model}): train on source, test on target")
-    for col in ("metric", "score %", "n", "coverage (tgt) %", "coverage (src) %"):
-        table.add_column(col, justify="right")
-    for name, value in result.metrics.items():
-        table.add_row(
-            name + (" *" if name == result.metric else ""),
-            f"{100 * value:.2f}",
-            str(result.n),
-            f"{100 * result.coverage:.2f}",
-            f"{100 * result.coverage_src:.2f}",
-        )
-    console = Console()
-    console.print(table)
-    units = result.details.get("units", [])
-    if len(units) > 1:
-        per = Table(title="per topic")
-        for col in ("topic", "accuracy %", "macro_f1 %", "n_test"):
-            per.add_column(col, justify="right")
-        for u in units:
-            per.add_row(u["name"], f"{100 * u['accuracy']:.2f}", f"{100 * u['macro_f1']:.2f}", str(u["n_test"]))
-        console.print(per)
-    console.print(f"* headline score; {result.seconds:.1f} s")
-
-
-@data_app.command("fetch")
-def fetch_command(
-    out: Annotated[
-        Path, typer.Option("--out", "-o", metavar="DIR", help="Data folder (dictionaries in <out>/xling-eval-bli).")
-    ] = Path("xling-data"),
-    pairs: Annotated[
-        str, typer.Option(help="Comma-separated language pairs (e.g. en-de,de-fi), 'all' or 'none'.")
-    ] = "all",
-    vectors: Annotated[str, typer.Option(help="Comma-separated languages of fastText wiki vectors to fetch.")] = "",
-    max_vocab: Annotated[
-        int | None, typer.Option(help="Rows of each vectors file to download, 0 for the whole file (default: 200000).")
-    ] = None,
-    bli_base_url: Annotated[str | None, typer.Option(help="Mirror of xling-eval's bli_datasets folder.")] = None,
-    vectors_base_url: Annotated[str | None, typer.Option(help="Mirror of fastText's vectors-wiki folder.")] = None,
-) -> None:
-    """Download the xling-eval BLI dictionaries and fastText wiki vectors (cached, checksummed, resumable)."""
-    from rich.console import Console
-
-    from xling.cle.fetch import bli_pairs, fetch_bli, fetch_fasttext
-
-    console = Console()
-    wanted = None if pairs == "all" else [] if pairs == "none" else [p.strip() for p in pairs.split(",") if p.strip()]
-    if wanted != []:
-        counts = {"cached": 0, "downloaded": 0}
-        files = fetch_bli(
-            out / "xling-eval-bli",
-            wanted,
-            base_url=bli_base_url,
-            report=lambda path, status: counts.__setitem__(status, counts[status] + 1),
-        )
-        console.print(
-            f"dictionaries: {len(files)} files for {len(wanted or bli_pairs())} pairs in "
-            f"{out / 'xling-eval-bli'} ({counts['downloaded']} downloaded, {counts['cached']} cached)"
-        )
-    for lang in [v.strip() for v in vectors.split(",") if v.strip()]:
-        with console.status(f"wiki.{lang}.vec ...") as status:
-            rows = 200000 if max_vocab is None else max_vocab or None
-            path = fetch_fasttext(
-                lang,
-                out / "vectors",
-                max_vocab=rows,
-                base_url=vectors_base_url,
-                report=lambda rows, lang=lang: status.update(f"wiki.{lang}.vec: {rows} rows"),
-            )
-        console.print(f"vectors: {path}")
-
-
 # --- mapping (methods side) ------------------------------------------------------------------------------------------
-
-Method = MAPPERS.choices()
-_METHOD_HELP = "Mapping method (see the README's method table)."
-_PARAM_HELP = "Method parameter KEY=VALUE (YAML value), repeatable, e.g. --param vocabulary_cutoff=10000."
 
 
 def _parse_params(items: list[str] | None) -> dict:
@@ -509,63 +407,40 @@ def _parse_params(items: list[str] | None) -> dict:
     return out
 
 
-def _load_for_mapping(method: str, src: Path, tgt: Path, train_dict: Path | None, conv, cache: bool):
-    """Validate the method name first (cheap), then read the dictionary and both vector files."""
-    from xling.cle.dictionaries import read_dictionary
-    from xling.cle.mappers import seed_of
-    from xling.cle.vectors import read_vectors
-
-    seed_kind = seed_of(method)
-    if seed_kind == "dictionary" and train_dict is None:
-        from xling.errors import XlingError
-
-        raise XlingError(f"method {method!r} needs a training dictionary (--train-dict)")
-    train = read_dictionary(train_dict, **conv.dictionary_options()) if train_dict is not None else None
-    options = {**conv.vector_options(), "cache": cache}
-    return train, read_vectors(src, **options), read_vectors(tgt, **options), options
-
-
 @cle_app.command("map")
 def map_command(
-    method: Annotated[Method, typer.Option("--method", "-m", help=_METHOD_HELP)],
-    src: Annotated[Path, typer.Option("--src", help="Source vectors, word2vec text or .bin (frequency order).")],
-    tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors, word2vec text or .bin (frequency order).")],
+    method: MethodOption,
+    src: SrcOption,
+    tgt: TgtOption,
     out: Annotated[
         Path,
         typer.Option(
             "--out", "-o", metavar="DIR", help="Output folder: src.vec, tgt.vec, W_src.npy, W_tgt.npy, run.json."
         ),
     ],
-    train_dict: Annotated[
-        Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and semi-supervised methods).")
-    ] = None,
-    protocol: Annotated[ProtocolName | None, typer.Option(help=_PROTOCOL_HELP)] = None,
-    max_vocab: Annotated[int | None, typer.Option(help=_MAX_VOCAB_HELP)] = None,
-    case: Annotated[
-        Case | None,
-        typer.Option(help="keep: words as written; lower: lowercase vectors and dictionary (default: keep)."),
-    ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed (stochastic methods).")] = 0,
-    param: Annotated[list[str] | None, typer.Option("--param", help=_PARAM_HELP)] = None,
+    train_dict: TrainDictOption = None,
+    protocol: ProtocolOption = None,
+    max_vocab: MaxVocabOption = None,
+    case: CaseOption = None,
+    seed: SeedOption = 0,
+    param: ParamOption = None,
     write_vectors: Annotated[
         bool, typer.Option(help="Write the mapped vectors (--no-write-vectors: only the maps).")
     ] = True,
-    skip_bad: Annotated[
-        bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")
-    ] = False,
-    cache: Annotated[bool, typer.Option(help=_CACHE_HELP)] = True,
+    skip_bad: SkipBadOption = False,
+    cache: CacheOption = True,
 ) -> None:
     """Map two embedding spaces into one shared space; write both mapped spaces and the mapping matrices."""
     from rich.console import Console
 
     from xling.cle.mappers import make_mapper
-    from xling.cle.mappers.run import map_embeddings, write_mapped
+    from xling.cle.mappers.run import describe_fit, load_for_mapping, map_embeddings, write_mapped
     from xling.cle.protocol import resolve
 
     params = _parse_params(param)
     make_mapper(method, **params)  # an unknown method, parameter or ill-typed value fails before any file is read
     conv = resolve(protocol, None, case=case, max_vocab=max_vocab, skip_bad=skip_bad or None)
-    train, x, z, options = _load_for_mapping(method, src, tgt, train_dict, conv, cache)
+    train, x, z, options = load_for_mapping(method, src, tgt, train_dict, conv, cache)
     mapped = map_embeddings(
         method, x, z, train, params=params, seed=seed, verbose=True, protocol=conv if protocol else None, overwrite=True
     )
@@ -579,36 +454,27 @@ def map_command(
         **options,
     )
     write_mapped(mapped, out, config=config, seed=seed, vectors=write_vectors)
-    Console().print(f"{method}: mapped {len(x)} source and {len(z)} target words into {out} ({_describe(mapped.info)})")
+    fit = describe_fit(mapped.info)
+    Console().print(f"{method}: mapped {len(x)} source and {len(z)} target words into {out} ({fit})")
 
 
 @cle_app.command("run")
 def run_command(
-    method: Annotated[Method, typer.Option("--method", "-m", help=_METHOD_HELP)],
-    src: Annotated[Path, typer.Option("--src", help="Source vectors, word2vec text or .bin (frequency order).")],
-    tgt: Annotated[Path, typer.Option("--tgt", help="Target vectors, word2vec text or .bin (frequency order).")],
-    test_dict: Annotated[Path, typer.Option("--test-dict", help="Test dictionary: 'source<TAB>target' lines.")],
-    train_dict: Annotated[
-        Path | None, typer.Option("--train-dict", help="Training dictionary (supervised and semi-supervised methods).")
-    ] = None,
-    protocol: Annotated[ProtocolName | None, typer.Option(help=_PROTOCOL_HELP)] = None,
-    retrieval: Annotated[Retrieval | None, typer.Option(help="nn (cosine), csls or isf (default: csls).")] = None,
-    convention: Annotated[
-        Convention | None,
-        typer.Option(help="line (xling-eval: every line) or source (MUSE/vecmap: any gold) (default: line)."),
-    ] = None,
-    oov: Annotated[OOV | None, typer.Option(help="skip OOV items or count them as wrong (default: skip).")] = None,
-    max_vocab: Annotated[int | None, typer.Option(help=_MAX_VOCAB_HELP)] = None,
-    case: Annotated[
-        Case | None,
-        typer.Option(help="keep: words as written; lower: lowercase vectors and dictionaries (default: keep)."),
-    ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed (stochastic methods).")] = 0,
-    param: Annotated[list[str] | None, typer.Option("--param", help=_PARAM_HELP)] = None,
-    skip_bad: Annotated[
-        bool, typer.Option("--skip-bad", help="Skip malformed vector rows (counted) instead of failing.")
-    ] = False,
-    cache: Annotated[bool, typer.Option(help=_CACHE_HELP)] = True,
+    method: MethodOption,
+    src: SrcOption,
+    tgt: TgtOption,
+    test_dict: TestDictOption,
+    train_dict: TrainDictOption = None,
+    protocol: ProtocolOption = None,
+    retrieval: RetrievalOption = None,
+    convention: ConventionOption = None,
+    oov: OOVOption = None,
+    max_vocab: MaxVocabOption = None,
+    case: CaseOption = None,
+    seed: SeedOption = 0,
+    param: ParamOption = None,
+    skip_bad: SkipBadOption = False,
+    cache: CacheOption = True,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON: p1, p5, p10, mrr, coverage, n, method, ...")
     ] = False,
@@ -618,13 +484,15 @@ def run_command(
     ] = None,
 ) -> None:
     """Map, then evaluate with BLI in one step (the vectors are mapped in place: one copy of each space in memory)."""
-    import json
+
+    from rich.console import Console
 
     from xling.cle.bli import bli
     from xling.cle.dictionaries import read_dictionary
     from xling.cle.mappers import make_mapper
-    from xling.cle.mappers.run import map_embeddings, write_mapped
+    from xling.cle.mappers.run import describe_fit, load_for_mapping, map_embeddings, write_mapped
     from xling.cle.protocol import resolve
+    from xling.report.terminal import print_bli
 
     params = _parse_params(param)
     make_mapper(method, **params)  # an unknown method, parameter or ill-typed value fails before any file is read
@@ -639,7 +507,7 @@ def run_command(
         skip_bad=skip_bad or None,
     )
     test = read_dictionary(test_dict, **conv.dictionary_options())
-    train, x, z, options = _load_for_mapping(method, src, tgt, train_dict, conv, cache)
+    train, x, z, options = load_for_mapping(method, src, tgt, train_dict, conv, cache)
     mapped = map_embeddings(
         method, x, z, train, params=params, seed=seed, verbose=True, protocol=conv if protocol else None, overwrite=True
     )
@@ -662,31 +530,10 @@ def run_command(
         )
         write_mapped(mapped, out, config=config, seed=seed, vectors=False, extra=result)
     if as_json:
-        print(json.dumps(result))
+        emit_json(result)
         return
-    _print_bli(result, test, x, z)
-    from rich.console import Console
-
-    Console().print(f"{method}: {_describe(mapped.info)}")
-
-
-def _describe(info: dict) -> str:
-    """One line about a mapping run: seed pairs, iterations, time."""
-    parts = []
-    if "train_pairs" in info:
-        parts.append(f"{info['train_pairs']} seed pairs ({info['seed']})")
-    if "n_iter" in info:
-        ended = info.get("status", "converged" if info.get("converged", True) else "max_iter")
-        parts.append(
-            f"{info['n_iter']} iterations"
-            + {"converged": "", "max_iter": ", stopped at max_iter"}.get(ended, f", {ended}")
-        )
-    if "criterion" in info:
-        parts.append(f"mean cosine {info['criterion']:.4f} ({info['selected']})")
-    if "sizes" in info:
-        parts.append("dictionary sizes " + " → ".join(str(s) for s in info["sizes"]))
-    parts.append(f"{info['fit_seconds']:.1f} s")
-    return ", ".join(parts)
+    print_bli(result, test, x, z)
+    Console().print(f"{method}: {describe_fit(mapped.info)}")
 
 
 @cle_app.command("grid")

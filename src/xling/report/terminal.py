@@ -81,3 +81,51 @@ def print_cle_averages(averages, console: Console) -> None:
             str(row.errors),
         )
     console.print(view)
+
+
+def print_bli(result: dict, dictionary, x, z) -> None:
+    """A BLI result as a table (%), with the dictionary's lines, the vocabularies and OOV items."""
+    title = f"BLI ({result['retrieval']}, per {result['convention']}, OOV {result['oov']})"
+    if result.get("protocol"):
+        title = f"BLI, protocol {result['protocol']} ({result['retrieval']}, per {result['convention']})"
+    table = Table(title=title)
+    for col in ("P@1 %", "P@5 %", "P@10 %", "MRR %", "coverage %", "n"):
+        table.add_column(col, justify="right")
+    table.add_row(*(f"{100 * result[k]:.2f}" for k in ("p1", "p5", "p10", "mrr", "coverage")), str(result["n"]))
+    console = Console()
+    console.print(table)
+    repeats = f"{dictionary.repeats} repeated lines " + ("counted" if dictionary.kept_repeats else "dropped")
+    notes = [
+        f"{len(dictionary)} dictionary lines ({repeats})",
+        f"{len(x)} source / {len(z)} target vectors",
+        f"{result['n_oov']} OOV items",
+    ]
+    if x.skipped or z.skipped:
+        notes.append(f"{x.skipped} + {z.skipped} bad vector rows skipped")
+    console.print("; ".join(notes))
+
+
+def print_downstream(result) -> None:
+    """A downstream result: every metric (%; * the headline), coverage, per-topic scores (TED), time."""
+    table = Table(title=f"{result.task} ({result.model}): train on source, test on target")
+    for col in ("metric", "score %", "n", "coverage (tgt) %", "coverage (src) %"):
+        table.add_column(col, justify="right")
+    for name, value in result.metrics.items():
+        table.add_row(
+            name + (" *" if name == result.metric else ""),
+            f"{100 * value:.2f}",
+            str(result.n),
+            f"{100 * result.coverage:.2f}",
+            f"{100 * result.coverage_src:.2f}",
+        )
+    console = Console()
+    console.print(table)
+    units = result.details.get("units", [])
+    if len(units) > 1:
+        per = Table(title="per topic")
+        for col in ("topic", "accuracy %", "macro_f1 %", "n_test"):
+            per.add_column(col, justify="right")
+        for u in units:
+            per.add_row(u["name"], f"{100 * u['accuracy']:.2f}", f"{100 * u['macro_f1']:.2f}", str(u["n_test"]))
+        console.print(per)
+    console.print(f"* headline score; {result.seconds:.1f} s")

@@ -425,3 +425,30 @@ def _run_clir(
         "map_reference": float(np.mean(list(ap_reference.values()))) if ap_reference else float("nan"),
     }
     return metrics, len(ap), cov, cov_src, details, {"ranking": ranking}
+
+
+def write_downstream(out: str | Path, result: DownstreamResult, config: dict[str, Any], seed: int) -> None:
+    """``OUT/result.json``, ``run.json`` and ``predictions.tsv`` (classification) or ``run.trec`` (CLIR, the 1000
+    best documents per query in TREC's run format), atomically."""
+    import json
+
+    from xling.io import atomic_dir
+    from xling.provenance import write_run_record
+
+    with atomic_dir(out) as tmp:
+        (tmp / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+        write_run_record(tmp, config, seed, choices=result.choices, result=result.row())
+        if "predictions" in result.artifacts:
+            with open(tmp / "predictions.tsv", "w", encoding="utf-8") as fh:
+                fh.write("unit\titem\tgold\tpredicted\n")
+                fh.writelines(f"{u}\t{o}\t{g}\t{p}\n" for u, o, g, p in result.artifacts["predictions"])
+        if "ranking" in result.artifacts:  # TREC run format, the 1000 best documents per query
+            ranking = result.artifacts["ranking"]
+            with open(tmp / "run.trec", "w", encoding="utf-8") as fh:
+                for qi, qid in enumerate(ranking.qids):
+                    order = np.argsort(-ranking.scores[qi], kind="stable")[:1000]
+                    fh.writelines(
+                        f"{qid} Q0 {ranking.docnos[d]} {k + 1} {ranking.scores[qi, d]:.6f} xling-{result.model}\n"
+                        for k, d in enumerate(order.tolist())
+                        if np.isfinite(ranking.scores[qi, d])
+                    )

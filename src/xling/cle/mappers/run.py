@@ -148,3 +148,37 @@ def write_mapped(
             (tmp / "result.json").write_text(json.dumps(extra, indent=2, default=str) + "\n")
         write_run_record(tmp, config=config, seed=seed, mapping=mapped.info)
     return out_dir
+
+
+def load_for_mapping(
+    method: str, src: Path, tgt: Path, train_dict: Path | None, conv: Protocol, cache: bool
+) -> tuple[Dictionary | None, Embeddings, Embeddings, dict[str, Any]]:
+    """What mapping ``method`` reads, as ``conv`` reads it: the training dictionary (a method that needs one and
+    has none fails first, before any vectors are read), both vector files, and the options they were read with."""
+    from xling.cle.dictionaries import read_dictionary
+    from xling.cle.vectors import read_vectors
+
+    if seed_of(method) == "dictionary" and train_dict is None:
+        raise XlingError(f"method {method!r} needs a training dictionary (--train-dict)")
+    train = read_dictionary(train_dict, **conv.dictionary_options()) if train_dict is not None else None
+    options = {**conv.vector_options(), "cache": cache}
+    return train, read_vectors(src, **options), read_vectors(tgt, **options), options
+
+
+def describe_fit(info: dict[str, Any]) -> str:
+    """One line about a fit (``Mapped.info``): seed pairs, iterations, how it ended, criterion, time."""
+    parts = []
+    if "train_pairs" in info:
+        parts.append(f"{info['train_pairs']} seed pairs ({info['seed']})")
+    if "n_iter" in info:
+        ended = info.get("status", "converged" if info.get("converged", True) else "max_iter")
+        parts.append(
+            f"{info['n_iter']} iterations"
+            + {"converged": "", "max_iter": ", stopped at max_iter"}.get(ended, f", {ended}")
+        )
+    if "criterion" in info:
+        parts.append(f"mean cosine {info['criterion']:.4f} ({info['selected']})")
+    if "sizes" in info:
+        parts.append("dictionary sizes " + " → ".join(str(s) for s in info["sizes"]))
+    parts.append(f"{info['fit_seconds']:.1f} s")
+    return ", ".join(parts)

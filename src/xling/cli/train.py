@@ -1,4 +1,4 @@
-"""``xling train``, ``xling eval`` and ``xling data prepare``: parse, call the library, print."""
+"""``xling train`` and ``xling eval``: one source cell's adapter, and scores of a base model and its adapters."""
 
 from __future__ import annotations
 
@@ -8,22 +8,12 @@ from pathlib import Path
 from typing import Literal
 
 import typer
-from pydantic import Field
 
-from xling.cli.app import app, data_app
+from xling.cli.app import app
 from xling.cli.common import ConfigOption, JsonOption, KindOption, emit_json
-from xling.config import LoraSpec, ModelSpec, ScoreSpec, Spec, TrainSpec, load_spec, parse_spec
+from xling.config import EngineConfig, ModelSpec, load_spec, parse_spec
 from xling.errors import XlingError
 from xling.jsonable import records
-
-
-class EngineConfig(Spec):
-    """``--config`` of ``xling train``/``xling eval``: LoRA, training and scoring options (all optional)."""
-
-    model: ModelSpec | None = None
-    lora: LoraSpec = Field(default_factory=LoraSpec)
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    score: ScoreSpec = Field(default_factory=ScoreSpec)
 
 
 def _config(path: Path | None) -> EngineConfig:
@@ -145,95 +135,3 @@ def evaluate(
     console.print(table)
     peak = loglik.attrs.get("peak_memory_bytes") or 0
     console.print(f"wrote {out}/loglikelihoods.parquet and {out}/scores.csv; peak memory {peak / 2**20:.0f} MiB")
-
-
-@data_app.command("prepare")
-def prepare(
-    config: str = typer.Argument(
-        ...,
-        help="A data YAML (tasks, languages, source) or a grid config; or 'cle' for the CLE study's data (--from).",
-    ),
-    source: str | None = typer.Option(
-        None,
-        "--source",
-        help="aligned, upstream, or a folder of local copies "
-        "of the hub repos (FOLDER/<owner>/<name>); overrides the config's.",
-    ),
-    from_: Path | None = typer.Option(
-        None, "--from", help="cle: the folder holding the downloaded releases (archives or extracted)."
-    ),
-    out: Path | None = typer.Option(
-        None, "-o", "--out", metavar="DIR", help="cle: the data folder to lay out (default: xling-data)."
-    ),
-    langs: str | None = typer.Option(None, help="cle: comma-separated languages (default: the paper's eight)."),
-    only: str | None = typer.Option(None, help="cle: comma-separated datasets: vectors, bli, cldc, xnli, clir."),
-    max_vocab: int | None = typer.Option(
-        None, min=0, help="cle: rows of each vectors file to keep (0: all; default: 200000)."
-    ),
-    encoding: list[str] = typer.Option(
-        [], help="cle: LANG=CODEC for CLEF files of a language (repeatable), e.g. ru=koi8-r."
-    ),
-    as_json: JsonOption = False,
-) -> None:
-    """Fetch every dataset CONFIG needs into the local cache, so later runs work offline; or, with 'cle', lay out
-    the CLE study's data (vectors, dictionaries, TED CLDC, XNLI, CLEF 2003) from the released files in --from."""
-    from rich.console import Console
-
-    cle_options = {"--from": from_, "-o": out, "--langs": langs, "--only": only, "--max-vocab": max_vocab}
-    if config != "cle":
-        given = [name for name, value in cle_options.items() if value is not None] + (
-            ["--encoding"] if encoding else []
-        )
-        if given:
-            raise XlingError(f"{', '.join(given)}: only with 'xling data prepare cle'")
-        from xling.tasks.prepare import prepare_data, read_data_spec
-
-        done = prepare_data(read_data_spec(config, source))
-        if as_json:
-            emit_json({"prepared": done})
-        else:
-            Console().print(f"prepared {len(done)} dataset(s)" + "".join(f"\n  {d}" for d in done))
-        return
-    if source is not None:
-        raise XlingError("--source: only with a data YAML or grid config (for 'cle', use --from)")
-    if from_ is None:
-        raise XlingError("xling data prepare cle: --from FOLDER is required (where the downloaded files are)")
-    _prepare_cle(from_, out or Path("xling-data"), langs, only, max_vocab, encoding, as_json)
-
-
-def _prepare_cle(
-    from_: Path, out: Path, langs: str | None, only: str | None, max_vocab: int | None, encoding: list, as_json: bool
-) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from xling.cle.prepare import prepare_cle, summary
-
-    encodings = {}
-    for item in encoding:
-        lang, sep, codec = item.partition("=")
-        if not sep or not lang.strip() or not codec.strip():
-            raise XlingError(f"--encoding: expected LANG=CODEC, found {item!r}")
-        encodings[lang.strip()] = codec.strip()
-    console = Console(stderr=as_json)
-    with console.status("preparing ...") as status:
-        results = prepare_cle(
-            from_,
-            out,
-            languages=[x.strip() for x in langs.split(",") if x.strip()] if langs else None,
-            only=[x.strip() for x in only.split(",") if x.strip()] if only else None,
-            max_vocab=200000 if max_vocab is None else max_vocab or None,
-            encodings=encodings,
-            report=lambda message: status.update(message),
-        )
-    if as_json:
-        emit_json({"out": str(out), "datasets": summary(results)})
-        return
-    table = Table("dataset", "written", "kept", "source")
-    for r in results:
-        table.add_row(r.dataset, str(len(r.written)), str(len(r.kept)), r.source or "not found")
-    console.print(table)
-    for r in results:
-        for note in r.notes:
-            console.print(f"{r.dataset}: {note}", highlight=False)
-    console.print(f"data folder: {out}")
