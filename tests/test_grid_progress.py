@@ -49,3 +49,32 @@ def test_each_unit_of_a_job_is_reported_when_it_is_published(tmp_path: Path) -> 
     assert store.record("u2")["seen_first_line"]
     lines = [line for line in log.getvalue().splitlines() if line.startswith("train ")]
     assert lines == [f"train {i}/3 done: unit u{i}" for i in (1, 2, 3)]  # once each, in order
+
+
+def test_train_and_eval_report_progress_as_lines_in_a_log(grid_assets, tmp_path, monkeypatch, capsys):
+    """Not on a terminal (``xling train ... 2>log``): a line per epoch of training and per scored cell."""
+    from cli_runner import run_xling
+
+    model, tasks = grid_assets
+    code, _, err = run_xling(
+        monkeypatch, capsys, "train", "--model", model, "--task", tasks[0], "--lang", "en", "-o", tmp_path / "ad"
+    )
+    assert code == 0, err
+    epochs = [line for line in err.splitlines() if line.startswith("training: epoch ")]
+    assert len(epochs) == 3 and epochs[0].startswith("training: epoch 1/3: train loss ")  # the paper's 3 epochs
+    code, _, err = run_xling(
+        monkeypatch,
+        capsys,
+        "eval",
+        "--model",
+        model,
+        "--adapter",
+        tmp_path / "ad",
+        "--task",
+        tasks[0],
+        "-o",
+        tmp_path / "scores",
+    )
+    assert code == 0, err
+    cells = [line for line in err.splitlines() if line.startswith("scoring: ")]
+    assert len(cells) == 2 and all("items x 2 model(s) scored" in line for line in cells)  # en and de

@@ -19,6 +19,7 @@ from xling.config import ModelSpec, ScoreSpec
 from xling.errors import XlingError, on_interrupt
 from xling.models import get_kind
 from xling.models.base import COLUMNS
+from xling.progress import Progress
 from xling.tasks.items import MCItem
 
 __all__ = ["COLUMNS", "score_items", "summarize", "write_outputs"]
@@ -79,11 +80,15 @@ def score_items(
         n = sum(p is not None and p.is_file() for p in saved.values())
         return f"{n} of {len(saved)} scored cell(s) are kept in {checkpoint_dir}; rerun the same command to resume"
 
-    with on_interrupt(kept) if checkpoint_dir is not None else nullcontext():
-        for cell in _progress(list(cells), progress, "scoring cells"):
+    with (
+        on_interrupt(kept) if checkpoint_dir is not None else nullcontext(),
+        Progress("scoring", len(cells), enabled=progress) as bar,
+    ):
+        for cell in cells:
             path = saved[cell]
             if path is not None and path.is_file():
                 frames.append(pd.read_parquet(path))
+                bar.advance()
                 continue
             scorer = scorer or get_kind(model.kind).scorer(model, adapters, spec, pending)
             frame = scorer.score(cells[cell])
@@ -96,6 +101,8 @@ def score_items(
                 with atomic_file(path, "wb") as fh:
                     frame.to_parquet(fh, index=False)
             frames.append(frame)
+            bar.advance()
+            bar.line(f"{cell[0]} {cell[1]}: {len(cells[cell])} items x {len(adapters)} model(s) scored")
     out = pd.concat(frames, ignore_index=True)
     out.attrs["peak_memory_bytes"] = peak
     out.attrs["oom_retries"] = oom
@@ -122,14 +129,6 @@ def _checkpoint_path(folder, model: ModelSpec, adapters: Mapping, spec: ScoreSpe
         sort_keys=True,
     )
     return Path(folder) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.parquet"
-
-
-def _progress(seq, enabled: bool, what: str):
-    if not enabled:
-        return seq
-    from rich.progress import track
-
-    return track(seq, description=what, transient=True)
 
 
 def summarize(loglik_df: pd.DataFrame) -> pd.DataFrame:

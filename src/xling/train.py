@@ -29,6 +29,7 @@ from xling.config import LoraSpec, ModelSpec, TrainSpec
 from xling.errors import XlingError
 from xling.io import atomic_dir
 from xling.models import get_kind
+from xling.progress import Progress
 from xling.provenance import write_run_record
 from xling.tasks.items import MCItem
 
@@ -208,35 +209,34 @@ def _train_loop(
     order_gen = torch.Generator().manual_seed(seed)
 
     history, best_val, best_epoch, best_state = [], math.inf, 0, None
-    bar = _progress(progress, total_steps)
-    for epoch in range(1, spec.epochs + 1):
-        model.train()
-        order = torch.randperm(len(train_ex), generator=order_gen).tolist()
-        total, rows = 0.0, 0
-        for i in range(0, len(order), spec.batch_size):
-            # forward backward update
-            loss = kind.batch_loss(loaded, [train_ex[j] for j in order[i : i + spec.batch_size]], spec)
-            loss.value.backward()
-            if spec.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, spec.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            total, rows = total + loss.row_total, rows + loss.rows  # summed on the device: no wait per step
-            if bar:
-                bar[0].advance(bar[1])
-        # evaluate on the validation split; keep the best epoch's adapter
-        record = {"epoch": epoch, "train_loss": float(total) / max(rows, 1), **evaluate(kind, loaded, val_ex, spec)}
-        history.append(record)
-        val_loss = record["val_loss"]
-        if not spec.keep_best_epoch or val_loss is None or val_loss < best_val:
-            best_val, best_epoch, best_state = (
-                (val_loss if val_loss is not None else best_val),
-                epoch,
-                lora_state(model),
-            )
-    if bar:
-        bar[0].stop()
+    with Progress("training", total_steps, enabled=progress) as bar:
+        for epoch in range(1, spec.epochs + 1):
+            model.train()
+            order = torch.randperm(len(train_ex), generator=order_gen).tolist()
+            total, rows = 0.0, 0
+            for i in range(0, len(order), spec.batch_size):
+                # forward backward update
+                loss = kind.batch_loss(loaded, [train_ex[j] for j in order[i : i + spec.batch_size]], spec)
+                loss.value.backward()
+                if spec.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, spec.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                total, rows = total + loss.row_total, rows + loss.rows  # summed on the device: no wait per step
+                bar.advance()
+            # evaluate on the validation split; keep the best epoch's adapter
+            record = {"epoch": epoch, "train_loss": float(total) / max(rows, 1), **evaluate(kind, loaded, val_ex, spec)}
+            history.append(record)
+            val_loss = record["val_loss"]
+            shown = "none" if val_loss is None else f"{val_loss:.4f}"
+            bar.line(f"epoch {epoch}/{spec.epochs}: train loss {record['train_loss']:.4f}, validation loss {shown}")
+            if not spec.keep_best_epoch or val_loss is None or val_loss < best_val:
+                best_val, best_epoch, best_state = (
+                    (val_loss if val_loss is not None else best_val),
+                    epoch,
+                    lora_state(model),
+                )
 
     with torch.no_grad():
         named = dict(model.named_parameters())
@@ -255,16 +255,6 @@ def _train_loop(
         "seconds": round(time.perf_counter() - started, 2),  # with loading the model (when not kept)
         "loop_seconds": round(time.perf_counter() - loop_start, 2),
     }  # examples, training, validation, saving
-
-
-def _progress(enabled: bool, total: int):
-    if not enabled:
-        return None
-    from rich.progress import Progress
-
-    bar = Progress(transient=True)
-    bar.start()
-    return bar, bar.add_task("training", total=total)
 
 
 def train_cell(
