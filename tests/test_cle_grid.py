@@ -102,6 +102,18 @@ def test_grid_results_tables_and_resume(grid_dir, tmp_path, monkeypatch, capsys)
     assert "cle_mrr_matrix" in report and "data:image/png;base64" in report and "http" not in report.split("<body>")[1]
     pd.testing.assert_frame_equal(pd.read_csv(out / "cle_results.csv"), results)
 
+    # xling analyze recognises the CLE results table and writes the grid's own analysis from it
+    code, stdout, err = run_xling(monkeypatch, capsys, "analyze", out / "cle_results.csv", "-o", tmp_path / "again")
+    assert code == 0, err
+    assert "CLE grid: mean over pairs" in stdout
+    for name in ("cle_averages", "cle_mrr_matrix", "cle_p1_matrix"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "again" / "tables" / f"{name}.csv"), pd.read_csv(tables / f"{name}.csv")
+        )
+    assert "cle_mrr_matrix" in (tmp_path / "again" / "report.html").read_text()
+    code, _, err = run_xling(monkeypatch, capsys, "analyze", out / "cle_results.csv", "-o", tmp_path / "x", "--mixed")
+    assert code == 2 and "apply to transfer tables only" in err
+
 
 def test_failed_units_are_recorded_and_retried(grid_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
@@ -182,6 +194,24 @@ def test_malformed_spec_is_one_line_error_exit_2(tmp_path, monkeypatch, capsys, 
     code, _, err = run_xling(monkeypatch, capsys, "cle", "grid", tmp_path / "spec.yaml", "-o", tmp_path / "out")
     assert code == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_spec_names_its_kind_or_is_told_apart_by_its_fields(grid_dir, tmp_path):
+    """``kind:`` names a grid kind; without it the fields tell (methods: CLE); paths are relative to the spec file."""
+    from xling.studies import kind_of
+
+    text = (grid_dir / "spec.yaml").read_text()
+    (tmp_path / "named.yaml").write_text("kind: cle\n" + text.replace('"{pair}/', f'"{grid_dir}/{{pair}}/'))
+    spec = load_study(tmp_path / "named.yaml")
+    assert kind_of(spec).name == "cle" and spec.output == str(tmp_path / "xling-out/cle-grid")
+    assert kind_of(load_study(grid_dir / "spec.yaml")).name == "cle"
+    assert load_study(grid_dir / "spec.yaml").src_vectors == f"{grid_dir}/{{pair}}/src.vec"
+    (tmp_path / "wrong.yaml").write_text("kind: transfer\n" + text)
+    with pytest.raises(XlingError, match="wrong.yaml: field 'models': Field required"):
+        load_study(tmp_path / "wrong.yaml")
+    (tmp_path / "odd.yaml").write_text("kind: odd\n" + text)
+    with pytest.raises(XlingError, match="unknown grid kind 'odd'"):
+        load_study(tmp_path / "odd.yaml")
 
 
 def test_paper_defaults():

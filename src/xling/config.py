@@ -296,6 +296,28 @@ class GridSpec(Spec):
     max_retries: int = Field(2, ge=0)
     analyze: bool = True
 
+    def relative_to(self, folder: str | Path) -> GridSpec:
+        """The spec with ``output``, task files (``*.yaml``) and local model folders relative to ``folder`` (its
+        file's folder, as every path in a spec); a model ``path`` that is no folder there stays as written (a hub
+        id)."""
+        folder = Path(folder)
+
+        def under(path: str) -> str:
+            p = Path(path).expanduser()
+            return str(p if p.is_absolute() else folder / p)
+
+        def task(name: str) -> str:
+            return under(name) if name.endswith((".yaml", ".yml")) else name
+
+        self.output = under(self.output)
+        self.tasks = [task(t) for t in self.tasks]
+        for cell in [*(self.sources or []), *(self.targets or [])]:
+            cell.task = task(cell.task)
+        for model in self.models:
+            if model.path and not Path(model.path).is_absolute() and (folder / model.path).is_dir():
+                model.path = str(folder / model.path)
+        return self
+
     def source_cells(self) -> list[Cell]:
         """The cells adapters are trained on (default: every task × language)."""
         return self.sources if self.sources is not None else self.all_cells()

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from xling.config import GridSpec, Spec, load_spec, load_yaml
+from xling.config import GridSpec, Spec, load_spec, load_yaml, parse_spec
 from xling.errors import XlingError
 
 
@@ -29,7 +29,8 @@ def read_data_spec(path: str | Path, source: str | None = None) -> DataSpec:
     """A ``DataSpec`` YAML, or a grid config (its tasks and languages); ``source`` overrides the YAML's."""
     data = load_yaml(path)
     if isinstance(data, dict) and "models" in data:
-        grid = load_spec(GridSpec, path)
+        fields = {k: v for k, v in data.items() if k != "kind"}  # a grid spec may name its kind
+        grid = parse_spec(GridSpec, fields, str(path)).relative_to(Path(path).resolve().parent)
         cells = {(c.task, c.language) for c in grid.source_cells() + grid.target_cells()}
         spec = DataSpec(tasks=sorted({t for t, _ in cells}), languages=sorted({lang for _, lang in cells}))
     else:

@@ -31,18 +31,7 @@ class TransferKind:
         return "models" in data
 
     def resolve_paths(self, spec: GridSpec, folder: Path) -> GridSpec:
-        """``output``, task files (``*.yaml``) and local model folders relative to ``folder``; a model ``path``
-        that is no folder there stays as written (a hub id)."""
-        spec.output = _under(folder, spec.output)
-        spec.tasks = [_under(folder, t) if _is_file_task(t) else t for t in spec.tasks]
-        for cells in (spec.sources, spec.targets):
-            for cell in cells or []:
-                if _is_file_task(cell.task):
-                    cell.task = _under(folder, cell.task)
-        for model in spec.models:
-            if model.path and (folder / model.path).is_dir() and not Path(model.path).is_absolute():
-                model.path = str(folder / model.path)
-        return spec
+        return spec.relative_to(folder)
 
     def stages(self, spec: GridSpec) -> list[str]:
         return STAGES
@@ -184,16 +173,6 @@ class TransferKind:
             "units": UNITS,
             "notes": study.notes,
         }
-
-
-def _is_file_task(task: str) -> bool:
-    return task.endswith((".yaml", ".yml"))
-
-
-def _under(folder: Path, path: str) -> str:
-    """``path`` relative to ``folder`` unless it is absolute (``~`` expanded)."""
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else folder / p)
 
 
 KIND = TransferKind()
