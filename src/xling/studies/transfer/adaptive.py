@@ -96,9 +96,9 @@ def budget_summary(spec: GridSpec) -> dict:
     k = per_round(spec)
     line = (
         f"budget: at most {units:,} of the grid's {total:,} training units ({100 * units / total:.0f} %); initial "
-        f"design: {first:,} (every source cell for {a.per_source} models); then rounds of {k} (model, source cell) "
-        f"pair{'s' if k > 1 else ''} ({k * seeds} training units) chosen by the predictor; the other cells are "
-        f"predicted with {a.level:.0%} intervals"
+        f"design: {first:,} training units (every source cell for {a.per_source} models); then rounds of {k} "
+        f"(model, source cell) pair{'s' if k > 1 else ''} ({k * seeds} training units) chosen by the predictor; the "
+        f"other cells are predicted with {a.level:.0%} intervals"
     )
     return {
         "training_units": units,
