@@ -11,18 +11,29 @@ import yaml
 WORDS = {
     "en": ["red", "green", "blue", "black", "white", "cat", "dog", "bird", "fish", "tree"],
     "de": ["rot", "grün", "blau", "schwarz", "weiß", "Katze", "Hund", "Vogel", "Fisch", "Baum"],
+    "fr": ["rouge", "vert", "bleu", "noir", "blanc", "chat", "chien", "oiseau", "poisson", "arbre"],
 }
 PROMPTS = {
-    "copy": {"en": "Repeat the word: {w}\nAnswer:", "de": "Wiederhole das Wort: {w}\nAntwort:"},
-    "next": {"en": "Which word follows {w}?\nAnswer:", "de": "Welches Wort folgt auf {w}?\nAntwort:"},
+    "copy": {
+        "en": "Repeat the word: {w}\nAnswer:",
+        "de": "Wiederhole das Wort: {w}\nAntwort:",
+        "fr": "Répète le mot : {w}\nRéponse :",
+    },
+    "next": {
+        "en": "Which word follows {w}?\nAnswer:",
+        "de": "Welches Wort folgt auf {w}?\nAntwort:",
+        "fr": "Quel mot suit {w} ?\nRéponse :",
+    },
 }
+LANGUAGES = ["en", "de"]  # the small grid's; ``fr`` makes the adaptive grid's third language
 
 
-def write_tasks(folder: Path, n_train: int = 12, n_test: int = 6) -> list[str]:
-    """Write two aligned tasks (copy a word; name the next word in a list) in en and de; return YAML paths."""
+def write_tasks(folder: Path, n_train: int = 12, n_test: int = 6, languages: list[str] = LANGUAGES) -> list[str]:
+    """Write two aligned tasks (copy a word; name the next word in a list) in ``languages``; return YAML paths."""
     paths = []
     for task, prompts in PROMPTS.items():
-        for lang, words in WORDS.items():
+        for lang in languages:
+            words = WORDS[lang]
             rng = random.Random(f"{task}")  # same items (ids, golds) in every language
             for split, n in (("train", n_train), ("test", n_test)):
                 rows = []
@@ -46,7 +57,7 @@ def write_tasks(folder: Path, n_train: int = 12, n_test: int = 6) -> list[str]:
         spec = {
             "name": task,
             "data": f"{task}/{{language}}/{{split}}.jsonl",
-            "languages": list(WORDS),
+            "languages": list(languages),
             "template": "{{question}}",
         }
         yaml_path = folder / f"{task}.yaml"
@@ -61,7 +72,7 @@ def grid_spec(model_dir: Path, tasks: list[str], out: Path, **overrides) -> dict
         "name": "tiny",
         "models": [{"name": "tiny-llama", "path": str(model_dir), "kind": "causal", "size": "1M"}],
         "tasks": tasks,
-        "languages": list(WORDS),
+        "languages": LANGUAGES,
         "seeds": [1, 2],
         "lora": {"r": 4, "alpha": 8},
         "train": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "val_fraction": 0.25},

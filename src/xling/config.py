@@ -13,7 +13,18 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from xling.errors import XlingError
 from xling.registry import MODEL_KINDS
@@ -278,8 +289,30 @@ class TransferExecutorSpec(ExecutorSpec):
     train_units_per_job: int = Field(8, gt=0)
 
 
+class AdaptiveSpec(Spec):
+    """How a grid with a ``budget`` chooses what to run (``xling.studies.transfer.adaptive``).
+
+    - ``per_source``: models that run each source cell in the initial design (at least 2, so the predictor can
+      calibrate its intervals on sources run by another model);
+    - ``per_round``: (model, source cell) pairs chosen per round after it (``None``: a tenth of the grid's pairs,
+      at least one);
+    - ``level``: the nominal coverage of the predicted cells' intervals; ``n_folds``: the cross-validation folds
+      that calibrate them; ``seed``: the initial design's and the folds' random seed.
+    """
+
+    per_source: int = Field(2, ge=2)
+    per_round: PositiveInt | None = None
+    level: float = Field(0.9, ge=0.5, lt=1.0)
+    n_folds: int = Field(5, ge=2)
+    seed: int = 0
+
+
 class GridSpec(Spec):
-    """A whole transfer study: models × source cells × seeds trained, base and adapters scored on every target."""
+    """A whole transfer study: models × source cells × seeds trained, base and adapters scored on every target.
+
+    ``budget`` makes it an adaptive grid: at most that many training units run (an integer: a number of units; a
+    decimal in (0, 1]: a fraction of the grid's), chosen as ``adaptive`` says, and the other cells are predicted.
+    """
 
     name: str = "grid"
     models: list[ModelSpec] = Field(min_length=1)
@@ -295,6 +328,69 @@ class GridSpec(Spec):
     output: str = "xling-out/grid"
     max_retries: int = Field(2, ge=0)
     analyze: bool = True
+    adaptive: AdaptiveSpec | None = None
+    budget: StrictInt | StrictFloat | None = None  # after ``adaptive``: its check reads it
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_fits(cls, value: int | float | None, info: ValidationInfo) -> int | float | None:
+        """A budget is positive, no larger than the grid and at least the initial design, with two models or more
+        (the predictor learns what a source transfers from the other models that ran it) and the same source and
+        target cells."""
+        data = info.data
+        needed = {"models", "tasks", "languages", "sources", "targets", "seeds", "adaptive"}
+        if value is None or not needed <= data.keys():
+            return value
+        if isinstance(value, float) and not 0.0 < value <= 1.0:
+            raise ValueError(
+                "a fraction of the grid's training units must be in (0, 1]; for a number of units write an integer"
+            )
+        if isinstance(value, int) and value < 1:
+            raise ValueError("the number of training units must be at least 1")
+        n_models = len(data["models"])
+        if n_models < 2:
+            raise ValueError(
+                "a budget needs at least 2 models: the cells that are not run are predicted from the models that "
+                "ran the same source cell"
+            )
+        every = {(t, lang) for t in data["tasks"] for lang in data["languages"]}
+        sources = {(c.task, c.language) for c in data["sources"]} if data["sources"] is not None else every
+        targets = {(c.task, c.language) for c in data["targets"]} if data["targets"] is not None else every
+        if sources != targets:
+            raise ValueError(
+                "a budget needs the same source and target cells: a cell is predicted as a source from what it "
+                "transfers as a target"
+            )
+        adaptive = data["adaptive"] or AdaptiveSpec()
+        if adaptive.per_source > n_models:
+            raise ValueError(f"adaptive.per_source is {adaptive.per_source}, more than the {n_models} models")
+        n_seeds = len(data["seeds"])
+        total = n_models * len(sources) * n_seeds
+        units = value if isinstance(value, int) else math.floor(value * total + 1e-9)
+        if units > total:
+            raise ValueError(
+                f"{units} training units is more than the whole grid's {total}; leave budget out to run all"
+            )
+        first = adaptive.per_source * len(sources) * n_seeds
+        if units < first:
+            raise ValueError(
+                f"{units} training units is less than the initial design's {first} (every source cell for "
+                f"{adaptive.per_source} models, {n_seeds} seed(s) each); raise it"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _adaptive_needs_budget(self) -> GridSpec:
+        if self.adaptive is not None and self.budget is None:
+            raise ValueError("'adaptive' is set but 'budget' is not; an adaptive grid needs a budget")
+        return self
+
+    def budget_units(self) -> int | None:
+        """The most training units the grid may run (``None``: no budget, the whole grid)."""
+        if self.budget is None:
+            return None
+        total = len(self.models) * len(self.source_cells()) * len(self.seeds)
+        return self.budget if isinstance(self.budget, int) else math.floor(self.budget * total + 1e-9)
 
     def relative_to(self, folder: str | Path) -> GridSpec:
         """The spec with ``output``, task files (``*.yaml``) and local model folders relative to ``folder`` (its

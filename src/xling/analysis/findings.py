@@ -53,7 +53,8 @@ class Findings:
     ``scope``: what was analysed (counts, model names, seeds, coverage, metric); ``regimes``: one dict per regime
     (``regime, name, meaning, n, mean, ci_low, ci_high, ci_method, median, positive_rate, harm_rate``); ``roles``: the
     named roles (rows of ``named_roles``); ``roles_basis``: what the role intervals resampled, in words;
-    ``limits``: what this run cannot support (``what``) and why (``why``).
+    ``limits``: what this run cannot support (``what``) and why (``why``); ``predicted``: where unrun cells were
+    predicted, what the predicted tables rest on (``xling.analysis.predicted.prediction_basis``; empty otherwise).
     """
 
     scope: dict = field(default_factory=dict)
@@ -61,6 +62,7 @@ class Findings:
     roles: list[dict] = field(default_factory=list)
     roles_basis: str = ""
     limits: list[dict] = field(default_factory=list)
+    predicted: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """A JSON-able copy: plain Python values, NaN (an interval that cannot vary) as None."""

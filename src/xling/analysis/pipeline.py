@@ -13,10 +13,21 @@ from dataclasses import dataclass, field
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from xling.analysis import asymmetry, consistency, linguistic, matrices, profiles, roles, uplift, variance
+from xling.analysis import (
+    asymmetry,
+    consistency,
+    linguistic,
+    matrices,
+    predicted,
+    profiles,
+    roles,
+    uplift,
+    variance,
+)
 from xling.analysis.findings import Findings, find
 from xling.analysis.meta import AnalysisSpec, annotate
 from xling.analysis.results import RELEASE_COLUMNS, aggregate_seeds, se_column, validate_long, validate_release
+from xling.contracts import HEADLINE_METRIC
 from xling.errors import XlingError
 
 
@@ -82,8 +93,12 @@ def analyze(
     mixed_models: bool = True,
     linguistic_distances: bool = True,
     progress: Callable[[str], None] | None = None,
+    predictions: pd.DataFrame | None = None,
 ) -> Analysis:
-    """Compute every table from annotated cells (see ``prepare``); ``progress(step)`` is told each step."""
+    """Compute every table from annotated cells (see ``prepare``); ``progress(step)`` is told each step.
+    ``predictions`` (a ``PREDICTION_COLUMNS`` table of the same grid, its unrun cells predicted) adds the tables of
+    ``xling.analysis.predicted``: the cells marked observed or predicted and the donor/recipient tables from
+    observed + predicted cells."""
     res = Analysis(spec=spec)
     t = res.tables
 
@@ -184,9 +199,25 @@ def analyze(
     if "MT-CL" in present:
         t["language_asymmetry"] = step("language_asymmetry", asymmetry.language_asymmetry, cells, spec)
     t["cell_asymmetry"] = step("cell_asymmetry", asymmetry.cell_asymmetry, cells)
+    if predictions is not None:
+        step("predicted", add_predicted, predictions, spec, res)
     t["interval_methods"] = interval_methods(t)
     res.findings = find(cells, t, res.coverage, spec.metric)
+    if predictions is not None and "predicted_cells" in t:
+        res.findings.predicted = predicted.prediction_basis(predictions)
     return res
+
+
+def add_predicted(predictions: pd.DataFrame, spec: AnalysisSpec, res: Analysis) -> None:
+    """The predicted cells' tables (``xling.analysis.predicted``) in ``res``; none, with a note, where the
+    predictions are of another delta than the analysis's (a predictor predicts the headline delta)."""
+    if spec.metric != HEADLINE_METRIC:
+        res.notes.append(
+            f"predicted: skipped (the predictions are of {HEADLINE_METRIC}, the analysis metric is {spec.metric})"
+        )
+        return
+    res.tables["predicted_cells"] = predicted.predicted_cells(predictions)
+    res.tables.update(predicted.roles_with_predictions(predictions, spec))
 
 
 def interval_methods(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -213,11 +244,13 @@ def analyze_results(
     linguistic_distances: bool | None = None,
     source: str = "results",
     progress: Callable[[str], None] | None = None,
+    predictions: pd.DataFrame | None = None,
 ) -> tuple[Analysis, pd.DataFrame]:
     """Validate ``results`` (either schema) and compute every table: the analysis and the annotated cells.
 
     ``mixed_models`` / ``linguistic_distances`` default to the spec's ``mixed_models`` / ``linguistic`` (recorded
-    in ``Analysis.options``). Pure: nothing is written (``xling.report.run_analysis`` writes the report).
+    in ``Analysis.options``); ``predictions``: see ``analyze``. Pure: nothing is written
+    (``xling.report.run_analysis`` writes the report).
     """
     spec = spec or AnalysisSpec()
     mixed = spec.mixed_models if mixed_models is None else mixed_models
@@ -226,6 +259,8 @@ def analyze_results(
     # The dense algebra here is small (<= ~1000 columns): BLAS threads cost more than they save, and on a
     # shared machine they thrash (a 600-column Cholesky took 0.5 s with 2 threads under load, 25 ms with 1).
     with threadpool_limits(limits=1, user_api="blas"):
-        analysis = analyze(cells, spec, mixed_models=mixed, linguistic_distances=ling, progress=progress)
+        analysis = analyze(
+            cells, spec, mixed_models=mixed, linguistic_distances=ling, progress=progress, predictions=predictions
+        )
     analysis.options = {"mixed_models": mixed, "linguistic": ling}
     return analysis, cells

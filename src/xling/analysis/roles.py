@@ -18,8 +18,8 @@ from xling.analysis.meta import AnalysisSpec
 from xling.analysis.stats import two_stage
 
 
-def _roles(sub: pd.DataFrame, source: str, target: str, name: str, spec: AnalysisSpec) -> pd.DataFrame:
-    """Donor scores keyed by ``source``, recipient scores by ``target``, merged on the shared name."""
+def role_table(sub: pd.DataFrame, source: str, target: str, name: str, spec: AnalysisSpec) -> pd.DataFrame:
+    """Donor scores keyed by ``source``, recipient scores by ``target``, merged on the shared name ``name``."""
     rng = np.random.default_rng(spec.seed)
     cols = ["mean", "ci_low", "ci_high", "dev_low", "dev_high", "ci_method"]
     donor = two_stage(sub, source, "delta", rng, spec.n_boot).rename(columns={source: name})
@@ -49,13 +49,13 @@ def _roles(sub: pd.DataFrame, source: str, target: str, name: str, spec: Analysi
 def language_donor_recipient(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
     """``lang,donor,recipient`` (+ CIs) from MT-CL cells (same task, other language)."""
     mtcl = cells[cells["regime"] == "MT-CL"]
-    return _roles(mtcl, "fine_tuned_language", "eval_language", "lang", spec)
+    return role_table(mtcl, "fine_tuned_language", "eval_language", "lang", spec)
 
 
 def task_donor_recipient(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
     """``task,donor,recipient`` (+ CIs) from CT-ML cells (other task, same language)."""
     ctml = cells[cells["regime"] == "CT-ML"]
-    return _roles(ctml, "fine_tuned_dataset", "eval_dataset", "task", spec)
+    return role_table(ctml, "fine_tuned_dataset", "eval_dataset", "task", spec)
 
 
 def language_group_roles(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
@@ -75,7 +75,7 @@ def language_group_roles(cells: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFram
     frame = pd.concat(parts, ignore_index=True) if parts else mtcl.iloc[:0]
     if frame.empty:
         return pd.DataFrame(columns=["group", "donor", "recipient"])
-    out = _roles(frame, "src", "tgt", "group", spec)
+    out = role_table(frame, "src", "tgt", "group", spec)
     present = set(mtcl["fine_tuned_language"]) | set(mtcl["eval_language"])
     out.insert(1, "languages", [",".join(sorted(set(spec.language_groups[g]) & present)) for g in out["group"]])
     return out

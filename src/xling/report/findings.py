@@ -84,6 +84,8 @@ def findings_markdown(f: Findings) -> list[str]:
     if f.roles_basis:
         lines += [f.roles_basis, ""]
     lines += ["- " + role_text(r, "**" + str(r["name"]) + "**") for r in f.roles] or [NO_ROLES]
+    if f.predicted:
+        lines += ["", "### Predicted cells", "", f.predicted["text"]]
     lines += ["", "### What this run cannot support", ""]
     lines += [f"- {lim['what']}: {lim['why']}" for lim in f.limits] or ["Nothing: every analysis had what it needs."]
     return [*lines, "", UNITS_LINE]
@@ -109,6 +111,7 @@ def findings_html(f: Findings) -> str:
         '<h3>Named roles <span class="small">(CI of the deviation from the average excludes 0)</span></h3>'
         + (f'<p class="small">{e(f.roles_basis)}</p>' if f.roles_basis else "")
         + (f"<ul>{roles}</ul>" if roles else f"<p>{e(NO_ROLES)}</p>")
+        + (f'<h3>Predicted cells</h3><p class="predicted">{e(f.predicted["text"])}</p>' if f.predicted else "")
         + "<h3>What this run cannot support</h3>"
         + (f'<ul class="limits">{limits}</ul>' if limits else "<p>Nothing: every analysis had what it needs.</p>")
         + f'<p class="small">{e(UNITS_LINE)}</p></section>'

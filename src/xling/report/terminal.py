@@ -45,6 +45,8 @@ def print_findings(findings: Findings, console: Console | None = None) -> None:
         console.print("  " + role_text(r, f"[bold]{escape(str(r['name']))}[/bold]"))
     if not findings.roles:
         console.print("  " + NO_ROLES)
+    if findings.predicted:
+        console.print(f"[bold]Predicted cells[/bold]: {escape(findings.predicted['text'])}")
     if findings.limits:
         console.print("[bold]What this run cannot support[/bold]")
         for lim in findings.limits:
@@ -53,15 +55,20 @@ def print_findings(findings: Findings, console: Console | None = None) -> None:
 
 
 def print_top_roles(tables: dict, console: Console) -> None:
-    """The top three language and task donors and recipients (two-stage means, pp)."""
-    for name, key in (("language_donor_recipient", "lang"), ("task_donor_recipient", "task")):
-        roles = tables.get(name)
-        if roles is not None and len(roles):
-            top = {
-                col: ", ".join(f"{r[key]} {r[col]:+.2f} pp" for _, r in roles.nlargest(3, col).iterrows())
-                for col in ("donor", "recipient")
-            }
-            console.print(f"top {key} donors: {top['donor']} | top {key} recipients: {top['recipient']}")
+    """The top three language and task donors and recipients (two-stage means, pp), of the observed cells and,
+    where the grid predicted its unrun cells, of observed + predicted cells."""
+    for suffix, where in (("", ""), ("_predicted", " (observed + predicted cells)")):
+        for name, key in (("language_donor_recipient", "lang"), ("task_donor_recipient", "task")):
+            roles = tables.get(name + suffix)
+            if roles is not None and len(roles):
+                top = {
+                    col: ", ".join(f"{r[key]} {r[col]:+.2f} pp" for _, r in roles.nlargest(3, col).iterrows())
+                    for col in ("donor", "recipient")
+                }
+                console.print(
+                    f"top {key} donors{where}: {top['donor']} | top {key} recipients{where}: {top['recipient']}",
+                    markup=False,
+                )
 
 
 def print_cle_averages(averages, console: Console) -> None:

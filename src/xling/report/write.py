@@ -32,6 +32,8 @@ MAIN_TABLES = (
     "consistency_by_size",
     "consistency_by_size_bucket",
     "significance_by_regime",
+    "language_donor_recipient_predicted",
+    "task_donor_recipient_predicted",
 )
 
 # (section id, title, explanation, tables, figures); a table or figure that is absent is left out.
@@ -71,6 +73,17 @@ SECTIONS = [
             "task_subset_agreement",
         ],
         ["language_roles", "task_roles"],
+    ),
+    (
+        "predicted",
+        "Donors and recipients with the predicted cells",
+        (
+            "The grid ran some (model, source cell) pairs and predicted the others (xling's predictor, as `xling "
+            "predict`). predicted_cells marks every cell observed or predicted, a predicted cell with its interval; "
+            "the donor/recipient tables here pool observed and predicted cells."
+        ),
+        ["language_donor_recipient_predicted", "task_donor_recipient_predicted", "predicted_cells"],
+        [],
     ),
     (
         "matrices",
@@ -234,6 +247,8 @@ def write_report(a: Analysis, cells: pd.DataFrame, out: Path) -> None:
                 blocks.append(f"<h3>{name}</h3>" + H.table_html(t[name], name))
         if sid == "roles":
             text = f"{text} {a.findings.roles_basis}".strip()
+        if sid == "predicted" and a.findings.predicted:
+            text = f"{text} {a.findings.predicted['text']}"
         if blocks:
             sections.append({"id": sid, "title": title, "text": text, "blocks": blocks})
     page = H.render(
@@ -259,9 +274,11 @@ def run_analysis(
     source: str = "results",
     input_path: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    predictions: pd.DataFrame | None = None,
 ) -> Analysis:
-    """Analyse ``results`` (either schema; ``xling.analysis.analyze_results``) and write tables, figures, report
-    and run record to ``out_dir``. Nothing is left at ``out_dir`` if anything fails."""
+    """Analyse ``results`` (either schema; ``xling.analysis.analyze_results``, with the ``predictions`` of its unrun
+    cells where there are some) and write tables, figures, report and run record to ``out_dir``. Nothing is left
+    at ``out_dir`` if anything fails."""
     from xling.analysis.pipeline import analyze_results
     from xling.io import atomic_dir
     from xling.provenance import write_run_record
@@ -274,6 +291,7 @@ def run_analysis(
         linguistic_distances=linguistic_distances,
         source=source,
         progress=progress,
+        predictions=predictions,
     )
     with atomic_dir(out_dir) as tmp:
         if progress is not None:

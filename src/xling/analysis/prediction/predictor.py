@@ -14,7 +14,7 @@ from xling.analysis.prediction.conformal import (
     fit_scale,
     scale_of,
 )
-from xling.analysis.prediction.data import TransferTensor, encode, to_rows
+from xling.analysis.prediction.data import TransferTensor, encode, regime_codes, to_rows
 from xling.analysis.prediction.features import language_distance_features
 from xling.analysis.prediction.models import POINT_MODELS
 from xling.contracts import HEADLINE_METRIC, KEYS, PREDICTION_COLUMNS, REGIMES
@@ -190,3 +190,23 @@ class TransferPredictor:
             "interaction_rank": getattr(self.model_, "rank_", None),
             "notes": self.notes_,
         }
+
+
+def check_design(
+    pairs: pd.DataFrame, cells: list[tuple[str, str]], *, level: float = 0.9, n_folds: int = 5, seed: int = 0
+) -> None:
+    """Raise ``XlingError`` where ``TransferPredictor(level=, n_folds=, seed=).fit`` on a grid of ``cells`` whose run
+    (model, source) pairs are ``pairs`` (``model_name, fine_tuned_dataset, fine_tuned_language``) could not
+    calibrate its intervals: the same folds as ``fit``, counted before anything is run."""
+    models, cells = sorted(set(pairs["model_name"])), sorted(cells)
+    observed = np.zeros((len(models), len(cells)), dtype=bool)
+    m = pairs["model_name"].map({name: i for i, name in enumerate(models)}).to_numpy()
+    s = pd.Series(list(zip(pairs["fine_tuned_dataset"], pairs["fine_tuned_language"]))).map(
+        {c: i for i, c in enumerate(cells)}
+    )
+    observed[m, s.to_numpy(dtype=int)] = True
+    tasks, langs = sorted({c[0] for c in cells}), sorted({c[1] for c in cells})
+    regime = regime_codes(np.array([tasks.index(c[0]) for c in cells]), np.array([langs.index(c[1]) for c in cells]))
+    folds = calibration_folds(observed, n_folds, np.random.default_rng(seed))
+    held = regime[np.nonzero(folds >= 0)[1]].ravel()  # every target cell of every held-out pair
+    check_calibration(held, np.unique(regime), level)

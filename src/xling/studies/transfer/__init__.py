@@ -37,6 +37,11 @@ class TransferKind:
         return STAGES
 
     def units(self, spec: GridSpec) -> list[TrainUnit | ScoreUnit]:
+        """Every unit; with a ``budget``, those of the rounds chosen so far (``adaptive``)."""
+        if spec.budget is not None:
+            from xling.studies.transfer.adaptive import chosen_units
+
+            return chosen_units(spec, Path(spec.output) / "store")
         return make_plan(spec).units
 
     def job_shape(self, spec: GridSpec) -> Workload:
@@ -58,18 +63,48 @@ class TransferKind:
         )
 
     def more_units(self, spec: GridSpec, store: Store, units: list) -> list:
-        return []
+        """With a ``budget``: the next round's units, chosen by the predictor from the finished cells, until the
+        budget is spent (a progress line per round on stderr); none for a grid without one."""
+        if spec.budget is None:
+            return []
+        from xling.studies.transfer.adaptive import next_round
+
+        return next_round(spec, store, units, self._release(spec, store, units), _say)
 
     def results(self, spec: GridSpec, store: Store, units: list) -> dict[str, pd.DataFrame]:
-        """``results``: the release schema; ``results.seeds``: one row per seed."""
+        """``results``: the release schema; ``results.seeds``: one row per seed; with a ``budget``,
+        ``predictions``: the observed cells and the predicted ones with their intervals (left out, with a note,
+        where the predictor cannot be fitted on the finished cells)."""
         from xling.contracts import aggregate_seeds
         from xling.studies.transfer.results import long_table
 
         long = long_table(Plan.from_units(spec, units), store)
-        return {"results": aggregate_seeds(long), "results.seeds": long}
+        tables = {"results": aggregate_seeds(long), "results.seeds": long}
+        if spec.budget is not None and not long.empty:
+            import warnings
+
+            from xling.errors import XlingError, XlingNote
+            from xling.studies.transfer.adaptive import predict_grid
+
+            try:
+                tables["predictions"] = predict_grid(spec, tables["results"])[0]
+            except XlingError as err:
+                warnings.warn(
+                    f"no predictions.csv: the predictor cannot be fitted on the finished cells: {err}",
+                    XlingNote,
+                    stacklevel=2,
+                )
+        return tables
+
+    def _release(self, spec: GridSpec, store: Store, units: list) -> pd.DataFrame:
+        """The release-schema table of the finished units."""
+        from xling.contracts import aggregate_seeds
+        from xling.studies.transfer.results import long_table
+
+        return aggregate_seeds(long_table(Plan.from_units(spec, units), store))
 
     def write_results(self, spec: GridSpec, tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
-        """``OUTPUT/results.csv`` and ``OUTPUT/results.seeds.csv``."""
+        """``OUTPUT/results.csv``, ``OUTPUT/results.seeds.csv``, and ``OUTPUT/predictions.csv`` with a budget."""
         from xling.io import atomic_file
 
         written = {}
@@ -81,7 +116,8 @@ class TransferKind:
 
     def report(self, study: Study, out: Path) -> None:
         """The analysis and report of the release-schema table in ``OUTPUT/analysis/``, with the models' family and
-        size from the spec (nothing when no cell is finished, or ``analyze: false``)."""
+        size from the spec and, for a grid with a budget, its predicted cells (nothing when no cell is finished, or
+        ``analyze: false``)."""
         from xling.analysis.meta import spec_for_models
         from xling.report import run_analysis
 
@@ -90,7 +126,12 @@ class TransferKind:
             return
         path = study.written["results"]
         study.analysis = run_analysis(
-            table, out / "analysis", spec_for_models(study.spec.models), source=str(path), input_path=path
+            table,
+            out / "analysis",
+            spec_for_models(study.spec.models),
+            source=str(path),
+            input_path=path,
+            predictions=study.tables.get("predictions"),
         )
         study.report = out / "analysis" / "report.html"
         study.notes += study.analysis.notes
@@ -118,27 +159,52 @@ class TransferKind:
             "unprepared": [list(c) for c in unprepared],
             "cells": len(cells),
         }
+        budget_lines = []
+        if spec.budget is not None:
+            from xling.studies.transfer.adaptive import budget_summary
+
+            summary["budget"] = budget_summary(spec)
+            summary["stages"] = {
+                "train": {"units": summary["budget"]["training_units"], "done": None},
+                "score": {"units": len(spec.models) + summary["budget"]["training_units"], "done": None},
+            }
+            budget_lines = [summary["budget"]["line"]]
         if unprepared:
             task, lang, split = unprepared[0]
             summary["lines"] = [
+                *budget_lines,
                 f"unknown until the data are prepared ({len(unprepared)} of {len(cells)} task/language/split sets "
                 f"are not, e.g. {task} {lang} {split}): which units are done, the number of items, choices and "
-                "training examples. Fill them with: xling data prepare SPEC"
+                "training examples. Fill them with: xling data prepare SPEC",
             ]
             return summary
         plan = make_plan(spec)
+        if spec.budget is not None:
+            from xling.studies.transfer.adaptive import first_design
+
+            first_design(spec, plan)  # an initial design that cannot calibrate is an error before any work
         for name in STAGES:
             summary["stages"][name]["done"] = sum(store.done(u.key) for u in plan.units if u.stage == name)
         n_choices = sum(
             len(i.choices) for c in spec.target_cells() for i in load_items(c.task, c.language, spec.score.split)
         )
-        n_train = sum(len(load_items(c.task, c.language, "train")) for c in spec.source_cells())
+        n_train = {(c.task, c.language): len(load_items(c.task, c.language, "train")) for c in spec.source_cells()}
+        n_scored = summary["stages"]["score"]["units"]
+        if spec.budget is None:
+            seen = len(spec.models) * len(spec.seeds) * sum(n_train.values()) * spec.train.epochs
+        else:  # at most: the budget's pairs on the largest source cells
+            from xling.studies.transfer.adaptive import budget_pairs
+
+            per_pair = sorted((n for n in n_train.values() for _ in spec.models), reverse=True)
+            seen = sum(per_pair[: budget_pairs(spec)]) * len(spec.seeds) * spec.train.epochs
         summary["choices_per_evaluation"] = n_choices
-        summary["choice_scorings"] = len(plan.score) * n_choices
-        summary["training_examples_seen"] = len(spec.models) * len(spec.seeds) * n_train * spec.train.epochs
+        summary["choice_scorings"] = n_scored * n_choices
+        summary["training_examples_seen"] = seen
+        at_most = "at most " if spec.budget is not None else ""
         summary["lines"] = [
-            f"work: {summary['choice_scorings']:,} choice scorings ({n_choices:,} choices per model or adapter); "
-            f"{summary['training_examples_seen']:,} training examples seen"
+            *budget_lines,
+            f"work: {at_most}{summary['choice_scorings']:,} choice scorings ({n_choices:,} choices per model or "
+            f"adapter); {at_most}{summary['training_examples_seen']:,} training examples seen",
         ]
         return summary
 
@@ -150,6 +216,9 @@ class TransferKind:
         console.print(
             f"results: {study.written['results']} ({len(table)} cells), per seed: {study.written['results.seeds']}"
         )
+        if "predictions" in study.tables:
+            predicted = int((~study.tables["predictions"]["observed"].astype(bool)).sum())
+            console.print(f"predictions: {study.written['predictions']} ({predicted} cells predicted)")
         if study.analysis is not None:
             print_findings(study.analysis.findings, console)
             print_top_roles(study.analysis.tables, console)
@@ -167,12 +236,25 @@ class TransferKind:
             "results": str(study.written["results"]),
             "seeds": str(study.written["results.seeds"]),
             "cells": len(study.tables["results"]),
+            "predictions": str(study.written["predictions"]) if "predictions" in study.written else None,
+            "predicted_cells": (
+                int((~study.tables["predictions"]["observed"].astype(bool)).sum())
+                if "predictions" in study.tables
+                else None
+            ),
             "report": str(study.report) if study.report else None,
             "findings": analysis.findings.to_dict() if analysis else None,
             "headline": records(analysis.headline) if analysis else None,
             "units": UNITS,
             "notes": study.notes,
         }
+
+
+def _say(line: str) -> None:
+    """One plain progress line on stderr (a terminal and a log alike)."""
+    from rich.console import Console
+
+    Console(stderr=True).print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 KIND = TransferKind()
