@@ -114,12 +114,13 @@ def export_cmd(
     a CLE grid: BLI and downstream results), e.g. while a grid still runs."""
     from xling.io import atomic_dir
     from xling.studies import kind_of, load_study, store_for
+    from xling.studies.run import write_tables
 
     spec = load_study(spec_path)
     kind = kind_of(spec)
     tables = kind.results(spec, store_for(spec, create=False), kind.units(spec))
     with atomic_dir(out) as tmp:
-        written = kind.write_results(spec, tables, tmp)
+        written = write_tables(tables, tmp)
     paths = {name: str(Path(out) / path.name) for name, path in written.items()}
     if as_json:
         emit_json({"tables": paths, "rows": {name: len(t) for name, t in tables.items()}})

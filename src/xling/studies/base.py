@@ -67,10 +67,8 @@ class GridKind(Protocol):
         """Units to run next once ``units`` have run (an adaptive grid's next round); none for a fixed grid."""
 
     def results(self, spec: Any, store: Store, units: list[Unit]) -> dict[str, pd.DataFrame]:
-        """The results tables of the finished units (a partial grid gives what it has)."""
-
-    def write_results(self, spec: Any, tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
-        """Write the results tables under the output folder ``out``; return where each went."""
+        """The results tables of the finished units (a partial grid gives what it has), by name: each is written
+        as ``OUTPUT/NAME.csv``."""
 
     def report(self, study: Study, out: Path) -> None:
         """Analyse ``study.tables`` and write the analysis and report under ``out`` (setting ``study.analysis``,

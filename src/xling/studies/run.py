@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from xling.config import load_yaml, parse_spec
 from xling.errors import XlingError, on_interrupt
 from xling.grid.engine import StageStatus, Unit, grid_status, run_units
@@ -137,12 +139,24 @@ def run_study(spec: Any, *, analyze: bool = True, console=None, progress: bool =
             units = [*units, *more]
             final = run_grid(spec, units, console=console, progress=progress)
     tables = kind.results(spec, store, units)
-    study = Study(spec, kind.name, final, tables, kind.write_results(spec, tables, out))
+    study = Study(spec, kind.name, final, tables, write_tables(tables, out))
     if study.n_failed:
         study.notes.append(f"{study.n_failed} unit(s) failed; `xling grid status` shows their last error")
     if analyze:
         kind.report(study, out)
     return study
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
+    """Each results table as ``OUT/NAME.csv``, written atomically; where each went."""
+    from xling.io import atomic_file
+
+    written = {}
+    for name, table in tables.items():
+        with atomic_file(out / f"{name}.csv") as fh:
+            table.to_csv(fh, index=False)
+        written[name] = out / f"{name}.csv"
+    return written
 
 
 def spec_digest(spec: Any) -> str:

@@ -78,17 +78,6 @@ class CLEKind:
             tables["cle_downstream"], tables["cle_downstream_seeds"] = downstream_tables(store, units)
         return tables
 
-    def write_results(self, spec: CLEGridSpec, tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
-        """``OUTPUT/cle_results.csv`` (and the downstream tables)."""
-        from xling.io import atomic_file
-
-        written = {}
-        for name, table in tables.items():
-            with atomic_file(out / f"{name}.csv") as fh:
-                table.to_csv(fh, index=False)
-            written[name] = out / f"{name}.csv"
-        return written
-
     def report(self, study: Study, out: Path) -> None:
         """The analysis and report in ``OUTPUT/analysis/``."""
         from xling.report.cle import run_cle_analysis

@@ -103,17 +103,6 @@ class TransferKind:
 
         return aggregate_seeds(long_table(Plan.from_units(spec, units), store))
 
-    def write_results(self, spec: GridSpec, tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
-        """``OUTPUT/results.csv``, ``OUTPUT/results.seeds.csv``, and ``OUTPUT/predictions.csv`` with a budget."""
-        from xling.io import atomic_file
-
-        written = {}
-        for name, table in tables.items():
-            with atomic_file(out / f"{name}.csv") as fh:
-                table.to_csv(fh, index=False)
-            written[name] = out / f"{name}.csv"
-        return written
-
     def report(self, study: Study, out: Path) -> None:
         """The analysis and report of the release-schema table in ``OUTPUT/analysis/``, with the models' family and
         size from the spec and, for a grid with a budget, its predicted cells (nothing when no cell is finished, or
