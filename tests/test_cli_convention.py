@@ -26,6 +26,8 @@ RESULT_COMMANDS = {
     "grid plan",
     "grid run",
     "grid status",
+    "grid export",
+    "data prepare",
     "cle bli",
     "cle run",
     "cle downstream",

@@ -13,7 +13,10 @@ from xling.jsonable import records
 
 @app.command("analyze")
 def analyze_cmd(
-    results: Path = typer.Argument(..., help="Results table: release schema or per-seed long table (CSV or Parquet)."),
+    results: Path = typer.Argument(
+        ...,
+        help="Results table (CSV or Parquet): release schema, per-seed long table, or a CLE grid's cle_results.csv.",
+    ),
     out: Path = typer.Option(..., "-o", "--out", metavar="DIR", help="Output folder."),
     config: Path = typer.Option(
         None, "--config", "-c", help="Analysis YAML: thresholds, model/task metadata, language groups."
