@@ -154,7 +154,7 @@ def test_initial_design_that_cannot_calibrate_is_refused_before_work(assets, tmp
     spec = adaptive_spec(assets, tmp_path / "out", languages=["en", "de"], budget=12)
     code, _, err = run_xling(monkeypatch, capsys, "grid", "run", write_spec(spec, tmp_path / "g.yaml"))
     assert code == 2 and "cannot calibrate" in err and "MT-ML" in err and len(err.strip().splitlines()) == 1
-    assert not list((tmp_path / "out" / "store").glob("units/*"))  # nothing ran
+    assert not (tmp_path / "out").exists()  # refused before any work: no store, no run record
 
 
 def test_design_log_drops_a_torn_line(tmp_path):

@@ -120,10 +120,12 @@ def run_study(spec: Any, *, analyze: bool = True, console=None, progress: bool =
 
     A rerun runs only what is missing; Ctrl-C keeps every finished unit and says so.
     """
-    from xling.io import claim_dir
+    from xling.io import check_out_dir, claim_dir
     from xling.provenance import write_run_record
 
     kind = kind_of(spec)
+    check_out_dir(spec.output)
+    units = kind.units(spec)  # reads the data (and a design log) but writes nothing: a refusal leaves no folder
     out = claim_dir(spec.output, *OWN_OUTPUTS)
     store = store_for(spec)
     store.remove_stale_tmp()
@@ -132,7 +134,6 @@ def run_study(spec: Any, *, analyze: bool = True, console=None, progress: bool =
     write_run_record(
         out / "runs", spec, seed=None, name=f"run-{time.strftime('%Y%m%d-%H%M%S')}-{digest}.json", spec_digest=digest
     )
-    units = kind.units(spec)
     with on_interrupt(lambda: _kept(units, store)):
         final = run_grid(spec, units, console=console, progress=progress)
         while more := kind.more_units(spec, store, units):
